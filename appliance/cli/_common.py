@@ -1,0 +1,35 @@
+"""Small helpers shared by command modules."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from appliance.home import Home, resolve_home
+
+
+def home_of(args: argparse.Namespace) -> Home:
+    """The home selected by --home / $APPLIANCE_HOME / the platform default."""
+    return resolve_home(getattr(args, "home", None))
+
+
+def passphrase_file(args: argparse.Namespace) -> str | None:
+    """The --passphrase-file value, if given."""
+    value = getattr(args, "passphrase_file", None)
+    return str(value) if value else None
+
+
+def print_json(obj: Any) -> None:
+    """One JSON object on stdout."""
+    sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def add_command(sub: Any, common: argparse.ArgumentParser, name: str,
+                help_text: str) -> argparse.ArgumentParser:
+    """Add a sub-command that also accepts the common options."""
+    parser: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help_text,
+                                                     description=help_text)
+    return parser

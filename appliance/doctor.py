@@ -1,0 +1,227 @@
+"""Readiness checks of this machine for the appliance.
+
+Each check is required (doctor fails without it) or advisory (reported, never fatal). The
+heavy probe (torch, bitsandbytes) runs in a child process inside a network namespace when
+one is available, so doctor itself never risks a network call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+from appliance import netns, resources
+from appliance.errors import ApplianceError
+from appliance.home import Home
+from appliance.policy import Policy
+
+MIN_FREE_GIB = 2.0
+ADVISED_FREE_GIB = 10.0
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+               "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "", "HF_HUB_DISABLE_TELEMETRY": "1",
+               "DO_NOT_TRACK": "1"}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One readiness check."""
+
+    name: str
+    required: bool
+    ok: bool
+    detail: str
+
+
+def _canon(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked_versions(lock: Path) -> dict[str, str]:
+    """name -> pinned version for every `name==version` line of a lock file."""
+    pins: dict[str, str] = {}
+    for line in lock.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;\\]+)", line)
+        if match:
+            pins[_canon(match.group(1))] = match.group(2)
+    return pins
+
+
+def check_python() -> Check:
+    """Python 3.11 or newer."""
+    version = ".".join(map(str, sys.version_info[:3]))
+    return Check("python", True, sys.version_info >= (3, 11), f"Python {version}")
+
+
+def check_dependencies() -> Check:
+    """Installed distributions match the hash-pinned lock."""
+    lock = resources.lock_file()
+    if lock is None:
+        return Check("dependencies", True, False, "vendor_wheels/requirements.lock not found")
+    pins = locked_versions(lock)
+    wrong = []
+    for name, want in sorted(pins.items()):
+        try:
+            have = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            wrong.append(f"{name} missing")
+            continue
+        if have != want:
+            wrong.append(f"{name} {have} (lock: {want})")
+    if wrong:
+        shown = ", ".join(wrong[:5]) + (f" and {len(wrong) - 5} more" if len(wrong) > 5 else "")
+        return Check("dependencies", True, False, f"not as locked: {shown} "
+                     "(run scripts/install.sh)")
+    return Check("dependencies", True, True, f"{len(pins)} packages match the lock")
+
+
+def check_namespace() -> Check:
+    """A network namespace can be created: training refuses without one."""
+    support = netns.probe()
+    detail = support.detail if support.available else \
+        f"cannot create a network namespace, so training will refuse: {support.detail}"
+    return Check("network-namespace", True, support.available, detail)
+
+
+def _routes() -> list[str]:
+    routes = []
+    try:
+        for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields and fields[0] != "lo":
+                routes.append(f"{fields[0]} (ipv4)")
+    except OSError:
+        pass
+    try:
+        for line in Path("/proc/net/ipv6_route").read_text().splitlines():
+            fields = line.split()
+            if fields and fields[-1] != "lo":
+                routes.append(f"{fields[-1]} (ipv6)")
+    except OSError:
+        pass
+    return sorted(set(routes))
+
+
+def check_routes() -> Check:
+    """Whether this machine has any network route beyond loopback (air-gap advisory)."""
+    routes = _routes()
+    if routes:
+        return Check("network-routes", False, False, "this machine has network routes via "
+                     f"{', '.join(routes)}: it is not air-gapped (training is still isolated)")
+    return Check("network-routes", False, True, "no route beyond loopback: air-gapped")
+
+
+_ACCEL_PROBE = """
+import json, os
+import torch, bitsandbytes as bnb
+from bitsandbytes import cextension
+cuda = torch.cuda.is_available()
+print(json.dumps({"torch": torch.__version__, "bnb": bnb.__version__,
+  "backend": str(cextension.BNB_BACKEND), "cuda": cuda,
+  "gpu": torch.cuda.get_device_name(0) if cuda else None,
+  "cpu": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count()}))
+"""
+
+
+def check_accelerator() -> Check:
+    """CPU/GPU and the bitsandbytes backend, probed in an isolated child process."""
+    argv = [sys.executable, "-c", _ACCEL_PROBE]
+    argv = netns.isolated_argv(argv) or argv
+    env = {**os.environ, **OFFLINE_ENV}
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=180, env=env,
+                              check=False)
+        info = json.loads(done.stdout.strip().splitlines()[-1])
+    except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError, IndexError):
+        return Check("accelerator", True, False,
+                     "torch and bitsandbytes do not import (run scripts/install.sh)")
+    device = f"CUDA GPU {info['gpu']}" if info["cuda"] else \
+        f"CPU only ({info['cores']} cores, {info['cpu']})"
+    return Check("accelerator", True, True, f"{device}; torch {info['torch']}, "
+                 f"bitsandbytes {info['bnb']} backend {info['backend']}")
+
+
+def check_disk(home: Home) -> Check:
+    """Free disk space where the home lives."""
+    probe = home.root
+    while not probe.exists():
+        probe = probe.parent
+    free_gib = shutil.disk_usage(probe).free / 2**30
+    ok = free_gib >= MIN_FREE_GIB
+    note = "" if free_gib >= ADVISED_FREE_GIB else f" (under {ADVISED_FREE_GIB:g} GiB advised)"
+    return Check("disk", True, ok, f"{free_gib:.1f} GiB free at {probe}{note}")
+
+
+def check_tmpfs(policy: Policy) -> Check:
+    """The memory-backed scratch directory exists and is writable."""
+    path = Path(policy.storage.tmpfs_dir)
+    ok = path.is_dir() and os.access(path, os.W_OK)
+    return Check("tmpfs", True, ok, f"{path} {'is writable' if ok else 'is not writable'}")
+
+
+def check_pii_model(policy: Policy) -> Check:
+    """The NER model is installed and matches the digest pinned in the policy."""
+    from appliance.digests import tree_digest
+
+    name = policy.pii.ner_model.name
+    try:
+        import importlib.util
+
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or spec.origin is None:
+        return Check("pii-model", policy.pii.ner_model.required, False,
+                     f"{name} is not installed: names and places would not be detected")
+    package = Path(spec.origin).parent
+    data = [p for p in package.iterdir() if p.is_dir() and (p / "meta.json").is_file()]
+    if len(data) != 1:
+        return Check("pii-model", True, False, f"{name}: no pipeline directory in {package}")
+    digest = tree_digest(data[0])
+    want = policy.pii.ner_model.digest
+    if want is not None and digest != want:
+        return Check("pii-model", True, False, f"{name} digest {digest} differs from the "
+                     f"policy's {want}")
+    return Check("pii-model", policy.pii.ner_model.required, True, f"{name} {digest}")
+
+
+def check_home(home: Home) -> Check:
+    """Whether the home is initialised (advisory: init creates it)."""
+    if home.is_initialised():
+        return Check("home", False, True, f"{home.root} is initialised")
+    return Check("home", False, False, f"{home.root} is not initialised (run appliance init)")
+
+
+def active_policy(home: Home) -> tuple[Policy, str]:
+    """The home's active policy when initialised, else the shipped default."""
+    from appliance.policy import load_policy
+
+    path = home.policy_file if home.is_initialised() else resources.shipped_policy("default")
+    return load_policy(path), str(path)
+
+
+def run_checks(home: Home) -> list[Check]:
+    """Every readiness check, in the order an operator reads them."""
+    checks = [check_python(), check_dependencies()]
+    try:
+        policy, source = active_policy(home)
+        checks.append(Check("policy", True, True, f"{policy.meta.name} from {source}"))
+    except ApplianceError as exc:
+        return [*checks, Check("policy", True, False, exc.line())]
+    steps: list[Callable[[], Check]] = [
+        check_namespace, check_routes, check_accelerator, lambda: check_disk(home),
+        lambda: check_tmpfs(policy), lambda: check_pii_model(policy), lambda: check_home(home),
+    ]
+    return checks + [step() for step in steps]
+
+
+def as_dict(checks: list[Check]) -> dict[str, object]:
+    """The `--json` document."""
+    return {"ok": all(c.ok for c in checks if c.required), "checks": [asdict(c) for c in checks]}

@@ -1,0 +1,25 @@
+"""Files the appliance ships beside its code: policies, the lock, demo data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from appliance.errors import InstallError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parent
+
+
+def shipped_policy(name: str = "default") -> Path:
+    """Path of a policy shipped in the repository's policy/ directory."""
+    path = REPO_ROOT / "policy" / f"{name}.toml"
+    if not path.is_file():
+        raise InstallError(f"the shipped policy {name!r} is missing", where=str(path),
+                           hint="reinstall the appliance with scripts/install.sh")
+    return path
+
+
+def lock_file() -> Path | None:
+    """The hash-pinned lock the installation was made from, if present."""
+    path = REPO_ROOT / "vendor_wheels" / "requirements.lock"
+    return path if path.is_file() else None
