@@ -6,7 +6,8 @@
 # the configured package index.
 #
 # Environment: APPLIANCE_VENV (default .venv), APPLIANCE_LOCK (default
-# vendor_wheels/requirements.lock), APPLIANCE_WHEELS (default vendor_wheels), PYTHON.
+# vendor_wheels/requirements.lock), APPLIANCE_WHEELS (default vendor_wheels), PYTHON,
+# APPLIANCE_INSTALL_SELF=0 (install only the locked dependencies).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${APPLIANCE_VENV:-$root/.venv}
@@ -37,6 +38,10 @@ fi
 # --no-deps: the lock is the complete closure (scripts/lock.sh); pip installs exactly it.
 "${pip[@]}" install --require-hashes --only-binary=:all: --no-deps "${src[@]}" -r "$lock" \
   || die "installing the locked dependencies failed (see pip's message above)"
+if [ "${APPLIANCE_INSTALL_SELF:-1}" = "0" ]; then
+  echo "install.sh: dependencies installed; the appliance itself was not (APPLIANCE_INSTALL_SELF=0)"
+  exit 0
+fi
 # The appliance itself, from this checkout: its build backend (setuptools) comes from the lock.
 "${pip[@]}" install --no-deps --no-index --no-build-isolation -e "$root" \
   || die "installing the appliance from $root failed"
