@@ -9,7 +9,7 @@ from pathlib import Path
 
 from appliance.errors import PassphraseError
 
-PASSPHRASE_FILE_ENV = "APPLIANCE_PASSPHRASE_FILE"
+PASSPHRASE_FILE_ENV = "APPLIANCE_PASSPHRASE_FILE"  # noqa: S105 (a variable name)
 MIN_LENGTH = 8
 
 

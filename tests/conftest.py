@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
-class NetworkDisabledInTests(RuntimeError):
+class NetworkDisabledInTestsError(RuntimeError):
     """A test tried to connect to the network."""
 
 
@@ -29,7 +29,7 @@ def _no_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         if self.family in (socket.AF_INET, socket.AF_INET6):
             host = address[0] if isinstance(address, tuple) else str(address)
             if host not in ("127.0.0.1", "::1", "localhost"):
-                raise NetworkDisabledInTests(f"test tried to connect to {address!r}")
+                raise NetworkDisabledInTestsError(f"test tried to connect to {address!r}")
         real_connect(self, address)  # type: ignore[arg-type]
 
     monkeypatch.setattr(socket.socket, "connect", guarded)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints
 
 
 class Section(BaseModel):
-    """A frozen, strictly typed policy section: unknown keys are rejected, values are not coerced."""
+    """A frozen, strictly typed policy section: unknown keys rejected, values not coerced."""
 
     model_config = ConfigDict(
         extra="forbid",

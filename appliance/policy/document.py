@@ -43,7 +43,7 @@ class Policy(Section):
     production defaults documented here."""
 
     meta: Meta
-    """What this policy is."""
+    """Name, description and schema version of this policy (required)."""
     pii: PiiPolicy = Field(default_factory=PiiPolicy)
     """PII detection and scrubbing."""
     intake: IntakePolicy = Field(default_factory=IntakePolicy)

@@ -86,7 +86,8 @@ class PiiPolicy(Section):
     default_operator: Operator = "placeholder"
     """Operator for entity types not listed in `operators`."""
     operators: dict[str, Operator] = Field(
-        default_factory=lambda: {"PERSON": "pseudonym", "EMAIL_ADDRESS": "pseudonym"}
+        default_factory=lambda: dict[str, Operator](
+            {"PERSON": "pseudonym", "EMAIL_ADDRESS": "pseudonym"})
     )
     """Operator per entity type: placeholder (`<PERSON>`), pseudonym (keyed HMAC surrogate,
     stable within a dataset), mask (`*`), redact (removed), hash (keyed sha256)."""

@@ -46,5 +46,5 @@ class StoragePolicy(Section):
     """Caps applied when reading stored parameters."""
     plaintext_on_disk: Literal[False] = False
     """Decrypted records never reach the disk. Cannot be enabled."""
-    tmpfs_dir: str = "/dev/shm"
+    tmpfs_dir: str = "/dev/shm"  # noqa: S108 (memory-backed on purpose)
     """Memory-backed directory for the few scratch files training needs (never the home)."""

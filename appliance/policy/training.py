@@ -30,10 +30,11 @@ class TrainingLimits(Section):
 class TrainingPolicy(Section):
     """What training runs may do."""
 
-    methods: list[Method] = Field(default_factory=lambda: ["qlora"], min_length=1)
+    methods: list[Method] = Field(default_factory=lambda: list[Method](["qlora"]), min_length=1)
     """Allowed fine-tuning methods."""
     compute_dtypes: list[ComputeDtype] = Field(
-        default_factory=lambda: ["float32", "bfloat16", "float16"], min_length=1
+        default_factory=lambda: list[ComputeDtype](["float32", "bfloat16", "float16"]),
+        min_length=1,
     )
     """Allowed compute dtypes for quantised layers."""
     limits: TrainingLimits = Field(default_factory=TrainingLimits)
