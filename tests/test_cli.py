@@ -75,3 +75,20 @@ def test_doctor_json_shape(run_cli, tmp_path):
     assert done.returncode == (0 if report["ok"] else 1)
     home = next(c for c in report["checks"] if c["name"] == "home")
     assert home["required"] is False and home["ok"] is False
+
+
+def test_doctor_fails_when_the_pii_model_digest_differs(run_cli, tmp_path):
+    """A required check failing (NER model digest not the pinned one) makes doctor exit 1."""
+    home = tmp_path / "home"
+    (home / "policy").mkdir(parents=True)
+    policy = (REPO / "policy" / "demo.toml").read_text().replace(
+        "sha256:37afdb95c7d733fdae230ccb848c13d0755ad91e579761d142b14e475d28113d",
+        "sha256:" + "0" * 64)
+    (home / "policy" / "active.toml").write_text(policy)
+    (home / "home.json").write_text("{}")
+    done = run_cli("doctor", "--json", "--home", str(home))
+    report = json.loads(done.stdout)
+    check = next(c for c in report["checks"] if c["name"] == "pii-model")
+    assert check["ok"] is False and check["required"] is True
+    assert "differs" in check["detail"]
+    assert report["ok"] is False and done.returncode == 1
