@@ -85,8 +85,9 @@ def _private_der(private_key: Any) -> bytes:
                                            serialization.NoEncryption()))
 
 
-def _write_pair(home: Home, private_key: Any, sealed_name: str, public_name: str,
-                context: str, passphrase: bytes, policy: Policy) -> str:
+def _write_pair(home: Home, private_key: Any, *, names: tuple[str, str], context: str,
+                passphrase: bytes, policy: Policy) -> str:
+    sealed_name, public_name = names
     sealed_path = home.keys_dir / sealed_name
     if sealed_path.exists() or (home.keys_dir / public_name).exists():
         raise HomeError("a key already exists", where=str(sealed_path),
@@ -101,10 +102,12 @@ def generate(home: Home, passphrase: bytes, policy: Policy) -> KeyFingerprints:
     """Create and seal both key pairs; refuses to replace existing keys."""
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-    signing = _write_pair(home, ec.generate_private_key(ec.SECP256R1()), SIGNING_SEALED,
-                          SIGNING_PUBLIC, SIGNING_CONTEXT, passphrase, policy)
-    checkpoint = _write_pair(home, ed25519.Ed25519PrivateKey.generate(), CHECKPOINT_SEALED,
-                             CHECKPOINT_PUBLIC, CHECKPOINT_CONTEXT, passphrase, policy)
+    signing = _write_pair(home, ec.generate_private_key(ec.SECP256R1()),
+                          names=(SIGNING_SEALED, SIGNING_PUBLIC), context=SIGNING_CONTEXT,
+                          passphrase=passphrase, policy=policy)
+    checkpoint = _write_pair(home, ed25519.Ed25519PrivateKey.generate(),
+                             names=(CHECKPOINT_SEALED, CHECKPOINT_PUBLIC),
+                             context=CHECKPOINT_CONTEXT, passphrase=passphrase, policy=policy)
     return KeyFingerprints(signing, checkpoint)
 
 

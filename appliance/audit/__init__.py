@@ -26,7 +26,7 @@ from appliance.audit.notes import Checkpoint
 from appliance.errors import ApplianceError, AuditError
 from appliance.home import Home
 
-__all__ = ["Checkpoint", "checkpoint", "record", "unlock", "unlocked"]
+__all__ = ["Checkpoint", "checkpoint", "forget", "record", "unlock", "unlocked"]
 
 
 @dataclass
@@ -73,8 +73,7 @@ def record(home: Home, action: str, *, outcome: str = "ok", **fields: object) ->
 
 
 def _checkpoint_locked(home: Home, signer: _Signer) -> Checkpoint:
-    from appliance.audit import notes
-    from appliance.audit import merkle
+    from appliance.audit import merkle, notes
 
     lines, torn = logfile.read_lines(home.audit_log)
     if torn:
@@ -100,6 +99,11 @@ def unlock(home: Home, passphrase: bytes, policy: Any = None) -> None:
                                   policy.audit.checkpoint_interval)
     if first:
         atexit.register(_checkpoint_all)
+
+
+def forget(home: Home) -> None:
+    """Drop this process's checkpoint key for `home` (no more automatic checkpoints)."""
+    _SIGNERS.pop(home.root, None)
 
 
 def unlocked(home: Home) -> bool:

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import keys
-from appliance.audit import notes
-from appliance.audit import logfile
+from appliance.audit import logfile, notes
 from appliance.errors import HomeError
 from appliance.fsutil import atomic_write_bytes, atomic_write_text
 from appliance.home import Home

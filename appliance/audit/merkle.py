@@ -53,9 +53,7 @@ def roots_at(hashes: Iterable[bytes], sizes: Iterable[int]) -> dict[int, bytes]:
     if 0 in wanted:
         out[0] = EMPTY_ROOT
     stack: list[tuple[int, bytes]] = []  # (height, hash)
-    size = 0
-    for h in hashes:
-        size += 1
+    for size, h in enumerate(hashes, 1):
         height, node = 0, h
         while stack and stack[-1][0] == height:
             node = node_hash(stack.pop()[1], node)

@@ -65,20 +65,18 @@ def format_errors(_logger: Any, _method: str, event: EventDict) -> EventDict:
 
 
 def _clean(value: Any) -> Any:
-    if isinstance(value, str):
-        return scrub_text(value)
     if isinstance(value, bool) or value is None:
         return value
-    if isinstance(value, int | float):
-        text = str(value)
-        return value if scrub_text(text) == text else scrub_text(text)
     if isinstance(value, dict):
         return {scrub_text(str(k)): _clean(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_clean(v) for v in value]
     if isinstance(value, BaseException):
-        return scrub_text(f"{type(value).__name__}: {value}")
-    return scrub_text(str(value))
+        value = f"{type(value).__name__}: {value}"
+    text = value if isinstance(value, str) else str(value)
+    cleaned = scrub_text(text)
+    # numbers stay numbers unless they look like an identifier (a card number as an int)
+    return value if isinstance(value, int | float) and cleaned == text else cleaned
 
 
 def redact(_logger: Any, _method: str, event: EventDict) -> EventDict:

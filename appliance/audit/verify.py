@@ -12,8 +12,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from appliance.audit import notes
-from appliance.audit import logfile, merkle
+from appliance.audit import logfile, merkle, notes
 from appliance.audit.notes import Checkpoint
 from appliance.errors import AuditError
 
@@ -83,7 +82,7 @@ def _fail(report: LogReport, line: int | None, reason: str) -> LogReport:
     return report
 
 
-def verify_log(lines: list[bytes], torn: bool, stored: list[tuple[str, bytes]], key: Any,
+def verify_log(lines: list[bytes], torn: bool, stored: list[tuple[str, bytes]], *, key: Any,
                origin: str, anchor_note: bytes | None = None) -> LogReport:
     """Check the log lines against the stored signed notes (and an anchor note)."""
     n = len(lines)

@@ -34,7 +34,7 @@ def verify_home(home: Home, anchor: str | Path | None = None) -> dict[str, Any]:
         lines, torn = logfile.read_lines(home.audit_log)
         stored = logfile.checkpoint_notes(logfile.checkpoints_dir(home))
     origin = origin_for(keys.fingerprint(key))
-    report = verify_log(lines, torn, stored, key, origin, anchor_note)
+    report = verify_log(lines, torn, stored, key=key, origin=origin, anchor_note=anchor_note)
     report.checkpoint_key = keys.fingerprint(key)
     audit.record(home, "audit.verified", outcome="ok" if report.ok else "failed",
                  entries=report.entries, covered=report.covered,
@@ -56,7 +56,8 @@ def verify_bundle(bundle: str | Path, anchor: str | Path | None = None,
     if trusted_key is not None and fp != trusted_key:
         raise AuditError(f"the bundle's checkpoint key is {fp}, not the trusted {trusted_key}",
                          where=str(bundle))
-    report = verify_log(lines, torn, stored, key, origin_for(fp), _read_anchor(anchor))
+    report = verify_log(lines, torn, stored, key=key, origin=origin_for(fp),
+                        anchor_note=_read_anchor(anchor))
     report.checkpoint_key = fp
     return report.as_dict()
 
