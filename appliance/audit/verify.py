@@ -82,6 +82,18 @@ def _fail(report: LogReport, line: int | None, reason: str) -> LogReport:
     return report
 
 
+def _unmatched(chain: tuple[int, str] | None, covered: int, size: int,
+               good: int) -> tuple[int, str]:
+    """Name the first bad line among those a checkpoint no longer matches. With intact links,
+    only the log's last line is unprotected by a successor, so a plain edit is there; links
+    rewritten by hand could hide an earlier edit, hence the range in the message."""
+    if chain and chain[0] <= size:
+        return chain
+    line = size if size == good else covered + 1
+    return line, (f"line {line}: does not match the signed checkpoint of size {size} "
+                  f"(the first bad line is within lines {covered + 1}..{size})")
+
+
 def verify_log(lines: list[bytes], torn: bool, stored: list[tuple[str, bytes]], *, key: Any,
                origin: str, anchor_note: bytes | None = None) -> LogReport:
     """Check the log lines against the stored signed notes (and an anchor note)."""
@@ -103,9 +115,7 @@ def verify_log(lines: list[bytes], torn: bool, stored: list[tuple[str, bytes]], 
                   f"entries but a signed checkpoint covers {cp.size} (truncated)")
             break
         if roots[cp.size] != cp.root:
-            line = chain[0] if chain and chain[0] <= cp.size else covered + 1
-            _fail(report, line, f"line {line}: lines {covered + 1}..{cp.size} do not match the "
-                  f"signed checkpoint of size {cp.size}")
+            _fail(report, *_unmatched(chain, covered, cp.size, good))
             break
         covered = cp.size
         report.latest = cp.as_dict()
