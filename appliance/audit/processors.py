@@ -3,7 +3,7 @@
 Each processor has structlog's signature `(logger, method_name, event_dict) -> event_dict`.
 `redact` is the last processor before the sink and there is no other path to the log file:
 every key and string value (exception texts and tracebacks included) passes the scrubber's
-pattern detectors (`appliance.patterns.redact`), plus a conservative person-name heuristic,
+pattern detectors (`appliance.patterns`, the detectors `patterns.redact` applies), plus a conservative person-name heuristic,
 because pure regular expressions do not find names.
 """
 
@@ -16,7 +16,7 @@ import traceback
 from collections.abc import MutableMapping
 from typing import Any
 
-from appliance.patterns import redact as redact_patterns
+from appliance.patterns import find
 
 MAX_TEXT = 2048
 _PERSON = re.compile(
@@ -25,11 +25,41 @@ _PERSON = re.compile(
 EventDict = MutableMapping[str, Any]
 
 
+def _spans(text: str) -> list[tuple[int, int, str]]:
+    # Underscores join words in file names (`Jane_Doe_219-09-9999.txt`) and defeat `\b` in
+    # the detectors; detect on a same-length copy with spaces, replace in the original.
+    spaced = text.replace("_", " ")
+    found = [(s.start, s.end, s.entity) for s in find(spaced)]
+    found += [(m.start(), m.end(), "PERSON") for m in _PERSON.finditer(spaced)]
+    return sorted(found, key=lambda s: (s[0], -s[1]))
+
+
+def _redact_once(text: str) -> str:
+    out, pos = [], 0
+    for start, end, entity in _spans(text):
+        if start < pos:  # overlaps the previous redaction: extend it
+            pos = max(pos, end)
+            continue
+        out += [text[pos:start], f"[REDACTED:{entity}]"]
+        pos = end
+    out.append(text[pos:])
+    return "".join(out)
+
+
 def scrub_text(text: str) -> str:
-    """`text` with identifiers, secrets and name-like word runs redacted, length-capped."""
+    """`text` with identifiers, secrets and name-like word runs redacted, length-capped.
+
+    Runs to a fixed point (at most three passes): a detector can miss an identifier glued to
+    digits that another detector then removes (a card number right after a phone number).
+    """
     if len(text) > MAX_TEXT:
         text = text[:MAX_TEXT] + "...[truncated]"
-    return _PERSON.sub("[REDACTED:PERSON]", redact_patterns(text))
+    for _ in range(3):
+        cleaned = _redact_once(text)
+        if cleaned == text:
+            break
+        text = cleaned
+    return text
 
 
 def add_action(_logger: Any, _method: str, event: EventDict) -> EventDict:

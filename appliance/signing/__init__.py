@@ -121,7 +121,10 @@ def _sign(home: Home, artifact: Path, passphrase: bytes, info: dict[str, Any],
     from appliance.signing import dsse
     from appliance.signing import provenance as prov
 
+    from appliance.audit.processors import scrub_text
+
     tree_manifest(artifact)  # refuses symlinks and special files before anything is written
+    subject = scrub_text(artifact.name)  # a directory name could carry PII; keep it out
     policy = load_policy(home.policy_file)
     key = keys.load_signing_key(home, passphrase, policy)
     signer = keys.fingerprint(key.public_key())
@@ -131,13 +134,13 @@ def _sign(home: Home, artifact: Path, passphrase: bytes, info: dict[str, Any],
     written.append(artifact / SIGNER_KEY)
     atomic_write_bytes(artifact / SIGNER_KEY, keys.public_pem(key.public_key()), 0o644)
     content = root_digest(tree_manifest(artifact, exclude=(SIGNATURE, PROVENANCE)))
-    statement = prov.build(artifact.name, content, info, checkpoint=checkpoint, signer=signer)
+    statement = prov.build(subject, content, info, checkpoint=checkpoint, signer=signer)
     written.append(artifact / PROVENANCE)
     atomic_write_bytes(artifact / PROVENANCE, dsse.sign_statement(statement, key), 0o644)
     manifest = tree_manifest(artifact, exclude=(SIGNATURE,))
     written.append(artifact / SIGNATURE)
     atomic_write_bytes(artifact / SIGNATURE,
-                       dsse.sign_statement(model_statement(artifact.name, manifest), key), 0o644)
+                       dsse.sign_statement(model_statement(subject, manifest), key), 0o644)
     result = SignResult(str(artifact), root_digest(manifest), content, signer, len(manifest),
                         checkpoint)
     audit.record(home, "artifact.signed", artifact=artifact.name, root_digest=result.root_digest,
