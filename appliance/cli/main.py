@@ -20,6 +20,9 @@ from appliance.errors import EXIT_BAD_INPUT, EXIT_FAILED, ApplianceError, Policy
 COMMAND_MODULES = (
     "appliance.cli.policy_cmd",
     "appliance.cli.doctor_cmd",
+    "appliance.cli.init_cmd",
+    "appliance.cli.audit_cmd",
+    "appliance.cli.verify_cmd",
 )
 
 

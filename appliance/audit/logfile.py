@@ -1,0 +1,150 @@
+"""The audit log on disk: JSON lines appended under an exclusive lock, fsynced.
+
+Every writer (the CLI, the TUI, a training child) takes `flock` on `audit/.lock` before it
+reads the tail and appends, so sequence numbers and chain links never interleave. Each line
+carries `seq` (its 1-based line number) and `prev` (the RFC 6962 leaf hash of the line
+before it): they let `audit verify` name the first bad line; the signed checkpoints are what
+make tampering detectable. Checkpoints live in `audit/checkpoints/<size>.note`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from appliance.audit import merkle
+from appliance.errors import AuditError
+from appliance.fsutil import atomic_write_bytes, fsync_dir
+from appliance.home import Home
+
+LOCK_NAME = ".lock"
+CHECKPOINT_DIR = "checkpoints"
+GENESIS_PREV = "0" * 64
+TAIL_CHUNK = 1 << 16
+
+
+def checkpoints_dir(home: Home) -> Path:
+    """Where signed checkpoints are kept."""
+    return home.audit_dir / CHECKPOINT_DIR
+
+
+@contextlib.contextmanager
+def locked(home: Home) -> Iterator[None]:
+    """Hold the audit lock (exclusive, blocking) for the block."""
+    home.audit_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(home.audit_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def _last_line(path: Path) -> tuple[bytes | None, bool]:
+    """The last complete line (without its newline) and whether the file ends cleanly."""
+    try:
+        with open(path, "rb") as handle:
+            end = handle.seek(0, os.SEEK_END)
+            if end == 0:
+                return None, True
+            pos, buf = end, b""
+            while pos > 0:
+                step = min(TAIL_CHUNK, pos)
+                pos -= step
+                handle.seek(pos)
+                buf = handle.read(step) + buf
+                body = buf[:-1] if buf.endswith(b"\n") else buf
+                if b"\n" in body or pos == 0:
+                    return body.rsplit(b"\n", 1)[-1], buf.endswith(b"\n")
+    except FileNotFoundError:
+        return None, True
+    return None, True
+
+
+def _next_link(path: Path, last: bytes | None) -> tuple[int, str]:
+    if last is None:
+        return 1, GENESIS_PREV
+    try:
+        seq = int(json.loads(last)["seq"]) + 1
+    except (ValueError, KeyError, TypeError):
+        seq = len(read_lines(path)[0]) + 1  # a damaged tail: count instead
+    return seq, merkle.leaf_hash(last).hex()
+
+
+def append(home: Home, event: dict[str, Any]) -> int:
+    """Append one (already redacted) event; returns its sequence number. Caller holds no lock."""
+    with locked(home):
+        return append_locked(home, event)
+
+
+def append_locked(home: Home, event: dict[str, Any]) -> int:
+    """Append under a lock the caller holds."""
+    path = home.audit_log
+    last, clean = _last_line(path)
+    seq, prev = _next_link(path, last)
+    line = json.dumps({**event, "seq": seq, "prev": prev}, sort_keys=True, ensure_ascii=False,
+                      separators=(",", ":"), default=str).encode("utf-8")
+    data = (b"" if clean else b"\n") + line + b"\n"
+    existed = path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as exc:
+        raise AuditError(f"cannot write the audit log: {exc.strerror}", where=str(path),
+                         hint="check free space and permissions") from None
+    finally:
+        os.close(fd)
+    if not existed:
+        fsync_dir(path.parent)
+    return seq
+
+
+def read_lines(path: Path) -> tuple[list[bytes], bool]:
+    """Every line without its newline, and whether the last one was torn (no newline)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return [], False
+    if not data:
+        return [], False
+    lines = data.split(b"\n")
+    torn = lines[-1] != b""
+    return (lines if torn else lines[:-1]), torn
+
+
+def checkpoint_notes(directory: Path) -> list[tuple[str, bytes]]:
+    """(file name, note bytes) of every stored checkpoint, by file name."""
+    if not directory.is_dir():
+        return []
+    notes = []
+    for path in sorted(directory.iterdir()):
+        if path.name.endswith(".note") and path.is_file() and not path.is_symlink():
+            notes.append((path.name, path.read_bytes()))
+    return notes
+
+
+def note_name(size: int) -> str:
+    """File name of the checkpoint for a tree of `size` entries."""
+    return f"{size:012d}.note"
+
+
+def latest_size(home: Home) -> int:
+    """Size of the newest stored checkpoint (0 when none)."""
+    names = [name for name, _ in checkpoint_notes(checkpoints_dir(home))]
+    sizes = [int(n.split(".")[0]) for n in names if n.split(".")[0].isdigit()]
+    return max(sizes, default=0)
+
+
+def store_note(home: Home, size: int, note: bytes) -> Path:
+    """Write a signed checkpoint atomically."""
+    path = checkpoints_dir(home) / note_name(size)
+    atomic_write_bytes(path, note, 0o644)
+    return path

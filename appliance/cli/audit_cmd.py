@@ -1,0 +1,87 @@
+"""`appliance audit verify|export|checkpoint`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from appliance.cli._common import add_command, home_of, passphrase_file, print_json
+from appliance.errors import EXIT_FAILED, EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from appliance.service import audit
+
+    if args.bundle:
+        report = audit.verify_bundle(args.bundle, args.anchor, args.trusted_key)
+    else:
+        report = audit.verify_home(home_of(args), args.anchor)
+    if args.json:
+        print_json(report)
+    elif report["ok"]:
+        print(report["reason"])
+        if report["uncovered"]:
+            print(f"warning: {report['uncovered']} entries after the newest checkpoint are "
+                  "not yet covered by a signature (appliance audit checkpoint covers them)")
+        print(f"checkpoint key {report['checkpoint_key']}")
+    if not report["ok"]:
+        where = f"line {report['first_bad_line']}" if report["first_bad_line"] else "log"
+        sys.stderr.write(f"appliance: audit log does not verify ({where}): "
+                         f"{report['reason']}\n")
+    return EXIT_OK if report["ok"] else EXIT_FAILED
+
+
+def _export(args: argparse.Namespace) -> int:
+    from appliance.passphrase import read_passphrase
+    from appliance.service import audit
+
+    passphrase = None if args.no_checkpoint else read_passphrase(passphrase_file(args))
+    summary = audit.export_bundle(home_of(args), args.out, passphrase)
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"wrote {args.out}: {summary['entries']} entries, {summary['checkpoints']} "
+              f"checkpoints, {summary['artifacts']} artifacts")
+        print(f"checkpoint key {summary['checkpoint_key']}")
+    return EXIT_OK
+
+
+def _checkpoint(args: argparse.Namespace) -> int:
+    from appliance.passphrase import read_passphrase
+    from appliance.service import audit
+
+    cp = audit.checkpoint_now(home_of(args), read_passphrase(passphrase_file(args)), args.out)
+    if args.json:
+        print_json(cp)
+    else:
+        print(f"checkpoint {cp['origin']} size {cp['size']} root {cp['root']}")
+    return EXIT_OK
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the `audit` command group."""
+    audit = add_command(sub, common, "audit", "verify and export the tamper-evident audit log")
+    group = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True,
+                                 parser_class=type(audit))
+    verify = add_command(group, common, "verify", "check the log against its signed checkpoints")
+    verify.add_argument("--anchor", metavar="FILE", default=None,
+                        help="a checkpoint exported earlier and kept off the machine")
+    verify.add_argument("--bundle", metavar="DIR", default=None,
+                        help="verify an exported bundle instead of the home")
+    verify.add_argument("--trusted-key", metavar="FINGERPRINT", default=None,
+                        help="with --bundle: the checkpoint key fingerprint to require")
+    verify.add_argument("--json", action="store_true", help="print the report as JSON")
+    verify.set_defaults(handler=_verify)
+    export = add_command(group, common, "export", "write an auditor's bundle")
+    export.add_argument("--out", metavar="DIR", required=True, help="output directory")
+    export.add_argument("--no-checkpoint", action="store_true",
+                        help="do not ask for the passphrase; the newest entries stay uncovered")
+    export.add_argument("--json", action="store_true", help="print the summary as JSON")
+    export.set_defaults(handler=_export)
+    checkpoint = add_command(group, common, "checkpoint",
+                             "sign a checkpoint over the whole log now")
+    checkpoint.add_argument("--out", metavar="FILE", default=None,
+                            help="also write it here, as an anchor to keep off the machine")
+    checkpoint.add_argument("--json", action="store_true", help="print it as JSON")
+    checkpoint.set_defaults(handler=_checkpoint)

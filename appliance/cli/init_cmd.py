@@ -1,0 +1,58 @@
+"""`appliance init [--policy FILE]` and `appliance keys export --out DIR`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from appliance.cli._common import add_command, home_of, passphrase_file, print_json
+from appliance.errors import EXIT_OK
+
+
+def _init(args: argparse.Namespace) -> int:
+    from appliance.passphrase import read_passphrase
+    from appliance.service.home import init_home
+
+    home = home_of(args)
+    passphrase = read_passphrase(passphrase_file(args), prompt="New passphrase: ",
+                                 confirm=True, check_strength=True)
+    result = init_home(home, passphrase, args.policy)
+    if args.json:
+        print_json(result.as_dict())
+    else:
+        print(f"initialised {result.home}")
+        print(f"policy          {result.policy_name} {result.policy_digest}")
+        print(f"signing key     {result.signing_key}")
+        print(f"checkpoint key  {result.checkpoint_key}")
+    return EXIT_OK
+
+
+def _keys_export(args: argparse.Namespace) -> int:
+    from appliance.service.home import export_keys
+
+    result = export_keys(home_of(args), args.out)
+    if args.json:
+        print_json(result)
+    else:
+        for path in result["files"]:
+            print(path)
+        print(f"signing key     {result['signing']}")
+        print(f"checkpoint key  {result['checkpoint']}")
+    return EXIT_OK
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add `init` and the `keys` command group."""
+    init = add_command(sub, common, "init", "create the home: keys, vault master key, audit "
+                       "log, active policy")
+    init.add_argument("--policy", metavar="FILE", default=None,
+                      help="policy to activate (default: the shipped default policy)")
+    init.add_argument("--json", action="store_true", help="print the result as JSON")
+    init.set_defaults(handler=_init)
+    keys = add_command(sub, common, "keys", "the home's public keys")
+    group = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True,
+                                parser_class=type(keys))
+    export = add_command(group, common, "export", "write the public keys (PEM) for auditors")
+    export.add_argument("--out", metavar="DIR", required=True, help="output directory")
+    export.add_argument("--json", action="store_true", help="print the result as JSON")
+    export.set_defaults(handler=_keys_export)

@@ -1,0 +1,35 @@
+"""`appliance verify DIR [--json]`: check a signed artifact."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from appliance.cli._common import add_command, home_of, print_json
+from appliance.errors import EXIT_FAILED, EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from appliance.service.artifacts import verify
+
+    result = verify(home_of(args), args.dir, args.policy)
+    if args.json:
+        print_json(result)
+    elif result["ok"]:
+        print(f"{args.dir}: {result['reason']} ({result['signer']}, root "
+              f"{result['root_digest']})")
+    if not result["ok"]:
+        sys.stderr.write(f"appliance: {args.dir}: verification failed: {result['reason']}\n")
+    return EXIT_OK if result["ok"] else EXIT_FAILED
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add `verify`."""
+    verify = add_command(sub, common, "verify", "check that a directory is a complete, "
+                         "unmodified artifact signed by a key the policy trusts")
+    verify.add_argument("dir", help="artifact directory")
+    verify.add_argument("--policy", metavar="FILE", default=None,
+                        help="trust what this policy trusts (default: the home's policy)")
+    verify.add_argument("--json", action="store_true", help="print the result as JSON")
+    verify.set_defaults(handler=_verify)

@@ -1,0 +1,37 @@
+"""Artifact verification for the CLI and TUI (`appliance verify DIR`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from appliance.home import Home
+
+
+def trusted_keys(home: Home, policy_path: str | Path | None = None) -> set[str]:
+    """Fingerprints the policy trusts: its `signing.trusted_keys`, plus the home's own
+    signing key when `signing.trust_home_key` is set."""
+    from appliance import keys
+    from appliance.policy import load_policy
+
+    if policy_path is None:
+        home.require_initialised()
+    policy = load_policy(policy_path if policy_path is not None else home.policy_file)
+    trusted = set(policy.signing.trusted_keys)
+    if policy.signing.trust_home_key and home.is_initialised():
+        trusted.add(keys.fingerprint(keys.signing_public_key(home)))
+    return trusted
+
+
+def verify(home: Home, artifact: str | Path, policy_path: str | Path | None = None
+           ) -> dict[str, Any]:
+    """Verify `artifact`; records `artifact.verified` when the home exists."""
+    from appliance import audit
+    from appliance.signing import verify_artifact
+
+    result = verify_artifact(artifact, trusted_keys(home, policy_path))
+    if home.is_initialised():
+        audit.record(home, "artifact.verified", outcome="ok" if result.ok else "failed",
+                     artifact=Path(artifact).name, root_digest=result.root_digest or None,
+                     signer=result.signer or None, reason=result.reason)
+    return result.as_dict()

@@ -1,0 +1,258 @@
+"""Signed artifacts: OpenSSF model-signing v1.0 bundles (key mode) plus signed provenance.
+
+An artifact directory, once signed, holds:
+- its content files (adapter weights, config, metrics...),
+- `signer.pub.pem`: the signer's public key (the policy pins its fingerprint),
+- `provenance.sigstore.json`: a DSSE bundle over the SLSA provenance statement, whose subject
+  is the *content digest*: the model-signing root digest over every file except the two
+  signature files,
+- `model.sig`: the model-signing v1.0 bundle over every file except itself (provenance
+  included). Its subject digest is the artifact's *root digest*, equal to what the upstream
+  `model_signing` verifier computes.
+
+Verification reads bytes and JSON only; no model parser opens a file, and nothing but
+`model.sig` is left out of the check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.digests import root_digest, tree_manifest
+from appliance.errors import ApplianceError, IntegrityError, SigningError
+from appliance.fsutil import atomic_write_bytes
+from appliance.home import Home
+
+SIGNATURE = "model.sig"
+PROVENANCE = "provenance.sigstore.json"
+SIGNER_KEY = "signer.pub.pem"
+MODEL_SIGNING_PREDICATE = "https://model_signing/signature/v1.0"
+SERIALIZATION = {"method": "files", "hash_type": "sha256", "allow_symlinks": False,
+                 "ignore_paths": [SIGNATURE]}
+MAX_SIGNATURE_BYTES = 64 * 1024 * 1024
+
+__all__ = ["SignResult", "VerifyResult", "sign_artifact", "verify_artifact"]
+
+
+@dataclass(frozen=True)
+class SignResult:
+    """What signing produced."""
+
+    artifact: str
+    root_digest: str
+    content_digest: str
+    signer: str
+    files: int
+    checkpoint: dict[str, Any]
+
+
+@dataclass
+class VerifyResult:
+    """The outcome of verifying an artifact directory (contract fields first)."""
+
+    ok: bool
+    reason: str
+    root_digest: str = ""
+    signer: str = ""
+    content_digest: str = ""
+    files: int = 0
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for --json."""
+        return asdict(self)
+
+
+def model_statement(name: str, manifest: list[tuple[str, str]]) -> dict[str, Any]:
+    """The in-toto statement model-signing v1.0 signs for a manifest."""
+    return {
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{"name": name,
+                     "digest": {"sha256": root_digest(manifest).removeprefix("sha256:")}}],
+        "predicateType": MODEL_SIGNING_PREDICATE,
+        "predicate": {
+            "serialization": SERIALIZATION,
+            "resources": [{"name": p, "algorithm": "sha256", "digest": d} for p, d in manifest],
+        },
+    }
+
+
+def _check_dir(artifact: Path) -> None:
+    if artifact.is_symlink() or not artifact.is_dir():
+        raise SigningError("not an artifact directory", where=str(artifact))
+
+
+def sign_artifact(home: Home, artifact_dir: str | Path, passphrase: bytes,
+                  provenance: dict[str, Any]) -> SignResult:
+    """Sign every file of `artifact_dir` and a provenance statement about it.
+
+    Writes `signer.pub.pem`, `provenance.sigstore.json` and `model.sig` atomically (removed
+    again if signing fails), signs an audit checkpoint first so provenance can name it, and
+    records `artifact.signed`.
+    """
+    from appliance import audit
+
+    artifact = Path(artifact_dir)
+    _check_dir(artifact)
+    for name in (SIGNATURE, PROVENANCE, SIGNER_KEY):
+        if (artifact / name).exists() or (artifact / name).is_symlink():
+            raise SigningError(f"already holds {name}", where=str(artifact),
+                               hint="an artifact is signed once")
+    written: list[Path] = []
+    try:
+        return _sign(home, artifact, passphrase, provenance, written)
+    except BaseException as exc:
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        if isinstance(exc, ApplianceError):
+            audit.record(home, "artifact.signed", outcome="failed", artifact=artifact.name,
+                         error=exc.line())
+        raise
+
+
+def _sign(home: Home, artifact: Path, passphrase: bytes, info: dict[str, Any],
+          written: list[Path]) -> SignResult:
+    from appliance import audit, keys
+    from appliance.policy import load_policy
+    from appliance.signing import dsse
+    from appliance.signing import provenance as prov
+
+    from appliance.audit.processors import scrub_text
+
+    tree_manifest(artifact)  # refuses symlinks and special files before anything is written
+    subject = scrub_text(artifact.name)  # a directory name could carry PII; keep it out
+    policy = load_policy(home.policy_file)
+    key = keys.load_signing_key(home, passphrase, policy)
+    signer = keys.fingerprint(key.public_key())
+    if not audit.unlocked(home):
+        audit.unlock(home, passphrase, policy)
+    checkpoint = audit.checkpoint(home).as_dict()
+    written.append(artifact / SIGNER_KEY)
+    atomic_write_bytes(artifact / SIGNER_KEY, keys.public_pem(key.public_key()), 0o644)
+    content = root_digest(tree_manifest(artifact, exclude=(SIGNATURE, PROVENANCE)))
+    statement = prov.build(subject, content, info, checkpoint=checkpoint, signer=signer)
+    written.append(artifact / PROVENANCE)
+    atomic_write_bytes(artifact / PROVENANCE, dsse.sign_statement(statement, key), 0o644)
+    manifest = tree_manifest(artifact, exclude=(SIGNATURE,))
+    written.append(artifact / SIGNATURE)
+    atomic_write_bytes(artifact / SIGNATURE,
+                       dsse.sign_statement(model_statement(subject, manifest), key), 0o644)
+    result = SignResult(str(artifact), root_digest(manifest), content, signer, len(manifest),
+                        checkpoint)
+    audit.record(home, "artifact.signed", artifact=artifact.name, root_digest=result.root_digest,
+                 content_digest=content, signer=signer, files=len(manifest))
+    return result
+
+
+def _read_small(path: Path, what: str) -> bytes:
+    if path.is_symlink() or not path.is_file():
+        raise SigningError(f"{what} is missing or not a regular file: {path.name}")
+    with open(path, "rb") as handle:
+        data = handle.read(MAX_SIGNATURE_BYTES + 1)
+    if len(data) > MAX_SIGNATURE_BYTES:
+        raise SigningError(f"{what} is too large: {path.name}")
+    return data
+
+
+def _signed_manifest(statement: dict[str, Any]) -> tuple[str, list[tuple[str, str]]]:
+    try:
+        if statement["predicateType"] != MODEL_SIGNING_PREDICATE or len(statement["subject"]) != 1:
+            raise ValueError
+        serialization = statement["predicate"]["serialization"]
+        if (serialization.get("method"), serialization.get("hash_type"),
+                serialization.get("allow_symlinks")) != ("files", "sha256", False):
+            raise ValueError
+        manifest = [(str(r["name"]), str(r["digest"])) for r in statement["predicate"]["resources"]
+                    if r["algorithm"] == "sha256"]
+        claimed = "sha256:" + str(statement["subject"][0]["digest"]["sha256"])
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise SigningError("the signed statement is not a model-signing v1.0 manifest") from None
+    if len(manifest) != len(statement["predicate"]["resources"]) or \
+            root_digest(manifest) != claimed:
+        raise SigningError("the signed manifest is inconsistent with its root digest")
+    return claimed, manifest
+
+
+def _compare(artifact: Path, signed: list[tuple[str, str]]) -> None:
+    try:
+        actual = dict(tree_manifest(artifact, exclude=(SIGNATURE,)))
+    except IntegrityError as exc:
+        raise SigningError(exc.message) from None
+    expected = dict(signed)
+    for name in sorted(set(actual) - set(expected)):
+        raise SigningError(f"file added or renamed after signing: {name}")
+    for name in sorted(set(expected) - set(actual)):
+        raise SigningError(f"file missing (removed or renamed) since signing: {name}")
+    for name in sorted(expected):
+        if actual[name] != expected[name]:
+            raise SigningError(f"file changed since signing: {name}")
+
+
+def verify_artifact(artifact_dir: str | Path, trusted: set[str]) -> VerifyResult:
+    """Verify a signed artifact against the trusted key fingerprints. Never raises for a bad
+    artifact: the result says why it fails."""
+    artifact = Path(artifact_dir)
+    result = VerifyResult(False, "")
+    try:
+        _verify(artifact, trusted, result)
+    except (SigningError, IntegrityError) as exc:
+        result.ok, result.reason = False, exc.message
+        return result
+    result.ok = True
+    result.reason = f"verified: {result.files} files signed by a trusted key"
+    return result
+
+
+def _verify(artifact: Path, trusted: set[str], result: VerifyResult) -> None:
+    from appliance import keys
+    from appliance.signing import dsse
+
+    _check_dir(artifact)
+    bundle = _read_small(artifact / SIGNATURE, "the signature")
+    pem_path = artifact / SIGNER_KEY
+    _read_small(pem_path, "the signer's public key")
+    public_key = keys.load_public_pem(pem_path)
+    result.signer = keys.fingerprint(public_key)
+    if result.signer not in trusted:
+        raise SigningError(f"signed by a key the policy does not trust: {result.signer}",
+                           hint="add its fingerprint to signing.trusted_keys if you trust it")
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) or \
+            public_key.curve.name != "secp256r1":
+        raise SigningError("the signer's key is not ECDSA P-256")
+    root, manifest = _signed_manifest(dsse.open_bundle(bundle, public_key))
+    result.root_digest = root
+    _compare(artifact, manifest)
+    result.files = len(manifest)
+    statement = dsse.open_bundle(_read_small(artifact / PROVENANCE, "the provenance"),
+                                 public_key)
+    content = root_digest([(p, d) for p, d in manifest if p != PROVENANCE])
+    result.content_digest = content
+    _check_provenance(statement, content, result)
+
+
+def _check_provenance(statement: dict[str, Any], content: str, result: VerifyResult) -> None:
+    from appliance.signing.provenance import PREDICATE_TYPE
+
+    try:
+        ok = (statement["predicateType"] == PREDICATE_TYPE and len(statement["subject"]) == 1
+              and "sha256:" + statement["subject"][0]["digest"]["sha256"] == content)
+        build = statement["predicate"]["buildDefinition"]
+    except (KeyError, TypeError, IndexError):
+        ok = False
+    if not ok:
+        raise SigningError("the provenance does not describe this artifact's content")
+    external = build.get("externalParameters", {})
+    internal = build.get("internalParameters", {})
+    result.provenance = {
+        "policy_digest": external.get("policy_digest"),
+        "base_model": external.get("base_model"),
+        "dataset": external.get("dataset"),
+        "audit_checkpoint": internal.get("audit_checkpoint"),
+        "isolation": internal.get("isolation"),
+    }
