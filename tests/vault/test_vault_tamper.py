@@ -102,7 +102,7 @@ def test_appended_bytes_are_refused(small: tuple[VaultHome, bytes]) -> None:
 def _chunks(data: bytes, parsed: layout.Parsed) -> tuple[bytes, list[bytes], bytes]:
     start = parsed.body_offset + crypto.STREAM_HEADER_BYTES
     end = parsed.body_offset + parsed.body_len
-    chunks = [data[i:i + STREAM_CHUNK] for i in range(start, end, STREAM_CHUNK)]
+    chunks = [data[i:min(i + STREAM_CHUNK, end)] for i in range(start, end, STREAM_CHUNK)]
     return data[:start], chunks, data[end:]
 
 
@@ -167,3 +167,4 @@ def test_wrong_master_key_and_passphrase_are_refused(small: tuple[VaultHome, byt
         store.read_dataset(vh.home, vh.policy, os.urandom(32), "small")
     with pytest.raises(PassphraseError):
         masterkey.load(vh.home, b"not the passphrase", vh.policy)
+
