@@ -17,7 +17,7 @@ def vhome(tmp_path: Path) -> VaultHome:
 @pytest.fixture
 def vhome_export(tmp_path: Path) -> VaultHome:
     """An initialised home whose policy allows encrypted dataset export."""
-    return make_home(tmp_path / "home", export="encrypted")
+    return make_home(tmp_path / "home-export", export="encrypted")
 
 
 @pytest.fixture(scope="module")
