@@ -36,8 +36,8 @@ def forms(canary: str) -> dict[str, bytes]:
 
 
 def _files(roots: Iterable[Path]) -> Iterable[Path]:
-    for root in roots:
-        root = Path(root)
+    for given in roots:
+        root = Path(given)
         if root.is_file() and not root.is_symlink():
             yield root
             continue

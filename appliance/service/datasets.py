@@ -97,7 +97,8 @@ def sample_dataset(home: Home, name: str, *, n: int = 5, split: str = "train",
     records = store.read_dataset(home, policy, key, name, split, purpose="sample")
     if seed is None:
         return records[:n]
-    return random.Random(seed).sample(records, min(n, len(records)))
+    picker = random.Random(seed)  # noqa: S311 - choosing a preview, not a secret
+    return picker.sample(records, min(n, len(records)))
 
 
 def remove_dataset(home: Home, name: str) -> dict[str, Any]:

@@ -71,7 +71,7 @@ def frame(dataset_id: str, metadata: dict[str, Any], train: Iterable[object],
         batch += mark
         totals._hash.update(mark)
         count = 0
-        for count, record in enumerate(records, 1):  # noqa: B007 - count is used below
+        for count, record in enumerate(records, 1):
             line = record_line(record, split, count)
             batch += line
             totals._hash.update(line)

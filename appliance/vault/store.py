@@ -136,7 +136,7 @@ def _parse_file(handle: BinaryIO) -> layout.Parsed:
 
 
 # --- write --------------------------------------------------------------------------------
-def write_dataset(home: Home, policy: Policy, master_key: bytes, name: str,
+def write_dataset(home: Home, policy: Policy, master_key: bytes, name: str,  # noqa: PLR0917
                   train_records: Iterable[dict[str, Any]],
                   eval_records: Iterable[dict[str, Any]],
                   metadata: dict[str, Any]) -> DatasetInfo:
@@ -154,7 +154,7 @@ def write_dataset(home: Home, policy: Policy, master_key: bytes, name: str,
     return info
 
 
-def _write(home: Home, policy: Policy, master_key: bytes, name: str,
+def _write(home: Home, policy: Policy, master_key: bytes, name: str,  # noqa: PLR0917
            train_records: Iterable[dict[str, Any]], eval_records: Iterable[dict[str, Any]],
            metadata: dict[str, Any]) -> DatasetInfo:
     if policy.storage.cipher != "cobblestone256":  # pragma: no cover - the only value
@@ -165,9 +165,12 @@ def _write(home: Home, policy: Policy, master_key: bytes, name: str,
         if final.exists():
             raise VaultError(f"a dataset named {name!r} already exists", where=str(final),
                              hint="choose another name or remove it with appliance dataset rm")
-        identity = {"format": layout.FORMAT_NAME, "version": layout.FORMAT_VERSION,
-                    "dataset_id": uuid.uuid4().hex, "name": name, "cipher": "cobblestone256",
-                    "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")}
+        dataset_id = uuid.uuid4().hex
+        created = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+        identity: dict[str, Any] = {
+            "format": layout.FORMAT_NAME, "version": layout.FORMAT_VERSION,
+            "dataset_id": dataset_id, "name": name, "cipher": "cobblestone256",
+            "created": created}
         prefix = layout.encode_prefix(identity)
         data_key = crypto.new_data_key()
         envelope = crypto.wrap_for_master(master_key, data_key, prefix)
@@ -178,7 +181,7 @@ def _write(home: Home, policy: Policy, master_key: bytes, name: str,
                 out.write(prefix + layout.encode_envelope(envelope))
                 totals = frames.Totals()
                 enc = crypto.BodyEncryptor(data_key, prefix)
-                for piece in frames.frame(identity["dataset_id"], metadata, train_records,
+                for piece in frames.frame(dataset_id, metadata, train_records,
                                           eval_records, totals):
                     out.write(enc.update(piece))
                 out.write(enc.finalize())
@@ -194,7 +197,7 @@ def _write(home: Home, policy: Policy, master_key: bytes, name: str,
             raise
         size = final.stat().st_size
     return DatasetInfo(name=name, path=str(final), size_bytes=size,
-                       dataset_id=identity["dataset_id"], created=identity["created"],
+                       dataset_id=dataset_id, created=created,
                        train_count=totals.train, eval_count=totals.eval, digest=totals.digest)
 
 
@@ -245,7 +248,8 @@ def _open_verified(home: Home, master_key: bytes | None, name: str, *,
             if parsed.identity.get("name") != name:
                 raise IntegrityError("verification failed")
             if unwrap is None:
-                assert master_key is not None
+                if master_key is None:
+                    raise IntegrityError("verification failed")
                 data_key = crypto.unwrap_with_master(master_key, parsed.envelope,
                                                      parsed.prefix)
             else:
@@ -369,8 +373,8 @@ def remove_dataset(home: Home, name: str) -> DatasetInfo:
 
 
 # --- export -------------------------------------------------------------------------------
-def export_dataset(home: Home, policy: Policy, master_key: bytes, name: str, out: Path,
-                   recipient_passphrase: bytes) -> DatasetInfo:
+def export_dataset(home: Home, policy: Policy, master_key: bytes, name: str,  # noqa: PLR0917
+                   out: Path, recipient_passphrase: bytes) -> DatasetInfo:
     """Write dataset `name` to `out` with its data key re-wrapped for a recipient passphrase
     (Argon2id + AES-256-GCM); the encrypted body is copied byte for byte. Only when
     `export.datasets` is "encrypted"; the dataset is fully verified first."""

@@ -228,7 +228,7 @@ def test_export_rewraps_for_recipient(vhome_export: VaultHome, tmp_path: Path) -
     assert dst.endswith(src[parsed.body_offset:])
     assert dst.startswith(parsed.prefix)
     meta, records = store.read_export(out, vh.policy, b"recipient pass 1")
-    assert meta == {"r": 1} and records == train + [{"v": -1}]
+    assert meta == {"r": 1} and records == [*train, {"v": -1}]
     with pytest.raises(PassphraseError):
         store.read_export(out, vh.policy, b"wrong recipient pass")
     other = make_home(tmp_path / "other")
