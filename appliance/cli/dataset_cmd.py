@@ -65,6 +65,17 @@ def _sample(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _verify(args: argparse.Namespace) -> int:
+    from appliance.service.datasets import verify_dataset
+
+    done = verify_dataset(home_of(args), args.name, passphrase_file=passphrase_file(args))
+    if args.json:
+        print_json(done)
+    else:
+        print(f"dataset {done['name']!r}: ok ({done['count']} records, {done['digest']})")
+    return EXIT_OK
+
+
 def _rm(args: argparse.Namespace) -> int:
     from appliance.service.datasets import remove_dataset
 
@@ -130,6 +141,11 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     cmd.add_argument("--seed", type=int, default=None,
                      help="pick K records at random with this seed (default: the first K)")
     cmd.set_defaults(handler=_sample)
+    cmd = add_command(group, common, "verify", "decrypt and check a whole dataset in memory "
+                      "(prints no record)")
+    _name_arg(cmd)
+    cmd.add_argument("--json", action="store_true", help="print the result as JSON")
+    cmd.set_defaults(handler=_verify)
     cmd = add_command(group, common, "rm", "delete a dataset, destroying its wrapped key")
     _name_arg(cmd)
     cmd.add_argument("--json", action="store_true", help="print the result as JSON")

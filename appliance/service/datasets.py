@@ -82,6 +82,17 @@ def show_dataset(home: Home, name: str, *, passphrase_file: str | None = None,
     return store.read_metadata(home, policy, key, name)
 
 
+def verify_dataset(home: Home, name: str, *, passphrase_file: str | None = None,
+                   passphrase: bytes | None = None) -> dict[str, Any]:
+    """Decrypt and check a whole dataset in memory; returns its verified public summary."""
+    store.check_name(name)
+    policy = active_policy(home)
+    store.dataset_info(home, name)
+    key = unlock(home, policy, "dataset.verify", name, passphrase_file=passphrase_file,
+                 passphrase=passphrase)
+    return {**store.verify_dataset(home, policy, key, name).as_dict(), "ok": True}
+
+
 def sample_dataset(home: Home, name: str, *, n: int = 5, split: str = "train",
                    seed: int | None = None, passphrase_file: str | None = None,
                    passphrase: bytes | None = None) -> list[dict[str, Any]]:

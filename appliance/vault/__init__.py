@@ -13,6 +13,7 @@ from appliance.vault.store import (
     read_export,
     read_metadata,
     remove_dataset,
+    verify_dataset,
     write_dataset,
 )
 
@@ -25,5 +26,6 @@ __all__ = [
     "read_export",
     "read_metadata",
     "remove_dataset",
+    "verify_dataset",
     "write_dataset",
 ]

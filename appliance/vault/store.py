@@ -233,7 +233,8 @@ class _Opened:
 
 @contextlib.contextmanager
 def _open_verified(home: Home, master_key: bytes | None, name: str, *,
-                   path: Path | None = None, unwrap: Any = None) -> Iterator[_Opened]:
+                   path: Path | None = None, unwrap: Any = None,
+                   recompute_digest: bool = False) -> Iterator[_Opened]:
     """Decrypt and verify a whole dataset into memory; wipes the plaintext afterwards."""
     path = path or dataset_path(home, name)
     try:
@@ -256,7 +257,7 @@ def _open_verified(home: Home, master_key: bytes | None, name: str, *,
                 data_key = unwrap(parsed)
             plaintext = crypto.decrypt_body(data_key, parsed.prefix,
                                             _blocks(handle, parsed.body_len), parsed.body_len)
-        sections = frames.locate(plaintext)
+        sections = frames.locate(plaintext, recompute_digest=recompute_digest)
         if sections.dataset_id != parsed.identity.get("dataset_id") \
                 or sections.summary != parsed.summary:
             raise IntegrityError("verification failed")
@@ -299,6 +300,18 @@ def read_metadata(home: Home, policy: Policy, master_key: bytes, name: str) -> d
                   "metadata": opened.sections.metadata}
         extra.update(digest=info.digest, count=info.count)
     return result
+
+
+def verify_dataset(home: Home, policy: Policy, master_key: bytes, name: str, *,
+                   recompute_digest: bool = True) -> DatasetInfo:
+    """Decrypt and verify a whole dataset in memory (the key, every chunk, the end of the
+    stream, and with `recompute_digest` the records' digest) without returning any record."""
+    with _audited(home, "dataset.verify", name, deep=recompute_digest) as extra, \
+            _open_verified(home, master_key, name,
+                           recompute_digest=recompute_digest) as opened:
+        info = _info(dataset_path(home, name), opened.parsed)
+        extra.update(digest=info.digest, count=info.count)
+    return info
 
 
 # --- inspect and remove -------------------------------------------------------------------
@@ -389,7 +402,7 @@ def export_dataset(home: Home, policy: Policy, master_key: bytes, name: str,  # 
         if out.exists():
             raise VaultError("the export file already exists", where=str(out),
                              hint="choose another --out path")
-        with _open_verified(home, master_key, name) as opened:
+        with _open_verified(home, master_key, name, recompute_digest=True) as opened:
             parsed = opened.parsed
             envelope = crypto.wrap_for_passphrase(opened.data_key, recipient_passphrase,
                                                   kdf_params(policy), parsed.prefix)

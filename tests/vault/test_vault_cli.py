@@ -90,10 +90,20 @@ def test_tampered_dataset_is_one_line_exit_1(vhome: VaultHome, run_cli) -> None:
     data = bytearray(Path(info.path).read_bytes())
     data[len(data) // 2] ^= 0x10
     Path(info.path).write_bytes(bytes(data))
-    for action in ("sample", "show"):
+    for action in ("sample", "show", "verify"):
         done = run_cli("dataset", action, "ds", env=vhome.cli_env())
         _one_line_error(done, 1, "dataset 'ds' failed verification")
         assert done.stdout == ""
+
+
+def test_verify_checks_the_whole_dataset(vhome: VaultHome, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """verify --json reports ok with the digest and count, and prints no record."""
+    info = _seed(vhome)
+    done = run_cli("dataset", "verify", "ds", "--json", env=vhome.cli_env())
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["ok"] is True and result["digest"] == info.digest and result["count"] == 13
+    assert "train record" not in done.stdout
 
 
 def test_rm_then_missing(vhome: VaultHome, run_cli) -> None:  # type: ignore[no-untyped-def]
