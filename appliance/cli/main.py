@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "appliance.cli.init_cmd",
     "appliance.cli.audit_cmd",
     "appliance.cli.verify_cmd",
+    "appliance.cli.dataset_cmd",
 )
 
 

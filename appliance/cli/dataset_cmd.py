@@ -1,0 +1,170 @@
+"""`appliance dataset list|show|sample|rm|export` and `appliance passphrase change`.
+
+`dataset import` belongs to the scrubber: a module named in DATASET_ACTION_MODULES that
+exists is asked to `register_action(group, common)` on the same `dataset` group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+from typing import Any
+
+from appliance.cli._common import add_command, home_of, passphrase_file, print_json
+from appliance.errors import EXIT_OK
+
+DATASET_ACTION_MODULES = ("appliance.cli.dataset_import_cmd",)
+
+
+def _list(args: argparse.Namespace) -> int:
+    from appliance.service.datasets import list_datasets
+
+    rows = list_datasets(home_of(args))
+    if args.json:
+        print_json({"datasets": rows})
+        return EXIT_OK
+    if not rows:
+        print("no datasets (appliance dataset import FILE --name NAME adds one)")
+        return EXIT_OK
+    print(f"{'NAME':<24} {'TRAIN':>8} {'EVAL':>7} {'SIZE':>11}  {'CREATED':<25} DIGEST")
+    for row in rows:
+        if row["problem"]:
+            print(f"{row['name']:<24} {'?':>8} {'?':>7} {row['size_bytes']:>11}  "
+                  f"{'?':<25} ({row['problem']})")
+            continue
+        print(f"{row['name']:<24} {row['train_count']:>8} {row['eval_count']:>7} "
+              f"{row['size_bytes']:>11}  {row['created']:<25} {row['digest']}")
+    return EXIT_OK
+
+
+def _show(args: argparse.Namespace) -> int:
+    from appliance.service.datasets import show_dataset
+
+    shown = show_dataset(home_of(args), args.name, passphrase_file=passphrase_file(args))
+    if args.json:
+        print_json(shown)
+        return EXIT_OK
+    for key in ("name", "dataset_id", "created", "train", "eval", "digest", "size_bytes",
+                "cipher", "format_version", "verified"):
+        print(f"{key + ':':<16}{shown[key]}")
+    print("metadata:")
+    print(json.dumps(shown["metadata"], indent=2, sort_keys=True, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from appliance.service.datasets import sample_dataset
+
+    records = sample_dataset(home_of(args), args.name, n=args.n, split=args.split,
+                             seed=args.seed, passphrase_file=passphrase_file(args))
+    for record in records:
+        sys.stdout.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+    return EXIT_OK
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from appliance.service.datasets import verify_dataset
+
+    done = verify_dataset(home_of(args), args.name, passphrase_file=passphrase_file(args))
+    if args.json:
+        print_json(done)
+    else:
+        print(f"dataset {done['name']!r}: ok ({done['count']} records, {done['digest']})")
+    return EXIT_OK
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from appliance.service.datasets import remove_dataset
+
+    removed = remove_dataset(home_of(args), args.name)
+    if args.json:
+        print_json({"removed": removed["name"], "digest": removed["digest"]})
+    else:
+        print(f"removed dataset {removed['name']!r} (its wrapped key was destroyed)")
+    return EXIT_OK
+
+
+def _export(args: argparse.Namespace) -> int:
+    from appliance.service.datasets import export_dataset
+
+    done = export_dataset(home_of(args), args.name, args.out,
+                          recipient_passphrase_file=args.recipient_passphrase_file,
+                          passphrase_file=passphrase_file(args))
+    if args.json:
+        print_json(done)
+    else:
+        print(f"exported dataset {done['name']!r} to {done['out']} (encrypted; its key is "
+              "wrapped for the recipient passphrase)")
+    return EXIT_OK
+
+
+def _passphrase_change(args: argparse.Namespace) -> int:
+    from appliance.service.datasets import change_passphrase
+
+    change_passphrase(home_of(args), passphrase_file=passphrase_file(args),
+                      new_passphrase_file=args.new_passphrase_file)
+    print("passphrase changed (dataset files are unchanged; the old passphrase no longer "
+          "works)")
+    return EXIT_OK
+
+
+def _group(sub: Any, common: argparse.ArgumentParser, name: str, help_text: str,
+           dest: str) -> Any:
+    parser = add_command(sub, common, name, help_text)
+    return parser.add_subparsers(dest=dest, metavar="ACTION", required=True,
+                                 parser_class=type(parser))
+
+
+def _name_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", metavar="NAME", help="dataset name")
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the `dataset` and `passphrase` command groups."""
+    group = _group(sub, common, "dataset", "inspect, sample, remove and export encrypted "
+                   "datasets", "dataset_command")
+    cmd = add_command(group, common, "list", "list datasets (no passphrase needed)")
+    cmd.add_argument("--json", action="store_true", help="print the result as JSON")
+    cmd.set_defaults(handler=_list)
+    cmd = add_command(group, common, "show", "verified metadata and scrub report of a dataset")
+    _name_arg(cmd)
+    cmd.add_argument("--json", action="store_true", help="print the result as JSON")
+    cmd.set_defaults(handler=_show)
+    cmd = add_command(group, common, "sample", "print scrubbed records, decrypted in memory")
+    _name_arg(cmd)
+    cmd.add_argument("-n", type=int, default=5, metavar="K", help="how many (default 5)")
+    cmd.add_argument("--split", choices=("train", "eval", "all"), default="train",
+                     help="which split (default train)")
+    cmd.add_argument("--seed", type=int, default=None,
+                     help="pick K records at random with this seed (default: the first K)")
+    cmd.set_defaults(handler=_sample)
+    cmd = add_command(group, common, "verify", "decrypt and check a whole dataset in memory "
+                      "(prints no record)")
+    _name_arg(cmd)
+    cmd.add_argument("--json", action="store_true", help="print the result as JSON")
+    cmd.set_defaults(handler=_verify)
+    cmd = add_command(group, common, "rm", "delete a dataset, destroying its wrapped key")
+    _name_arg(cmd)
+    cmd.add_argument("--json", action="store_true", help="print the result as JSON")
+    cmd.set_defaults(handler=_rm)
+    cmd = add_command(group, common, "export", "write an encrypted copy whose key is wrapped "
+                      "for a recipient passphrase (only if the policy allows it)")
+    _name_arg(cmd)
+    cmd.add_argument("--out", required=True, metavar="FILE", help="the file to create")
+    cmd.add_argument("--recipient-passphrase-file", metavar="FILE", default=None,
+                     help="the recipient's passphrase (else a prompt)")
+    cmd.add_argument("--json", action="store_true", help="print the result as JSON")
+    cmd.set_defaults(handler=_export)
+    for module in DATASET_ACTION_MODULES:
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).register_action(group, common)
+
+    pw = _group(sub, common, "passphrase", "manage the vault passphrase", "passphrase_command")
+    cmd = add_command(pw, common, "change", "re-seal the vault master key under a new "
+                      "passphrase (dataset bytes unchanged)")
+    cmd.add_argument("--new-passphrase-file", metavar="FILE", default=None,
+                     help="read the new passphrase from FILE (else a prompt)")
+    cmd.set_defaults(handler=_passphrase_change)

@@ -1,0 +1,161 @@
+"""Dataset vault operations for the CLI and the TUI (plain arguments in, plain data out).
+
+Each function opens the initialised home's active policy, asks for the passphrase only when
+the operation decrypts something, and leaves the audit events to the vault store (plus the
+events for the steps that happen before the store is reached, such as a wrong passphrase).
+"""
+
+from __future__ import annotations
+
+import getpass
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+from appliance import audit, masterkey
+from appliance.errors import PassphraseError, PolicyViolation, UsageError
+from appliance.home import Home
+from appliance.passphrase import MIN_LENGTH, read_passphrase
+from appliance.policy import Policy, load_policy
+from appliance.vault import store
+
+
+def active_policy(home: Home) -> Policy:
+    """The initialised home's active policy."""
+    home.require_initialised()
+    return load_policy(home.policy_file)
+
+
+def unlock(home: Home, policy: Policy, action: str, name: str | None = None, *,
+           passphrase_file: str | None = None, passphrase: bytes | None = None) -> bytes:
+    """The vault master key, from the passphrase (given, from a file, or prompted)."""
+    try:
+        secret = passphrase if passphrase is not None else read_passphrase(passphrase_file)
+        return masterkey.load(home, secret, policy)
+    except PassphraseError as exc:
+        audit.record(home, action, outcome="failed", dataset=name, error="PassphraseError")
+        if name is None:
+            raise
+        raise PassphraseError(f"cannot open dataset {name!r}: {exc.message}",
+                              hint=exc.hint) from None
+
+
+def read_new_passphrase(file: str | None, prompt: str) -> bytes:
+    """A new passphrase from `file` or a confirmed prompt; never from
+    $APPLIANCE_PASSPHRASE_FILE, which holds the current one."""
+    if file:
+        return read_passphrase(file, check_strength=True)
+    if not sys.stdin.isatty():
+        raise PassphraseError("no new passphrase: standard input is not a terminal",
+                              hint="pass the new passphrase in a file (see --help)")
+    first = getpass.getpass(prompt)
+    if getpass.getpass("Repeat it: ") != first:
+        raise PassphraseError("the passphrases do not match", hint="run the command again")
+    return read_passphrase_bytes(first.encode("utf-8"))
+
+
+def read_passphrase_bytes(secret: bytes) -> bytes:
+    """Apply the passphrase rules (non-empty, minimum length) to a prompted secret."""
+    if len(secret) < MIN_LENGTH:
+        raise PassphraseError(f"the passphrase is shorter than {MIN_LENGTH} characters",
+                              hint="choose a longer passphrase")
+    return secret
+
+
+def list_datasets(home: Home) -> list[dict[str, Any]]:
+    """The public summary of every dataset (no passphrase needed)."""
+    active_policy(home)
+    infos = store.list_datasets(home)
+    audit.record(home, "dataset.list", count=len(infos))
+    return [info.as_dict() for info in infos]
+
+
+def show_dataset(home: Home, name: str, *, passphrase_file: str | None = None,
+                 passphrase: bytes | None = None) -> dict[str, Any]:
+    """Verified metadata and the encrypted scrub report of one dataset (no records)."""
+    store.check_name(name)
+    policy = active_policy(home)
+    store.dataset_info(home, name)  # a clear "no such dataset" before asking a passphrase
+    key = unlock(home, policy, "dataset.metadata", name, passphrase_file=passphrase_file,
+                 passphrase=passphrase)
+    return store.read_metadata(home, policy, key, name)
+
+
+def verify_dataset(home: Home, name: str, *, passphrase_file: str | None = None,
+                   passphrase: bytes | None = None) -> dict[str, Any]:
+    """Decrypt and check a whole dataset in memory; returns its verified public summary."""
+    store.check_name(name)
+    policy = active_policy(home)
+    store.dataset_info(home, name)
+    key = unlock(home, policy, "dataset.verify", name, passphrase_file=passphrase_file,
+                 passphrase=passphrase)
+    return {**store.verify_dataset(home, policy, key, name).as_dict(), "ok": True}
+
+
+def sample_dataset(home: Home, name: str, *, n: int = 5, split: str = "train",
+                   seed: int | None = None, passphrase_file: str | None = None,
+                   passphrase: bytes | None = None) -> list[dict[str, Any]]:
+    """Up to `n` scrubbed records of `split`, decrypted in memory: the first `n`, or a random
+    choice when `seed` is given."""
+    if n < 0:
+        raise UsageError("-n must not be negative")
+    store.check_name(name)
+    policy = active_policy(home)
+    store.dataset_info(home, name)
+    key = unlock(home, policy, "dataset.read", name, passphrase_file=passphrase_file,
+                 passphrase=passphrase)
+    records = store.read_dataset(home, policy, key, name, split, purpose="sample")
+    if seed is None:
+        return records[:n]
+    picker = random.Random(seed)  # noqa: S311 - choosing a preview, not a secret
+    return picker.sample(records, min(n, len(records)))
+
+
+def remove_dataset(home: Home, name: str) -> dict[str, Any]:
+    """Destroy a dataset (its wrapped key is overwritten before the file is unlinked)."""
+    store.check_name(name)
+    active_policy(home)
+    return store.remove_dataset(home, name).as_dict()
+
+
+def export_dataset(home: Home, name: str, out: str | Path, *,
+                   recipient_passphrase_file: str | None = None,
+                   recipient_passphrase: bytes | None = None,
+                   passphrase_file: str | None = None,
+                   passphrase: bytes | None = None) -> dict[str, Any]:
+    """Export a dataset as a vault file whose key is wrapped for a recipient passphrase,
+    only when the policy's `export.datasets` is "encrypted"."""
+    store.check_name(name)
+    policy = active_policy(home)
+    if policy.export.datasets != "encrypted":
+        audit.record(home, "dataset.export", outcome="refused", dataset=name,
+                     error="PolicyViolation")
+        raise PolicyViolation(f"the policy forbids exporting dataset {name!r}",
+                              where=str(home.policy_file),
+                              hint='export.datasets must be "encrypted" to allow it')
+    store.dataset_info(home, name)
+    key = unlock(home, policy, "dataset.export", name, passphrase_file=passphrase_file,
+                 passphrase=passphrase)
+    recipient = recipient_passphrase if recipient_passphrase is not None else \
+        read_new_passphrase(recipient_passphrase_file, "Recipient passphrase: ")
+    info = store.export_dataset(home, policy, key, name, Path(out), recipient)
+    return {**info.as_dict(), "out": str(out), "wrapped_for": "recipient passphrase"}
+
+
+def change_passphrase(home: Home, *, passphrase_file: str | None = None,
+                      new_passphrase_file: str | None = None, passphrase: bytes | None = None,
+                      new_passphrase: bytes | None = None) -> None:
+    """Re-seal the vault master key under a new passphrase: every dataset key stays wrapped
+    by the same master key, so no dataset byte changes and the old passphrase stops working."""
+    policy = active_policy(home)
+    old = passphrase if passphrase is not None else read_passphrase(
+        passphrase_file, prompt="Current passphrase: ")
+    unlock(home, policy, "passphrase.change", passphrase=old)
+    new = new_passphrase if new_passphrase is not None else \
+        read_new_passphrase(new_passphrase_file, "New passphrase: ")
+    if new == old:
+        raise PassphraseError("the new passphrase is the same as the current one",
+                              hint="choose a different passphrase")
+    masterkey.change_passphrase(home, old, new, policy)
+    audit.record(home, "passphrase.change", datasets=len(store.list_datasets(home)))
