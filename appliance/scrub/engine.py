@@ -37,7 +37,7 @@ PRESIDIO_DEFAULTS = ("CreditCardRecognizer", "CryptoRecognizer", "EmailRecognize
                      "UsSsnRecognizer", "UsLicenseRecognizer", "NhsRecognizer", "UrlRecognizer",
                      "MacAddressRecognizer", "UuidRecognizer")
 """Presidio's predefined English recognizers the engine keeps (its PhoneRecognizer, which
-loops over regions per text, is replaced by `recognizers.PhoneRecognizer`)."""
+loops over regions per text, is replaced by `recognizers.AppliancePhoneRecognizer`)."""
 
 
 @dataclass(frozen=True)

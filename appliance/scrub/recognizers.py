@@ -51,16 +51,28 @@ STREET_SUFFIXES = (
     "Terrace Ter Throughway Trace Track Trafficway Trail Trl Tunnel Turnpike Underpass Union "
     "Unions Valley Valleys Via Viaduct View Views Village Villages Ville Vista Walk Walks Wall "
     "Way Ways Well Wells Close Parade Esplanade Promenade Quay Rise Wynd Gate Gardens Grange "
-    "Chase Drove Approach Circuit Boulevard Blvd Broadway Concourse Crossway"
+    "Chase Drove Approach Circuit Boulevard Blvd Broadway Concourse Crossway "
+    # Australia Post / Canada Post street types
+    "Access Alleyway Amble Anchorage Arcade Artery Basin Beach Bend Block Brace Brae Break "
+    "Brow Byway Centre Centreway Circlet Circus Colonnade Copse Corso Courtyard Cross Cruiseway "
+    "Cutting Dell Deviation Dip Distributor Driveway Edge Elbow End Entrance Fairway Firetrail "
+    "Follow Footway Foreshore Formation Front Frontage Gap Gates Glade Ground Gully Highroad "
+    "Interchange Intersection Laneway Lees Line Link Little Lookout Lower Meander Mew Nook "
+    "Outlook Parklands Part Pathway Piazza Plateau Pocket Quad Quadrangle Quadrant Quays Ramble "
+    "Range Reach Reserve Retreat Ride Ridgeway Ring Riverway Riviera Roadside Roadway Ronde "
+    "Rosebowl Rotary Round Siding Slope Sound Stairs Steps Strand Strip Subway Tarn "
+    "Thoroughfare Tollway Top Tor Towers Trailer Triangle Trunkway Turn Upper Vale Villas Wade "
+    "Walkway"
 ).split()
-"""USPS Publication 28 street suffixes (and common abbreviations), plus common UK and
-Australian ones."""
+"""USPS Publication 28 street suffixes (and common abbreviations), UK ones, and the
+Australia Post / Canada Post street types."""
 
-UNIT = r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat|Studio|Floor|Fl\.?|Room|Rm\.?|#)\s*[0-9]{1,5}[A-Za-z]?"
+UNIT = (r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat|Studio|Floor|Fl\.?|Level|Room|Rm\.?|#)"
+        r"\s*[0-9]{1,5}[A-Za-z]?")
 _CAP = r"[A-Z][a-zA-Z'’-]+"
 _SUFFIX = "|".join(sorted(set(STREET_SUFFIXES), key=len, reverse=True))
 ADDRESS = regex.compile(
-    rf"(?:\b{UNIT},?\s+)?"  # a unit line before the street (UK style)
+    rf"(?:\b{UNIT},?\s+)?"  # a unit line before the street (UK, AU style)
     rf"(?:\b\d{{1,6}}[A-Za-z]?(?:[-/]\d{{1,5}})?\s+(?:(?:{_CAP}|\d{{1,3}}(?:st|nd|rd|th))\s+){{0,3}}"
     rf"(?:{_CAP}\s+)?(?:{_SUFFIX})\b\.?"
     rf"|(?<={UNIT},?\s+)(?:{_CAP}\s+){{1,3}}(?:{_SUFFIX})\b\.?)"
@@ -93,7 +105,7 @@ NOT_NAMES = frozenset(
     "French English Spanish German Good Morning Afternoon Evening Name Remind".split())
 
 USERNAME = regex.compile(
-    r"(?i:\b(?:user\s?name|login|user\s?id|handle|screen\s?name|account|user)\s*(?:[:=]|is)\s*)"
+    r"(?i:\b(?:user\s?name|login|user\s?id|handle|screen\s?name)\s*(?:[:=]|is)\s*)"
     r"[\"'`]?(@?[A-Za-z0-9][A-Za-z0-9._-]{2,31})"
     r"|(?<![\w.@])@([A-Za-z0-9_]{3,30})\b")
 AGE = regex.compile(
@@ -113,7 +125,12 @@ PHONE = regex.compile(
     r"(?<![\w+])(?:(?:\+|00)\d{1,3}[ .-]?|1[ .-])?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}"
     r"(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?\b"
     r"|(?<![\w+])(?:\+|00)\d{1,3}[ .-]?(?:\(?\d{1,4}\)?[ .-]?){2,5}\d{2,4}\b"
-    r"|(?<![\w+])\(?0\d{2,4}\)?[ .-]?\d{3,4}[ .-]?\d{3,4}\b")
+    r"|(?<![\w+])\(?0\d{1,4}\)?[ .-]?\d{3,4}[ .-]?\d{3,4}\b"
+    # any 7+ digit number right after a phone cue ("tel.", "call", "ring me on", ...)
+    r"|(?<=(?i:phone|tel|telephone|mobile|cell|call|ring|fax|contact|reach (?:me|us|her|him)"
+    r")\.?:?\s*(?:(?i:me|us|her|him)\s+)?(?:(?i:on|at)\s+)?)"
+    r"\(?\+?\d[\d().  -]{5,18}\d\b"
+    r"|(?<![\w+.-])\d{3,4}[ .-]?\d{4}(?![\w.-])")  # local numbers: kept only near a cue
 
 
 def _result(entity: str, start: int, end: int, score: float, name: str) -> Any:
@@ -145,14 +162,14 @@ class _Regexes(EntityRecognizer):  # type: ignore[misc]
         return _finditer(pattern, text, self.timeout_s)
 
 
-class CatalogueRecognizer(_Regexes):
+class ApplianceCatalogueRecognizer(_Regexes):
     """The `appliance.patterns` catalogue (secrets, passwords, cards, IBANs, ...)."""
 
     ENTITIES = ("SECRET", "PASSWORD", "EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "US_SSN",
                 "IP_ADDRESS", "PHONE_NUMBER")
 
     def __init__(self, timeout_s: float = 2.0) -> None:
-        super().__init__(self.ENTITIES, "CatalogueRecognizer", timeout_s)
+        super().__init__(self.ENTITIES, "ApplianceCatalogueRecognizer", timeout_s)
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
         """Catalogue matches of the requested entities."""
@@ -169,7 +186,7 @@ class CatalogueRecognizer(_Regexes):
         return out
 
 
-class PhoneRecognizer(_Regexes):
+class AppliancePhoneRecognizer(_Regexes):
     """Phone numbers in North American and international formats (with extensions)."""
 
     def __init__(self, timeout_s: float = 2.0) -> None:
@@ -179,13 +196,23 @@ class PhoneRecognizer(_Regexes):
         """Phone numbers with 9 to 15 digits."""
         out = []
         for m in self.find(PHONE, text):
-            digits = sum(c.isdigit() for c in m.group())
-            if 9 <= digits <= 16:
+            number = regex.split(r"(?i)x|ext", m.group())[0]
+            digits = sum(c.isdigit() for c in number)
+            if 7 <= digits <= 16 and (digits >= 9 or m.group()[0] in "(+0" or
+                                      _cued(text, m.start())):
                 out.append(_result("PHONE_NUMBER", m.start(), m.end(), 0.7, self.name))
         return out
 
 
-class AddressRecognizer(_Regexes):
+_PHONE_CUE = regex.compile(r"(?i:phone|tel|mobile|cell|call|ring|fax|contact|reach)\W")
+
+
+def _cued(text: str, start: int) -> bool:
+    """True when a phone cue appears in the 60 characters before `start`."""
+    return _PHONE_CUE.search(text, max(0, start - 60), start) is not None
+
+
+class ApplianceAddressRecognizer(_Regexes):
     """Street addresses: number, street name and suffix, unit lines, PO boxes."""
 
     def __init__(self, timeout_s: float = 2.0) -> None:
@@ -207,7 +234,7 @@ def first_names() -> frozenset[str]:
     return frozenset(n for n in names if len(n) > 2)
 
 
-class NameRecognizer(_Regexes):
+class ApplianceNameRecognizer(_Regexes):
     """Person names from honorific and role cues, and from a first-name gazetteer."""
 
     def __init__(self, timeout_s: float = 2.0) -> None:
@@ -239,11 +266,11 @@ def extend_name(text: str, end: int) -> int:
     return end
 
 
-class UsernameRecognizer(_Regexes):
+class ApplianceUsernameRecognizer(_Regexes):
     """Usernames after a label (`username: x`) and @handles."""
 
     def __init__(self, timeout_s: float = 2.0) -> None:
-        super().__init__(["USERNAME"], "UsernameRecognizer", timeout_s)
+        super().__init__(["USERNAME"], "ApplianceUsernameRecognizer", timeout_s)
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
         """Username spans (the value only)."""
@@ -254,11 +281,11 @@ class UsernameRecognizer(_Regexes):
         return out
 
 
-class SmallRecognizers(_Regexes):
+class ApplianceSmallRecognizers(_Regexes):
     """Ages, ZIP codes and US driver licences (the last only next to a licence cue)."""
 
     def __init__(self, timeout_s: float = 2.0) -> None:
-        super().__init__(["AGE", "ZIP_CODE", "US_DRIVER_LICENSE"], "SmallRecognizers",
+        super().__init__(["AGE", "ZIP_CODE", "US_DRIVER_LICENSE"], "ApplianceSmallRecognizers",
                          timeout_s)
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
@@ -279,9 +306,9 @@ class SmallRecognizers(_Regexes):
 
 def extra_recognizers(timeout_s: float) -> list[Any]:
     """Every recognizer this module adds, sharing one regex time limit."""
-    return [CatalogueRecognizer(timeout_s), PhoneRecognizer(timeout_s),
-            AddressRecognizer(timeout_s), NameRecognizer(timeout_s),
-            UsernameRecognizer(timeout_s), SmallRecognizers(timeout_s)]
+    return [ApplianceCatalogueRecognizer(timeout_s), AppliancePhoneRecognizer(timeout_s),
+            ApplianceAddressRecognizer(timeout_s), ApplianceNameRecognizer(timeout_s),
+            ApplianceUsernameRecognizer(timeout_s), ApplianceSmallRecognizers(timeout_s)]
 
 
 def entities_of(recognizers: Iterable[Any]) -> set[str]:
