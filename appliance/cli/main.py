@@ -24,6 +24,8 @@ COMMAND_MODULES = (
     "appliance.cli.audit_cmd",
     "appliance.cli.verify_cmd",
     "appliance.cli.dataset_cmd",
+    "appliance.cli.scrub_cmd",
+    "appliance.cli.import_cmd",
 )
 
 

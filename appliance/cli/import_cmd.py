@@ -1,0 +1,63 @@
+"""`appliance dataset import FILE --name NAME [--json]`.
+
+The vault owns the `dataset` command group (list/show/sample/rm in dataset_cmd.py). This
+module adds only the `import` action: `add_import_action(dataset_actions, common)` is what
+dataset_cmd.py calls. `register` exists so the action works before that integration; remove
+this module from COMMAND_MODULES once dataset_cmd.py calls add_import_action.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from appliance.cli._common import add_command, home_of, passphrase_file, print_json
+from appliance.errors import EXIT_OK
+
+
+def _progress(stage: str, done: int, total: int) -> None:
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\r{stage}: {done}/{total}   ")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _import(args: argparse.Namespace) -> int:
+    from appliance.service.scrub import import_dataset
+
+    report = import_dataset(home_of(args), args.file, args.name,
+                            passphrase_file=passphrase_file(args), progress=_progress)
+    if args.json:
+        print_json(report)
+        return EXIT_OK
+    print(f"{report['name']}: {report['records_out']} of {report['records_in']} records "
+          f"imported ({report['train']} train, {report['eval']} eval), {report['rejected']} "
+          f"rejected, {report['quarantined']} quarantined, {report['duplicates']} duplicates")
+    pii = ", ".join(f"{k} {v}" for k, v in report["pii"].items()) or "none"
+    print(f"PII replaced: {pii}")
+    print(f"residual after scrubbing: {report['residual'] or 'none'}")
+    if not report["ner"]["detects_names_and_places"]:
+        print(f"WARNING: {report['ner']['warning']}")
+    print(f"digest {report['digest']}")
+    return EXIT_OK
+
+
+def add_import_action(actions: Any, common: argparse.ArgumentParser) -> None:
+    """Add `import` to the `dataset` group's sub-parsers."""
+    parser = add_command(actions, common, "import", "validate, deduplicate, scrub, split and "
+                         "encrypt a dataset into the vault")
+    parser.add_argument("file", help="JSONL or JSON array, Alpaca or chat records")
+    parser.add_argument("--name", required=True, help="the dataset's name in the vault")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(handler=_import)
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """A `dataset` group holding only `import` (until dataset_cmd.py calls
+    add_import_action)."""
+    dataset = add_command(sub, common, "dataset", "import and inspect datasets")
+    actions = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True,
+                                     parser_class=type(dataset))
+    add_import_action(actions, common)

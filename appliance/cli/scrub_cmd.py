@@ -1,0 +1,57 @@
+"""`appliance scrub eval FILE [--json]`: score PII detection on a labeled file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from appliance.cli._common import add_command, home_of, print_json
+from appliance.errors import EXIT_OK
+
+
+def _policy(args: argparse.Namespace) -> Any:
+    from appliance.policy import load_policy
+    from appliance.resources import shipped_policy
+
+    if args.policy:
+        return load_policy(args.policy)
+    home = home_of(args)
+    if home.is_initialised():
+        return load_policy(home.policy_file)
+    return load_policy(shipped_policy("default"))
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from appliance.service.scrub import evaluate_file
+
+    result = evaluate_file(Path(args.file), _policy(args))
+    if args.json:
+        print_json(result)
+        return EXIT_OK
+    print(f"{result['records']} records, {result['records_per_s']:.1f} records/s, "
+          f"{result['quarantined']} quarantined")
+    print(f"{'entity':<20} {'n':>6} {'masked':>8} {'partial':>8} {'leaked':>8}")
+    for entity, row in result["entities"].items():
+        print(f"{entity:<20} {row['n']:>6} {row['masked']:>8.1%} {row['partial']:>8.1%} "
+              f"{row['leaked']:>8.1%}")
+    d = result["direct_identifiers"]
+    print(f"direct identifiers: {d['masked']:.1%} masked, {d['leaked']:.1%} leaked "
+          f"(n={d['n']}); over-redaction {result['over_redaction']:.1%}")
+    if not result["ner"]["detects_names_and_places"]:
+        print(f"WARNING: {result['ner']['warning']}")
+    return EXIT_OK
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the `scrub` command group."""
+    scrub = add_command(sub, common, "scrub", "PII scrubbing tools")
+    actions = scrub.add_subparsers(dest="scrub_command", metavar="ACTION", required=True,
+                                   parser_class=type(scrub))
+    ev = add_command(actions, common, "eval", "score PII detection on a labeled file "
+                     "(presidio-research JSON format)")
+    ev.add_argument("file", help="JSON list of {full_text, spans}")
+    ev.add_argument("--json", action="store_true", help="print the scores as JSON")
+    ev.add_argument("--policy", metavar="FILE", default=None,
+                    help="policy to score under (default: the home's, else the shipped one)")
+    ev.set_defaults(handler=_eval)

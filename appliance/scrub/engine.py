@@ -1,0 +1,267 @@
+"""Batched, prefiltered, fail-closed PII analysis with Presidio.
+
+Speed comes from three things, none of which changes what is found:
+- the spaCy pipeline is loaded with only its NER component (the small English model's NER
+  has its own embedding layer) and run over records in batches with `nlp.pipe`;
+- each record is analysed only for the entity types that can occur in it (a cheap
+  prefilter: no digits, no card/SSN/phone recognizers; no '@', no e-mail recognizer ...),
+  and Presidio's slow region-looping phone recognizer is replaced by a regex one;
+- large imports are split over a pool of worker processes (fork, one per core).
+
+Fail closed: a record that is too long, whose analysis raises, whose regular expression
+times out (Presidio's own pattern recognizers only log that: the log is captured) or whose
+analysis exceeds the time limit is quarantined: the caller never gets text for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.policy.pii import PiiPolicy
+from appliance.scrub.offline import force_offline
+
+NER_LABELS = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION",
+              "FAC": "LOCATION", "NORP": "NRP", "ORG": "ORGANIZATION"}
+NER_ENTITIES = frozenset(NER_LABELS.values())
+PRESIDIO_DEFAULTS = ("CreditCardRecognizer", "CryptoRecognizer", "EmailRecognizer",
+                     "IbanRecognizer", "IpRecognizer", "MedicalLicenseRecognizer",
+                     "UsBankRecognizer", "UsItinRecognizer", "UsPassportRecognizer",
+                     "UsSsnRecognizer", "UsLicenseRecognizer", "NhsRecognizer", "UrlRecognizer",
+                     "MacAddressRecognizer", "UuidRecognizer")
+"""Presidio's predefined English recognizers the engine keeps (its PhoneRecognizer, which
+loops over regions per text, is replaced by `recognizers.AppliancePhoneRecognizer`)."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected span."""
+
+    entity: str
+    start: int
+    end: int
+    score: float
+
+
+@dataclass
+class Outcome:
+    """The analysis of one record: detections, or the reason it is quarantined."""
+
+    detections: list[Detection] = field(default_factory=list)
+    quarantined: str | None = None
+
+
+_DIGITS = re.compile(r"\d")
+_IBANISH = re.compile(r"[A-Z]{2}\d{2}")
+_HEXISH = re.compile(r"[0-9a-fA-F]{8}-|[0-9a-fA-F]{2}[:-][0-9a-fA-F]{2}")
+
+
+def candidate_entities(text: str, wanted: frozenset[str]) -> list[str]:
+    """The entity types of `wanted` that can possibly occur in `text` (a cheap superset)."""
+    digits = len(_DIGITS.findall(text))
+    impossible: set[str] = set()
+    if digits < 4:
+        impossible |= {"CREDIT_CARD", "US_SSN", "PHONE_NUMBER", "US_BANK_NUMBER", "US_ITIN",
+                       "US_PASSPORT", "UK_NHS", "MEDICAL_LICENSE", "ZIP_CODE", "IP_ADDRESS",
+                       "US_DRIVER_LICENSE", "IBAN_CODE"}
+    if digits < 1:
+        impossible |= {"STREET_ADDRESS", "AGE", "UUID", "MAC_ADDRESS"}
+    if "@" not in text:
+        impossible.add("EMAIL_ADDRESS")
+    if _IBANISH.search(text) is None:
+        impossible.add("IBAN_CODE")
+    if _HEXISH.search(text) is None:
+        impossible |= {"UUID", "MAC_ADDRESS"}
+    if "." not in text and ":" not in text:
+        impossible |= {"URL", "IP_ADDRESS"}
+    return sorted(wanted - impossible)
+
+
+class _TimeoutLog(logging.Handler):
+    """Counts Presidio's 'timed out' log records (its pattern recognizers swallow timeouts)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Count a timeout warning."""
+        if "timed out" in record.getMessage():
+            self.count += 1
+
+
+def _spacy_engine(model_path: Path | None) -> Any:
+    """A Presidio SpacyNlpEngine over the NER-only pipeline (or a blank one without model)."""
+    import spacy
+    from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
+
+    class _NerOnlyEngine(SpacyNlpEngine):  # type: ignore[misc]
+        """Presidio's spaCy engine with lower-cased tokens as lemmas (no lemmatizer run)."""
+
+        def _doc_to_nlp_artifact(self, doc: Any, language: str) -> Any:
+            artifact = super()._doc_to_nlp_artifact(doc, language)
+            artifact.lemmas = [token.lower_ for token in doc]
+            return artifact
+
+    config = NerModelConfiguration(model_to_presidio_entity_mapping=dict(NER_LABELS),
+                                   labels_to_ignore=["CARDINAL", "ORDINAL", "QUANTITY", "MONEY",
+                                                     "PERCENT", "DATE", "TIME", "LANGUAGE",
+                                                     "LAW", "EVENT", "WORK_OF_ART",
+                                                     "PRODUCT"])
+    engine = _NerOnlyEngine(models=[{"lang_code": "en", "model_name": "blank"}],
+                            ner_model_configuration=config)
+    if model_path is None:
+        nlp = spacy.blank("en")
+    else:
+        keep = {"ner"}
+        nlp = spacy.load(model_path, exclude=[p for p in _pipe_names(model_path) if p not in keep])
+    engine.nlp = {"en": nlp}
+    return engine
+
+
+def _pipe_names(model_path: Path) -> list[str]:
+    import json
+
+    meta = json.loads((model_path / "meta.json").read_text())
+    return list(meta.get("pipeline", []))
+
+
+class Analyzer:
+    """Presidio analysis of records under the policy's entity list and limits."""
+
+    def __init__(self, policy: PiiPolicy, model_path: Path | None,
+                 extra_recognizers: Sequence[Any] = ()) -> None:
+        force_offline()
+        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+        from presidio_analyzer import pattern_recognizer as presidio_patterns
+        from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+
+        from appliance.scrub import recognizers as ours
+
+        self.policy = policy
+        self.has_ner = model_path is not None
+        timeout = policy.fail_closed.analysis_timeout_s
+        presidio_patterns.REGEX_TIMEOUT_SECONDS = timeout  # type: ignore[attr-defined]
+        registry = RecognizerRegistry(supported_languages=["en"])
+        registry.load_predefined_recognizers(languages=["en"])
+        registry.recognizers = [r for r in registry.recognizers if r.name in PRESIDIO_DEFAULTS]
+        if self.has_ner:
+            registry.add_recognizer(SpacyRecognizer(supported_entities=sorted(NER_ENTITIES)))
+        for recognizer in [*ours.extra_recognizers(timeout), *extra_recognizers]:
+            registry.add_recognizer(recognizer)
+        self.nlp_engine = _spacy_engine(model_path)
+        self.engine = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine,
+                                     supported_languages=["en"])
+        supported = set(self.engine.get_supported_entities("en"))
+        self.wanted = frozenset(e for e in policy.entities if e in supported)
+        self.undetectable = sorted(set(policy.entities) - supported)
+        self._timeouts = _TimeoutLog()
+        logging.getLogger("presidio-analyzer").addHandler(self._timeouts)
+        logging.getLogger("presidio-analyzer").setLevel(logging.WARNING)
+
+    def analyze_batch(self, texts: Sequence[str]) -> list[Outcome]:
+        """Analyse `texts` (one NLP batch); quarantines instead of ever raising per record."""
+        limits = self.policy.fail_closed
+        outcomes = [Outcome() for _ in texts]
+        todo = []
+        for i, text in enumerate(texts):
+            if len(text) > limits.max_record_chars:
+                outcomes[i].quarantined = f"longer than {limits.max_record_chars} characters"
+            else:
+                todo.append(i)
+        try:
+            artifacts = [a for _, a in self.nlp_engine.process_batch(
+                [texts[i] for i in todo], language="en", batch_size=64)]
+        except Exception:  # one bad text must not pass the rest unanalysed: go one by one
+            artifacts = []
+            for i in todo:
+                try:
+                    artifacts.append(self.nlp_engine.process_text(texts[i], "en"))
+                except Exception as exc:
+                    outcomes[i].quarantined = f"NLP failed: {type(exc).__name__}"
+                    artifacts.append(None)
+        for i, artifact in zip(todo, artifacts, strict=True):
+            if artifact is not None:
+                outcomes[i] = self._analyze_one(texts[i], artifact)
+        return outcomes
+
+    def _analyze_one(self, text: str, artifact: Any) -> Outcome:
+        from appliance.scrub.recognizers import AnalysisTimeout, extend_name
+
+        entities = candidate_entities(text, self.wanted)
+        if not entities:
+            return Outcome()
+        before = self._timeouts.count
+        start = time.monotonic()
+        try:
+            results = self.engine.analyze(text, language="en", entities=entities,
+                                          nlp_artifacts=artifact,
+                                          score_threshold=self.policy.score_threshold)
+        except AnalysisTimeout as exc:
+            return Outcome(quarantined=f"regex timeout: {exc}")
+        except Exception as exc:
+            return Outcome(quarantined=f"analysis failed: {type(exc).__name__}")
+        if self._timeouts.count != before:
+            return Outcome(quarantined="regex timeout in a Presidio recognizer")
+        if time.monotonic() - start > self.policy.fail_closed.analysis_timeout_s:
+            return Outcome(quarantined="analysis exceeded the time limit")
+        detections = []
+        for r in results:
+            end = extend_name(text, r.end) if r.entity_type == "PERSON" else r.end
+            detections.append(Detection(r.entity_type, r.start, end, float(r.score)))
+        return Outcome(detections)
+
+
+_WORKER: Analyzer | None = None
+
+
+def _work(texts: list[str]) -> list[Outcome]:
+    assert _WORKER is not None
+    return _WORKER.analyze_batch(texts)
+
+
+def analyze_all(analyzer: Analyzer, texts: Sequence[str], *, workers: int | None = None,
+                chunk: int = 64, progress: Callable[[int, int], None] | None = None
+                ) -> list[Outcome]:
+    """Analyse every text, over a process pool when it pays; keeps the input order.
+
+    A chunk whose worker does not answer within chunk size x the per-record time limit is
+    quarantined as a whole (fail closed) and the pool is torn down."""
+    global _WORKER
+    total = len(texts)
+    workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    chunks = [list(texts[i:i + chunk]) for i in range(0, total, chunk)]
+    out: list[Outcome] = []
+    if workers <= 1 or len(chunks) < 4 or "fork" not in multiprocessing.get_all_start_methods():
+        for piece in chunks:
+            out += analyzer.analyze_batch(piece)
+            if progress:
+                progress(len(out), total)
+        return out
+    _WORKER = analyzer
+    limit = chunk * analyzer.policy.fail_closed.analysis_timeout_s
+    pool = multiprocessing.get_context("fork").Pool(workers)
+    try:
+        pending = [pool.apply_async(_work, (piece,)) for piece in chunks]
+        for piece, result in zip(chunks, pending, strict=True):
+            try:
+                out += result.get(timeout=limit)
+            except multiprocessing.TimeoutError:
+                out += [Outcome(quarantined="analysis worker timed out") for _ in piece]
+            except Exception as exc:
+                out += [Outcome(quarantined=f"analysis worker failed: {type(exc).__name__}")
+                        for _ in piece]
+            if progress:
+                progress(len(out), total)
+    finally:
+        pool.terminate()
+        pool.join()
+        _WORKER = None
+    return out

@@ -1,0 +1,240 @@
+"""Dataset preparation (validate, deduplicate, scrub, split) and scrub evaluation.
+
+Shared by the CLI and the TUI: plain arguments in, plain data out, never prints. Nothing is
+written to disk here except through `appliance.vault.store.write_dataset` at the very end
+of `import_dataset`, which writes encrypted and atomically.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import DatasetFormatError, ScrubError, VaultError
+from appliance.home import Home
+from appliance.policy import Policy, load_policy, policy_digest
+
+Progress = Callable[[str, int, int], None]
+"""progress(stage, done, total): stages "read", "scrub", "residual", "write"."""
+
+
+@dataclass
+class PreparedDataset:
+    """Scrubbed train and eval records, the report (contract fields and more), and the
+    pseudonym key only when the policy keeps it."""
+
+    train: list[dict[str, Any]]
+    eval: list[dict[str, Any]]
+    report: dict[str, Any]
+    pseudonym_key: bytes | None = field(default=None, repr=False)
+
+
+def _canonical_digest(train: list[dict[str, Any]], eval_: list[dict[str, Any]]) -> str:
+    import rfc8785
+
+    return "sha256:" + hashlib.sha256(rfc8785.dumps({"train": train, "eval": eval_})).hexdigest()
+
+
+def build_analyzer(policy: Policy, extra_recognizers: tuple[Any, ...] = ()) -> Any:
+    """The scrub engine for `policy` (model located and digest-checked first)."""
+    from appliance.scrub.engine import Analyzer
+    from appliance.scrub.offline import require_model
+
+    where = require_model(policy.pii.ner_model)
+    return Analyzer(policy.pii, where.path, extra_recognizers)
+
+
+def _ner_report(analyzer: Any, policy: Policy) -> dict[str, Any]:
+    model = policy.pii.ner_model
+    if analyzer.has_ner:
+        return {"model": model.name, "detects_names_and_places": True}
+    return {"model": None, "detects_names_and_places": False,
+            "warning": f"NER model {model.name} is not installed: names and places "
+                       "(PERSON, LOCATION, NRP, ORGANIZATION) are NOT detected except by "
+                       "cue patterns"}
+
+
+def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
+                    progress: Progress | None = None, workers: int | None = None,
+                    analyzer: Any = None) -> PreparedDataset:
+    """Read, validate, deduplicate, scrub and split the dataset at `path` under `policy`.
+
+    Raises DatasetFormatError (bad file, or an invalid record when intake.on_invalid is
+    abort) and ScrubError (residual PII above the policy's limits). Quarantined records are
+    withheld, never passed through."""
+    from appliance.intake.dedupe import dedupe
+    from appliance.intake.reader import read_items
+    from appliance.intake.split import eval_indices
+    from appliance.intake.validate import validate
+    from appliance.scrub.engine import analyze_all
+    from appliance.scrub.operators import Anonymizer, new_key
+    from appliance.scrub.residual import ResidualPass
+
+    path = Path(path)
+    intake = policy.intake
+    tell = progress or (lambda stage, done, total: None)
+    _, items = read_items(path, intake.max_record_bytes)
+    if len(items) > intake.max_records:
+        raise DatasetFormatError(f"{len(items)} records exceed the policy's limit of "
+                                 f"{intake.max_records} (intake.max_records)", where=str(path))
+    checked = validate(items, where=str(path))
+    tell("read", len(items), len(items))
+    if checked.rejected and intake.on_invalid == "abort":
+        shown = "; ".join(f"line {line}: {why}" for line, why in checked.rejected[:5])
+        more = f" and {len(checked.rejected) - 5} more" if len(checked.rejected) > 5 else ""
+        raise DatasetFormatError(f"{len(checked.rejected)} invalid record(s): {shown}{more}",
+                                 where=str(path), hint="fix them, or set intake.on_invalid = "
+                                 "\"drop\" to drop and count them")
+    if not checked.records:
+        raise DatasetFormatError("no valid record in the file", where=str(path))
+    unique = dedupe(checked.records, intake.deduplicate)
+    records = unique.records
+
+    analyzer = analyzer if analyzer is not None else build_analyzer(policy)
+    flat = [(i, t) for i, r in enumerate(records) for t in r.texts()]
+    outcomes = analyze_all(analyzer, [t for _, t in flat], workers=workers,
+                           progress=lambda d, n: tell("scrub", d, n))
+    quarantine: dict[int, str] = {}
+    for (i, _), outcome in zip(flat, outcomes, strict=True):
+        if outcome.quarantined is not None:
+            quarantine.setdefault(i, outcome.quarantined)
+
+    key = bytearray(new_key())
+    try:
+        anonymizer = Anonymizer(policy.pii, bytes(key))
+        pii: Counter[str] = Counter()
+        scrubbed: list[list[str]] = [[] for _ in records]
+        from appliance.scrub.operators import merge
+
+        for (i, text), outcome in zip(flat, outcomes, strict=True):
+            if i in quarantine:
+                continue
+            spans = merge(outcome.detections)
+            pii.update(d.entity for d in spans)
+            scrubbed[i].append(anonymizer.apply(text, spans))
+        kept_key = bytes(key) if policy.pii.keep_pseudonym_key else None
+    finally:
+        key[:] = bytes(len(key))  # best effort: Python may hold other copies briefly
+
+    kept = [i for i in range(len(records)) if i not in quarantine]
+    out_texts = [t for i in kept for t in scrubbed[i]]
+    residual_pass = ResidualPass(policy.pii.entities)
+    residual, dirty_texts = residual_pass.count(out_texts)
+    tell("residual", len(out_texts), len(out_texts))
+    over = {e: n for e, n in residual.items() if n > policy.pii.max_residual.get(e, 0)}
+    share = dirty_texts / len(out_texts) if out_texts else 0.0
+    if over or share > policy.pii.max_residual_share:
+        detail = ", ".join(f"{e}: {n} (allowed {policy.pii.max_residual.get(e, 0)})"
+                           for e, n in over.items()) or f"share of texts {share:.3f}"
+        raise ScrubError(f"residual PII after scrubbing above the policy's limits: {detail}",
+                         where=str(path), hint="nothing was imported; inspect the file, "
+                         "or raise pii.max_residual for these types if they are expected")
+    if not kept:
+        raise ScrubError("every record was quarantined", where=str(path))
+
+    held_out = eval_indices([unique.keys[i] for i in kept], policy.training.eval_fraction,
+                            intake.split_seed)
+    train, eval_ = [], []
+    for pos, i in enumerate(kept):
+        (eval_ if pos in held_out else train).append(records[i].with_texts(scrubbed[i]))
+    report: dict[str, Any] = {
+        "name": name,
+        "shape": checked.shape,
+        "records_in": len(items),
+        "records_out": len(kept),
+        "train": len(train),
+        "eval": len(eval_),
+        "rejected": len(checked.rejected),
+        "rejected_reasons": checked.reasons(),
+        "rejected_lines": [line for line, _ in checked.rejected[:100]],
+        "quarantined": len(quarantine),
+        "quarantined_reasons": dict(Counter(quarantine.values())),
+        "duplicates": unique.duplicates,
+        "duplicates_exact": unique.exact,
+        "duplicates_normalized": unique.normalized,
+        "pii": dict(sorted(pii.items())),
+        "residual": residual,
+        "digest": _canonical_digest(train, eval_),
+        "ner": _ner_report(analyzer, policy),
+        "undetectable_entities": analyzer.undetectable,
+        "ignored_keys": sorted(checked.ignored_keys),
+        "pseudonym_key": "kept (encrypted)" if kept_key else "destroyed",
+        "split_seed": intake.split_seed,
+        "eval_fraction": policy.training.eval_fraction,
+        "policy_digest": policy_digest(policy),
+    }
+    return PreparedDataset(train, eval_, report, kept_key)
+
+
+def wrap_pseudonym_key(master_key: bytes, name: str, key: bytes) -> str:
+    """The pseudonym key sealed under the vault master key (HKDF-SHA256 subkey, AES-256-GCM,
+    the dataset name as associated data), base64."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    sub = HKDF(hashes.SHA256(), 32, salt=None,
+               info=b"appliance/scrub/pseudonym-key-wrap/v1").derive(master_key)
+    nonce = os.urandom(12)
+    return base64.b64encode(nonce + AESGCM(sub).encrypt(nonce, key, name.encode())).decode()
+
+
+def import_dataset(home: Home, path: str | Path, name: str, *,
+                   passphrase_file: str | None = None, progress: Progress | None = None,
+                   workers: int | None = None) -> dict[str, Any]:
+    """Prepare the dataset and write it encrypted into the vault; returns the report.
+
+    Fails before any scrubbing when the vault is unavailable or the passphrase is wrong."""
+    from appliance import audit, masterkey
+    from appliance.passphrase import read_passphrase
+
+    home.require_initialised()
+    try:
+        from appliance.vault import store  # type: ignore[attr-defined,unused-ignore]
+    except ImportError as exc:
+        raise VaultError("the encrypted vault (appliance.vault.store) is not available in this "
+                         "build, so nothing can be imported",
+                         hint="install a build that includes the vault") from exc
+    policy = load_policy(home.policy_file)
+    master_key = masterkey.load(home, read_passphrase(passphrase_file), policy)
+    try:
+        prepared = prepare_dataset(path, policy, name=name, progress=progress, workers=workers)
+    except (DatasetFormatError, ScrubError) as exc:
+        audit.record(home, "dataset.import", outcome="refused", name=name,
+                     reason=type(exc).__name__)
+        raise
+    metadata: dict[str, Any] = {"report": prepared.report}
+    if prepared.pseudonym_key is not None:
+        metadata["pseudonym_key_wrapped"] = wrap_pseudonym_key(master_key, name,
+                                                               prepared.pseudonym_key)
+    if progress:
+        progress("write", 0, 1)
+    store.write_dataset(home, policy, master_key, name, prepared.train, prepared.eval, metadata)
+    report = prepared.report
+    audit.record(home, "dataset.import", name=name, digest=report["digest"],
+                 records_in=report["records_in"], records_out=report["records_out"],
+                 rejected=report["rejected"], quarantined=report["quarantined"],
+                 duplicates=report["duplicates"], pii=report["pii"],
+                 residual=report["residual"], policy_digest=report["policy_digest"])
+    return report
+
+
+def evaluate_file(path: str | Path, policy: Policy, *, workers: int | None = None,
+                  analyzer: Any = None) -> dict[str, Any]:
+    """Score detection on a labeled presidio-research file (contract fields, plus pooled
+    figures over the direct identifiers and the NER note)."""
+    from appliance.policy.pii import DIRECT_IDENTIFIERS
+    from appliance.scrub.evaluate import evaluate, load_labeled, summary
+
+    records = load_labeled(Path(path))
+    analyzer = analyzer if analyzer is not None else build_analyzer(policy)
+    result = evaluate(analyzer, records, workers=workers)
+    result["direct_identifiers"] = summary(result, DIRECT_IDENTIFIERS)
+    result["ner"] = _ner_report(analyzer, policy)
+    return result
