@@ -20,6 +20,8 @@ from appliance.errors import EXIT_BAD_INPUT, EXIT_FAILED, ApplianceError, Policy
 COMMAND_MODULES = (
     "appliance.cli.policy_cmd",
     "appliance.cli.doctor_cmd",
+    "appliance.cli.model_cmd",
+    "appliance.cli.train_cmd",
 )
 
 
