@@ -83,6 +83,16 @@ def records_digest(train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> 
     return "sha256:" + hashlib.sha256(blob).hexdigest()
 
 
+def audit_tripwire(home: Home, run_id: str, event: Event) -> None:
+    """Write one tripwire report from the child to the audit log. Network attempts are
+    `network.blocked` (the namespace stopped them); process spawns are reported, since the
+    new process is inside the same namespace."""
+    action = str(event.get("action", "network.blocked"))
+    fields = {k: v for k, v in event.items() if k not in ("type", "action")}
+    outcome = "blocked" if action == "network.blocked" else "reported"
+    audit.record(home, action, outcome=outcome, run_id=run_id, **fields)
+
+
 def new_run_id() -> str:
     """A sortable, unique run id."""
     return _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
@@ -204,9 +214,7 @@ def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | No
         def handle(event: Event) -> None:
             kind = event.get("type")
             if kind == "tripwire":
-                fields = {k: v for k, v in event.items() if k not in ("type", "action")}
-                audit.record(home, str(event.get("action", "network.blocked")),
-                             outcome="blocked", run_id=run_id, **fields)
+                audit_tripwire(home, run_id, event)
             elif kind in ("step", "eval", "checkpoint", "resumed", "stopped"):
                 with open(metrics, "a", encoding="utf-8") as handle_:
                     handle_.write(json.dumps(event, sort_keys=True) + "\n")
@@ -287,3 +295,22 @@ def _finish(home: Home, policy: Policy, run_id: str, run_dir: Path, state: dict[
 def recipe_for(recipe: Recipe) -> dict[str, Any]:
     """Plain data of a recipe (for the TUI)."""
     return recipe.model_dump()
+
+
+def probe_isolation(home: Home, probe: str, **params: Any) -> list[Event]:
+    """Run an isolation self-test in the trainer child ("network": connect to
+    params host/port by every route; "nf4": a real NF4 forward pass on params model_dir).
+    Tripwire reports are audited like in training; returns every event."""
+    iso = isolation.require_isolation()
+    events: list[Event] = []
+
+    def handle(event: Event) -> None:
+        if event.get("type") == "tripwire":
+            audit_tripwire(home, f"probe-{probe}", event)
+        events.append(event)
+
+    result = isolation.run_isolated({"probe": probe, **params}, handle, iso)
+    if result.returncode != 0:
+        raise TrainingError(f"isolation probe {probe!r} failed (status {result.returncode}): "
+                            + " | ".join(result.output_tail[-3:]))
+    return events
