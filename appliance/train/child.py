@@ -48,7 +48,10 @@ def main() -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     job: dict[str, Any] = json.loads(sys.stdin.buffer.read())
-    events.emit("started", pid=os.getpid(), interfaces=_interfaces())
+    from appliance.offline import OFFLINE_ENV
+
+    events.emit("started", pid=os.getpid(), interfaces=_interfaces(),
+                offline={k: os.environ.get(k) for k in OFFLINE_ENV})
     if job.get("probe"):
         from appliance.train import probes
 
