@@ -26,6 +26,8 @@ COMMAND_MODULES = (
     "appliance.cli.dataset_cmd",
     "appliance.cli.scrub_cmd",
     "appliance.cli.import_cmd",
+    "appliance.cli.model_cmd",
+    "appliance.cli.train_cmd",
 )
 
 

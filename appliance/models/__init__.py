@@ -1,0 +1,1 @@
+"""Base models: safe import (safetensors directories, GGUF conversion), digests, policy checks."""

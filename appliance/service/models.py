@@ -1,0 +1,58 @@
+"""Base model operations for the CLI and TUI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from appliance import audit
+from appliance.errors import ApplianceError
+from appliance.home import Home
+from appliance.models import importer, store
+from appliance.policy import Policy, load_policy
+
+
+def active_policy(home: Home) -> Policy:
+    """The home's active policy."""
+    home.require_initialised()
+    return load_policy(home.policy_file)
+
+
+def import_model(home: Home, source: str | None, name: str | None, *,
+                 default: bool = False) -> dict[str, Any]:
+    """Import a base model (or the embedded default) and audit it; returns plain data."""
+    policy = active_policy(home)
+    if default:
+        path = importer.default_gguf()
+        name = name or importer.DEFAULT_NAME
+    else:
+        if source is None or name is None:
+            from appliance.errors import UsageError
+
+            raise UsageError("model import needs PATH and --name NAME (or --default)")
+        path = Path(source)
+    try:
+        record, cached, skipped = importer.import_model(home, policy, path, name)
+    except ApplianceError as exc:
+        audit.record(home, "model.import", outcome="refused", name=name,
+                     error=type(exc).__name__)
+        raise
+    allowed = store.is_allowed(policy, record)
+    audit.record(home, "model.import", name=record.name, kind=record.kind,
+                 root_digest=record.root_digest, source_digest=record.source_digest,
+                 files=len(record.files), cached=cached, allowed=allowed)
+    out = record.to_json()
+    out.update(allowed=allowed, cached=cached, skipped=skipped)
+    return out
+
+
+def list_models(home: Home) -> list[dict[str, Any]]:
+    """Every imported model with its digests and whether the policy allows it."""
+    policy = active_policy(home)
+    out = []
+    for record in store.list_records(home):
+        item = record.to_json()
+        item.pop("files")
+        item["allowed"] = store.is_allowed(policy, record)
+        out.append(item)
+    return out

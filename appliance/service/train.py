@@ -1,0 +1,316 @@
+"""Training operations for the CLI and TUI: check, isolate, run, collect the artifact.
+
+The parent (this process) validates the recipe against the policy, checks the base model's
+digest, refuses without a network namespace, reads the records (from the vault, decrypted
+in memory), derives the run's checkpoint key, and hands everything to the isolated child
+over a pipe. It writes the audit events (including the child's tripwire reports), the
+metrics, and the artifact.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from appliance import audit
+from appliance.digests import file_sha256
+from appliance.errors import (
+    DatasetFormatError,
+    IntegrityError,
+    PolicyViolation,
+    TrainingError,
+    UsageError,
+)
+from appliance.fsutil import atomic_write_text
+from appliance.home import Home
+from appliance.models import store
+from appliance.policy import Policy, load_policy, policy_digest
+from appliance.train import artifact, isolation
+from appliance.train.data import validate_records
+from appliance.train.recipe import Recipe, check_against_policy, load_recipe, parse_recipe
+from appliance.train.trainer import total_steps
+
+Event = dict[str, Any]
+
+
+class RecordsProvider(Protocol):
+    """Reads one split of a dataset as records, decrypted in memory."""
+
+    def __call__(self, home: Home, policy: Policy, master_key: bytes, name: str,
+                 split: str) -> list[dict[str, Any]]:
+        """Records of `split` ("train" or "eval") of dataset `name`."""
+        ...
+
+
+def vault_records(home: Home, policy: Policy, master_key: bytes, name: str,
+                  split: str) -> list[dict[str, Any]]:
+    """The vault's reader (appliance.vault.store.read_dataset), once merged."""
+    try:
+        from appliance.vault.store import read_dataset  # type: ignore[import-not-found]
+    except ImportError:
+        raise TrainingError("the encrypted vault is not available in this build",
+                            where=f"dataset {name!r}",
+                            hint="import datasets with appliance dataset import") from None
+    return list(read_dataset(home, policy, master_key, name, split))
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """The outcome of one finished run."""
+
+    run_id: str
+    artifact_dir: Path
+    adapter_sha256: str
+    eval_before: dict[str, Any]
+    eval_after: dict[str, Any]
+    signed: bool
+
+
+def records_digest(train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> str:
+    """sha256 over the canonical JSON of both splits (what provenance and resume check)."""
+    blob = json.dumps({"train": train, "eval": evals}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return "sha256:" + hashlib.sha256(blob).hexdigest()
+
+
+def audit_tripwire(home: Home, run_id: str, event: Event) -> None:
+    """Write one tripwire report from the child to the audit log. Network attempts are
+    `network.blocked` (the namespace stopped them); process spawns are reported, since the
+    new process is inside the same namespace."""
+    action = str(event.get("action", "network.blocked"))
+    fields = {k: v for k, v in event.items() if k not in ("type", "action")}
+    outcome = "blocked" if action == "network.blocked" else "reported"
+    audit.record(home, action, outcome=outcome, run_id=run_id, **fields)
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id."""
+    return _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+@contextmanager
+def _run_lock(run_dir: Path) -> Iterator[None]:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise TrainingError("this run is already being trained by another process",
+                                where=str(run_dir)) from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _audit_lines(home: Home) -> int:
+    try:
+        with open(home.audit_log, "rb") as handle:
+            return sum(1 for _ in handle)
+    except FileNotFoundError:
+        return 0
+
+
+def _master_key(home: Home, policy: Policy, passphrase_file: str | None) -> bytes:
+    from appliance import masterkey
+    from appliance.passphrase import read_passphrase
+
+    passphrase = read_passphrase(passphrase_file, prompt="Passphrase: ")
+    return masterkey.load(home, passphrase, policy)
+
+
+def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | None = None,
+          passphrase_file: str | None = None, records: RecordsProvider = vault_records,
+          on_event: Callable[[Event], None] | None = None,
+          echo_child_output: bool = False) -> TrainResult:
+    """Run (or resume) one training run to a finished artifact."""
+    home.require_initialised()
+    policy = load_policy(home.policy_file)
+    if resume:
+        run_id = resume
+        run_dir = home.runs_dir / run_id
+        try:
+            state = json.loads((run_dir / "run.json").read_text("utf-8"))
+        except FileNotFoundError:
+            raise UsageError(f"no run {run_id!r} to resume", where=str(home.runs_dir)) from None
+        if state.get("status") == "done":
+            raise UsageError(f"run {run_id!r} already finished",
+                             where=state.get("artifact", str(run_dir)))
+        recipe = parse_recipe(state["recipe"], f"{run_dir}/run.json")
+    else:
+        if recipe_path is None:
+            raise UsageError("give a RECIPE file or --resume RUN")
+        recipe = load_recipe(recipe_path)
+        run_id = new_run_id()
+        run_dir = home.runs_dir / run_id
+        state = {}
+    check_against_policy(recipe, policy)
+    model = store.read_record(home, recipe.base_model)
+    store.require_allowed(policy, model)
+    iso = isolation.require_isolation()
+    store.verify_weights(model)
+    master_key = _master_key(home, policy, passphrase_file)
+    train_records = records(home, policy, master_key, recipe.dataset, "train")
+    eval_records = records(home, policy, master_key, recipe.dataset, "eval")
+    validate_records(train_records)
+    validate_records(eval_records)
+    if not train_records:
+        raise DatasetFormatError("the training split is empty", where=recipe.dataset)
+    if not eval_records:
+        raise PolicyViolation("the dataset has no held-out eval split",
+                              where="policy training.require_eval_split")
+    steps = total_steps(recipe, len(train_records))
+    if steps > policy.training.limits.max_steps:
+        raise PolicyViolation(f"the recipe makes {steps} optimizer steps, over the policy "
+                              f"limit training.limits.max_steps = "
+                              f"{policy.training.limits.max_steps}", where="recipe")
+    digest = records_digest(train_records, eval_records)
+    if resume and state.get("dataset_digest") != digest:
+        raise IntegrityError("the dataset changed since the run started", where=str(run_dir),
+                             hint="start a new run")
+    pdigest = policy_digest(policy)
+    if resume and state.get("policy_digest") != pdigest:
+        raise PolicyViolation("the active policy changed since the run started",
+                              where=str(run_dir), hint="start a new run under this policy")
+    key = None
+    if policy.training.encrypt_checkpoints:
+        from appliance.train.sealing import derive_run_key
+
+        key = derive_run_key(master_key, run_id)
+    with _run_lock(run_dir):
+        if not resume:
+            state = {"run_id": run_id, "status": "running", "recipe": recipe.model_dump(),
+                     "base_model": {"name": model.name, "root_digest": model.root_digest,
+                                    "source_digest": model.source_digest},
+                     "dataset": {"name": recipe.dataset, "train_records": len(train_records),
+                                 "eval_records": len(eval_records)},
+                     "dataset_digest": digest, "policy_digest": pdigest,
+                     "isolation": iso.detail, "total_steps": steps,
+                     "started": _dt.datetime.now(_dt.UTC).isoformat()}
+            atomic_write_text(run_dir / "run.json", json.dumps(state, indent=2))
+        audit.record(home, "train.resume" if resume else "train.start", run_id=run_id,
+                     base_model=model.root_digest, dataset_digest=digest,
+                     policy_digest=pdigest, isolation=iso.detail, total_steps=steps)
+        adapter_out = run_dir / "adapter"
+        if adapter_out.exists():
+            shutil.rmtree(adapter_out)
+        job = {"run_id": run_id, "run_dir": str(run_dir), "model_dir": str(model.weights_dir),
+               "recipe": recipe.model_dump(), "train": train_records, "eval": eval_records,
+               "checkpoint_key": key.hex() if key else None, "resume": bool(resume),
+               "adapter_out": str(adapter_out)}
+        collected: dict[str, Any] = {"errors": [], "samples": []}
+        metrics = run_dir / "metrics.jsonl"
+
+        def handle(event: Event) -> None:
+            kind = event.get("type")
+            if kind == "tripwire":
+                audit_tripwire(home, run_id, event)
+            elif kind in ("step", "eval", "checkpoint", "resumed", "stopped"):
+                with open(metrics, "a", encoding="utf-8") as handle_:
+                    handle_.write(json.dumps(event, sort_keys=True) + "\n")
+                if kind == "eval":
+                    collected[f"eval_{event['phase']}"] = event
+                    if event["phase"] == "before":
+                        state["eval_before"] = event
+                        atomic_write_text(run_dir / "run.json", json.dumps(state, indent=2))
+                if kind == "stopped":
+                    collected["stopped"] = event
+            elif kind == "generations":
+                collected["samples"] = event.get("samples", [])
+            elif kind == "error":
+                collected["errors"].append(event)
+            if on_event is not None:
+                on_event(event)
+
+        result = isolation.run_isolated(job, handle, iso, echo_output=echo_child_output)
+        if "stopped" in collected:
+            at = collected["stopped"]["step"]
+            audit.record(home, "train.cancelled", outcome="stopped", run_id=run_id, step=at)
+            raise TrainingError(f"training stopped at step {at} of {steps}; checkpoint saved",
+                                where=f"run {run_id}",
+                                hint=f"resume with appliance train --resume {run_id}")
+        if result.returncode != 0 or "eval_after" not in collected:
+            why = collected["errors"][-1]["message"] if collected["errors"] else \
+                f"trainer exited with status {result.returncode}"
+            kind = collected["errors"][-1]["kind"] if collected["errors"] else "exit"
+            audit.record(home, "train.failed", outcome="failed", run_id=run_id, error=kind)
+            raise TrainingError(f"training failed: {why}", where=f"run {run_id}",
+                                hint=f"run again with --debug to see the trainer's output; "
+                                     f"resume with appliance train --resume {run_id}")
+        return _finish(home, policy, run_id, run_dir, state, collected, iso.detail)
+
+
+def _finish(home: Home, policy: Policy, run_id: str, run_dir: Path, state: dict[str, Any],
+            collected: dict[str, Any], isolation_detail: str) -> TrainResult:
+    """Assemble, sign and move the artifact into place; audit; mark the run done."""
+    staging = home.artifacts_dir / f".staging-{run_id}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    adapter_src = run_dir / "adapter"
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        shutil.copy2(adapter_src / name, staging / name)
+    shutil.copy2(run_dir / "metrics.jsonl", staging / "metrics.jsonl")
+    adapter_digest = "sha256:" + file_sha256(staging / "adapter_model.safetensors")
+    strip = ("type",)
+    eval_before = {k: v for k, v in (state.get("eval_before") or
+                                     collected.get("eval_before", {})).items()
+                   if k not in strip}
+    eval_after = {k: v for k, v in collected["eval_after"].items() if k not in strip}
+    evals = {"before": eval_before, "after": eval_after}
+    report = {"run_id": run_id, "recipe": state["recipe"], "base_model": state["base_model"],
+              "dataset": state["dataset"], "dataset_digest": state["dataset_digest"],
+              "policy_digest": state["policy_digest"], "total_steps": state["total_steps"],
+              "eval": evals, "samples": collected["samples"],
+              "adapter_sha256": adapter_digest, "isolation": isolation_detail}
+    atomic_write_text(staging / "report.json", json.dumps(report, indent=2, sort_keys=True))
+    prov = artifact.provenance(
+        run_id=run_id, policy_digest=state["policy_digest"], model=state["base_model"],
+        dataset={**state["dataset"], "digest": state["dataset_digest"]},
+        recipe=state["recipe"], isolation=isolation_detail, evals=evals,
+        adapter_digest=adapter_digest, audit_position=_audit_lines(home))
+    target = home.artifacts_dir / run_id
+    signed = artifact.finalize_artifact(home, policy, staging, target, prov)
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    shutil.rmtree(adapter_src, ignore_errors=True)
+    state.update(status="done", artifact=str(target),
+                 finished=_dt.datetime.now(_dt.UTC).isoformat())
+    atomic_write_text(run_dir / "run.json", json.dumps(state, indent=2))
+    audit.record(home, "train.finish", run_id=run_id, adapter_sha256=adapter_digest,
+                 eval_loss_before=eval_before.get("loss"), eval_loss_after=eval_after.get("loss"),
+                 signed=signed, artifact=str(target))
+    return TrainResult(run_id, target, adapter_digest, eval_before, eval_after, signed)
+
+
+def recipe_for(recipe: Recipe) -> dict[str, Any]:
+    """Plain data of a recipe (for the TUI)."""
+    return recipe.model_dump()
+
+
+def probe_isolation(home: Home, probe: str, **params: Any) -> list[Event]:
+    """Run an isolation self-test in the trainer child ("network": connect to
+    params host/port by every route; "nf4": a real NF4 forward pass on params model_dir).
+    Tripwire reports are audited like in training; returns every event."""
+    iso = isolation.require_isolation()
+    events: list[Event] = []
+
+    def handle(event: Event) -> None:
+        if event.get("type") == "tripwire":
+            audit_tripwire(home, f"probe-{probe}", event)
+        events.append(event)
+
+    result = isolation.run_isolated({"probe": probe, **params}, handle, iso)
+    if result.returncode != 0:
+        raise TrainingError(f"isolation probe {probe!r} failed (status {result.returncode}): "
+                            + " | ".join(result.output_tail[-3:]))
+    return events

@@ -1,0 +1,1 @@
+"""Network-blocked QLoRA training: recipe, isolated child, trainer, checkpoints, artifact."""

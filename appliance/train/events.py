@@ -1,0 +1,29 @@
+"""The child-to-parent event channel: JSON lines on a dedicated pipe (not stdout, which
+libraries may print to)."""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from typing import Any
+
+EVENT_FD_ENV = "APPLIANCE_EVENT_FD"
+
+
+class EventWriter:
+    """Writes one JSON object per line to a file descriptor, thread-safely."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._lock = threading.Lock()
+
+    def emit(self, kind: str, /, **fields: Any) -> None:
+        """Send one event of type `kind`."""
+        line = (json.dumps({"type": kind, **fields}, sort_keys=True, default=str)
+                + "\n").encode("utf-8")
+        with self._lock:
+            view = memoryview(line)
+            while view:
+                written = os.write(self.fd, view)
+                view = view[written:]

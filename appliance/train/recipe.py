@@ -1,0 +1,176 @@
+"""Training recipes: a strict TOML document, validated on its own and against the policy.
+
+A malformed recipe is a RecipeError (exit 2) listing every problem as `FILE: key: message`.
+A recipe that is well formed but asks for more than the policy allows is a PolicyViolation
+(exit 1) naming the recipe key and the policy limit it exceeds.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from appliance.errors import PolicyViolation, RecipeError
+from appliance.policy import Policy
+from appliance.policy._base import Name
+
+
+class _Strict(BaseModel):
+    """Frozen, strict, unknown keys rejected (like the policy sections)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True,
+                              use_attribute_docstrings=True, validate_default=True)
+
+
+class LoraSettings(_Strict):
+    """LoRA adapter shape."""
+
+    rank: int = Field(default=8, ge=1)
+    """LoRA rank r."""
+    alpha: float = Field(default=16.0, gt=0)
+    """LoRA scaling alpha (the update is scaled by alpha / rank)."""
+    dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
+    """Dropout on the LoRA input."""
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], min_length=1)
+    """Module names that get adapters."""
+
+
+class QuantSettings(_Strict):
+    """4-bit base weights (bitsandbytes NF4)."""
+
+    compute_dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    """dtype the de-quantised NF4 blocks are computed in."""
+    double_quant: bool = True
+    """Quantise the quantisation constants too (QLoRA double quantisation)."""
+
+
+class OptimSettings(_Strict):
+    """AdamW and the learning-rate schedule."""
+
+    learning_rate: float = Field(default=2e-4, gt=0)
+    """Peak learning rate."""
+    weight_decay: float = Field(default=0.0, ge=0)
+    """AdamW decoupled weight decay."""
+    warmup_steps: int = Field(default=0, ge=0)
+    """Linear warm-up steps."""
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    """Decay after warm-up."""
+    max_grad_norm: float = Field(default=1.0, gt=0)
+    """Gradient clipping norm."""
+
+
+class TrainSettings(_Strict):
+    """Loop shape."""
+
+    epochs: int = Field(default=1, ge=1)
+    """Passes over the training split."""
+    max_steps: int = Field(default=0, ge=0)
+    """Stop after this many optimizer steps (0: run every epoch)."""
+    batch_size: int = Field(default=4, ge=1)
+    """Sequences per micro-batch."""
+    grad_accum: int = Field(default=1, ge=1)
+    """Micro-batches per optimizer step."""
+    seq_len: int = Field(default=256, ge=16)
+    """Longest tokenised sequence; longer ones are truncated."""
+    checkpoint_every: int = Field(default=50, ge=1)
+    """Optimizer steps between checkpoints."""
+    log_every: int = Field(default=1, ge=1)
+    """Optimizer steps between progress events."""
+
+
+class EvalSettings(_Strict):
+    """Held-out evaluation before and after training."""
+
+    max_records: int = Field(default=64, ge=1)
+    """Eval records scored (the first N of the eval split)."""
+    generations: int = Field(default=3, ge=0)
+    """Sample generations on held-out prompts, in the report."""
+    generation_tokens: int = Field(default=48, ge=1, le=512)
+    """Greedy tokens per sample generation."""
+
+
+class Recipe(_Strict):
+    """One training run: what to train, on what, and how."""
+
+    name: Name = "run"
+    """A label for the run (recorded in the report)."""
+    base_model: Name
+    """Imported base model name (appliance model list)."""
+    dataset: Name
+    """Vault dataset name (train split trains, eval split evaluates)."""
+    method: Literal["qlora", "lora"] = "qlora"
+    """qlora: 4-bit NF4 base weights; lora: full-precision base weights."""
+    seed: int = Field(default=0, ge=0)
+    """Seeds data order, LoRA initialisation and dropout."""
+    threads: int = Field(default=0, ge=0)
+    """CPU threads for torch (0: all cores). Part of what makes a run reproducible."""
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    """LoRA adapter shape."""
+    quantization: QuantSettings = Field(default_factory=QuantSettings)
+    """4-bit base weights."""
+    optim: OptimSettings = Field(default_factory=OptimSettings)
+    """Optimizer and schedule."""
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    """Loop shape."""
+    eval: EvalSettings = Field(default_factory=EvalSettings)
+    """Held-out evaluation."""
+
+
+def parse_recipe(data: dict[str, Any], where: str = "recipe") -> Recipe:
+    """Validate recipe data; RecipeError lists every problem as `where: key: message`."""
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+            msg = ("unknown key" if err["type"] == "extra_forbidden" else
+                   "required key is missing" if err["type"] == "missing" else err["msg"])
+            problems.append(f"{where}: {key}: {msg}")
+        raise RecipeError("; ".join(problems), hint="fix the listed recipe keys") from None
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe TOML file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise RecipeError("recipe file not found", where=str(path)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"not valid TOML: {exc}", where=str(path)) from None
+    return parse_recipe(data, str(path))
+
+
+def check_against_policy(recipe: Recipe, policy: Policy) -> None:
+    """PolicyViolation naming the recipe key and the policy limit for every excess."""
+    limits = policy.training.limits
+    problems: list[str] = []
+
+    def over(key: str, value: float, limit_key: str, limit: float) -> None:
+        if value > limit:
+            problems.append(f"{key} = {value} is over the policy limit {limit_key} = {limit}")
+
+    if recipe.method not in policy.training.methods:
+        problems.append(f"method = {recipe.method!r} is not in the policy's training.methods "
+                        f"= {list(policy.training.methods)}")
+    dtype = recipe.quantization.compute_dtype
+    if dtype not in policy.training.compute_dtypes:
+        problems.append(f"quantization.compute_dtype = {dtype!r} is not in the policy's "
+                        f"training.compute_dtypes = {list(policy.training.compute_dtypes)}")
+    over("train.epochs", recipe.train.epochs, "training.limits.max_epochs", limits.max_epochs)
+    over("train.max_steps", recipe.train.max_steps, "training.limits.max_steps",
+         limits.max_steps)
+    over("lora.rank", recipe.lora.rank, "training.limits.max_rank", limits.max_rank)
+    over("train.seq_len", recipe.train.seq_len, "training.limits.max_seq_len",
+         limits.max_seq_len)
+    over("optim.learning_rate", recipe.optim.learning_rate,
+         "training.limits.max_learning_rate", limits.max_learning_rate)
+    if problems:
+        raise PolicyViolation("; ".join(problems), where="recipe",
+                              hint="lower the recipe values or ask an admin to change the "
+                                   "policy")

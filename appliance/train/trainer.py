@@ -1,0 +1,262 @@
+"""The QLoRA trainer, one linear file: setup, evaluate, loop, save.
+
+Runs inside the isolated child (appliance.train.child). Base weights load as 4-bit NF4
+through bitsandbytes (double quantisation, compute dtype from the recipe), LoRA adapters
+through peft, and the loss counts assistant tokens only. The learning rate is a pure
+function of the step and the data order a pure function of (seed, epoch), so a checkpoint
+needs only tensors (adapter, AdamW moments, RNG state) and a few integers to resume
+bit-identically.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from appliance.train import checkpoint
+from appliance.train.data import IGNORE, Example, collate, encode, prompt_ids, to_messages
+from appliance.train.recipe import Recipe
+
+Emit = Callable[..., None]
+
+
+def lr_at(recipe: Recipe, step: int, total: int) -> float:
+    """Learning rate for optimizer step `step` (0-based) of `total`."""
+    peak, warm = recipe.optim.learning_rate, recipe.optim.warmup_steps
+    if warm and step < warm:
+        return peak * (step + 1) / warm
+    if recipe.optim.schedule == "constant" or total <= warm:
+        return peak
+    progress = (step - warm) / max(1, total - warm)
+    if recipe.optim.schedule == "linear":
+        return peak * (1.0 - progress)
+    return peak * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def epoch_order(seed: int, epoch: int, n: int) -> list[int]:
+    """The shuffled record order of one epoch (deterministic in seed and epoch)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    return [int(i) for i in torch.randperm(n, generator=gen)]
+
+
+def steps_per_epoch(recipe: Recipe, n_train: int) -> int:
+    """Optimizer steps in one epoch."""
+    per_step = recipe.train.batch_size * recipe.train.grad_accum
+    return max(1, math.ceil(n_train / per_step))
+
+
+def total_steps(recipe: Recipe, n_train: int) -> int:
+    """Optimizer steps of the whole run."""
+    total = recipe.train.epochs * steps_per_epoch(recipe, n_train)
+    return min(total, recipe.train.max_steps) if recipe.train.max_steps else total
+
+
+def setup_torch(recipe: Recipe) -> Any:
+    """Threads, seeds and deterministic kernels; returns the device."""
+    import torch
+
+    torch.set_num_threads(recipe.threads or os.cpu_count() or 1)
+    torch.manual_seed(recipe.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def load_model(model_dir: str, recipe: Recipe, device: Any) -> tuple[Any, Any]:
+    """Tokenizer and the base model (NF4 for qlora) wrapped with fresh LoRA adapters."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+
+    dtype = getattr(torch, recipe.quantization.compute_dtype)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": True,
+                              "dtype": dtype}
+    if recipe.method == "qlora":
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=recipe.quantization.double_quant,
+            bnb_4bit_compute_dtype=dtype)
+    if device.type == "cuda":
+        kwargs["device_map"] = {"": device.index or 0}
+    model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+    if device.type != "cuda":
+        model.to(device)
+    torch.manual_seed(recipe.seed)
+    lora = LoraConfig(r=recipe.lora.rank, lora_alpha=recipe.lora.alpha,
+                      lora_dropout=recipe.lora.dropout,
+                      target_modules=list(recipe.lora.target_modules), bias="none",
+                      task_type="CAUSAL_LM")
+    return tokenizer, get_peft_model(model, lora)
+
+
+def token_loss_sum(model: Any, batch: dict[str, Any]) -> Any:
+    """Sum of cross-entropy over assistant tokens (labels != IGNORE), shifted by one."""
+    import torch.nn.functional as F
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = batch["labels"][:, 1:]
+    return F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)),
+                           shift_labels.reshape(-1), ignore_index=IGNORE, reduction="sum")
+
+
+def n_targets(examples: list[Example]) -> int:
+    """Number of label tokens that count in the loss."""
+    return sum(sum(1 for t in e.labels[1:] if t != IGNORE) for e in examples)
+
+
+def evaluate(model: Any, examples: list[Example], pad_id: int, batch_size: int,
+             device: Any) -> dict[str, float]:
+    """Mean assistant-token loss and perplexity on held-out examples."""
+    import torch
+
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(examples), batch_size):
+            chunk = examples[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
+            total += float(token_loss_sum(model, batch))
+            count += n_targets(chunk)
+    model.train()
+    loss = total / max(1, count)
+    return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": count,
+            "records": len(examples)}
+
+
+def generate(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]],
+             max_new: int, device: Any) -> list[dict[str, Any]]:
+    """Greedy completions for held-out prompts."""
+    import torch
+
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for index, messages in enumerate(conversations):
+            ids = torch.tensor([prompt_ids(tokenizer, messages)], device=device)
+            gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                 max_new_tokens=max_new, do_sample=False,
+                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+            text = tokenizer.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)
+            last_user = [m["content"] for m in messages if m["role"] == "user"][-1:]
+            out.append({"index": index, "prompt": (last_user[0] if last_user else "")[:300],
+                        "completion": text})
+    model.train()
+    return out
+
+
+def trainable(model: Any) -> dict[str, Any]:
+    """The trainable (LoRA) parameters by name."""
+    return {n: p for n, p in model.named_parameters() if p.requires_grad}
+
+
+def run(job: dict[str, Any], emit: Emit, should_stop: Callable[[], bool]) -> int:
+    """Train per `job`; returns 0 when finished, 3 when stopped at a step boundary."""
+    import torch
+
+    # ---- setup ------------------------------------------------------------------------
+    recipe = Recipe.model_validate(job["recipe"])
+    run_dir, run_id = Path(job["run_dir"]), job["run_id"]
+    key = bytes.fromhex(job["checkpoint_key"]) if job.get("checkpoint_key") else None
+    device = setup_torch(recipe)
+    tokenizer, model = load_model(job["model_dir"], recipe, device)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
+        else tokenizer.eos_token_id
+    seq_len = recipe.train.seq_len
+    train = [encode(tokenizer, to_messages(r, i), seq_len) for i, r in enumerate(job["train"])]
+    eval_records = job["eval"][: recipe.eval.max_records]
+    eval_msgs = [to_messages(r, i) for i, r in enumerate(eval_records)]
+    held_out = [encode(tokenizer, m, seq_len) for m in eval_msgs]
+    params = trainable(model)
+    optimizer = torch.optim.AdamW(list(params.values()), lr=recipe.optim.learning_rate,
+                                  weight_decay=recipe.optim.weight_decay)
+    spe, total = steps_per_epoch(recipe, len(train)), total_steps(recipe, len(train))
+    per_step = recipe.train.batch_size * recipe.train.grad_accum
+    step = 0
+    if job.get("resume"):
+        tensors, state = checkpoint.load(run_dir, run_id, key)
+        with torch.no_grad():
+            for name, param in params.items():
+                param.copy_(tensors[f"param.{name}"])
+        names = list(params)
+        opt_state: dict[int, dict[str, Any]] = {}
+        for i, name in enumerate(names):
+            if f"opt.{name}.exp_avg" in tensors:
+                opt_state[i] = {k: tensors[f"opt.{name}.{k}"]
+                                for k in ("step", "exp_avg", "exp_avg_sq")}
+        optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+        torch.set_rng_state(tensors["rng.torch"])
+        step = int(state["step"])
+        emit("resumed", step=step, total_steps=total)
+    else:
+        emit("eval", phase="before", **evaluate(model, held_out, pad_id,
+                                                 recipe.train.batch_size, device))
+
+    def save_checkpoint() -> None:
+        tensors = {f"param.{n}": p.detach() for n, p in params.items()}
+        opt = optimizer.state_dict()
+        for i, name in enumerate(params):
+            for k, v in opt["state"].get(i, {}).items():
+                tensors[f"opt.{name}.{k}"] = v
+        tensors["rng.torch"] = torch.get_rng_state()
+        groups = [{k: v for k, v in g.items()} for g in opt["param_groups"]]
+        checkpoint.save(run_dir, run_id, step, tensors,
+                        {"step": step, "epoch": step // spe, "position": (step % spe) * per_step,
+                         "total_steps": total, "param_groups": groups}, key)
+        emit("checkpoint", step=step)
+
+    # ---- loop -------------------------------------------------------------------------
+    model.train()
+    started, done_tokens = time.monotonic(), 0
+    while step < total:
+        if should_stop():
+            save_checkpoint()
+            emit("stopped", step=step, total_steps=total)
+            return 3
+        epoch, offset = divmod(step, spe)
+        order = epoch_order(recipe.seed, epoch, len(train))
+        chosen = [train[i] for i in order[offset * per_step:(offset + 1) * per_step]]
+        lr = lr_at(recipe, step, total)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        targets = max(1, n_targets(chosen))
+        loss_sum, step_tokens = 0.0, 0
+        t0 = time.monotonic()
+        for start in range(0, len(chosen), recipe.train.batch_size):
+            micro = chosen[start:start + recipe.train.batch_size]
+            batch = {k: v.to(device) for k, v in collate(micro, pad_id).items()}
+            loss = token_loss_sum(model, batch) / targets
+            loss.backward()
+            loss_sum += float(loss.detach())
+            step_tokens += int(batch["attention_mask"].sum())
+        torch.nn.utils.clip_grad_norm_(list(params.values()), recipe.optim.max_grad_norm)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        elapsed = time.monotonic() - t0
+        done_tokens += step_tokens
+        rate = done_tokens / max(1e-9, time.monotonic() - started)
+        if step % recipe.train.log_every == 0 or step == total:
+            emit("step", step=step, total_steps=total, epoch=epoch, loss=loss_sum, lr=lr,
+                 tokens=step_tokens, step_time_s=elapsed, tokens_per_s=rate,
+                 eta_s=(total - step) * (time.monotonic() - started) / max(1, step - 0))
+        if step % recipe.train.checkpoint_every == 0 and step < total:
+            save_checkpoint()
+
+    # ---- save -------------------------------------------------------------------------
+    adapter_dir = Path(job["adapter_out"])
+    model.save_pretrained(str(adapter_dir), safe_serialization=True)
+    emit("saved", step=step, adapter_dir=str(adapter_dir))
+    emit("eval", phase="after", **evaluate(model, held_out, pad_id, recipe.train.batch_size,
+                                           device))
+    n_gen = recipe.eval.generations
+    emit("generations", samples=generate(model, tokenizer, eval_msgs[:n_gen],
+                                         recipe.eval.generation_tokens, device))
+    emit("done", step=step, total_steps=total)
+    return 0

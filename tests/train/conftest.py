@@ -1,0 +1,121 @@
+"""Fixtures for the training area: the default base model converted once per session,
+and fresh homes that hard-link it (no copy of the 540 MB weights per test)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.home import Home
+from appliance.resources import shipped_policy
+
+PASSPHRASE = "correct horse battery staple\n"
+
+
+def make_home(root: Path, policy_text: str | None = None) -> Home:
+    """An initialised home (policy, master key, marker) at `root`, without the CLI."""
+    from appliance import masterkey
+    from appliance.policy import load_policy
+
+    home = Home(root)
+    home.policy_file.parent.mkdir(parents=True, exist_ok=True)
+    home.policy_file.write_text(policy_text or shipped_policy("demo").read_text())
+    policy = load_policy(home.policy_file)
+    masterkey.create(home, PASSPHRASE.strip().encode(), policy)
+    home.marker.write_text("{}")
+    return home
+
+
+@pytest.fixture(scope="session")
+def converted_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """HOME/models/<default> of a session home where the default GGUF was imported once."""
+    from appliance.models import importer
+    from appliance.policy import load_policy
+
+    root = tmp_path_factory.mktemp("model-home")
+    home = make_home(root / "home")
+    record, _, _ = importer.import_model(home, load_policy(home.policy_file),
+                                         importer.default_gguf(), importer.DEFAULT_NAME)
+    return record.path
+
+
+@pytest.fixture
+def train_home(tmp_path: Path, converted_model: Path) -> Home:
+    """A fresh initialised home holding the default model (hard links)."""
+    home = make_home(tmp_path / "home")
+    dest = home.models_dir / converted_model.name
+    shutil.copytree(converted_model, dest, copy_function=os.link)
+    return home
+
+
+@pytest.fixture
+def pass_file(tmp_path: Path) -> Path:
+    """The passphrase of homes made by make_home."""
+    path = tmp_path / "pass"
+    path.write_text(PASSPHRASE)
+    return path
+
+
+CHAT = [
+    {"messages": [{"role": "user", "content": f"What colour is item {i}?"},
+                  {"role": "assistant", "content": f"Item {i} is {c}."}]}
+    for i, c in enumerate(["red", "blue", "green", "amber", "violet", "teal", "grey",
+                           "olive", "navy", "pink", "gold", "white"])
+]
+ALPACA = [{"instruction": "Add the numbers.", "input": f"{i} and {i + 1}",
+           "output": f"The sum is {2 * i + 1}."} for i in range(4)]
+
+
+def memory_records(train: list[dict[str, Any]] | None = None,
+                   evals: list[dict[str, Any]] | None = None) -> Callable[..., Any]:
+    """A records provider serving fixed in-memory splits (stands in for the vault)."""
+    splits = {"train": train if train is not None else CHAT[:8] + ALPACA[:2],
+              "eval": evals if evals is not None else CHAT[8:] + ALPACA[2:]}
+
+    def provider(home: Home, policy: Any, master_key: bytes, name: str,
+                 split: str) -> list[dict[str, Any]]:
+        return [dict(r) for r in splits[split]]
+
+    return provider
+
+
+TINY_RECIPE = """
+name = "tiny"
+base_model = "smollm2-135m-instruct"
+dataset = "demo"
+seed = 7
+threads = 2
+
+[lora]
+rank = 4
+alpha = 8.0
+dropout = 0.1
+target_modules = ["q_proj", "v_proj"]
+
+[optim]
+learning_rate = 0.0005
+warmup_steps = 1
+
+[train]
+epochs = 1
+max_steps = {steps}
+batch_size = 2
+seq_len = 64
+checkpoint_every = {ckpt}
+
+[eval]
+max_records = 4
+generations = 1
+generation_tokens = 6
+"""
+
+
+def write_recipe(path: Path, steps: int = 3, ckpt: int = 2) -> Path:
+    """A tiny recipe file."""
+    path.write_text(TINY_RECIPE.format(steps=steps, ckpt=ckpt))
+    return path
