@@ -14,6 +14,7 @@ import sys
 from typing import Any
 
 from appliance.cli._common import add_command, home_of, passphrase_file, print_json
+from appliance.cli.import_cmd import add_import_action
 from appliance.errors import EXIT_OK
 
 DATASET_ACTION_MODULES = ("appliance.cli.dataset_import_cmd",)
@@ -126,6 +127,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the `dataset` and `passphrase` command groups."""
     group = _group(sub, common, "dataset", "inspect, sample, remove and export encrypted "
                    "datasets", "dataset_command")
+    add_import_action(group, common)
     cmd = add_command(group, common, "list", "list datasets (no passphrase needed)")
     cmd.add_argument("--json", action="store_true", help="print the result as JSON")
     cmd.set_defaults(handler=_list)

@@ -1,9 +1,7 @@
 """`appliance dataset import FILE --name NAME [--json]`.
 
 The vault owns the `dataset` command group (list/show/sample/rm in dataset_cmd.py). This
-module adds only the `import` action: `add_import_action(dataset_actions, common)` is what
-dataset_cmd.py calls. `register` exists so the action works before that integration; remove
-this module from COMMAND_MODULES once dataset_cmd.py calls add_import_action.
+module adds only the `import` action: dataset_cmd.py calls `add_import_action`.
 """
 
 from __future__ import annotations
@@ -53,11 +51,3 @@ def add_import_action(actions: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(handler=_import)
 
-
-def register(sub: Any, common: argparse.ArgumentParser) -> None:
-    """A `dataset` group holding only `import` (until dataset_cmd.py calls
-    add_import_action)."""
-    dataset = add_command(sub, common, "dataset", "import and inspect datasets")
-    actions = dataset.add_subparsers(dest="dataset_command", metavar="ACTION", required=True,
-                                     parser_class=type(dataset))
-    add_import_action(actions, common)

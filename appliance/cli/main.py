@@ -25,7 +25,6 @@ COMMAND_MODULES = (
     "appliance.cli.verify_cmd",
     "appliance.cli.dataset_cmd",
     "appliance.cli.scrub_cmd",
-    "appliance.cli.import_cmd",
     "appliance.cli.model_cmd",
     "appliance.cli.train_cmd",
 )
