@@ -114,7 +114,7 @@ MUTATIONS = {
 
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
 def test_tampering_is_detected_and_the_first_bad_line_named(initialised_home, passphrase, name):
-    """Edits, inserts, deletes, reorders and truncation below a checkpoint fail at the right line."""
+    """Edits, inserts, deletes, reorders, truncation below a checkpoint: fail at the right line."""
     _fill(initialised_home, passphrase, 12)
     assert _verify(initialised_home)["ok"]
     mutate, expected = MUTATIONS[name]
