@@ -284,3 +284,23 @@ def test_bundle_with_a_substituted_key_fails_a_pinned_fingerprint(initialised_ho
     service.export_bundle(initialised_home, bundle, None)
     with pytest.raises(AuditError):
         service.verify_bundle(bundle, trusted_key="sha256:" + "0" * 64)
+
+
+def test_a_replaced_checkpoint_key_is_noticed(initialised_home, passphrase):
+    """Swapping the home's checkpoint public key (to re-sign history) fails verification."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from appliance.audit import merkle
+
+    other = ed25519.Ed25519PrivateKey.generate()
+    (initialised_home.keys_dir / keys.CHECKPOINT_PUBLIC).write_bytes(
+        keys.public_pem(other.public_key()))
+    for path in logfile.checkpoints_dir(initialised_home).iterdir():
+        path.unlink()
+    lines = _lines(initialised_home)
+    cp = notes.Checkpoint(notes.origin_for(keys.fingerprint(other.public_key())), len(lines),
+                          merkle.root_of([merkle.leaf_hash(x) for x in lines]))
+    logfile.store_note(initialised_home, cp.size, notes.sign(cp, other))
+    assert _verify(initialised_home)["ok"]  # self-consistent under the substituted key
+    report = service.verify_home(initialised_home)
+    assert not report["ok"] and "init recorded" in report["reason"]
