@@ -72,6 +72,8 @@ def _logger(home: Home) -> Any:
 
 def record(home: Home, action: str, *, outcome: str = "ok", **fields: object) -> None:
     """Append one audit event for `action` with its outcome and fields."""
+    if "event" in fields:  # structlog's positional name; keep a caller's field of that name
+        fields["event_"] = fields.pop("event")
     _logger(home).info(action, outcome=outcome, **fields)
 
 

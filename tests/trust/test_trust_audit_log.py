@@ -304,3 +304,11 @@ def test_a_replaced_checkpoint_key_is_noticed(initialised_home, passphrase):
     assert _verify(initialised_home)["ok"]  # self-consistent under the substituted key
     report = service.verify_home(initialised_home)
     assert not report["ok"] and "init recorded" in report["reason"]
+
+
+def test_record_accepts_any_field_name_and_a_missing_home_directory(tmp_path):
+    """A field called `event` is kept, and recording into a new home creates the log."""
+    home = Home(tmp_path / "fresh")
+    audit.record(home, "dataset.listed", event="x", count=0)
+    entry = json.loads(_lines(home)[0])
+    assert entry["action"] == "dataset.listed" and entry["event_"] == "x"
