@@ -138,9 +138,11 @@ def note_name(size: int) -> str:
 
 def latest_size(home: Home) -> int:
     """Size of the newest stored checkpoint (0 when none)."""
-    names = [name for name, _ in checkpoint_notes(checkpoints_dir(home))]
-    sizes = [int(n.split(".")[0]) for n in names if n.split(".")[0].isdigit()]
-    return max(sizes, default=0)
+    directory = checkpoints_dir(home)
+    if not directory.is_dir():
+        return 0
+    stems = [p.name[:-5] for p in directory.iterdir() if p.name.endswith(".note")]
+    return max((int(s) for s in stems if s.isdigit()), default=0)
 
 
 def store_note(home: Home, size: int, note: bytes) -> Path:

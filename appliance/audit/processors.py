@@ -3,8 +3,8 @@
 Each processor has structlog's signature `(logger, method_name, event_dict) -> event_dict`.
 `redact` is the last processor before the sink and there is no other path to the log file:
 every key and string value (exception texts and tracebacks included) passes the scrubber's
-pattern detectors (`appliance.patterns`, the detectors `patterns.redact` applies), plus a conservative person-name heuristic,
-because pure regular expressions do not find names.
+pattern detectors (`appliance.patterns`, those `patterns.redact` applies) and a conservative
+person-name heuristic, because pure regular expressions do not find names.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
@@ -33,10 +34,16 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from appliance.passphrase import read_passphrase
+    from appliance.passphrase import PASSPHRASE_FILE_ENV, read_passphrase
     from appliance.service import audit
 
-    passphrase = None if args.no_checkpoint else read_passphrase(passphrase_file(args))
+    passphrase = None
+    if not args.no_checkpoint:
+        if passphrase_file(args) or os.environ.get(PASSPHRASE_FILE_ENV) or sys.stdin.isatty():
+            passphrase = read_passphrase(passphrase_file(args))
+        else:
+            sys.stderr.write("appliance: no passphrase available: exporting without a new "
+                             "checkpoint; the newest entries stay uncovered\n")
     summary = audit.export_bundle(home_of(args), args.out, passphrase)
     if args.json:
         print_json(summary)

@@ -20,6 +20,16 @@ def _read_anchor(anchor: str | Path | None) -> bytes | None:
                         where=str(anchor)) from None
 
 
+def _marker_key(home: Home) -> str | None:
+    import json
+
+    try:
+        value = json.loads(home.marker.read_text())["keys"]["checkpoint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 def verify_home(home: Home, anchor: str | Path | None = None) -> dict[str, Any]:
     """Verify the home's log; records `audit.verified` afterwards."""
     from appliance import audit, keys
@@ -36,6 +46,10 @@ def verify_home(home: Home, anchor: str | Path | None = None) -> dict[str, Any]:
     origin = origin_for(keys.fingerprint(key))
     report = verify_log(lines, torn, stored, key=key, origin=origin, anchor_note=anchor_note)
     report.checkpoint_key = keys.fingerprint(key)
+    if _marker_key(home) != report.checkpoint_key:
+        report.ok = False
+        report.reason = "the checkpoint public key differs from the one init recorded"
+        report.problems.append(report.reason)
     audit.record(home, "audit.verified", outcome="ok" if report.ok else "failed",
                  entries=report.entries, covered=report.covered,
                  first_bad_line=report.first_bad_line, anchored=anchor is not None)

@@ -117,11 +117,10 @@ def sign_artifact(home: Home, artifact_dir: str | Path, passphrase: bytes,
 def _sign(home: Home, artifact: Path, passphrase: bytes, info: dict[str, Any],
           written: list[Path]) -> SignResult:
     from appliance import audit, keys
+    from appliance.audit.processors import scrub_text
     from appliance.policy import load_policy
     from appliance.signing import dsse
     from appliance.signing import provenance as prov
-
-    from appliance.audit.processors import scrub_text
 
     tree_manifest(artifact)  # refuses symlinks and special files before anything is written
     subject = scrub_text(artifact.name)  # a directory name could carry PII; keep it out

@@ -114,7 +114,7 @@ MUTATIONS = {
 
 @pytest.mark.parametrize("name", sorted(MUTATIONS))
 def test_tampering_is_detected_and_the_first_bad_line_named(initialised_home, passphrase, name):
-    """Edits, inserts, deletes, reorders and truncation below a checkpoint fail at the right line."""
+    """Edits, inserts, deletes, reorders, truncation below a checkpoint: fail at the right line."""
     _fill(initialised_home, passphrase, 12)
     assert _verify(initialised_home)["ok"]
     mutate, expected = MUTATIONS[name]
@@ -284,3 +284,31 @@ def test_bundle_with_a_substituted_key_fails_a_pinned_fingerprint(initialised_ho
     service.export_bundle(initialised_home, bundle, None)
     with pytest.raises(AuditError):
         service.verify_bundle(bundle, trusted_key="sha256:" + "0" * 64)
+
+
+def test_a_replaced_checkpoint_key_is_noticed(initialised_home, passphrase):
+    """Swapping the home's checkpoint public key (to re-sign history) fails verification."""
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    from appliance.audit import merkle
+
+    other = ed25519.Ed25519PrivateKey.generate()
+    (initialised_home.keys_dir / keys.CHECKPOINT_PUBLIC).write_bytes(
+        keys.public_pem(other.public_key()))
+    for path in logfile.checkpoints_dir(initialised_home).iterdir():
+        path.unlink()
+    lines = _lines(initialised_home)
+    cp = notes.Checkpoint(notes.origin_for(keys.fingerprint(other.public_key())), len(lines),
+                          merkle.root_of([merkle.leaf_hash(x) for x in lines]))
+    logfile.store_note(initialised_home, cp.size, notes.sign(cp, other))
+    assert _verify(initialised_home)["ok"]  # self-consistent under the substituted key
+    report = service.verify_home(initialised_home)
+    assert not report["ok"] and "init recorded" in report["reason"]
+
+
+def test_record_accepts_any_field_name_and_a_missing_home_directory(tmp_path):
+    """A field called `event` is kept, and recording into a new home creates the log."""
+    home = Home(tmp_path / "fresh")
+    audit.record(home, "dataset.listed", event="x", count=0)
+    entry = json.loads(_lines(home)[0])
+    assert entry["action"] == "dataset.listed" and entry["event_"] == "x"

@@ -12,8 +12,8 @@ import pytest
 
 from appliance import audit
 from appliance.errors import ApplianceError, HomeError
-from appliance.home import Home
-from appliance.service import artifacts, audit as audit_service
+from appliance.service import artifacts
+from appliance.service import audit as audit_service
 
 NAME = "Jonathan Quixote"
 EMAIL = "jonathan.quixote@example.org"

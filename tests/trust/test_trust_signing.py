@@ -17,6 +17,7 @@ from appliance import keys
 from appliance.digests import tree_digest
 from appliance.errors import SigningError
 from appliance.home import Home
+from appliance.policy import load_policy
 from appliance.service import artifacts as service
 from appliance.signing import PROVENANCE, SIGNATURE, SIGNER_KEY, sign_artifact, verify_artifact
 
@@ -290,3 +291,21 @@ def test_verification_opens_no_model_parser(initialised_home, signed):
             "if m in sys.modules]; assert not bad, bad")
     subprocess.run([sys.executable, "-c", code, str(initialised_home.root), str(signed)],
                    check=True, env={"PYTHONPATH": str(REPO)})
+
+
+def test_provenance_about_other_content_fails_even_when_signed_by_the_home_key(
+        initialised_home, passphrase, signed):
+    """A provenance whose subject is not this content fails, though every signature is good."""
+    from appliance.digests import tree_manifest
+    from appliance.signing import dsse, model_statement
+
+    policy = load_policy(initialised_home.policy_file)
+    key = keys.load_signing_key(initialised_home, passphrase, policy)
+    statement = dsse.open_bundle((signed / PROVENANCE).read_bytes(), key.public_key())
+    statement["subject"][0]["digest"]["sha256"] = "00" * 32
+    (signed / PROVENANCE).write_bytes(dsse.sign_statement(statement, key))
+    (signed / SIGNATURE).unlink()
+    (signed / SIGNATURE).write_bytes(dsse.sign_statement(
+        model_statement(signed.name, tree_manifest(signed)), key))
+    result = verify_artifact(signed, _trusted(initialised_home))
+    assert not result.ok and "provenance" in result.reason
