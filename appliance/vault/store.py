@@ -35,7 +35,7 @@ from appliance.vault import crypto, frames, layout
 SUFFIX = ".vault"
 TMP_SUFFIX = ".tmp"
 LOCK_NAME = ".lock"
-READ_BLOCK = 4 << 20
+READ_BLOCK = 1 << 20  # cache-sized: measured faster than 256 KiB, 4 MiB and 16 MiB
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
