@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from vault_helpers import VaultHome, make_home
 
 from appliance.errors import (
@@ -235,3 +237,48 @@ def test_export_rewraps_for_recipient(vhome_export: VaultHome, tmp_path: Path) -
     os.replace(out, other.home.vault_dir / "e.vault")
     with pytest.raises(IntegrityError):
         store.read_dataset(other.home, other.policy, other.master_key, "e")
+
+
+_json_leaf = st.none() | st.booleans() | st.integers(-(2**53), 2**53) \
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
+_json = st.recursive(_json_leaf, lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+_record = st.dictionaries(st.text(max_size=10), _json, max_size=5)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(train=st.lists(_record, max_size=8), eval_=st.lists(_record, max_size=3))
+def test_any_json_records_round_trip(vhome: VaultHome, train: list[dict[str, Any]],
+                                     eval_: list[dict[str, Any]]) -> None:
+    """Arbitrary JSON objects (surrogate-free text) come back equal, split by split."""
+    name = f"h{len(list(vhome.home.vault_dir.glob('*.vault')))}"
+    _write(vhome, name, train, eval_)
+    assert _read(vhome, name, "train") == train
+    assert _read(vhome, name, "eval") == eval_
+
+
+def test_deep_verify_recomputes_the_digest(vhome: VaultHome) -> None:
+    """A file sealed correctly but carrying a wrong digest (a faulty writer with the key)
+    passes the AEAD, and `verify_dataset` catches it by re-hashing the records."""
+    good = _write(vhome, "good", [{"v": 1}])
+    assert store.verify_dataset(vhome.home, vhome.policy, vhome.master_key, "good") == \
+        store.dataset_info(vhome.home, "good")
+    wrong = "sha256:" + "0" * 64
+    identity = {"format": layout.FORMAT_NAME, "version": 1, "dataset_id": "f" * 32,
+                "name": "liar", "cipher": "cobblestone256", "created": "2026-01-01T00:00:00"}
+    prefix = layout.encode_prefix(identity)
+    key = crypto.new_data_key()
+    plain = frames.TRAIN_MARK + b'[{"v":1}\n]\n' + frames.EVAL_MARK + b"[]\n"
+    head = layout.canonical_json([frames.KIND, 1, {"dataset_id": "f" * 32, "metadata": {}}])
+    summary = {"digest": wrong, "eval": 0, "train": 1}
+    plain = head + b"\n" + plain + layout.canonical_json(["end", summary]) + b"\n"
+    enc = crypto.BodyEncryptor(key, prefix)
+    body = enc.update(plain) + enc.finalize()
+    envelope = crypto.wrap_for_master(vhome.master_key, key, prefix)
+    (vhome.home.vault_dir / "liar.vault").write_bytes(
+        prefix + layout.encode_envelope(envelope) + body + layout.encode_trailer(summary))
+    assert _read(vhome, "liar") == [{"v": 1}]
+    with pytest.raises(IntegrityError, match="'liar'"):
+        store.verify_dataset(vhome.home, vhome.policy, vhome.master_key, "liar")
+    assert good.digest != wrong
