@@ -242,6 +242,9 @@ def _open_verified(home: Home, master_key: bytes | None, name: str, *,
     except FileNotFoundError:
         raise VaultError(f"no dataset named {name!r}", where=str(home.vault_dir),
                          hint="appliance dataset list shows the datasets") from None
+    except OSError as exc:
+        raise VaultError(f"cannot read dataset {name!r}: {exc.strerror}", where=str(path),
+                         hint="check the file's permissions and the disk") from None
     plaintext = bytearray()
     try:
         with handle:
@@ -267,8 +270,14 @@ def _open_verified(home: Home, master_key: bytes | None, name: str, *,
     except IntegrityError:
         crypto.wipe(plaintext)
         raise _failed(name, path) from None
+    except OSError as exc:
+        crypto.wipe(plaintext)
+        raise VaultError(f"cannot read dataset {name!r}: {exc.strerror}", where=str(path),
+                         hint="check the disk") from None
     try:
         yield opened
+    except IntegrityError:
+        raise _failed(name, path) from None
     finally:
         crypto.wipe(plaintext)
 
