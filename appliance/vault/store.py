@@ -307,6 +307,34 @@ def read_dataset(home: Home, policy: Policy, master_key: bytes, name: str,
     return records
 
 
+@dataclass(frozen=True)
+class LoadedDataset:
+    """Both splits of a verified dataset with what provenance needs, from one decryption."""
+
+    name: str
+    dataset_id: str
+    digest: str
+    train: list[dict[str, Any]]
+    eval: list[dict[str, Any]]
+    metadata: dict[str, Any]
+
+
+def load_dataset(home: Home, policy: Policy, master_key: bytes, name: str, *,
+                 purpose: str = "train") -> LoadedDataset:
+    """Both splits, the digest and the metadata of a dataset, decrypted once, in memory
+    only, after the whole file verified (what a training run needs)."""
+    with _audited(home, "dataset.read", name, split="all", purpose=purpose) as extra, \
+            _open_verified(home, master_key, name) as opened:
+        sections = opened.sections
+        loaded = LoadedDataset(
+            name=name, dataset_id=sections.dataset_id, digest=str(sections.summary["digest"]),
+            train=frames.records_of(opened.plaintext, sections, "train"),
+            eval=frames.records_of(opened.plaintext, sections, "eval"),
+            metadata=sections.metadata)
+        extra.update(digest=loaded.digest, count=len(loaded.train) + len(loaded.eval))
+    return loaded
+
+
 def read_metadata(home: Home, policy: Policy, master_key: bytes, name: str) -> dict[str, Any]:
     """The verified public summary and the encrypted metadata (e.g. the scrub report)."""
     with _audited(home, "dataset.metadata", name) as extra, \

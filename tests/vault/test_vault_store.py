@@ -282,3 +282,12 @@ def test_deep_verify_recomputes_the_digest(vhome: VaultHome) -> None:
     with pytest.raises(IntegrityError, match="'liar'"):
         store.verify_dataset(vhome.home, vhome.policy, vhome.master_key, "liar")
     assert good.digest != wrong
+
+
+def test_load_dataset_returns_both_splits_and_provenance(vhome: VaultHome) -> None:
+    """load_dataset gives train, eval, digest, id and metadata from one verified read."""
+    info = _write(vhome, "t", [{"q": 1}, {"q": 2}], [{"q": 3}], {"report": {"n": 3}})
+    loaded = store.load_dataset(vhome.home, vhome.policy, vhome.master_key, "t")
+    assert loaded.train == [{"q": 1}, {"q": 2}] and loaded.eval == [{"q": 3}]
+    assert (loaded.digest, loaded.dataset_id) == (info.digest, info.dataset_id)
+    assert loaded.metadata == {"report": {"n": 3}}
