@@ -9,10 +9,12 @@
     []                  (an empty split)
     ["end",{"digest":"sha256:...","eval":M,"train":N}]
 
-Canonical JSON never holds a raw newline and records are objects, so a line starting with
-`["split"` is always a marker and is found with a byte search. The dataset digest is the
-sha256 of the train marker line, each train record as a canonical JSON line, the eval marker
-line and each eval record as a canonical JSON line (the array punctuation is not hashed).
+Records are stored as compact key-sorted JSON (Python values round-trip exactly) and digested
+in their RFC 8785 form, a standard any language can recompute. Compact JSON never holds a
+raw newline and records are objects, so a line starting with `["split"` is always a marker
+and is found with a byte search. The dataset digest is the
+sha256 of the train marker line, each train record as an RFC 8785 canonical JSON line, the
+eval marker line and each eval record likewise (the array punctuation is not hashed).
 """
 
 from __future__ import annotations
@@ -46,17 +48,22 @@ class Totals:
     _hash: Any = field(default_factory=hashlib.sha256, repr=False)
 
 
-def record_line(record: object, split: str, index: int) -> bytes:
-    """One record as a canonical JSON line (DatasetFormatError if it is not a JSON object)."""
+def record_lines(record: object, split: str, index: int) -> tuple[bytes, bytes]:
+    """One record as (the stored line, the digested line): compact sorted JSON that
+    round-trips Python values exactly, and its RFC 8785 (JCS) canonical form. Raises
+    DatasetFormatError if it is not a JSON object of JSON values within JCS's domain."""
+    import rfc8785
+
     if not isinstance(record, dict):
         raise DatasetFormatError(f"{split} record {index} is not a JSON object",
                                  hint="every record must be a JSON object")
     try:
-        return canonical_json(record) + b"\n"
-    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
-        raise DatasetFormatError(f"{split} record {index} is not JSON-serialisable: "
+        return canonical_json(record) + b"\n", rfc8785.dumps(record) + b"\n"
+    except (TypeError, ValueError) as exc:  # CanonicalizationError is a ValueError
+        raise DatasetFormatError(f"{split} record {index} cannot be canonicalised: "
                                  f"{type(exc).__name__}",
-                                 hint="records must hold only JSON values") from None
+                                 hint="records must hold only JSON values (strings, numbers "
+                                      "within +/-2^53, booleans, null, lists, objects)") from None
 
 
 def frame(dataset_id: str, metadata: dict[str, Any], train: Iterable[object],
@@ -75,10 +82,10 @@ def frame(dataset_id: str, metadata: dict[str, Any], train: Iterable[object],
         totals._hash.update(mark)
         count = 0
         for count, record in enumerate(records, 1):
-            line = record_line(record, split, count)
+            line, canonical = record_lines(record, split, count)
             batch += b"[" if count == 1 else b","
             batch += line
-            totals._hash.update(line)
+            totals._hash.update(canonical)
             if len(batch) >= BATCH_BYTES:
                 totals.plaintext_bytes += len(batch)
                 yield bytes(batch)
@@ -112,13 +119,15 @@ def _bad() -> IntegrityError:
 
 
 def digest_of(train: Iterable[dict[str, Any]], eval_: Iterable[dict[str, Any]]) -> str:
-    """The dataset digest of parsed records (the definition in the module docstring)."""
+    """The dataset digest of records (the definition in the module docstring); equal to
+    what `write_dataset` returns for the same records, so an importer can put it in its
+    report before writing."""
     digest = hashlib.sha256(TRAIN_MARK)
-    for record in train:
-        digest.update(canonical_json(record) + b"\n")
+    for index, record in enumerate(train, 1):
+        digest.update(record_lines(record, "train", index)[1])
     digest.update(EVAL_MARK)
-    for record in eval_:
-        digest.update(canonical_json(record) + b"\n")
+    for index, record in enumerate(eval_, 1):
+        digest.update(record_lines(record, "eval", index)[1])
     return "sha256:" + digest.hexdigest()
 
 

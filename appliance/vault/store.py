@@ -136,7 +136,7 @@ def _parse_file(handle: BinaryIO) -> layout.Parsed:
 
 
 # --- write --------------------------------------------------------------------------------
-def write_dataset(home: Home, policy: Policy, master_key: bytes, name: str,  # noqa: PLR0917
+def write_dataset(home: Home, policy: Policy, master_key: bytes, name: str,
                   train_records: Iterable[dict[str, Any]],
                   eval_records: Iterable[dict[str, Any]],
                   metadata: dict[str, Any]) -> DatasetInfo:
@@ -154,7 +154,7 @@ def write_dataset(home: Home, policy: Policy, master_key: bytes, name: str,  # n
     return info
 
 
-def _write(home: Home, policy: Policy, master_key: bytes, name: str,  # noqa: PLR0917
+def _write(home: Home, policy: Policy, master_key: bytes, name: str,
            train_records: Iterable[dict[str, Any]], eval_records: Iterable[dict[str, Any]],
            metadata: dict[str, Any]) -> DatasetInfo:
     if policy.storage.cipher != "cobblestone256":  # pragma: no cover - the only value
@@ -433,7 +433,7 @@ def remove_dataset(home: Home, name: str) -> DatasetInfo:
 
 
 # --- export -------------------------------------------------------------------------------
-def export_dataset(home: Home, policy: Policy, master_key: bytes, name: str,  # noqa: PLR0917
+def export_dataset(home: Home, policy: Policy, master_key: bytes, name: str,
                    out: Path, recipient_passphrase: bytes) -> DatasetInfo:
     """Write dataset `name` to `out` with its data key re-wrapped for a recipient passphrase
     (Argon2id + AES-256-GCM); the encrypted body is copied byte for byte. Only when

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+import rfc8785
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from vault_helpers import VaultHome, make_home
@@ -99,19 +99,18 @@ def test_write_streams_from_generators(vhome: VaultHome) -> None:
 
 
 def test_digest_follows_the_documented_definition(vhome: VaultHome) -> None:
-    """The digest is sha256 over the train marker, canonical train lines, the eval marker
-    and canonical eval lines (docs/vault-format.md)."""
+    """The digest is sha256 over the train marker, RFC 8785 train lines, the eval marker
+    and RFC 8785 eval lines (docs/vault-format.md); digest_of computes it beforehand."""
     train = [{"b": 1, "a": "é"}, {"z": [1, 2]}]
     eval_ = [{"k": "v"}]
     info = _write(vhome, "d", train, eval_)
 
     def line(r: dict[str, Any]) -> bytes:
-        return json.dumps(r, sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=False).encode() + b"\n"
+        return rfc8785.dumps(r) + b"\n"
 
     expect = hashlib.sha256(b'["split","train"]\n' + b"".join(map(line, train))
                             + b'["split","eval"]\n' + b"".join(map(line, eval_)))
-    assert info.digest == "sha256:" + expect.hexdigest()
+    assert info.digest == "sha256:" + expect.hexdigest() == frames.digest_of(train, eval_)
     assert store.dataset_info(vhome.home, "d").digest == info.digest
 
 
@@ -126,7 +125,7 @@ def test_same_records_give_the_same_digest_but_different_ciphertext(vhome: Vault
 
 
 @pytest.mark.parametrize("bad", [["not", "a", "dict"], "text", 3, {"x": float("nan")},
-                                 {"x": {1, 2}}, {"x": "\ud800"}])
+                                 {"x": {1, 2}}, {"x": "\ud800"}, {"x": 2**60}, {1: "k"}])
 def test_bad_records_are_refused_and_leave_nothing(vhome: VaultHome, bad: Any) -> None:
     """A record that is not a JSON object of JSON values is bad input; no file remains."""
     with pytest.raises(DatasetFormatError) as err:
@@ -239,7 +238,7 @@ def test_export_rewraps_for_recipient(vhome_export: VaultHome, tmp_path: Path) -
         store.read_dataset(other.home, other.policy, other.master_key, "e")
 
 
-_json_leaf = st.none() | st.booleans() | st.integers(-(2**53), 2**53) \
+_json_leaf = st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) \
     | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
 _json = st.recursive(_json_leaf, lambda inner: st.lists(inner, max_size=4)
                      | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
