@@ -2,14 +2,19 @@
 
     ["appliance-dataset",1,{"dataset_id":ID,"metadata":{...}}]
     ["split","train"]
-    {record}            one canonical JSON object per line
+    [{record}           each split's records form one JSON array, one record per line,
+    ,{record}           so a split is parsed with a single json.loads and no copying
+    ]
     ["split","eval"]
-    {record}
+    []                  (an empty split)
     ["end",{"digest":"sha256:...","eval":M,"train":N}]
 
-Records are JSON objects, so a line starting with `[` is always a marker, and canonical JSON
-never holds a raw newline, so markers are found with a byte search. The dataset digest is the
-sha256 of everything from the train marker to the end of the last eval record.
+Records are stored as compact key-sorted JSON (Python values round-trip exactly) and digested
+in their RFC 8785 form, a standard any language can recompute. Compact JSON never holds a
+raw newline and records are objects, so a line starting with `["split"` is always a marker
+and is found with a byte search. The dataset digest is the
+sha256 of the train marker line, each train record as an RFC 8785 canonical JSON line, the
+eval marker line and each eval record likewise (the array punctuation is not hashed).
 """
 
 from __future__ import annotations
@@ -43,17 +48,22 @@ class Totals:
     _hash: Any = field(default_factory=hashlib.sha256, repr=False)
 
 
-def record_line(record: object, split: str, index: int) -> bytes:
-    """One record as a canonical JSON line (DatasetFormatError if it is not a JSON object)."""
+def record_lines(record: object, split: str, index: int) -> tuple[bytes, bytes]:
+    """One record as (the stored line, the digested line): compact sorted JSON that
+    round-trips Python values exactly, and its RFC 8785 (JCS) canonical form. Raises
+    DatasetFormatError if it is not a JSON object of JSON values within JCS's domain."""
+    import rfc8785
+
     if not isinstance(record, dict):
         raise DatasetFormatError(f"{split} record {index} is not a JSON object",
                                  hint="every record must be a JSON object")
     try:
-        return canonical_json(record) + b"\n"
-    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
-        raise DatasetFormatError(f"{split} record {index} is not JSON-serialisable: "
+        return canonical_json(record) + b"\n", rfc8785.dumps(record) + b"\n"
+    except (TypeError, ValueError) as exc:  # CanonicalizationError is a ValueError
+        raise DatasetFormatError(f"{split} record {index} cannot be canonicalised: "
                                  f"{type(exc).__name__}",
-                                 hint="records must hold only JSON values") from None
+                                 hint="records must hold only JSON values (strings, numbers "
+                                      "within +/-2^53, booleans, null, lists, objects)") from None
 
 
 def frame(dataset_id: str, metadata: dict[str, Any], train: Iterable[object],
@@ -72,13 +82,15 @@ def frame(dataset_id: str, metadata: dict[str, Any], train: Iterable[object],
         totals._hash.update(mark)
         count = 0
         for count, record in enumerate(records, 1):
-            line = record_line(record, split, count)
+            line, canonical = record_lines(record, split, count)
+            batch += b"[" if count == 1 else b","
             batch += line
-            totals._hash.update(line)
+            totals._hash.update(canonical)
             if len(batch) >= BATCH_BYTES:
                 totals.plaintext_bytes += len(batch)
                 yield bytes(batch)
                 batch.clear()
+        batch += b"]\n" if count else b"[]\n"
         setattr(totals, split, count)
     totals.digest = "sha256:" + totals._hash.hexdigest()
     batch += canonical_json(["end", summary_of(totals)]) + b"\n"
@@ -106,9 +118,22 @@ def _bad() -> IntegrityError:
     return IntegrityError("verification failed")
 
 
-def locate(buf: bytearray, *, recompute_digest: bool = False) -> Sections:
-    """Find the sections of a verified plaintext. The end frame's digest is authenticated
-    by the AEAD with everything else; `recompute_digest` also re-hashes the records."""
+def digest_of(train: Iterable[dict[str, Any]], eval_: Iterable[dict[str, Any]]) -> str:
+    """The dataset digest of records (the definition in the module docstring); equal to
+    what `write_dataset` returns for the same records, so an importer can put it in its
+    report before writing."""
+    digest = hashlib.sha256(TRAIN_MARK)
+    for index, record in enumerate(train, 1):
+        digest.update(record_lines(record, "train", index)[1])
+    digest.update(EVAL_MARK)
+    for index, record in enumerate(eval_, 1):
+        digest.update(record_lines(record, "eval", index)[1])
+    return "sha256:" + digest.hexdigest()
+
+
+def locate(buf: bytearray) -> Sections:
+    """Find the sections of a verified plaintext (its end frame, digest included, is
+    authenticated by the AEAD with everything else)."""
     first = buf.find(b"\n")
     if first < 0 or not buf.endswith(b"\n"):
         raise _bad()
@@ -123,31 +148,27 @@ def locate(buf: bytearray, *, recompute_digest: bool = False) -> Sections:
             or not isinstance(summary, dict) \
             or buf[train_at:train_at + len(TRAIN_MARK)] != TRAIN_MARK:
         raise _bad()
-    # Records are objects, so the last line that is the eval marker is the only one; the
-    # backwards search reads only the (small) eval section.
+    # Only marker lines start with `["split"`; the backwards search reads only the (small)
+    # eval section.
     eval_mark = buf.rfind(b"\n" + EVAL_MARK, train_at + len(TRAIN_MARK) - 1, end_start) + 1
     if eval_mark <= 0:
         raise _bad()
-    if recompute_digest:
-        digest = "sha256:" + hashlib.sha256(memoryview(buf)[train_at:end_start]).hexdigest()
-        if digest != summary.get("digest"):
-            raise _bad()
     return Sections(str(head.get("dataset_id")), dict(head.get("metadata") or {}),
                     (train_at + len(TRAIN_MARK), eval_mark),
                     (eval_mark + len(EVAL_MARK), end_start), summary)
 
 
 def parse_records(buf: bytearray, span: tuple[int, int]) -> list[dict[str, Any]]:
-    """The records in one section, parsed in a single pass."""
+    """The records of one section: one JSON array, decoded straight from the buffer."""
     start, end = span
-    if end <= start:
-        return []
-    text = bytes(buf[start:end - 1]).replace(b"\n", b",")
     try:
-        records = json.loads(b"[" + text + b"]")
-    except ValueError:
+        with memoryview(buf) as view:
+            records = json.loads(str(view[start:end], "utf-8"))
+    except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise _bad() from None
-    return list(records)
+    if not isinstance(records, list):
+        raise _bad()
+    return records
 
 
 def records_of(buf: bytearray, sections: Sections, split: str) -> list[dict[str, Any]]:

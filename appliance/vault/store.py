@@ -35,7 +35,7 @@ from appliance.vault import crypto, frames, layout
 SUFFIX = ".vault"
 TMP_SUFFIX = ".tmp"
 LOCK_NAME = ".lock"
-READ_BLOCK = 4 << 20
+READ_BLOCK = 1 << 20  # cache-sized: measured faster than 256 KiB, 4 MiB and 16 MiB
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -136,7 +136,7 @@ def _parse_file(handle: BinaryIO) -> layout.Parsed:
 
 
 # --- write --------------------------------------------------------------------------------
-def write_dataset(home: Home, policy: Policy, master_key: bytes, name: str,  # noqa: PLR0917
+def write_dataset(home: Home, policy: Policy, master_key: bytes, name: str,
                   train_records: Iterable[dict[str, Any]],
                   eval_records: Iterable[dict[str, Any]],
                   metadata: dict[str, Any]) -> DatasetInfo:
@@ -154,7 +154,7 @@ def write_dataset(home: Home, policy: Policy, master_key: bytes, name: str,  # n
     return info
 
 
-def _write(home: Home, policy: Policy, master_key: bytes, name: str,  # noqa: PLR0917
+def _write(home: Home, policy: Policy, master_key: bytes, name: str,
            train_records: Iterable[dict[str, Any]], eval_records: Iterable[dict[str, Any]],
            metadata: dict[str, Any]) -> DatasetInfo:
     if policy.storage.cipher != "cobblestone256":  # pragma: no cover - the only value
@@ -242,6 +242,9 @@ def _open_verified(home: Home, master_key: bytes | None, name: str, *,
     except FileNotFoundError:
         raise VaultError(f"no dataset named {name!r}", where=str(home.vault_dir),
                          hint="appliance dataset list shows the datasets") from None
+    except OSError as exc:
+        raise VaultError(f"cannot read dataset {name!r}: {exc.strerror}", where=str(path),
+                         hint="check the file's permissions and the disk") from None
     plaintext = bytearray()
     try:
         with handle:
@@ -257,18 +260,34 @@ def _open_verified(home: Home, master_key: bytes | None, name: str, *,
                 data_key = unwrap(parsed)
             plaintext = crypto.decrypt_body(data_key, parsed.prefix,
                                             _blocks(handle, parsed.body_len), parsed.body_len)
-        sections = frames.locate(plaintext, recompute_digest=recompute_digest)
+        sections = frames.locate(plaintext)
         if sections.dataset_id != parsed.identity.get("dataset_id") \
                 or sections.summary != parsed.summary:
             raise IntegrityError("verification failed")
+        if recompute_digest:
+            _check_digest(plaintext, sections)
         opened = _Opened(parsed, data_key, plaintext, sections)
     except IntegrityError:
         crypto.wipe(plaintext)
         raise _failed(name, path) from None
+    except OSError as exc:
+        crypto.wipe(plaintext)
+        raise VaultError(f"cannot read dataset {name!r}: {exc.strerror}", where=str(path),
+                         hint="check the disk") from None
     try:
         yield opened
+    except IntegrityError:
+        raise _failed(name, path) from None
     finally:
         crypto.wipe(plaintext)
+
+
+def _check_digest(plaintext: bytearray, sections: frames.Sections) -> None:
+    """Re-serialise every record and compare the digest (a deep, slower check)."""
+    train = frames.records_of(plaintext, sections, "train")
+    eval_ = frames.records_of(plaintext, sections, "eval")
+    if frames.digest_of(train, eval_) != sections.summary.get("digest"):
+        raise IntegrityError("verification failed")
 
 
 def _check_split(split: str) -> None:
@@ -286,6 +305,34 @@ def read_dataset(home: Home, policy: Policy, master_key: bytes, name: str,
         records = frames.records_of(opened.plaintext, opened.sections, split)
         extra.update(digest=opened.sections.summary["digest"], count=len(records))
     return records
+
+
+@dataclass(frozen=True)
+class LoadedDataset:
+    """Both splits of a verified dataset with what provenance needs, from one decryption."""
+
+    name: str
+    dataset_id: str
+    digest: str
+    train: list[dict[str, Any]]
+    eval: list[dict[str, Any]]
+    metadata: dict[str, Any]
+
+
+def load_dataset(home: Home, policy: Policy, master_key: bytes, name: str, *,
+                 purpose: str = "train") -> LoadedDataset:
+    """Both splits, the digest and the metadata of a dataset, decrypted once, in memory
+    only, after the whole file verified (what a training run needs)."""
+    with _audited(home, "dataset.read", name, split="all", purpose=purpose) as extra, \
+            _open_verified(home, master_key, name) as opened:
+        sections = opened.sections
+        loaded = LoadedDataset(
+            name=name, dataset_id=sections.dataset_id, digest=str(sections.summary["digest"]),
+            train=frames.records_of(opened.plaintext, sections, "train"),
+            eval=frames.records_of(opened.plaintext, sections, "eval"),
+            metadata=sections.metadata)
+        extra.update(digest=loaded.digest, count=len(loaded.train) + len(loaded.eval))
+    return loaded
 
 
 def read_metadata(home: Home, policy: Policy, master_key: bytes, name: str) -> dict[str, Any]:
@@ -386,7 +433,7 @@ def remove_dataset(home: Home, name: str) -> DatasetInfo:
 
 
 # --- export -------------------------------------------------------------------------------
-def export_dataset(home: Home, policy: Policy, master_key: bytes, name: str,  # noqa: PLR0917
+def export_dataset(home: Home, policy: Policy, master_key: bytes, name: str,
                    out: Path, recipient_passphrase: bytes) -> DatasetInfo:
     """Write dataset `name` to `out` with its data key re-wrapped for a recipient passphrase
     (Argon2id + AES-256-GCM); the encrypted body is copied byte for byte. Only when

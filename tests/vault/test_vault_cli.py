@@ -94,6 +94,9 @@ def test_tampered_dataset_is_one_line_exit_1(vhome: VaultHome, run_cli) -> None:
         done = run_cli("dataset", action, "ds", env=vhome.cli_env())
         _one_line_error(done, 1, "dataset 'ds' failed verification")
         assert done.stdout == ""
+    last = json.loads(vhome.home.audit_log.read_text().splitlines()[-1])
+    assert (last["action"], last["outcome"], last["error"]) == \
+        ("dataset.verify", "failed", "IntegrityError")
 
 
 def test_verify_checks_the_whole_dataset(vhome: VaultHome, run_cli) -> None:  # type: ignore[no-untyped-def]

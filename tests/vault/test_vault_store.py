@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+import rfc8785
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from vault_helpers import VaultHome, make_home
 
 from appliance.errors import (
@@ -97,19 +99,18 @@ def test_write_streams_from_generators(vhome: VaultHome) -> None:
 
 
 def test_digest_follows_the_documented_definition(vhome: VaultHome) -> None:
-    """The digest is sha256 over the train marker, canonical train lines, the eval marker
-    and canonical eval lines (docs/vault-format.md)."""
+    """The digest is sha256 over the train marker, RFC 8785 train lines, the eval marker
+    and RFC 8785 eval lines (docs/vault-format.md); digest_of computes it beforehand."""
     train = [{"b": 1, "a": "é"}, {"z": [1, 2]}]
     eval_ = [{"k": "v"}]
     info = _write(vhome, "d", train, eval_)
 
     def line(r: dict[str, Any]) -> bytes:
-        return json.dumps(r, sort_keys=True, separators=(",", ":"),
-                          ensure_ascii=False).encode() + b"\n"
+        return rfc8785.dumps(r) + b"\n"
 
     expect = hashlib.sha256(b'["split","train"]\n' + b"".join(map(line, train))
                             + b'["split","eval"]\n' + b"".join(map(line, eval_)))
-    assert info.digest == "sha256:" + expect.hexdigest()
+    assert info.digest == "sha256:" + expect.hexdigest() == frames.digest_of(train, eval_)
     assert store.dataset_info(vhome.home, "d").digest == info.digest
 
 
@@ -124,7 +125,7 @@ def test_same_records_give_the_same_digest_but_different_ciphertext(vhome: Vault
 
 
 @pytest.mark.parametrize("bad", [["not", "a", "dict"], "text", 3, {"x": float("nan")},
-                                 {"x": {1, 2}}, {"x": "\ud800"}])
+                                 {"x": {1, 2}}, {"x": "\ud800"}, {"x": 2**60}, {1: "k"}])
 def test_bad_records_are_refused_and_leave_nothing(vhome: VaultHome, bad: Any) -> None:
     """A record that is not a JSON object of JSON values is bad input; no file remains."""
     with pytest.raises(DatasetFormatError) as err:
@@ -235,3 +236,57 @@ def test_export_rewraps_for_recipient(vhome_export: VaultHome, tmp_path: Path) -
     os.replace(out, other.home.vault_dir / "e.vault")
     with pytest.raises(IntegrityError):
         store.read_dataset(other.home, other.policy, other.master_key, "e")
+
+
+_json_leaf = st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) \
+    | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40)
+_json = st.recursive(_json_leaf, lambda inner: st.lists(inner, max_size=4)
+                     | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+_record = st.dictionaries(st.text(max_size=10), _json, max_size=5)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(train=st.lists(_record, max_size=8), eval_=st.lists(_record, max_size=3))
+def test_any_json_records_round_trip(vhome: VaultHome, train: list[dict[str, Any]],
+                                     eval_: list[dict[str, Any]]) -> None:
+    """Arbitrary JSON objects (surrogate-free text) come back equal, split by split."""
+    name = f"h{len(list(vhome.home.vault_dir.glob('*.vault')))}"
+    _write(vhome, name, train, eval_)
+    assert _read(vhome, name, "train") == train
+    assert _read(vhome, name, "eval") == eval_
+
+
+def test_deep_verify_recomputes_the_digest(vhome: VaultHome) -> None:
+    """A file sealed correctly but carrying a wrong digest (a faulty writer with the key)
+    passes the AEAD, and `verify_dataset` catches it by re-hashing the records."""
+    good = _write(vhome, "good", [{"v": 1}])
+    assert store.verify_dataset(vhome.home, vhome.policy, vhome.master_key, "good") == \
+        store.dataset_info(vhome.home, "good")
+    wrong = "sha256:" + "0" * 64
+    identity = {"format": layout.FORMAT_NAME, "version": 1, "dataset_id": "f" * 32,
+                "name": "liar", "cipher": "cobblestone256", "created": "2026-01-01T00:00:00"}
+    prefix = layout.encode_prefix(identity)
+    key = crypto.new_data_key()
+    plain = frames.TRAIN_MARK + b'[{"v":1}\n]\n' + frames.EVAL_MARK + b"[]\n"
+    head = layout.canonical_json([frames.KIND, 1, {"dataset_id": "f" * 32, "metadata": {}}])
+    summary = {"digest": wrong, "eval": 0, "train": 1}
+    plain = head + b"\n" + plain + layout.canonical_json(["end", summary]) + b"\n"
+    enc = crypto.BodyEncryptor(key, prefix)
+    body = enc.update(plain) + enc.finalize()
+    envelope = crypto.wrap_for_master(vhome.master_key, key, prefix)
+    (vhome.home.vault_dir / "liar.vault").write_bytes(
+        prefix + layout.encode_envelope(envelope) + body + layout.encode_trailer(summary))
+    assert _read(vhome, "liar") == [{"v": 1}]
+    with pytest.raises(IntegrityError, match="'liar'"):
+        store.verify_dataset(vhome.home, vhome.policy, vhome.master_key, "liar")
+    assert good.digest != wrong
+
+
+def test_load_dataset_returns_both_splits_and_provenance(vhome: VaultHome) -> None:
+    """load_dataset gives train, eval, digest, id and metadata from one verified read."""
+    info = _write(vhome, "t", [{"q": 1}, {"q": 2}], [{"q": 3}], {"report": {"n": 3}})
+    loaded = store.load_dataset(vhome.home, vhome.policy, vhome.master_key, "t")
+    assert loaded.train == [{"q": 1}, {"q": 2}] and loaded.eval == [{"q": 3}]
+    assert (loaded.digest, loaded.dataset_id) == (info.digest, info.dataset_id)
+    assert loaded.metadata == {"report": {"n": 3}}
