@@ -193,7 +193,7 @@ class Analyzer:
         return outcomes
 
     def _analyze_one(self, text: str, artifact: Any) -> Outcome:
-        from appliance.scrub.recognizers import AnalysisTimeout, extend_name
+        from appliance.scrub.recognizers import NOT_NAMES, AnalysisTimeout, extend_name
 
         entities = candidate_entities(text, self.wanted)
         if not entities:
@@ -214,6 +214,8 @@ class Analyzer:
             return Outcome(quarantined="analysis exceeded the time limit")
         detections = []
         for r in results:
+            if r.entity_type in NER_ENTITIES and text[r.start:r.end].strip() in NOT_NAMES:
+                continue  # NER calling a lone instruction word ("Summarise") a name
             end = extend_name(text, r.end) if r.entity_type == "PERSON" else r.end
             detections.append(Detection(r.entity_type, r.start, end, float(r.score)))
         return Outcome(detections)

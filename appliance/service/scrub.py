@@ -194,13 +194,13 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
     from appliance import audit, masterkey
     from appliance.passphrase import read_passphrase
 
-    home.require_initialised()
     try:
         from appliance.vault import store  # type: ignore[attr-defined,unused-ignore]
     except ImportError as exc:
         raise VaultError("the encrypted vault (appliance.vault.store) is not available in this "
                          "build, so nothing can be imported",
                          hint="install a build that includes the vault") from exc
+    home.require_initialised()
     policy = load_policy(home.policy_file)
     master_key = masterkey.load(home, read_passphrase(passphrase_file), policy)
     try:
