@@ -216,9 +216,21 @@ class Analyzer:
         for r in results:
             if r.entity_type in NER_ENTITIES and text[r.start:r.end].strip() in NOT_NAMES:
                 continue  # NER calling a lone instruction word ("Summarise") a name
-            end = extend_name(text, r.end) if r.entity_type == "PERSON" else r.end
-            detections.append(Detection(r.entity_type, r.start, end, float(r.score)))
+            begin, end = r.start, r.end
+            if r.entity_type == "PERSON":
+                begin = _trim_leading(text, begin, end, NOT_NAMES)
+                end = extend_name(text, end)
+            detections.append(Detection(r.entity_type, begin, end, float(r.score)))
         return Outcome(detections)
+
+
+def _trim_leading(text: str, start: int, end: int, words: frozenset[str]) -> int:
+    """Move `start` past leading greeting/function words ("Sorry Laura Lee" -> "Laura Lee")."""
+    while True:
+        match = re.match(r"([A-Za-z]+)[\s,]+", text[start:end])
+        if match is None or match.group(1) not in words:
+            return start
+        start += match.end()
 
 
 _WORKER: Analyzer | None = None

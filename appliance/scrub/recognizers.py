@@ -102,7 +102,8 @@ NOT_NAMES = frozenset(
     "Explain Classify Extract Summarise Summarize Rewrite Fix Given Validate Answer Email "
     "Phone Address Card Payment Refund Order Insurance Discharge Consult Device Beneficiary "
     "Emergency Chargeback Escalation Identity Contact New Hpi Bp Kyc Dl Ssn Iban Vpn Md Pt "
-    "French English Spanish German Good Morning Afternoon Evening Name Remind".split())
+    "French English Spanish German Good Morning Afternoon Evening Name Remind Sorry Welcome "
+    "Regards Best Cheers Okay Ok Sure Great Thanks".split())
 
 USERNAME = regex.compile(
     r"(?i:\b(?:user\s?name|login|user\s?id|handle|screen\s?name)\s*(?:[:=]|is)\s*)"
