@@ -106,9 +106,17 @@ def _spacy_engine(model_path: Path | None) -> Any:
         """Presidio's spaCy engine with lower-cased tokens as lemmas (no lemmatizer run)."""
 
         def _doc_to_nlp_artifact(self, doc: Any, language: str) -> Any:
-            artifact = super()._doc_to_nlp_artifact(doc, language)
-            artifact.lemmas = [token.lower_ for token in doc]
-            return artifact
+            from presidio_analyzer.nlp_engine import NlpArtifacts
+
+            indices, lemmas = [], []
+            for token in doc:  # one pass; lower-cased text stands in for the lemma
+                indices.append(token.idx)
+                lemmas.append(token.lower_)
+            entities, scores = self._get_updated_entities(
+                self._get_entities(doc), self._get_scores_for_entities(doc))
+            return NlpArtifacts(entities=entities, tokens=doc, tokens_indices=indices,
+                                lemmas=lemmas, nlp_engine=self, language=language,
+                                scores=scores)
 
     config = NerModelConfiguration(model_to_presidio_entity_mapping=dict(NER_LABELS),
                                    labels_to_ignore=["CARDINAL", "ORDINAL", "QUANTITY", "MONEY",
@@ -124,6 +132,34 @@ def _spacy_engine(model_path: Path | None) -> Any:
         nlp = spacy.load(model_path, exclude=[p for p in _pipe_names(model_path) if p not in keep])
     engine.nlp = {"en": nlp}
     return engine
+
+
+def _enhancer() -> Any:
+    """Presidio's lemma context enhancer, skipped when no result could change.
+
+    Presidio's enhancer deep-copies every result, with its explanation, on every call (half
+    of the analysis time). A result only changes when its recognizer has context words and
+    its score is below the maximum: when no result is like that they are returned as they
+    are; otherwise the explanations (never used: no decision process is returned) are
+    dropped first so the copy is cheap."""
+    from presidio_analyzer import RecognizerResult
+    from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
+
+    key = RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
+
+    class _Enhancer(LemmaContextAwareEnhancer):  # type: ignore[misc]
+        def enhance_using_context(self, text: str, raw_results: list[Any], nlp_artifacts: Any,
+                                  recognizers: list[Any], context: Any = None) -> list[Any]:
+            with_context = {r.id for r in recognizers if r.context}
+            if not any(r.score < 1.0 and (r.recognition_metadata or {}).get(key) in with_context
+                       for r in raw_results):
+                return raw_results
+            for result in raw_results:  # never returned (no decision process): not copied
+                result.analysis_explanation = None
+            return list(super().enhance_using_context(text, raw_results, nlp_artifacts,
+                                                      recognizers, context))
+
+    return _Enhancer()
 
 
 def _pipe_names(model_path: Path) -> list[str]:
@@ -158,7 +194,8 @@ class Analyzer:
             registry.add_recognizer(recognizer)
         self.nlp_engine = _spacy_engine(model_path)
         self.engine = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine,
-                                     supported_languages=["en"])
+                                     supported_languages=["en"],
+                                     context_aware_enhancer=_enhancer())
         supported = set(self.engine.get_supported_entities("en"))
         self.wanted = frozenset(e for e in policy.entities if e in supported)
         self.undetectable = sorted(set(policy.entities) - supported)
@@ -178,7 +215,7 @@ class Analyzer:
                 todo.append(i)
         try:
             artifacts = [a for _, a in self.nlp_engine.process_batch(
-                [texts[i] for i in todo], language="en", batch_size=64)]
+                [texts[i] for i in todo], language="en", batch_size=256)]
         except Exception:  # one bad text must not pass the rest unanalysed: go one by one
             artifacts = []
             for i in todo:
@@ -242,7 +279,7 @@ def _work(texts: list[str]) -> list[Outcome]:
 
 
 def analyze_all(analyzer: Analyzer, texts: Sequence[str], *, workers: int | None = None,
-                chunk: int = 64, progress: Callable[[int, int], None] | None = None
+                chunk: int | None = None, progress: Callable[[int, int], None] | None = None
                 ) -> list[Outcome]:
     """Analyse every text, over a process pool when it pays; keeps the input order.
 
@@ -251,9 +288,11 @@ def analyze_all(analyzer: Analyzer, texts: Sequence[str], *, workers: int | None
     global _WORKER
     total = len(texts)
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    if chunk is None:  # large NER batches, at least two chunks per worker, 64..512
+        chunk = max(64, min(512, -(-total // (2 * max(workers, 1)))))
     chunks = [list(texts[i:i + chunk]) for i in range(0, total, chunk)]
     out: list[Outcome] = []
-    if workers <= 1 or len(chunks) < 4 or "fork" not in multiprocessing.get_all_start_methods():
+    if workers <= 1 or len(chunks) < 2 or "fork" not in multiprocessing.get_all_start_methods():
         for piece in chunks:
             out += analyzer.analyze_batch(piece)
             if progress:

@@ -22,10 +22,17 @@ OFFLINE_ENV = {
 """Set before presidio/tldextract/spaCy are imported: no suffix-list fetch, no hub calls."""
 
 
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""The scrubber parallelises over processes; one BLAS thread each avoids oversubscription
+(only effective before numpy is first imported; an operator's explicit setting wins)."""
+
+
 def force_offline() -> None:
     """Set every offline switch in this process's environment (idempotent)."""
     for key, value in OFFLINE_ENV.items():
         os.environ[key] = value
+    for key, value in SINGLE_THREAD_ENV.items():
+        os.environ.setdefault(key, value)
 
 
 @dataclass(frozen=True)

@@ -90,6 +90,7 @@ NAME_CUES = (
 _NAME = r"[A-Z][a-z]+(?:['’-][A-Z]?[a-z]+)?"
 CUED_NAME = regex.compile(
     rf"(?:(?<=\b{HONORIFICS}\s+)|(?<=\b{NAME_CUES}\s+))({_NAME}(?:\s+{_NAME}){{0,2}})\b")
+TITLE_WORD = regex.compile(r"\b[A-Z][a-z]{2,}\b")
 CAPWORD = regex.compile(rf"\s+(?:[A-Z]\.\s+)?({_NAME})\b")
 NOT_NAMES = frozenset(
     "The A An I It This That These Those He She They We You My Your Our Their His Her Its "
@@ -252,7 +253,7 @@ class ApplianceNameRecognizer(_Regexes):
                 end = m.start(1) + len(" ".join(words))
                 out.append(_result("PERSON", m.start(1), end, 0.6, self.name))
         gazetteer = first_names()
-        for m in self.find(regex.compile(r"\b[A-Z][a-z]{2,}\b"), text):
+        for m in self.find(TITLE_WORD, text):
             if m.group() in gazetteer and m.group() not in NOT_NAMES:
                 end = extend_name(text, m.end())
                 out.append(_result("PERSON", m.start(), end, 0.5, self.name))
