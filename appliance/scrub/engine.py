@@ -102,7 +102,7 @@ def _spacy_engine(model_path: Path | None) -> Any:
     import spacy
     from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
 
-    class _NerOnlyEngine(SpacyNlpEngine):  # type: ignore[misc]
+    class _NerOnlyEngine(SpacyNlpEngine):
         """Presidio's spaCy engine with lower-cased tokens as lemmas (no lemmatizer run)."""
 
         def _doc_to_nlp_artifact(self, doc: Any, language: str) -> Any:
@@ -130,7 +130,7 @@ def _spacy_engine(model_path: Path | None) -> Any:
     else:
         keep = {"ner"}
         nlp = spacy.load(model_path, exclude=[p for p in _pipe_names(model_path) if p not in keep])
-    engine.nlp = {"en": nlp}
+    engine.nlp = {"en": nlp}  # type: ignore[assignment]
     return engine
 
 
@@ -142,20 +142,21 @@ def _enhancer() -> Any:
     its score is below the maximum: when no result is like that they are returned as they
     are; otherwise the explanations (never used: no decision process is returned) are
     dropped first so the copy is cheap."""
-    from presidio_analyzer import RecognizerResult
+    from presidio_analyzer import AnalysisExplanation, RecognizerResult
     from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
 
     key = RecognizerResult.RECOGNIZER_IDENTIFIER_KEY
 
-    class _Enhancer(LemmaContextAwareEnhancer):  # type: ignore[misc]
+    class _Enhancer(LemmaContextAwareEnhancer):
         def enhance_using_context(self, text: str, raw_results: list[Any], nlp_artifacts: Any,
                                   recognizers: list[Any], context: Any = None) -> list[Any]:
             with_context = {r.id for r in recognizers if r.context}
             if not any(r.score < 1.0 and (r.recognition_metadata or {}).get(key) in with_context
                        for r in raw_results):
                 return raw_results
-            for result in raw_results:  # never returned (no decision process): not copied
-                result.analysis_explanation = None
+            for result in raw_results:  # a bare explanation: the decision process is never
+                result.analysis_explanation = AnalysisExplanation(  # returned, copies are cheap
+                    recognizer="", original_score=result.score)
             return list(super().enhance_using_context(text, raw_results, nlp_artifacts,
                                                       recognizers, context))
 
@@ -184,10 +185,11 @@ class Analyzer:
         self.policy = policy
         self.has_ner = model_path is not None
         timeout = policy.fail_closed.analysis_timeout_s
-        presidio_patterns.REGEX_TIMEOUT_SECONDS = timeout  # type: ignore[attr-defined]
+        presidio_patterns.REGEX_TIMEOUT_SECONDS = timeout  # type: ignore[assignment]
         registry = RecognizerRegistry(supported_languages=["en"])
         registry.load_predefined_recognizers(languages=["en"])
-        registry.recognizers = [r for r in registry.recognizers if r.name in PRESIDIO_DEFAULTS]
+        registry.recognizers = [r for r in registry.recognizers
+                                if getattr(r, "name", "") in PRESIDIO_DEFAULTS]
         if self.has_ner:
             registry.add_recognizer(SpacyRecognizer(supported_entities=sorted(NER_ENTITIES)))
         for recognizer in [*ours.extra_recognizers(timeout), *extra_recognizers]:
@@ -230,7 +232,7 @@ class Analyzer:
         return outcomes
 
     def _analyze_one(self, text: str, artifact: Any) -> Outcome:
-        from appliance.scrub.recognizers import NOT_NAMES, AnalysisTimeout, extend_name
+        from appliance.scrub.recognizers import NOT_NAMES, AnalysisTimeoutError, extend_name
 
         entities = candidate_entities(text, self.wanted)
         if not entities:
@@ -241,7 +243,7 @@ class Analyzer:
             results = self.engine.analyze(text, language="en", entities=entities,
                                           nlp_artifacts=artifact,
                                           score_threshold=self.policy.score_threshold)
-        except AnalysisTimeout as exc:
+        except AnalysisTimeoutError as exc:
             return Outcome(quarantined=f"regex timeout: {exc}")
         except Exception as exc:
             return Outcome(quarantined=f"analysis failed: {type(exc).__name__}")
@@ -270,12 +272,12 @@ def _trim_leading(text: str, start: int, end: int, words: frozenset[str]) -> int
         start += match.end()
 
 
-_WORKER: Analyzer | None = None
+_WORKER: dict[str, Analyzer] = {}
+"""The analyzer forked workers inherit (set only while a pool runs)."""
 
 
 def _work(texts: list[str]) -> list[Outcome]:
-    assert _WORKER is not None
-    return _WORKER.analyze_batch(texts)
+    return _WORKER["analyzer"].analyze_batch(texts)
 
 
 def analyze_all(analyzer: Analyzer, texts: Sequence[str], *, workers: int | None = None,
@@ -285,7 +287,6 @@ def analyze_all(analyzer: Analyzer, texts: Sequence[str], *, workers: int | None
 
     A chunk whose worker does not answer within chunk size x the per-record time limit is
     quarantined as a whole (fail closed) and the pool is torn down."""
-    global _WORKER
     total = len(texts)
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     if chunk is None:  # large NER batches, at least two chunks per worker, 64..512
@@ -298,7 +299,7 @@ def analyze_all(analyzer: Analyzer, texts: Sequence[str], *, workers: int | None
             if progress:
                 progress(len(out), total)
         return out
-    _WORKER = analyzer
+    _WORKER["analyzer"] = analyzer
     limit = chunk * analyzer.policy.fail_closed.analysis_timeout_s
     pool = multiprocessing.get_context("fork").Pool(workers)
     try:
@@ -316,5 +317,5 @@ def analyze_all(analyzer: Analyzer, texts: Sequence[str], *, workers: int | None
     finally:
         pool.terminate()
         pool.join()
-        _WORKER = None
+        _WORKER.clear()
     return out

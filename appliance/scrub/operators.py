@@ -56,7 +56,7 @@ class Anonymizer:
 
         self.policy = policy
         self._key = key
-        self._engine = AnonymizerEngine()
+        self._engine = AnonymizerEngine()  # type: ignore[no-untyped-call]
 
     def surrogate(self, entity: str, value: str) -> str:
         """The pseudonym of `value` (stable within this key)."""

@@ -33,7 +33,8 @@ class ResidualPass:
 
         registry = RecognizerRegistry(supported_languages=["en"])
         registry.load_predefined_recognizers(languages=["en"])
-        self.recognizers = [r for r in registry.recognizers if r.name in RESIDUAL_RECOGNIZERS
+        self.recognizers = [r for r in registry.recognizers
+                            if getattr(r, "name", "") in RESIDUAL_RECOGNIZERS
                             and set(r.supported_entities) & set(entities)]
         self.entities = frozenset(entities)
         self.threshold = score_threshold
@@ -49,7 +50,8 @@ class ResidualPass:
             wanted = [e for e in recognizer.supported_entities if e in possible]
             if not wanted:
                 continue
-            results: list[Any] = recognizer.analyze(text, wanted, None)
+            no_nlp: Any = None  # pattern recognizers need no NLP artifacts
+            results: list[Any] = recognizer.analyze(text, wanted, no_nlp)
             found |= {(r.entity_type, r.start, r.end) for r in results
                       if r.score >= self.threshold}
         merged: list[tuple[str, int, int]] = []
