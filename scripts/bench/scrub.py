@@ -39,8 +39,9 @@ def main() -> int:
 
     logging.getLogger("presidio-analyzer").setLevel(logging.ERROR)
     policy = load_policy(ROOT / "policy" / "default.toml")
-    records = (load_labeled(ROOT / "tests" / "data" / "pii_dev.json")
-               + load_labeled(ROOT / "tests" / "data" / "pii_test.json"))
+    dev = load_labeled(ROOT / "tests" / "data" / "pii_dev.json")
+    held_out = load_labeled(ROOT / "tests" / "data" / "pii_test.json")
+    records = dev + held_out
     texts = [r.text for r in records]
     model = require_model(policy.pii.ner_model)
 
@@ -70,7 +71,16 @@ def main() -> int:
     our_result = score(records, our_out)
     our_recall = summary(our_result, DIRECT_IDENTIFIERS)
     raw_rate, our_rate = len(texts) / raw_s, len(texts) / our_s
-    print(f"records: {len(texts)}, cores: {os.cpu_count()}")
+    print(f"records: {len(texts)}, cores: {os.cpu_count()}, load: {os.getloadavg()[0]:.1f}")
+    for label, part in (("dev", slice(0, len(dev))), ("held-out", slice(len(dev), None))):
+        for who, outs in (("raw Presidio", raw_out), ("appliance", our_out)):
+            res = score(records[part], outs[part])
+            pooled = summary(res, DIRECT_IDENTIFIERS)
+            print(f"  {label:8s} {who:12s}: direct identifiers {pooled['masked']:.1%} masked, "
+                  f"{pooled['leaked']:.1%} leaked (n={pooled['n']}), over-redaction "
+                  f"{res['over_redaction']:.1%}; " + ", ".join(
+                      f"{e} {v['masked']:.0%}/{v['leaked']:.0%}"
+                      for e, v in res["entities"].items()))
     print(f"raw Presidio analyze loop: {raw_rate:.1f} records/s, direct identifiers "
           f"{raw_recall['masked']:.1%} masked / {raw_recall['leaked']:.1%} leaked")
     print(f"appliance scrub: {our_rate:.1f} records/s, direct identifiers "
