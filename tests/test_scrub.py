@@ -148,11 +148,13 @@ def test_failures_timeouts_and_long_records_are_quarantined(tmp_path: Path) -> N
 
 
 def test_worker_pool_keeps_order_and_matches_serial(analyzer: Analyzer) -> None:
-    """The process pool returns the same detections, in order, as one process."""
+    """The process pool returns the same detections, in order, as one process; repeated
+    texts get the same outcome as their first occurrence."""
     texts = [f"Call Maria Gonzalez at 212-555-{i:04d} or maria{i}@example.com" for i in range(300)]
     serial = analyze_all(analyzer, texts, workers=1)
     pooled = analyze_all(analyzer, texts, workers=2, chunk=32)
     assert serial == pooled and all(o.detections for o in pooled)
+    assert analyze_all(analyzer, texts + texts[:50], workers=1) == serial + serial[:50]
 
 
 def test_residual_above_limits_refuses_the_import(tmp_path: Path) -> None:

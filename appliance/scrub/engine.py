@@ -285,8 +285,20 @@ def analyze_all(analyzer: Analyzer, texts: Sequence[str], *, workers: int | None
                 ) -> list[Outcome]:
     """Analyse every text, over a process pool when it pays; keeps the input order.
 
-    A chunk whose worker does not answer within chunk size x the per-record time limit is
+    Identical texts (a system prompt repeated in every chat) are analysed once. A chunk
+    whose worker does not answer within chunk size x the per-record time limit is
     quarantined as a whole (fail closed) and the pool is torn down."""
+    distinct = list(dict.fromkeys(texts))
+    if len(distinct) < len(texts):
+        found = dict(zip(distinct, _analyze_distinct(analyzer, distinct, workers, chunk,
+                                                     progress), strict=True))
+        return [found[t] for t in texts]
+    return _analyze_distinct(analyzer, texts, workers, chunk, progress)
+
+
+def _analyze_distinct(analyzer: Analyzer, texts: Sequence[str], workers: int | None,
+                      chunk: int | None, progress: Callable[[int, int], None] | None
+                      ) -> list[Outcome]:
     total = len(texts)
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
     if chunk is None:  # large NER batches, at least two chunks per worker, 64..512
