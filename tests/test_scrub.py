@@ -223,6 +223,12 @@ def test_offline_import_with_sockets_disabled(tmp_path: Path, monkeypatch: pytes
     path = _write(tmp_path, [CHAT, MAIL])
     report = prepare_dataset(path, _policy(), name="t", workers=1).report
     assert report["pii"]["EMAIL_ADDRESS"] == 1 and report["pii"]["PERSON"] == 2
+    from appliance.scrub.residual import ResidualPass
+
+    email = next(r for r in ResidualPass(["EMAIL_ADDRESS"]).recognizers
+                 if r.name == "EmailRecognizer")  # validates the domain with tldextract
+    no_nlp: Any = None
+    assert email.analyze("write to bob@example.co.uk", ["EMAIL_ADDRESS"], no_nlp)
 
 
 @pytest.mark.netns
