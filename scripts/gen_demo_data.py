@@ -45,9 +45,10 @@ def _chat(fake: Faker, rng: random.Random) -> dict[str, object]:
                           f"I live at {fake.street_address()}, {fake.city()}",
                           f"my card {fake.credit_card_number(card_type='visa16')} was used"])
     user = f"Hi, this is {name}. {issue.capitalize()}; {contact}."
+    first = name.split(maxsplit=1)[0]
     return {"messages": [{"role": "system", "content": SYSTEM},
                          {"role": "user", "content": user},
-                         {"role": "assistant", "content": f"Thanks {name.split()[0]}. {answer}"}]}
+                         {"role": "assistant", "content": f"Thanks {first}. {answer}"}]}
 
 
 def _ticket(fake: Faker, rng: random.Random) -> dict[str, object]:

@@ -255,8 +255,10 @@ class Analyzer:
             return Outcome(quarantined="analysis exceeded the time limit")
         detections = []
         for r in results:
-            if r.entity_type in NER_ENTITIES and text[r.start:r.end].strip() in NOT_NAMES:
-                continue  # NER calling a lone instruction word ("Summarise") a name
+            found = text[r.start:r.end].strip()
+            if r.entity_type in NER_ENTITIES and (found in NOT_NAMES or
+                                                  not any(c.isalpha() for c in found)):
+                continue  # NER calling "Summarise" or a ticket number "#80239" a name
             begin, end = r.start, r.end
             if r.entity_type == "PERSON":
                 begin = _trim_leading(text, begin, end, NOT_NAMES)

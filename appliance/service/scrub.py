@@ -208,6 +208,15 @@ def wrap_pseudonym_key(master_key: bytes, name: str, key: bytes) -> str:
     return base64.b64encode(nonce + AESGCM(sub).encrypt(nonce, key, name.encode())).decode()
 
 
+def _refuse_existing(store: Any, home: Home, name: str) -> None:
+    """Check the name and refuse one already in the vault (the vault re-checks on write)."""
+    store.check_name(name)
+    if store.dataset_path(home, name).exists():
+        raise VaultError(f"a dataset named {name!r} already exists",
+                         where=str(store.dataset_path(home, name)),
+                         hint="choose another name or remove it with appliance dataset rm")
+
+
 def import_dataset(home: Home, path: str | Path, name: str, *,
                    passphrase_file: str | None = None, progress: Progress | None = None,
                    workers: int | None = None) -> dict[str, Any]:
@@ -224,6 +233,7 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
                          "build, so nothing can be imported",
                          hint="install a build that includes the vault") from exc
     home.require_initialised()
+    _refuse_existing(store, home, name)  # before the (long) scrub, not after it
     policy = load_policy(home.policy_file)
     master_key = masterkey.load(home, read_passphrase(passphrase_file), policy)
     try:
