@@ -55,3 +55,33 @@ def test_dataset_import_without_the_vault_fails_clearly(run_cli: Any, tmp_path: 
 def test_command_modules_register_scrub_and_import() -> None:
     """The scrub command modules are part of the CLI."""
     assert "appliance.cli.scrub_cmd" in COMMAND_MODULES
+
+
+def test_import_end_to_end_through_the_vault(run_cli: Any, tmp_path: Path,
+                                             passphrase_file: Path) -> None:
+    """init, then `dataset import --json` of the demo data: contract fields, encrypted
+    storage (no planted value on disk), a refused second import under the same name."""
+    import pytest
+
+    if "appliance.cli.init_cmd" not in COMMAND_MODULES:
+        pytest.skip("needs the integrated CLI (init and the vault)")
+    home = str(tmp_path / "home")
+    common = ("--home", home, "--passphrase-file", str(passphrase_file))
+    done = run_cli("init", "--policy", str(REPO / "policy" / "demo.toml"), *common)
+    assert done.returncode == 0, done.stderr
+    data = REPO / "appliance" / "data" / "demo" / "dataset.jsonl"
+    done = run_cli("dataset", "import", str(data), "--name", "demo", "--json", *common)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    for key in ("name", "records_in", "records_out", "rejected", "quarantined", "duplicates",
+                "pii", "residual", "digest"):
+        assert key in report
+    assert report["rejected"] == 3 and report["duplicates"] == 1 and report["residual"] == {}
+    assert report["digest"].startswith("sha256:") and report["pii"]["PERSON"] > 100
+    planted = json.loads(data.read_text().splitlines()[1])["messages"][1]["content"]
+    name = planted.split("this is ")[1].split(".")[0] if "this is " in planted else "Acme"
+    for path in Path(home).rglob("*"):
+        if path.is_file():
+            assert name.encode() not in path.read_bytes(), path
+    again = run_cli("dataset", "import", str(data), "--name", "demo", *common)
+    assert again.returncode == 1 and "already exists" in again.stderr
