@@ -305,8 +305,8 @@ def _analyze_distinct(analyzer: Analyzer, texts: Sequence[str], workers: int | N
                       ) -> list[Outcome]:
     total = len(texts)
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
-    if chunk is None:  # large NER batches, at least two chunks per worker, 64..512
-        chunk = max(64, min(512, -(-total // (2 * max(workers, 1)))))
+    if chunk is None:  # large NER batches: about one chunk per worker, 64..512 texts
+        chunk = max(64, min(512, -(-total // max(workers, 1))))
     chunks = [list(texts[i:i + chunk]) for i in range(0, total, chunk)]
     out: list[Outcome] = []
     if workers <= 1 or len(chunks) < 2 or "fork" not in multiprocessing.get_all_start_methods():
