@@ -194,6 +194,7 @@ class Analyzer:
                                 if getattr(r, "name", "") in PRESIDIO_DEFAULTS]
         if self.has_ner:
             registry.add_recognizer(SpacyRecognizer(supported_entities=sorted(NER_ENTITIES)))
+        ours.first_names()  # load the gazetteer once, before any worker is forked
         for recognizer in [*ours.extra_recognizers(timeout), *extra_recognizers]:
             registry.add_recognizer(recognizer)
         self.nlp_engine = _spacy_engine(model_path)

@@ -1,9 +1,10 @@
 """The independent second pass: what detectable PII is left in scrubbed text.
 
 Independent of the first pass on purpose: it runs on the output with Presidio's own
-predefined recognizers for cards, e-mail, IBAN, IP, SSN, ITIN, NHS, crypto and phone numbers
-(phonenumbers-based), none of which the first pass uses, plus the `appliance.patterns`
-catalogue of secrets, with no NER. Placeholders and pseudonyms (`<PERSON>`, `<PERSON_1f3a...>`) match
+predefined recognizers for cards, e-mail, IBAN, IP, SSN and phone numbers (phonenumbers-
+based), none of which the first pass uses (it also re-runs Presidio's ITIN, NHS and crypto
+recognizers), plus the `appliance.patterns` catalogue of secrets, with no NER. Placeholders
+and pseudonyms (`<PERSON>`, `<PERSON_1f3a...>`) match
 none of them. Names and places are not counted here (an NER pass over scrubbed text cannot
 tell a leaked name from an ordinary capitalised word reliably); the first pass's figures on
 labeled data are the evidence for those.
