@@ -3,6 +3,7 @@ residual refusal, offline operation, and the held-out detection targets."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import subprocess
@@ -275,3 +276,30 @@ def test_generic_instructions_are_left_alone(analyzer: Analyzer) -> None:
     convert = "Convert 25 degrees Celsius to Fahrenheit."
     entities = {d.entity for d in analyzer.analyze_batch([convert])[0].detections}
     assert "PERSON" not in entities
+
+
+def test_json_array_alpaca_with_kept_key(tmp_path: Path, analyzer: Analyzer) -> None:
+    """A JSON array of Alpaca records imports; with keep_pseudonym_key the key is returned,
+    sealed under the master key it round-trips, and it reproduces the pseudonyms."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    from appliance.service.scrub import wrap_pseudonym_key
+
+    path = tmp_path / "data.json"
+    path.write_text(json.dumps([
+        {"instruction": "Greet Oliver Bennett", "input": "", "output": "Hello Oliver Bennett!"},
+        {"instruction": "Say bye", "output": "Bye"}]))
+    policy = _policy(keep_pseudonym_key=True)
+    prepared = prepare_dataset(path, policy, name="t", analyzer=analyzer, workers=1)
+    assert prepared.report["shape"] == "alpaca" and prepared.report["pseudonym_key"] != "destroyed"
+    key = prepared.pseudonym_key
+    assert key is not None and len(key) == 32
+    surrogate = Anonymizer(policy.pii, key).surrogate("PERSON", "Oliver Bennett")
+    assert surrogate in json.dumps(prepared.train + prepared.eval)
+    master = bytes(range(32))
+    blob = base64.b64decode(wrap_pseudonym_key(master, "t", key))
+    sub = HKDF(hashes.SHA256(), 32, salt=None,
+               info=b"appliance/scrub/pseudonym-key-wrap/v1").derive(master)
+    assert AESGCM(sub).decrypt(blob[:12], blob[12:], b"t") == key
