@@ -46,10 +46,6 @@ KNOWN_ENTITIES = (
 """Entity types the appliance's scrubber knows how to detect."""
 
 
-def _operators(**pairs: Operator) -> dict[str, Operator]:
-    return dict(pairs)
-
-
 class NerModel(Section):
     """The spaCy NER pipeline Presidio uses for names and places, pinned by content digest."""
 
@@ -91,7 +87,7 @@ class PiiPolicy(Section):
     default_operator: Operator = "placeholder"
     """Operator for entity types not listed in `operators`."""
     operators: dict[str, Operator] = Field(
-        default_factory=lambda: _operators(PERSON="pseudonym", EMAIL_ADDRESS="pseudonym")
+        default_factory=lambda: {"PERSON": "pseudonym", "EMAIL_ADDRESS": "pseudonym"}
     )
     """Operator per entity type: placeholder (`<PERSON>`), pseudonym (keyed HMAC surrogate,
     stable within a dataset), mask (`*`), redact (removed), hash (keyed sha256)."""
