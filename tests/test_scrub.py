@@ -303,3 +303,18 @@ def test_json_array_alpaca_with_kept_key(tmp_path: Path, analyzer: Analyzer) -> 
     sub = HKDF(hashes.SHA256(), 32, salt=None,
                info=b"appliance/scrub/pseudonym-key-wrap/v1").derive(master)
     assert AESGCM(sub).decrypt(blob[:12], blob[12:], b"t") == key
+
+
+def test_single_thread_setting_is_not_inherited(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The one-BLAS-thread setting used while loading the scrubber is removed again, so
+    child processes (the trainer) do not inherit it; an operator's own setting is kept."""
+    import os
+
+    from appliance.scrub.offline import SINGLE_THREAD_ENV, single_blas_thread
+
+    for key in SINGLE_THREAD_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("MKL_NUM_THREADS", "4")
+    with single_blas_thread():
+        assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "4"
+    assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "4"

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.policy.pii import PiiPolicy
-from appliance.scrub.offline import force_offline
+from appliance.scrub.offline import force_offline, single_blas_thread
 
 NER_LABELS = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION",
               "FAC": "LOCATION", "NORP": "NRP", "ORG": "ORGANIZATION"}
@@ -178,9 +178,10 @@ class Analyzer:
     def __init__(self, policy: PiiPolicy, model_path: Path | None,
                  extra_recognizers: Sequence[Any] = ()) -> None:
         force_offline()
-        from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
-        from presidio_analyzer import pattern_recognizer as presidio_patterns
-        from presidio_analyzer.predefined_recognizers import SpacyRecognizer
+        with single_blas_thread():
+            from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
+            from presidio_analyzer import pattern_recognizer as presidio_patterns
+            from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
         from appliance.scrub import recognizers as ours
 

@@ -21,9 +21,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from appliance.scrub.offline import force_offline  # noqa: E402
+from appliance.scrub.offline import SINGLE_THREAD_ENV, force_offline  # noqa: E402
 
-force_offline()  # offline switches and one BLAS thread per process, for both engines alike
+force_offline()
+os.environ.update(SINGLE_THREAD_ENV)  # one BLAS thread per process, for both engines alike
 
 from appliance.policy import load_policy  # noqa: E402
 from appliance.policy.pii import DIRECT_IDENTIFIERS  # noqa: E402
