@@ -168,28 +168,16 @@ def check_tmpfs(policy: Policy) -> Check:
 
 def check_pii_model(policy: Policy) -> Check:
     """The NER model is installed and matches the digest pinned in the policy."""
-    from appliance.digests import tree_digest
+    from appliance.scrub.offline import locate_model
 
-    name = policy.pii.ner_model.name
-    try:
-        import importlib.util
-
-        spec = importlib.util.find_spec(name)
-    except (ImportError, ValueError):
-        spec = None
-    if spec is None or spec.origin is None:
-        return Check("pii-model", policy.pii.ner_model.required, False,
-                     f"{name} is not installed: names and places would not be detected")
-    package = Path(spec.origin).parent
-    data = [p for p in package.iterdir() if p.is_dir() and (p / "meta.json").is_file()]
-    if len(data) != 1:
-        return Check("pii-model", True, False, f"{name}: no pipeline directory in {package}")
-    digest = tree_digest(data[0])
-    want = policy.pii.ner_model.digest
-    if want is not None and digest != want:
-        return Check("pii-model", True, False, f"{name} digest {digest} differs from the "
-                     f"policy's {want}")
-    return Check("pii-model", policy.pii.ner_model.required, True, f"{name} {digest}")
+    model = policy.pii.ner_model
+    where = locate_model(model)
+    if where.path is None:
+        return Check("pii-model", model.required, False,
+                     f"{model.name}: {where.problem}: names and places would not be detected")
+    if where.problem is not None:
+        return Check("pii-model", True, False, f"{model.name} {where.problem}")
+    return Check("pii-model", model.required, True, f"{model.name} {where.digest}")
 
 
 def check_home(home: Home) -> Check:

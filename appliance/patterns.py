@@ -38,12 +38,9 @@ def luhn_ok(text: str) -> bool:
     if not 13 <= len(digits) <= 19:
         return False
     total = 0
-    for i, d in enumerate(reversed(digits)):
-        if i % 2:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
+    for i, digit in enumerate(reversed(digits)):
+        value = digit * 2 if i % 2 else digit
+        total += value - 9 if value > 9 else value
     return total % 10 == 0
 
 
@@ -85,7 +82,8 @@ DETECTORS: tuple[Detector, ...] = (
     Detector("EMAIL_ADDRESS", re.compile(
         r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")),
     Detector("CREDIT_CARD", re.compile(r"\b(?:\d[ -]?){12,18}\d\b"), luhn_ok),
-    Detector("IBAN_CODE", re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b"),
+    Detector("IBAN_CODE", re.compile(
+        r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b"),
              iban_ok),
     Detector("US_SSN", re.compile(r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b"), ssn_ok),
     Detector("IP_ADDRESS", re.compile(

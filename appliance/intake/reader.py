@@ -38,7 +38,7 @@ def _parse(line_no: int, raw: bytes, max_bytes: int) -> RawItem:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        return RawItem(line_no, None, f"bad JSON: {exc.msg} at column {exc.colno}", len(raw))
+        return RawItem(line_no, None, f"bad JSON: {exc.msg} (column {exc.colno})", len(raw))
     return RawItem(line_no, value, None, len(raw))
 
 

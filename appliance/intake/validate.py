@@ -51,7 +51,7 @@ class Validated:
 
 
 def _reason_kind(reason: str) -> str:
-    return reason.split(":")[0].split(" of ")[0]
+    return reason.partition(":")[0].partition(" of ")[0]
 
 
 def _text(value: Any, what: str) -> str:
@@ -117,5 +117,4 @@ def validate(items: list[RawItem], *, where: str) -> Validated:
         detail = "; ".join(f"{s} at line {', '.join(map(str, ls))}" for s, ls in lines.items())
         raise DatasetFormatError(f"the file mixes Alpaca and chat records ({detail}); "
                                  "import each shape as its own dataset", where=where)
-    shape = next(iter(shapes)) if shapes else None
-    return Validated(shape, records, rejected, ignored)
+    return Validated(next(iter(shapes)) if shapes else None, records, rejected, ignored)

@@ -63,7 +63,8 @@ class FailClosed(Section):
     """What happens to a record the scrubber cannot fully analyse."""
 
     max_record_chars: int = Field(default=20_000, ge=1, le=1_000_000)
-    """Records longer than this are quarantined rather than analysed."""
+    """A record with a text (an Alpaca field or a chat message) longer than this is
+    quarantined rather than analysed."""
     analysis_timeout_s: float = Field(default=10.0, gt=0, le=600)
     """A record whose analysis takes longer than this (or whose regex times out) is quarantined."""
     on_error: Literal["quarantine"] = "quarantine"

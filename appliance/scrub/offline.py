@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,10 +24,32 @@ OFFLINE_ENV = {
 """Set before presidio/tldextract/spaCy are imported: no suffix-list fetch, no hub calls."""
 
 
+SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+"""The scrubber parallelises over processes; one BLAS thread each avoids oversubscription
+(only effective before numpy is first imported; an operator's explicit setting wins)."""
+
+
 def force_offline() -> None:
     """Set every offline switch in this process's environment (idempotent)."""
     for key, value in OFFLINE_ENV.items():
         os.environ[key] = value
+
+
+@contextmanager
+def single_blas_thread() -> Iterator[None]:
+    """Within the block, numpy/BLAS first imported here start with one thread; the
+    environment is restored afterwards so child processes (the trainer) are unaffected."""
+    saved = {key: os.environ.get(key) for key in SINGLE_THREAD_ENV}
+    for key, value in SINGLE_THREAD_ENV.items():
+        os.environ.setdefault(key, value)
+    try:
+        yield
+    finally:
+        for key, old in saved.items():
+            if old is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = old
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,9 @@ def new_key() -> bytes:
 
 
 def merge(detections: Sequence[Detection]) -> list[Detection]:
-    """Overlapping or touching detections merged into their union; the entity of the longest
-    (then highest scoring) member names the merged span. Ordered by position."""
+    """Overlapping detections merged into their union; the entity of the highest scoring
+    (then longest) member names the merged span (a checksum-validated card beats a noisy NER
+    label over the same digits). Ordered by position."""
     spans = sorted(detections, key=lambda d: (d.start, -d.end))
     merged: list[list[Any]] = []
     for d in spans:
@@ -39,7 +40,7 @@ def merge(detections: Sequence[Detection]) -> list[Detection]:
             merged.append([d.start, d.end, [d]])
     out = []
     for start, end, group in merged:
-        best = max(group, key=lambda d: (d.end - d.start, d.score))
+        best = max(group, key=lambda d: (d.score, d.end - d.start))
         out.append(Detection(best.entity, start, end, max(d.score for d in group)))
     return out
 
@@ -56,7 +57,7 @@ class Anonymizer:
 
         self.policy = policy
         self._key = key
-        self._engine = AnonymizerEngine()
+        self._engine = AnonymizerEngine()  # type: ignore[no-untyped-call]
 
     def surrogate(self, entity: str, value: str) -> str:
         """The pseudonym of `value` (stable within this key)."""

@@ -2,7 +2,7 @@
 
 Each is a Presidio `EntityRecognizer` whose regular expressions run under a timeout with the
 `regex` module; unlike Presidio's own pattern recognizers, a timeout here raises
-`AnalysisTimeout` (so the record is quarantined) instead of silently skipping the pattern.
+`AnalysisTimeoutError` (so the record is quarantined) instead of silently skipping the pattern.
 
 What each adds (chosen by measurement on tests/data/pii_dev.json, see docs/benchmarks.md):
 - catalogue: the `appliance.patterns` detectors (secrets, passwords in text, cards, IBANs,
@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from typing import Any
 
-import regex
+import regex  # type: ignore[import-untyped,unused-ignore]
 
 from appliance import patterns
 
@@ -30,11 +30,15 @@ except ImportError as exc:  # pragma: no cover - the lock always installs presid
     raise ImportError("presidio-analyzer is required for scrubbing") from exc
 
 
-class AnalysisTimeout(Exception):
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+class AnalysisTimeoutError(Exception):
     """A recognizer's regular expression ran past its time limit."""
 
 
-STREET_SUFFIXES = (
+_SUFFIX_TEXT = (
     "Alley Avenue Ave Branch Bridge Brook Brooks Burg Burgs Bypass Camp Canyon Cape Causeway "
     "Center Centers Circle Circles Cir Cliff Cliffs Club Common Corner Corners Course Court "
     "Courts Ct Cove Coves Creek Crescent Crest Crossing Crossroad Curve Dale Dam Divide Drive "
@@ -63,13 +67,14 @@ STREET_SUFFIXES = (
     "Rosebowl Rotary Round Siding Slope Sound Stairs Steps Strand Strip Subway Tarn "
     "Thoroughfare Tollway Top Tor Towers Trailer Triangle Trunkway Turn Upper Vale Villas Wade "
     "Walkway"
-).split()
+)
+STREET_SUFFIXES = _words(_SUFFIX_TEXT)
 """USPS Publication 28 street suffixes (and common abbreviations), UK ones, and the
 Australia Post / Canada Post street types."""
 
 UNIT = (r"(?:Apt\.?|Apartment|Suite|Ste\.?|Unit|Flat|Studio|Floor|Fl\.?|Level|Room|Rm\.?|#)"
         r"\s*[0-9]{1,5}[A-Za-z]?")
-_CAP = r"[A-Z][a-zA-Z'’-]+"
+_CAP = r"[A-Z][a-zA-Z'\u2019-]+"
 _SUFFIX = "|".join(sorted(set(STREET_SUFFIXES), key=len, reverse=True))
 ADDRESS = regex.compile(
     rf"(?:\b{UNIT},?\s+)?"  # a unit line before the street (UK, AU style)
@@ -87,11 +92,12 @@ NAME_CUES = (
     r"|daughter|son|wife|husband|mother|father|sister|brother|kin|nurse|doctor|agent|visited by"
     r"|referred by|requested by|on behalf of|emergency contact)"
 )
-_NAME = r"[A-Z][a-z]+(?:['’-][A-Z]?[a-z]+)?"
+_NAME = r"[A-Z][a-z]+(?:['\u2019-][A-Z]?[a-z]+)?"
 CUED_NAME = regex.compile(
     rf"(?:(?<=\b{HONORIFICS}\s+)|(?<=\b{NAME_CUES}\s+))({_NAME}(?:\s+{_NAME}){{0,2}})\b")
+TITLE_WORD = regex.compile(r"\b[A-Z][a-z]{2,}\b")
 CAPWORD = regex.compile(rf"\s+(?:[A-Z]\.\s+)?({_NAME})\b")
-NOT_NAMES = frozenset(
+NOT_NAMES = frozenset(_words(
     "The A An I It This That These Those He She They We You My Your Our Their His Her Its "
     "Please Thanks Thank Hello Hi Hey Dear Yes No Not Can Could Would Should Will Shall May "
     "Might Must Is Are Was Were Be Been Do Does Did Have Has Had And Or But If When Where Why "
@@ -102,7 +108,8 @@ NOT_NAMES = frozenset(
     "Explain Classify Extract Summarise Summarize Rewrite Fix Given Validate Answer Email "
     "Phone Address Card Payment Refund Order Insurance Discharge Consult Device Beneficiary "
     "Emergency Chargeback Escalation Identity Contact New Hpi Bp Kyc Dl Ssn Iban Vpn Md Pt "
-    "French English Spanish German Good Morning Afternoon Evening Name Remind".split())
+    "French English Spanish German Good Morning Afternoon Evening Name Remind Sorry Welcome "
+    "Regards Best Cheers Okay Ok Sure Great Thanks"))
 
 USERNAME = regex.compile(
     r"(?i:\b(?:user\s?name|login|user\s?id|handle|screen\s?name)\s*(?:[:=]|is)\s*)"
@@ -142,23 +149,24 @@ def _finditer(pattern: Any, text: str, timeout: float) -> list[Any]:
     try:
         return list(pattern.finditer(text, timeout=timeout))
     except TimeoutError as exc:
-        raise AnalysisTimeout(f"pattern {pattern.pattern[:40]!r} timed out") from exc
+        raise AnalysisTimeoutError(f"pattern {pattern.pattern[:40]!r} timed out") from exc
 
 
-class _Regexes(EntityRecognizer):  # type: ignore[misc]
+class _Regexes(EntityRecognizer):
     """Base: regular expressions with a hard timeout that raises."""
 
     TIMEOUT_S = 2.0
 
     def __init__(self, entities: Sequence[str], name: str, timeout_s: float) -> None:
         super().__init__(supported_entities=list(entities), name=name, supported_language="en")
+        self.label: str = name
         self.timeout_s = timeout_s
 
     def load(self) -> None:
         """Nothing to load."""
 
     def find(self, pattern: Any, text: str) -> list[Any]:
-        """Matches of `pattern` in `text`, raising AnalysisTimeout past the limit."""
+        """Matches of `pattern` in `text`, raising AnalysisTimeoutError past the limit."""
         return _finditer(pattern, text, self.timeout_s)
 
 
@@ -182,7 +190,7 @@ class ApplianceCatalogueRecognizer(_Regexes):
                 head = regex.match(r"(?i)[a-z_ -]+\s*(?:[:=]|\bis\b)\s*[\"']?",
                                    text[span.start:span.end])
                 start += head.end() if head else 0
-            out.append(_result(span.entity, start, span.end, 0.9, self.name))
+            out.append(_result(span.entity, start, span.end, 0.9, self.label))
         return out
 
 
@@ -200,7 +208,7 @@ class AppliancePhoneRecognizer(_Regexes):
             digits = sum(c.isdigit() for c in number)
             if 7 <= digits <= 16 and (digits >= 9 or m.group()[0] in "(+0" or
                                       _cued(text, m.start())):
-                out.append(_result("PHONE_NUMBER", m.start(), m.end(), 0.7, self.name))
+                out.append(_result("PHONE_NUMBER", m.start(), m.end(), 0.7, self.label))
         return out
 
 
@@ -220,7 +228,7 @@ class ApplianceAddressRecognizer(_Regexes):
 
     def analyze(self, text: str, entities: list[str], nlp_artifacts: Any = None) -> list[Any]:
         """Street address spans."""
-        return [_result("STREET_ADDRESS", m.start(), m.end(), 0.75, self.name)
+        return [_result("STREET_ADDRESS", m.start(), m.end(), 0.75, self.label)
                 for m in self.find(ADDRESS, text)]
 
 
@@ -249,12 +257,12 @@ class ApplianceNameRecognizer(_Regexes):
                 words.pop()
             if words and words[0] not in NOT_NAMES:
                 end = m.start(1) + len(" ".join(words))
-                out.append(_result("PERSON", m.start(1), end, 0.6, self.name))
+                out.append(_result("PERSON", m.start(1), end, 0.6, self.label))
         gazetteer = first_names()
-        for m in self.find(regex.compile(r"\b[A-Z][a-z]{2,}\b"), text):
+        for m in self.find(TITLE_WORD, text):
             if m.group() in gazetteer and m.group() not in NOT_NAMES:
                 end = extend_name(text, m.end())
-                out.append(_result("PERSON", m.start(), end, 0.5, self.name))
+                out.append(_result("PERSON", m.start(), end, 0.5, self.label))
         return out
 
 
@@ -262,7 +270,7 @@ def extend_name(text: str, end: int) -> int:
     """Widen a name ending at `end` over one following capitalised word (a surname)."""
     follow = CAPWORD.match(text, end)
     if follow and follow.group(1) not in NOT_NAMES and "\n" not in text[end:follow.start(1)]:
-        return follow.end(1)
+        return int(follow.end(1))
     return end
 
 
@@ -277,7 +285,7 @@ class ApplianceUsernameRecognizer(_Regexes):
         out = []
         for m in self.find(USERNAME, text):
             group = 1 if m.group(1) else 2
-            out.append(_result("USERNAME", m.start(group), m.end(group), 0.6, self.name))
+            out.append(_result("USERNAME", m.start(group), m.end(group), 0.6, self.label))
         return out
 
 
@@ -294,12 +302,12 @@ class ApplianceSmallRecognizers(_Regexes):
         if "AGE" in entities:
             for m in self.find(AGE, text):
                 group = next(i for i in range(1, 5) if m.group(i))
-                out.append(_result("AGE", m.start(group), m.end(group), 0.6, self.name))
+                out.append(_result("AGE", m.start(group), m.end(group), 0.6, self.label))
         if "ZIP_CODE" in entities:
-            out += [_result("ZIP_CODE", m.start(), m.end(), 0.6, self.name)
+            out += [_result("ZIP_CODE", m.start(), m.end(), 0.6, self.label)
                     for m in self.find(ZIP, text)]
         if "US_DRIVER_LICENSE" in entities:
-            out += [_result("US_DRIVER_LICENSE", m.start(1), m.end(1), 0.7, self.name)
+            out += [_result("US_DRIVER_LICENSE", m.start(1), m.end(1), 0.7, self.label)
                     for m in self.find(LICENCE, text)]
         return out
 

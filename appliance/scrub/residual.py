@@ -1,9 +1,10 @@
 """The independent second pass: what detectable PII is left in scrubbed text.
 
-Independent of the first pass on purpose: it runs on the output, with Presidio's own
-predefined pattern recognizers (including its phonenumbers-based phone recognizer, which the
-first pass replaces for speed) and the `appliance.patterns` catalogue of secrets, under a
-fresh engine with no NER. Placeholders and pseudonyms (`<PERSON>`, `<PERSON_1f3a...>`) match
+Independent of the first pass on purpose: it runs on the output with Presidio's own
+predefined recognizers for cards, e-mail, IBAN, IP, SSN and phone numbers (phonenumbers-
+based), none of which the first pass uses (it also re-runs Presidio's ITIN, NHS and crypto
+recognizers), plus the `appliance.patterns` catalogue of secrets, with no NER. Placeholders
+and pseudonyms (`<PERSON>`, `<PERSON_1f3a...>`) match
 none of them. Names and places are not counted here (an NER pass over scrubbed text cannot
 tell a leaked name from an ordinary capitalised word reliably); the first pass's figures on
 labeled data are the evidence for those.
@@ -33,7 +34,8 @@ class ResidualPass:
 
         registry = RecognizerRegistry(supported_languages=["en"])
         registry.load_predefined_recognizers(languages=["en"])
-        self.recognizers = [r for r in registry.recognizers if r.name in RESIDUAL_RECOGNIZERS
+        self.recognizers = [r for r in registry.recognizers
+                            if getattr(r, "name", "") in RESIDUAL_RECOGNIZERS
                             and set(r.supported_entities) & set(entities)]
         self.entities = frozenset(entities)
         self.threshold = score_threshold
@@ -49,7 +51,8 @@ class ResidualPass:
             wanted = [e for e in recognizer.supported_entities if e in possible]
             if not wanted:
                 continue
-            results: list[Any] = recognizer.analyze(text, wanted, None)
+            no_nlp: Any = None  # pattern recognizers need no NLP artifacts
+            results: list[Any] = recognizer.analyze(text, wanted, no_nlp)
             found |= {(r.entity_type, r.start, r.end) for r in results
                       if r.score >= self.threshold}
         merged: list[tuple[str, int, int]] = []

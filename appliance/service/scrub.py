@@ -60,25 +60,13 @@ def _ner_report(analyzer: Any, policy: Policy) -> dict[str, Any]:
                        "cue patterns"}
 
 
-def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
-                    progress: Progress | None = None, workers: int | None = None,
-                    analyzer: Any = None) -> PreparedDataset:
-    """Read, validate, deduplicate, scrub and split the dataset at `path` under `policy`.
-
-    Raises DatasetFormatError (bad file, or an invalid record when intake.on_invalid is
-    abort) and ScrubError (residual PII above the policy's limits). Quarantined records are
-    withheld, never passed through."""
+def _read(path: Path, policy: Policy, tell: Progress) -> tuple[Any, Any, int]:
+    """Read, validate and deduplicate: (validated, deduped, records_in)."""
     from appliance.intake.dedupe import dedupe
     from appliance.intake.reader import read_items
-    from appliance.intake.split import eval_indices
     from appliance.intake.validate import validate
-    from appliance.scrub.engine import analyze_all
-    from appliance.scrub.operators import Anonymizer, new_key
-    from appliance.scrub.residual import ResidualPass
 
-    path = Path(path)
     intake = policy.intake
-    tell = progress or (lambda stage, done, total: None)
     _, items = read_items(path, intake.max_record_bytes)
     if len(items) > intake.max_records:
         raise DatasetFormatError(f"{len(items)} records exceed the policy's limit of "
@@ -93,10 +81,23 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
                                  "\"drop\" to drop and count them")
     if not checked.records:
         raise DatasetFormatError("no valid record in the file", where=str(path))
-    unique = dedupe(checked.records, intake.deduplicate)
-    records = unique.records
+    return checked, dedupe(checked.records, intake.deduplicate), len(items)
 
-    analyzer = analyzer if analyzer is not None else build_analyzer(policy)
+
+@dataclass
+class _Scrubbed:
+    texts: list[list[str]]
+    quarantine: dict[int, str]
+    pii: Counter[str]
+    key: bytes | None
+
+
+def _scrub(records: list[Any], policy: Policy, analyzer: Any, workers: int | None,
+           tell: Progress) -> _Scrubbed:
+    """Analyse every text of every record, quarantine failures, anonymise the rest."""
+    from appliance.scrub.engine import analyze_all
+    from appliance.scrub.operators import Anonymizer, merge, new_key
+
     flat = [(i, t) for i, r in enumerate(records) for t in r.texts()]
     outcomes = analyze_all(analyzer, [t for _, t in flat], workers=workers,
                            progress=lambda d, n: tell("scrub", d, n))
@@ -104,72 +105,94 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
     for (i, _), outcome in zip(flat, outcomes, strict=True):
         if outcome.quarantined is not None:
             quarantine.setdefault(i, outcome.quarantined)
-
     key = bytearray(new_key())
     try:
         anonymizer = Anonymizer(policy.pii, bytes(key))
         pii: Counter[str] = Counter()
-        scrubbed: list[list[str]] = [[] for _ in records]
-        from appliance.scrub.operators import merge
-
+        texts: list[list[str]] = [[] for _ in records]
         for (i, text), outcome in zip(flat, outcomes, strict=True):
             if i in quarantine:
                 continue
             spans = merge(outcome.detections)
             pii.update(d.entity for d in spans)
-            scrubbed[i].append(anonymizer.apply(text, spans))
+            texts[i].append(anonymizer.apply(text, spans))
         kept_key = bytes(key) if policy.pii.keep_pseudonym_key else None
     finally:
         key[:] = bytes(len(key))  # best effort: Python may hold other copies briefly
+    return _Scrubbed(texts, quarantine, pii, kept_key)
 
-    kept = [i for i in range(len(records)) if i not in quarantine]
-    out_texts = [t for i in kept for t in scrubbed[i]]
-    residual_pass = ResidualPass(policy.pii.entities)
-    residual, dirty_texts = residual_pass.count(out_texts)
-    tell("residual", len(out_texts), len(out_texts))
+
+def _check_residual(path: Path, policy: Policy, texts: list[str]) -> dict[str, int]:
+    """The independent residual pass; ScrubError above the policy's limits."""
+    from appliance.scrub.residual import ResidualPass
+
+    residual, dirty = ResidualPass(policy.pii.entities).count(texts)
     over = {e: n for e, n in residual.items() if n > policy.pii.max_residual.get(e, 0)}
-    share = dirty_texts / len(out_texts) if out_texts else 0.0
+    share = dirty / len(texts) if texts else 0.0
     if over or share > policy.pii.max_residual_share:
         detail = ", ".join(f"{e}: {n} (allowed {policy.pii.max_residual.get(e, 0)})"
                            for e, n in over.items()) or f"share of texts {share:.3f}"
         raise ScrubError(f"residual PII after scrubbing above the policy's limits: {detail}",
                          where=str(path), hint="nothing was imported; inspect the file, "
                          "or raise pii.max_residual for these types if they are expected")
+    return residual
+
+
+def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
+                    progress: Progress | None = None, workers: int | None = None,
+                    analyzer: Any = None) -> PreparedDataset:
+    """Read, validate, deduplicate, scrub and split the dataset at `path` under `policy`.
+
+    Raises DatasetFormatError (bad file, or an invalid record when intake.on_invalid is
+    abort) and ScrubError (residual PII above the policy's limits). Quarantined records are
+    withheld, never passed through."""
+    from appliance.intake.split import eval_indices
+
+    path = Path(path)
+    tell = progress or (lambda stage, done, total: None)
+    checked, unique, records_in = _read(path, policy, tell)
+    records = unique.records
+    analyzer = analyzer if analyzer is not None else build_analyzer(policy)
+    scrubbed = _scrub(records, policy, analyzer, workers, tell)
+    kept = [i for i in range(len(records)) if i not in scrubbed.quarantine]
+    out_texts = [t for i in kept for t in scrubbed.texts[i]]
+    residual = _check_residual(path, policy, out_texts)
+    tell("residual", len(out_texts), len(out_texts))
     if not kept:
         raise ScrubError("every record was quarantined", where=str(path))
-
     held_out = eval_indices([unique.keys[i] for i in kept], policy.training.eval_fraction,
-                            intake.split_seed)
-    train, eval_ = [], []
+                            policy.intake.split_seed)
+    train: list[dict[str, Any]] = []
+    eval_: list[dict[str, Any]] = []
     for pos, i in enumerate(kept):
-        (eval_ if pos in held_out else train).append(records[i].with_texts(scrubbed[i]))
+        (eval_ if pos in held_out else train).append(records[i].with_texts(scrubbed.texts[i]))
     report: dict[str, Any] = {
         "name": name,
         "shape": checked.shape,
-        "records_in": len(items),
+        "records_in": records_in,
         "records_out": len(kept),
         "train": len(train),
         "eval": len(eval_),
         "rejected": len(checked.rejected),
         "rejected_reasons": checked.reasons(),
         "rejected_lines": [line for line, _ in checked.rejected[:100]],
-        "quarantined": len(quarantine),
-        "quarantined_reasons": dict(Counter(quarantine.values())),
+        "quarantined": len(scrubbed.quarantine),
+        "quarantined_reasons": dict(Counter(scrubbed.quarantine.values())),
         "duplicates": unique.duplicates,
         "duplicates_exact": unique.exact,
         "duplicates_normalized": unique.normalized,
-        "pii": dict(sorted(pii.items())),
+        "pii": dict(sorted(scrubbed.pii.items())),
         "residual": residual,
         "digest": _canonical_digest(train, eval_),
         "ner": _ner_report(analyzer, policy),
         "undetectable_entities": analyzer.undetectable,
-        "ignored_keys": sorted(checked.ignored_keys),
-        "pseudonym_key": "kept (encrypted)" if kept_key else "destroyed",
-        "split_seed": intake.split_seed,
+        "ignored_keys": sorted(k[:40] for k in checked.ignored_keys)[:20],
+        "pseudonym_key": "kept (encrypted)" if scrubbed.key else "destroyed",
+        "split_seed": policy.intake.split_seed,
         "eval_fraction": policy.training.eval_fraction,
         "policy_digest": policy_digest(policy),
     }
-    return PreparedDataset(train, eval_, report, kept_key)
+    return PreparedDataset(train, eval_, report, scrubbed.key)
 
 
 def wrap_pseudonym_key(master_key: bytes, name: str, key: bytes) -> str:
@@ -185,6 +208,15 @@ def wrap_pseudonym_key(master_key: bytes, name: str, key: bytes) -> str:
     return base64.b64encode(nonce + AESGCM(sub).encrypt(nonce, key, name.encode())).decode()
 
 
+def _refuse_existing(store: Any, home: Home, name: str) -> None:
+    """Check the name and refuse one already in the vault (the vault re-checks on write)."""
+    store.check_name(name)
+    if store.dataset_path(home, name).exists():
+        raise VaultError(f"a dataset named {name!r} already exists",
+                         where=str(store.dataset_path(home, name)),
+                         hint="choose another name or remove it with appliance dataset rm")
+
+
 def import_dataset(home: Home, path: str | Path, name: str, *,
                    passphrase_file: str | None = None, progress: Progress | None = None,
                    workers: int | None = None) -> dict[str, Any]:
@@ -194,13 +226,14 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
     from appliance import audit, masterkey
     from appliance.passphrase import read_passphrase
 
-    home.require_initialised()
     try:
-        from appliance.vault import store  # type: ignore[attr-defined,unused-ignore]
+        from appliance.vault import store  # type: ignore[import-not-found,attr-defined,unused-ignore]
     except ImportError as exc:
         raise VaultError("the encrypted vault (appliance.vault.store) is not available in this "
                          "build, so nothing can be imported",
                          hint="install a build that includes the vault") from exc
+    home.require_initialised()
+    _refuse_existing(store, home, name)  # before the (long) scrub, not after it
     policy = load_policy(home.policy_file)
     master_key = masterkey.load(home, read_passphrase(passphrase_file), policy)
     try:
