@@ -83,5 +83,8 @@ def test_import_end_to_end_through_the_vault(run_cli: Any, tmp_path: Path,
     for path in Path(home).rglob("*"):
         if path.is_file():
             assert name.encode() not in path.read_bytes(), path
+    listed = json.loads(run_cli("dataset", "list", "--json", *common).stdout)
+    entries = listed if isinstance(listed, list) else listed.get("datasets", [])
+    assert [d["digest"] for d in entries if d["name"] == "demo"] == [report["digest"]]
     again = run_cli("dataset", "import", str(data), "--name", "demo", *common)
     assert again.returncode == 1 and "already exists" in again.stderr

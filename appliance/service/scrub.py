@@ -8,7 +8,6 @@ of `import_dataset`, which writes encrypted and atomically.
 from __future__ import annotations
 
 import base64
-import hashlib
 import os
 from collections import Counter
 from collections.abc import Callable
@@ -19,6 +18,7 @@ from typing import Any
 from appliance.errors import DatasetFormatError, ScrubError, VaultError
 from appliance.home import Home
 from appliance.policy import Policy, load_policy, policy_digest
+from appliance.vault.frames import digest_of
 
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): stages "read", "scrub", "residual", "write"."""
@@ -33,12 +33,6 @@ class PreparedDataset:
     eval: list[dict[str, Any]]
     report: dict[str, Any]
     pseudonym_key: bytes | None = field(default=None, repr=False)
-
-
-def _canonical_digest(train: list[dict[str, Any]], eval_: list[dict[str, Any]]) -> str:
-    import rfc8785
-
-    return "sha256:" + hashlib.sha256(rfc8785.dumps({"train": train, "eval": eval_})).hexdigest()
 
 
 def build_analyzer(policy: Policy, extra_recognizers: tuple[Any, ...] = ()) -> Any:
@@ -183,7 +177,7 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
         "duplicates_normalized": unique.normalized,
         "pii": dict(sorted(scrubbed.pii.items())),
         "residual": residual,
-        "digest": _canonical_digest(train, eval_),
+        "digest": digest_of(train, eval_),  # the vault's definition: one digest everywhere
         "ner": _ner_report(analyzer, policy),
         "undetectable_entities": analyzer.undetectable,
         "ignored_keys": sorted(k[:40] for k in checked.ignored_keys)[:20],
