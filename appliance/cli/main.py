@@ -20,6 +20,7 @@ from appliance.errors import EXIT_BAD_INPUT, EXIT_FAILED, ApplianceError, Policy
 COMMAND_MODULES = (
     "appliance.cli.policy_cmd",
     "appliance.cli.doctor_cmd",
+    "appliance.cli.tui_cmd",
 )
 
 

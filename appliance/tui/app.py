@@ -1,0 +1,68 @@
+"""The console application: pages as modes, switched with number keys; help on `?`."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import ClassVar
+
+from textual.app import App
+from textual.binding import Binding
+
+from appliance.home import Home
+from appliance.tui.screens.audit import AuditScreen
+from appliance.tui.screens.base import NAV, Page
+from appliance.tui.screens.help import HelpScreen
+from appliance.tui.screens.lists import ArtifactsScreen, DatasetsScreen, ModelsScreen
+from appliance.tui.screens.overview import OverviewScreen
+from appliance.tui.screens.policy import PolicyScreen
+
+PAGES: dict[str, type[Page]] = {
+    "overview": OverviewScreen,
+    "policy": PolicyScreen,
+    "datasets": DatasetsScreen,
+    "models": ModelsScreen,
+    "artifacts": ArtifactsScreen,
+    "audit": AuditScreen,
+}
+"""mode -> page class; NAV gives their keys and order."""
+
+
+class ApplianceConsole(App[int]):
+    """`appliance tui`: the keyboard-first operator console over the service layer."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "appliance"
+    ENABLE_COMMAND_PALETTE = False
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
+        *(Binding(key, f"page('{mode}')", label, show=False) for key, mode, label in NAV),
+        Binding("question_mark,f1", "help", "Help"),
+        Binding("q", "quit", "Quit"),
+    ]
+
+    def __init__(self, home: Home, *, start: str = "overview", debug: bool = False) -> None:
+        super().__init__()
+        self.home = home
+        self.start = start
+        self.debug_errors = debug
+        self.kept: list[BaseException] = []
+        self.chain_status = "not verified this session (Audit page: v)"
+        for mode, page in PAGES.items():
+            self.add_mode(mode, partial(page, home))
+
+    def on_mount(self) -> None:
+        """Open the first page."""
+        self.switch_mode(self.start)
+
+    def action_page(self, mode: str) -> None:
+        """Switch to a page (each keeps its state while hidden)."""
+        self.switch_mode(mode)
+
+    def action_help(self) -> None:
+        """Show every key."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def keep_exception(self, exc: BaseException) -> None:
+        """With --debug, unexpected worker exceptions are kept to print after exit."""
+        if self.debug_errors:
+            self.kept.append(exc)

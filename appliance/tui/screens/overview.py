@@ -1,0 +1,189 @@
+"""Overview: the home, the active policy, keys, the audit log, latest runs, doctor checks.
+
+Everything is read in thread workers; the doctor (about 5 s: it probes torch in an isolated
+child process) fills its panel when done, so the page is usable at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import Static
+
+from appliance.errors import ApplianceError
+from appliance.home import Home
+from appliance.service import overview as ov
+from appliance.service.doctor import doctor
+from appliance.service.policy import active_policy
+from appliance.tui.screens.base import Page
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Everything but the doctor, read in one worker."""
+
+    home: ov.HomeStatus
+    policy: tuple[str, str, str] | None
+    """(name, digest, source) of the active policy, or None when it does not load."""
+    policy_error: str
+    keys: list[ov.KeyFile]
+    audit: ov.AuditSummary
+    runs: list[ov.RunInfo]
+
+
+def read_summary(home: Home) -> Summary:
+    """Read every panel but the doctor (a bad policy file is reported in its panel)."""
+    try:
+        active = active_policy(home)
+        where = ov.relative_to_home(home, active.path) if active.source == "home" else \
+            f"policy/{active.path.name}"
+        policy: tuple[str, str, str] | None = (active.name, active.digest,
+                                               f"{active.source}: {where}")
+        error = ""
+    except ApplianceError as exc:
+        policy, error = None, exc.line()
+    return Summary(ov.home_status(home), policy, error, ov.key_files(home),
+                   ov.audit_summary(home), ov.latest_runs(home, limit=5))
+
+
+def _panel(title: str, widget_id: str) -> Static:
+    panel = Static(id=widget_id, classes="panel")
+    panel.border_title = title
+    return panel
+
+
+def _home_text(summary: Summary) -> Text:
+    text = Text()
+    state = ("initialised", "green") if summary.home.initialised else \
+        ("not initialised: run appliance init", "yellow")
+    text.append("home    ", style="dim").append(summary.home.root + "\n")
+    text.append("state   ", style="dim").append(state[0] + "\n", style=state[1])
+    if summary.policy is None:
+        text.append("policy  ", style="dim").append(summary.policy_error, style="red")
+        return text
+    name, digest, source = summary.policy
+    text.append("policy  ", style="dim").append(name, style="bold").append(f"  ({source})\n")
+    text.append("digest  ", style="dim").append(short_digest(digest))
+    return text
+
+
+def short_digest(digest: str) -> str:
+    """`sha256:` with the first 16 and last 8 hex digits (the Policy page shows it whole)."""
+    algo, _, hexdigits = digest.partition(":")
+    return digest if len(hexdigits) <= 27 else f"{algo}:{hexdigits[:16]}…{hexdigits[-8:]}"
+
+
+def _keys_text(keys: list[ov.KeyFile]) -> Text:
+    if not keys:
+        return Text("no keys (appliance init creates them)", style="yellow")
+    text = Text()
+    for key in keys:
+        style = "green" if key.kind == "sealed" else "cyan" if key.kind == "public" else ""
+        text.append(f"{key.kind:<7} ", style=style).append(key.name + "\n")
+    text.rstrip()
+    return text
+
+
+def _audit_text(audit: ov.AuditSummary, chain: str) -> Text:
+    if not audit.exists:
+        return Text("no audit log yet (appliance init starts it)", style="yellow")
+    text = Text()
+    text.append("entries ", style="dim").append(f"{audit.entries}\n")
+    text.append("chain   ", style="dim").append(chain + "\n")
+    for event in audit.last:
+        style = "" if event.outcome in ("ok", "") else "yellow"
+        text.append(f"#{event.line:<5}", style="dim").append(f" {event.action}", style=style)
+        text.append(f" {event.outcome}\n", style=style or "dim")
+    text.rstrip()
+    return text
+
+
+def _runs_text(runs: list[ov.RunInfo]) -> Text:
+    if not runs:
+        return Text("no training runs yet", style="dim")
+    text = Text()
+    for run in runs:
+        mark = ("signed", "green") if run.signed else ("unsigned", "yellow")
+        text.append(f"{run.run_id}  ").append(run.modified, style="dim")
+        text.append(f"  {mark[0]}\n", style=mark[1])
+    text.rstrip()
+    return text
+
+
+def _doctor_text(checks: list[Any]) -> Text:
+    text = Text()
+    for check in checks:
+        mark = ("✓", "green") if check.ok else ("✗", "red") if check.required else ("!", "yellow")
+        text.append(f"{mark[0]} ", style=mark[1]).append(f"{check.name:<18}", style="bold")
+        text.append(f" {check.detail}\n")
+    ready = all(c.ok for c in checks if c.required)
+    text.append("ready" if ready else "NOT READY: fix the ✗ lines", style="green" if ready
+                else "bold red")
+    return text
+
+
+class OverviewScreen(Page):
+    """The first page: is this machine and home ready, and what happened lately."""
+
+    MODE = "overview"
+    AUTO_FOCUS = "#overview"
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
+        *Page.BINDINGS,
+        Binding("r", "refresh", "Refresh"),
+        Binding("d", "doctor", "Re-run doctor"),
+    ]
+
+    def body(self) -> Iterable[Widget]:
+        """Two columns: home, keys and runs on the left; doctor and audit log on the right."""
+        with VerticalScroll(id="overview"), Horizontal(id="overview-cols"):
+            with Vertical(classes="column"):
+                yield _panel("Home and policy", "home-panel")
+                yield _panel("Keys", "keys-panel")
+                yield _panel("Latest runs", "runs-panel")
+            with Vertical(classes="column"):
+                yield _panel("Doctor", "doctor-panel")
+                yield _panel("Audit log", "audit-panel")
+
+    def on_mount(self) -> None:
+        """Start reading; the doctor runs in its own worker."""
+        self.action_refresh()
+        self.action_doctor()
+
+    def action_refresh(self) -> None:
+        """Re-read home, policy, keys, audit log and runs."""
+        for panel in ("#home-panel", "#keys-panel", "#audit-panel", "#runs-panel"):
+            self.query_one(panel).loading = True
+        self.run_service("summary", read_summary, self.home)
+
+    def action_doctor(self) -> None:
+        """Run every readiness check again."""
+        self.query_one("#doctor-panel").loading = True
+        self.run_service("doctor", doctor, self.home)
+
+    def job_done(self, job: str, result: Any) -> None:
+        """Fill the panels."""
+        if job == "doctor":
+            self._fill("#doctor-panel", _doctor_text(result))
+        elif job == "summary":
+            self._fill("#home-panel", _home_text(result))
+            self._fill("#keys-panel", _keys_text(result.keys))
+            self._fill("#audit-panel", _audit_text(result.audit, getattr(self.app, "chain_status", "")))
+            self._fill("#runs-panel", _runs_text(result.runs))
+
+    def job_failed(self, job: str, line: str) -> None:
+        """Stop the loading indicators of the failed job's panels."""
+        panels = ["#doctor-panel"] if job == "doctor" else \
+            ["#home-panel", "#keys-panel", "#audit-panel", "#runs-panel"]
+        for panel in panels:
+            self._fill(panel, Text("could not be read (see the message above)", style="red"))
+
+    def _fill(self, selector: str, text: Text) -> None:
+        panel = self.query_one(selector, Static)
+        panel.loading = False
+        panel.update(text)

@@ -1,0 +1,144 @@
+"""Policy: the active policy, readable, with its digest; a diff against another file."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, ClassVar
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.widget import Widget
+from textual.widgets import DataTable, Input, Static
+
+from appliance.home import Home
+from appliance.service.overview import relative_to_home
+from appliance.service.policy import (
+    ActivePolicy,
+    PolicyChange,
+    active_policy,
+    check_policy,
+    describe_policy,
+    diff_policies,
+)
+from appliance.tui.screens.base import Page
+
+
+def load_active(home: Home) -> tuple[ActivePolicy, list[Any]]:
+    """The active policy and its described settings."""
+    active = active_policy(home)
+    return active, describe_policy(active.policy)
+
+
+def compare(home: Home, other: str) -> tuple[str, list[PolicyChange] | list[str]]:
+    """('ok', changes) against the active policy, or ('invalid', problems) for a bad file."""
+    check = check_policy(other)
+    if not check.ok:
+        return "invalid", check.problems
+    return "ok", diff_policies(active_policy(home).policy, other)
+
+
+def _source(home: Home, active: ActivePolicy) -> str:
+    if active.source == "home":
+        return f"home: {relative_to_home(home, active.path)}"
+    return f"shipped default: policy/{active.path.name}"
+
+
+def _policy_text(entries: list[Any]) -> Text:
+    """Sections as headings; `key = value` with the field's docstring dimmed beside it."""
+    text = Text()
+    section = None
+    for entry in entries:
+        head, _, rest = entry.key.partition(".")
+        if head != section:
+            section = head
+            text.append(("\n" if text else "") + f"[{head}]\n", style="bold cyan")
+        if entry.doc:
+            text.append(f"  # {' '.join(entry.doc.split())}\n", style="dim")
+        text.append(f"  {rest} = ", style="bold").append(entry.value + "\n")
+    text.rstrip()
+    return text
+
+
+class PolicyScreen(Page):
+    """The policy in force and how another policy file would change it."""
+
+    MODE = "policy"
+    AUTO_FOCUS = "#policy-view"
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
+        *Page.BINDINGS,
+        Binding("c", "focus_compare", "Compare with file"),
+        Binding("r", "refresh", "Reload"),
+    ]
+
+    def body(self) -> Iterable[Widget]:
+        """Header line; the policy on the left, the diff on the right."""
+        yield Static(id="policy-head", classes="head")
+        with Horizontal(id="policy-split"):
+            with VerticalScroll(id="policy-view", classes="panel") as view:
+                view.border_title = "Effective policy (defaults filled in)"
+                yield Static(id="policy-text")
+            with Vertical(id="policy-diff", classes="panel") as diff:
+                diff.border_title = "Compare with another policy file"
+                yield Input(placeholder="path to a policy .toml, then Enter", id="compare")
+                yield Static("", id="diff-summary")
+                yield DataTable(id="diff-table", cursor_type="row", zebra_stripes=True)
+
+    def on_mount(self) -> None:
+        """Load the active policy in a worker."""
+        table = self.query_one("#diff-table", DataTable)
+        table.add_columns("key", "active", "other")
+        self.action_refresh()
+
+    def action_refresh(self) -> None:
+        """Re-read the active policy."""
+        self.query_one("#policy-view").loading = True
+        self.run_service("load", load_active, self.home)
+
+    def action_focus_compare(self) -> None:
+        """Move the cursor to the path field."""
+        self.query_one("#compare", Input).focus()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        """Diff the active policy against the file named in the path field."""
+        path = event.value.strip()
+        if path:
+            self.query_one("#policy-diff").loading = True
+            self.run_service("diff", compare, self.home, path)
+
+    def job_done(self, job: str, result: Any) -> None:
+        """Show the policy, or the diff."""
+        if job == "load":
+            active, entries = result
+            head = Text.assemble(("policy ", "dim"), (active.name, "bold"),
+                                 ("   from ", "dim"), _source(self.home, active),
+                                 ("\ndigest ", "dim"), active.digest)
+            self.query_one("#policy-head", Static).update(head)
+            self.query_one("#policy-text", Static).update(_policy_text(entries))
+            self.query_one("#policy-view").loading = False
+        elif job == "diff":
+            self._show_diff(*result)
+
+    def job_failed(self, job: str, line: str) -> None:
+        """Stop the loading indicator."""
+        self.query_one("#policy-view" if job == "load" else "#policy-diff").loading = False
+
+    def _show_diff(self, status: str, items: list[Any]) -> None:
+        self.query_one("#policy-diff").loading = False
+        table = self.query_one("#diff-table", DataTable)
+        table.clear()
+        summary = self.query_one("#diff-summary", Static)
+        if status == "invalid":
+            summary.update(Text(f"not a valid policy: {len(items)} problem(s)", style="red"))
+            for problem in items:
+                table.add_row(Text(problem, style="red"), "", "")
+            return
+        self.banner.clear()
+        if not items:
+            summary.update(Text("no differences: the effective policies are identical",
+                                style="green"))
+            return
+        summary.update(Text(f"{len(items)} setting(s) differ (active -> other)", style="bold"))
+        for change in items:
+            table.add_row(change.key, Text(change.old, style="red"),
+                          Text(change.new, style="green"))
