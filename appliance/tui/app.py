@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from functools import partial
 from typing import ClassVar
 
@@ -25,6 +26,12 @@ PAGES: dict[str, type[Page]] = {
     "audit": AuditScreen,
 }
 """mode -> page class; NAV gives their keys and order."""
+
+SWITCH_INTERVAL_S = 0.0002
+"""How long a thread may hold the GIL before another may run (CPython's default is 5 ms).
+The event loop needs the GIL dozens of times to handle one key; with the default, a worker
+computing in pure Python stretches that past 100 ms, with 0.2 ms it stays well under (see
+docs/benchmarks.md, "tui"). Heavy work (scrubbing, training) belongs in child processes."""
 
 
 class ApplianceConsole(App[int]):
@@ -50,8 +57,14 @@ class ApplianceConsole(App[int]):
             self.add_mode(mode, partial(page, home))
 
     def on_mount(self) -> None:
-        """Open the first page."""
+        """Open the first page; favour the UI thread when a worker computes."""
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.switch_mode(self.start)
+
+    def on_unmount(self) -> None:
+        """Give the interpreter its switch interval back."""
+        sys.setswitchinterval(getattr(self, "_switch_interval", sys.getswitchinterval()))
 
     def action_page(self, mode: str) -> None:
         """Switch to a page (each keeps its state while hidden)."""

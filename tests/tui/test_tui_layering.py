@@ -35,9 +35,9 @@ def forbidden_core_imports(source: str, module: str) -> set[str]:
     """appliance.* imports that bypass the service layer."""
     found = set()
     for name in imported_modules(source, module):
-        if name == "appliance" or name.startswith("appliance."):
-            if not any(name == ok or name.startswith(ok + ".") for ok in ALLOWED):
-                found.add(name)
+        core = name == "appliance" or name.startswith("appliance.")
+        if core and not any(name == ok or name.startswith(ok + ".") for ok in ALLOWED):
+            found.add(name)
     return found
 
 

@@ -173,7 +173,8 @@ class OverviewScreen(Page):
         elif job == "summary":
             self._fill("#home-panel", _home_text(result))
             self._fill("#keys-panel", _keys_text(result.keys))
-            self._fill("#audit-panel", _audit_text(result.audit, getattr(self.app, "chain_status", "")))
+            chain = getattr(self.app, "chain_status", "")
+            self._fill("#audit-panel", _audit_text(result.audit, chain))
             self._fill("#runs-panel", _runs_text(result.runs))
 
     def job_failed(self, job: str, line: str) -> None:

@@ -11,15 +11,16 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.widget import Widget
 from textual.widgets import DataTable, Input, Static
 
+from appliance.errors import PolicyError
 from appliance.home import Home
 from appliance.service.overview import relative_to_home
 from appliance.service.policy import (
     ActivePolicy,
     PolicyChange,
     active_policy,
-    check_policy,
     describe_policy,
     diff_policies,
+    read_policy,
 )
 from appliance.tui.screens.base import Page
 
@@ -31,11 +32,15 @@ def load_active(home: Home) -> tuple[ActivePolicy, list[Any]]:
 
 
 def compare(home: Home, other: str) -> tuple[str, list[PolicyChange] | list[str]]:
-    """('ok', changes) against the active policy, or ('invalid', problems) for a bad file."""
-    check = check_policy(other)
-    if not check.ok:
-        return "invalid", check.problems
-    return "ok", diff_policies(active_policy(home).policy, other)
+    """('ok', changes) against the active policy, or ('invalid', problems) for a file that
+    is not a valid policy; a file that cannot be read raises (one line in the banner)."""
+    try:
+        policy = read_policy(other)
+    except PolicyError as exc:
+        if not exc.problems:
+            raise
+        return "invalid", exc.problems
+    return "ok", diff_policies(active_policy(home).policy, policy)
 
 
 def _source(home: Home, active: ActivePolicy) -> str:

@@ -71,7 +71,7 @@ class LinePlot(Widget):
 
     DEFAULT_CSS = "LinePlot { height: 10; min-height: 4; }"
 
-    def __init__(self, title: str = "", *, id: str | None = None,  # noqa: A002
+    def __init__(self, title: str = "", *, id: str | None = None,
                  classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
         self.title = title

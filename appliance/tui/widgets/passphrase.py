@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -15,7 +17,8 @@ class PassphraseModal(ModalScreen[bytes | None]):
     Dismisses with the UTF-8 bytes, or None on Escape/Cancel. The field is cleared before
     the modal closes so the text does not outlive the prompt in the widget tree."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
+        Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, prompt: str, *, allow_empty: bool = False) -> None:
         super().__init__()
@@ -62,7 +65,8 @@ class PassphraseModal(ModalScreen[bytes | None]):
 class PathModal(ModalScreen[str | None]):
     """Asks for a file or directory path; dismisses with it, or None on Escape/Cancel."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
+        Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, prompt: str, value: str = "") -> None:
         super().__init__()
