@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -116,16 +118,19 @@ def _runs_text(runs: list[ov.RunInfo]) -> Text:
     return text
 
 
-def _doctor_text(checks: list[Any]) -> Text:
-    text = Text()
+def _doctor_view(checks: list[Any]) -> Group:
+    """Mark, name and detail per check (details wrap in their column), then the verdict."""
+    grid = Table.grid(padding=(0, 1))
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True, style="bold")
+    grid.add_column(ratio=1)
     for check in checks:
         mark = ("✓", "green") if check.ok else ("✗", "red") if check.required else ("!", "yellow")
-        text.append(f"{mark[0]} ", style=mark[1]).append(f"{check.name:<18}", style="bold")
-        text.append(f" {check.detail}\n")
+        grid.add_row(Text(mark[0], style=mark[1]), check.name, check.detail)
     ready = all(c.ok for c in checks if c.required)
-    text.append("ready" if ready else "NOT READY: fix the ✗ lines", style="green" if ready
-                else "bold red")
-    return text
+    verdict = Text("ready" if ready else "NOT READY: fix the ✗ lines",
+                   style="green" if ready else "bold red")
+    return Group(grid, verdict)
 
 
 class OverviewScreen(Page):
@@ -169,7 +174,7 @@ class OverviewScreen(Page):
     def job_done(self, job: str, result: Any) -> None:
         """Fill the panels."""
         if job == "doctor":
-            self._fill("#doctor-panel", _doctor_text(result))
+            self._fill("#doctor-panel", _doctor_view(result))
         elif job == "summary":
             self._fill("#home-panel", _home_text(result))
             self._fill("#keys-panel", _keys_text(result.keys))
@@ -184,7 +189,7 @@ class OverviewScreen(Page):
         for panel in panels:
             self._fill(panel, Text("could not be read (see the message above)", style="red"))
 
-    def _fill(self, selector: str, text: Text) -> None:
+    def _fill(self, selector: str, text: Text | Group) -> None:
         panel = self.query_one(selector, Static)
         panel.loading = False
         panel.update(text)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, ClassVar
 
+from rich.console import Group
+from rich.table import Table
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -49,20 +51,25 @@ def _source(home: Home, active: ActivePolicy) -> str:
     return f"shipped default: policy/{active.path.name}"
 
 
-def _policy_text(entries: list[Any]) -> Text:
-    """Sections as headings; `key = value` with the field's docstring dimmed beside it."""
-    text = Text()
-    section = None
+def _policy_view(entries: list[Any]) -> Group:
+    """One table per section: the key, then its value with the field's docstring dimmed
+    beneath it; long values wrap inside their column."""
+    parts: list[Any] = []
+    sections: dict[str, list[Any]] = {}
     for entry in entries:
-        head, _, rest = entry.key.partition(".")
-        if head != section:
-            section = head
-            text.append(("\n" if text else "") + f"[{head}]\n", style="bold cyan")
-        if entry.doc:
-            text.append(f"  # {' '.join(entry.doc.split())}\n", style="dim")
-        text.append(f"  {rest} = ", style="bold").append(entry.value + "\n")
-    text.rstrip()
-    return text
+        sections.setdefault(entry.key.partition(".")[0], []).append(entry)
+    for section, items in sections.items():
+        parts.append(Text(f"[{section}]", style="bold cyan"))
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True, style="bold")
+        grid.add_column(ratio=1)
+        for entry in items:
+            value = Text(entry.value)
+            if entry.doc:
+                value.append("\n" + " ".join(entry.doc.split()), style="dim")
+            grid.add_row(f"  {entry.key.partition('.')[2]}", value)
+        parts.extend([grid, Text("")])
+    return Group(*parts[:-1])
 
 
 class PolicyScreen(Page):
@@ -119,7 +126,7 @@ class PolicyScreen(Page):
                                  ("   from ", "dim"), _source(self.home, active),
                                  ("\ndigest ", "dim"), active.digest)
             self.query_one("#policy-head", Static).update(head)
-            self.query_one("#policy-text", Static).update(_policy_text(entries))
+            self.query_one("#policy-text", Static).update(_policy_view(entries))
             self.query_one("#policy-view").loading = False
         elif job == "diff":
             self._show_diff(*result)
