@@ -16,6 +16,9 @@ from appliance.service.audit_view import EventPage, read_events
 from appliance.service.optional import export_audit_bundle, verify_audit_log
 from appliance.tui.screens.base import Page
 from appliance.tui.widgets.passphrase import PassphraseModal, PathModal
+from appliance.tui.widgets.records import set_rows
+
+EVENT_COLUMNS = ("#", "time", "action", "outcome", "details")
 
 
 def chain_line(report: dict[str, Any]) -> str:
@@ -55,8 +58,7 @@ class AuditScreen(Page):
 
     def on_mount(self) -> None:
         """Columns, then the first read."""
-        self.query_one("#events", DataTable).add_columns("#", "time", "action", "outcome",
-                                                         "details")
+        set_rows(self.query_one("#events", DataTable), EVENT_COLUMNS, [])
         self.action_refresh()
 
     def action_refresh(self) -> None:
@@ -133,12 +135,13 @@ class AuditScreen(Page):
     def _show_events(self, page: EventPage) -> None:
         table = self.query_one("#events", DataTable)
         table.loading = False
-        table.clear()
+        rows: list[list[str | Text]] = []
         for event in page.events:
             style = "red" if not event.readable else \
                 "" if event.outcome in ("ok", "") else "yellow"
-            table.add_row(str(event.line), event.time, Text(event.action, style=style),
-                          Text(event.outcome, style=style), event.details())
+            rows.append([str(event.line), event.time, Text(event.action, style=style),
+                         Text(event.outcome, style=style), event.details()])
+        set_rows(table, EVENT_COLUMNS, rows)
         self._page = page
         self._update_status()
 

@@ -25,6 +25,9 @@ from appliance.service.policy import (
     read_policy,
 )
 from appliance.tui.screens.base import Page
+from appliance.tui.widgets.records import set_rows
+
+DIFF_COLUMNS = ("key", "active", "other")
 
 
 def load_active(home: Home) -> tuple[ActivePolicy, list[Any]]:
@@ -98,8 +101,7 @@ class PolicyScreen(Page):
 
     def on_mount(self) -> None:
         """Load the active policy in a worker."""
-        table = self.query_one("#diff-table", DataTable)
-        table.add_columns("key", "active", "other")
+        set_rows(self.query_one("#diff-table", DataTable), DIFF_COLUMNS, [])
         self.action_refresh()
 
     def action_refresh(self) -> None:
@@ -138,19 +140,17 @@ class PolicyScreen(Page):
     def _show_diff(self, status: str, items: list[Any]) -> None:
         self.query_one("#policy-diff").loading = False
         table = self.query_one("#diff-table", DataTable)
-        table.clear()
         summary = self.query_one("#diff-summary", Static)
         if status == "invalid":
             summary.update(Text(f"not a valid policy: {len(items)} problem(s)", style="red"))
-            for problem in items:
-                table.add_row(Text(problem, style="red"), "", "")
+            set_rows(table, ["problem"], [[Text(problem, style="red")] for problem in items])
             return
         self.banner.clear()
         if not items:
             summary.update(Text("no differences: the effective policies are identical",
                                 style="green"))
-            return
-        summary.update(Text(f"{len(items)} setting(s) differ (active -> other)", style="bold"))
-        for change in items:
-            table.add_row(change.key, Text(change.old, style="red"),
-                          Text(change.new, style="green"))
+        else:
+            summary.update(Text(f"{len(items)} setting(s) differ (active -> other)",
+                                style="bold"))
+        set_rows(table, DIFF_COLUMNS, [[c.key, Text(c.old, style="red"),
+                                        Text(c.new, style="green")] for c in items])
