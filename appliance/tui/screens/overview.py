@@ -21,9 +21,15 @@ from textual.widgets import Static
 from appliance.errors import ApplianceError
 from appliance.home import Home
 from appliance.service import overview as ov
-from appliance.service.doctor import doctor
-from appliance.service.policy import active_policy
 from appliance.tui.screens.base import Page
+
+
+def doctor(home: Home) -> list[Any]:
+    """Every readiness check. The policy model (pydantic) is imported here, in the worker,
+    not when the console starts: the first page must be usable within a second."""
+    from appliance.service.doctor import doctor as run_checks
+
+    return list(run_checks(home))
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,8 @@ class Summary:
 
 def read_summary(home: Home) -> Summary:
     """Read every panel but the doctor (a bad policy file is reported in its panel)."""
+    from appliance.service.policy import active_policy
+
     try:
         active = active_policy(home)
         where = ov.relative_to_home(home, active.path) if active.source == "home" else \

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.console import Group
 from rich.table import Table
@@ -16,22 +16,20 @@ from textual.widgets import DataTable, Input, Static
 from appliance.errors import PolicyError
 from appliance.home import Home
 from appliance.service.overview import relative_to_home
-from appliance.service.policy import (
-    ActivePolicy,
-    PolicyChange,
-    active_policy,
-    describe_policy,
-    diff_policies,
-    read_policy,
-)
 from appliance.tui.screens.base import Page
 from appliance.tui.widgets.records import set_rows
+
+if TYPE_CHECKING:
+    from appliance.service.policy import ActivePolicy, PolicyChange
 
 DIFF_COLUMNS = ("key", "active", "other")
 
 
 def load_active(home: Home) -> tuple[ActivePolicy, list[Any]]:
-    """The active policy and its described settings."""
+    """The active policy and its described settings. (The policy service, and with it
+    pydantic, is imported in the worker so that it does not delay start-up.)"""
+    from appliance.service.policy import active_policy, describe_policy
+
     active = active_policy(home)
     return active, describe_policy(active.policy)
 
@@ -39,6 +37,8 @@ def load_active(home: Home) -> tuple[ActivePolicy, list[Any]]:
 def compare(home: Home, other: str) -> tuple[str, list[PolicyChange] | list[str]]:
     """('ok', changes) against the active policy, or ('invalid', problems) for a file that
     is not a valid policy; a file that cannot be read raises (one line in the banner)."""
+    from appliance.service.policy import active_policy, diff_policies, read_policy
+
     try:
         policy = read_policy(other)
     except PolicyError as exc:
