@@ -54,6 +54,7 @@ async def main() -> None:
         while not isinstance(app.screen, PolicyScreen):
             await asyncio.sleep(0.001)
         print("READY", time.monotonic(), flush=True)
+        print("CPU", time.process_time(), flush=True)
         heavy = sorted({"torch", "transformers", "presidio_analyzer", "spacy"} & set(sys.modules))
         print("HEAVY", ",".join(heavy) or "-", flush=True)
 
@@ -61,14 +62,16 @@ asyncio.run(main())
 """
 
 
-def startup_ms(home: Path) -> tuple[float, bool]:
-    """Milliseconds from spawn to the first key answered on the Overview; torch imported?"""
+def startup_ms(home: Path) -> tuple[float, float, bool]:
+    """Milliseconds from spawn to the first key answered on the Overview (wall clock, and
+    the child's CPU time, which a busy machine inflates less); was torch imported?"""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     start = time.monotonic()
     done = subprocess.run([sys.executable, "-c", STARTUP_CHILD, str(home)], env=env,
                           capture_output=True, text=True, timeout=120, check=True)
     fields = dict(line.split(" ", 1) for line in done.stdout.splitlines() if " " in line)
-    return (float(fields["READY"]) - start) * 1000, fields.get("HEAVY", "-") != "-"
+    return ((float(fields["READY"]) - start) * 1000, float(fields["CPU"]) * 1000,
+            fields.get("HEAVY", "-") != "-")
 
 
 def _watch_children(stop: threading.Event, nice: int) -> None:
@@ -145,16 +148,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         runs = [startup_ms(home) for _ in range(STARTUP_RUNS)]
-        startup = statistics.median(ms for ms, _ in runs)
-        torch_loaded = any(heavy for _, heavy in runs)
-        import appliance.tui.screens.overview as overview
+        startup = statistics.median(ms for ms, _, _ in runs)
+        startup_cpu = statistics.median(cpu for _, cpu, _ in runs)
+        torch_loaded = any(heavy for _, _, heavy in runs)
+        from appliance.tui.screens import overview
 
         overview.doctor = lambda home: []  # type: ignore[assignment]
         results = {}
         for situation in ("idle", "job", "job-nice0", "gil", "gil-5ms"):
             results[situation] = _summary(asyncio.run(latencies(home, situation)))
-    print(f"start-up to first usable page: median {startup:.0f} ms over {STARTUP_RUNS} runs "
-          f"(target {STARTUP_TARGET_MS:.0f} ms); heavy imports: {torch_loaded}")
+    print(f"start-up to first usable page: median {startup:.0f} ms wall, {startup_cpu:.0f} ms "
+          f"CPU over {STARTUP_RUNS} runs (target {STARTUP_TARGET_MS:.0f} ms); heavy imports: "
+          f"{torch_loaded}")
     print(f"{'situation':<10} {'median':>8} {'p90':>8} {'max':>8}   (ms, {PRESSES} presses)")
     for situation, figures in results.items():
         print(f"{situation:<10} {figures['median_ms']:>8} {figures['p90_ms']:>8} "
@@ -164,7 +169,8 @@ def main() -> None:
         "name": "tui", "unit": "ms", "ours": ours, "baseline": baseline,
         "ratio": round(baseline / ours, 3) if ours else None, "target_ms": TARGET_MS,
         "metric": "median key-press latency with a CPU-bound job running (baseline: idle)",
-        "startup_ms": round(startup, 1), "startup_target_ms": STARTUP_TARGET_MS,
+        "startup_ms": round(startup, 1), "startup_cpu_ms": round(startup_cpu, 1),
+        "startup_target_ms": STARTUP_TARGET_MS,
         "startup_imports_torch": torch_loaded, "latency": results,
         "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
     }, sort_keys=True))

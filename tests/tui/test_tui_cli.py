@@ -35,7 +35,7 @@ def test_console_starts_without_torch_within_a_second() -> None:
         "async def main():\n"
         "    app = ApplianceConsole(Home(Path('nowhere')))\n"
         "    async with app.run_test(size=(120, 36)):\n"
-        "        print('READY', time.monotonic(), flush=True)\n"
+        "        print('READY', time.monotonic(), time.process_time(), flush=True)\n"
         "        heavy = sorted({'torch', 'transformers', 'presidio_analyzer', 'spacy'}\n"
         "                       & set(sys.modules))\n"
         "        print('HEAVY', heavy, flush=True)\n"
@@ -48,13 +48,16 @@ def test_console_starts_without_torch_within_a_second() -> None:
                           env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}, cwd=REPO,
                           timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    ready = float(done.stdout.split("READY ")[1].split()[0])
+    ready, cpu = map(float, done.stdout.split("READY ")[1].split()[:2])
     assert "HEAVY []" in done.stdout
-    assert ready - start < 1.0 or (ready - start < 2.0 and _loaded()), ready - start
+    # CPU time is what the console costs; wall time also counts waiting for a busy machine's
+    # cores, so it is held to 1 s only when the machine is not overloaded.
+    assert cpu < 1.0, cpu
+    assert ready - start < 1.0 or _overloaded(), ready - start
 
 
-def _loaded() -> bool:
-    """True when this machine is busy enough (load above its core count) to excuse up to 2 s."""
+def _overloaded() -> bool:
+    """True when more processes want to run than this machine has cores."""
     import os
 
     return os.getloadavg()[0] > (os.cpu_count() or 1)
