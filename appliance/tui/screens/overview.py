@@ -164,9 +164,9 @@ class OverviewScreen(Page):
                 yield _panel("Audit log", "audit-panel")
 
     def on_mount(self) -> None:
-        """Start reading; the doctor runs in its own worker."""
-        self.action_refresh()
-        self.action_doctor()
+        """Start reading once the first frame is painted; the doctor has its own worker."""
+        self.call_after_refresh(self.action_refresh)
+        self.call_after_refresh(self.action_doctor)
 
     def action_refresh(self) -> None:
         """Re-read home, policy, keys, audit log and runs."""
