@@ -20,6 +20,8 @@ def _tui(args: argparse.Namespace) -> int:
     debug = bool(getattr(args, "debug", False))
     app = ApplianceConsole(home_of(args), debug=debug)
     app.run()
+    if app.pending:
+        sys.stderr.write(f"appliance: waiting for {', '.join(app.pending)} to finish…\n")
     for exc in app.kept:
         traceback.print_exception(exc)
     return app.return_code or EXIT_OK

@@ -52,6 +52,9 @@ class ApplianceConsole(App[int]):
         self.start = start
         self.debug_errors = debug
         self.kept: list[BaseException] = []
+        self.pending: list[str] = []
+        self.in_flight: set[str] = set()
+        """Service calls running now (worker threads add and remove their job's name)."""
         self.chain_status = "not verified this session (Audit page: v)"
         for mode, page in PAGES.items():
             self.add_mode(mode, partial(page, home))
@@ -63,8 +66,10 @@ class ApplianceConsole(App[int]):
         self.switch_mode(self.start)
 
     def on_unmount(self) -> None:
-        """Give the interpreter its switch interval back."""
+        """Give the interpreter its switch interval back; note service calls still running
+        (their threads finish before the process exits: none is abandoned midway)."""
         sys.setswitchinterval(getattr(self, "_switch_interval", sys.getswitchinterval()))
+        self.pending = sorted(self.in_flight)
 
     def action_page(self, mode: str) -> None:
         """Switch to a page (each keeps its state while hidden)."""

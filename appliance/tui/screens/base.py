@@ -93,19 +93,24 @@ class Page(Screen[None]):
         """Call a service function in a thread worker; the result comes back as JobDone or
         JobFailed. A newer call of the same job supersedes (cancels) an older one."""
 
+        app = self.app
+        in_flight: set[str] = getattr(app, "in_flight", set())
+
         def work() -> None:
+            in_flight.add(job)
             try:
                 result = func(*args, **kwargs)
             except ApplianceError as exc:
                 message: JobDone | JobFailed = JobFailed(job, exc.line())
             except Exception as exc:
-                self.app.log.error(f"{job} failed", exc_info=exc)
-                keep = getattr(self.app, "keep_exception", None)
+                keep = getattr(app, "keep_exception", None)
                 if keep is not None:
                     keep(exc)
                 message = JobFailed(job, internal_error_line(exc))
             else:
                 message = JobDone(job, result)
+            finally:
+                in_flight.discard(job)
             if not get_current_worker().is_cancelled:
                 self.post_message(message)
 
