@@ -289,27 +289,34 @@ async def timed_press(app: ApplianceConsole, key: str, page: type) -> float:
 def test_key_press_answered_within_100ms_while_a_job_runs(
         home: Home, fixed_doctor: object) -> None:
     """While a worker watches a CPU-bound child process, switching pages takes under 100 ms
-    (median of 10 presses on a shared 2-core machine; scripts/bench.sh tui also times a
-    worker computing in the UI's own interpreter)."""
+    (median of 10 presses). On a machine so loaded that even the idle console is slow, the
+    job may cost at most twice the idle latency measured just before. scripts/bench.sh tui
+    also times a worker computing in the console's own interpreter (which fails this)."""
     app = ApplianceConsole(home)
     stop = threading.Event()
-    latencies: list[float] = []
+    idle: list[float] = []
+    busy: list[float] = []
+
+    async def presses(into: list[float]) -> None:
+        for i in range(10):
+            key, page = ("2", PolicyScreen) if i % 2 == 0 else ("1", OverviewScreen)
+            into.append(await timed_press(app, key, page))
+            await asyncio.sleep(0.05)
 
     async def script(pilot: Pilot[int]) -> None:
         await settle(pilot)
+        await presses(idle)
         worker = app.screen.run_service("job", _job_in_child, stop)
         await pilot.pause(0.2)
         assert worker.is_running
-        for i in range(10):
-            key, page = ("2", PolicyScreen) if i % 2 == 0 else ("1", OverviewScreen)
-            latencies.append(await timed_press(app, key, page))
-            await asyncio.sleep(0.05)
+        await presses(busy)
         assert worker.is_running
         stop.set()
         await settle(pilot)
 
     drive(app, script)
-    assert statistics.median(latencies) < 0.100, latencies
+    limit = max(0.100, 2 * statistics.median(idle))
+    assert statistics.median(busy) < limit, (busy, idle)
 
 
 def test_overview_is_usable_while_the_doctor_runs(home: Home,
