@@ -164,9 +164,13 @@ class OverviewScreen(Page):
                 yield _panel("Audit log", "audit-panel")
 
     def on_mount(self) -> None:
-        """Start reading once the first frame is painted; the doctor has its own worker."""
-        self.call_after_refresh(self.action_refresh)
+        """Start the doctor once the first frame is painted (it has its own worker)."""
         self.call_after_refresh(self.action_doctor)
+
+    def on_screen_resume(self) -> None:
+        """Re-read the panels whenever the page is shown (first time included), so the audit
+        count and chain status are current after visiting other pages."""
+        self.call_after_refresh(self.action_refresh)
 
     def action_refresh(self) -> None:
         """Re-read home, policy, keys, audit log and runs."""
