@@ -190,7 +190,7 @@ def test_an_unexpected_exception_is_one_line_and_the_app_goes_on(
     assert app.return_code in (None, 0)
 
 
-def test_passphrase_modal_never_shows_the_text() -> None:
+def test_passphrase_modal_never_shows_the_text(fixed_doctor: object) -> None:
     """Typed characters appear as dots; the passphrase comes back as bytes and the field is
     cleared before the modal closes."""
     app = ApplianceConsole(Home(Path("nowhere")))
@@ -214,7 +214,7 @@ def test_passphrase_modal_never_shows_the_text() -> None:
     assert results == [secret.encode()]
 
 
-def test_passphrase_modal_escape_gives_none() -> None:
+def test_passphrase_modal_escape_gives_none(fixed_doctor: object) -> None:
     """Escape cancels with None; an empty passphrase is refused unless allowed."""
     app = ApplianceConsole(Home(Path("nowhere")))
     results: list[bytes | None] = []
