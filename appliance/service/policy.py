@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
 
 from appliance.errors import PolicyError
+from appliance.home import Home
 from appliance.policy import Policy, load_policy, policy_digest, schema_text
+from appliance.resources import shipped_policy
 
 
 @dataclass(frozen=True)
@@ -43,3 +49,109 @@ def read_policy(path: str | Path) -> Policy:
 def schema() -> str:
     """The policy's JSON Schema as text."""
     return schema_text()
+
+
+# --- the active policy, described and compared (for the TUI's Policy screen) --------------
+@dataclass(frozen=True)
+class ActivePolicy:
+    """The policy in force for a home and where it comes from."""
+
+    policy: Policy
+    path: Path
+    source: str
+    """`home` (the home's active.toml) or `shipped default` (no home yet)."""
+
+    @property
+    def name(self) -> str:
+        """The policy's meta.name."""
+        return self.policy.meta.name
+
+    @property
+    def digest(self) -> str:
+        """`sha256:<hex>` of the canonical policy."""
+        return policy_digest(self.policy)
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    """One leaf of the effective policy: dotted key, value as shown, the field's docstring."""
+
+    key: str
+    value: str
+    doc: str
+
+
+@dataclass(frozen=True)
+class PolicyChange:
+    """One dotted key whose effective value differs between two policies."""
+
+    key: str
+    old: str
+    new: str
+
+
+ABSENT = "(absent)"
+
+
+def active_policy(home: Home) -> ActivePolicy:
+    """The home's active policy when the home is initialised, else the shipped default."""
+    if home.is_initialised():
+        return ActivePolicy(load_policy(home.policy_file), home.policy_file, "home")
+    path = shipped_policy("default")
+    return ActivePolicy(load_policy(path), path, "shipped default")
+
+
+def _show(value: Any) -> str:
+    """A value as compact JSON (strings quoted, lists inline), as TOML would spell it."""
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """dotted key -> leaf value; tables recurse, lists are leaves."""
+    if isinstance(data, dict) and data:
+        flat: dict[str, Any] = {}
+        for key, value in data.items():
+            flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return flat
+    return {prefix: data}
+
+
+def _doc_of(model: type[BaseModel], key: str) -> str:
+    """The docstring of the field at dotted `key`, following nested sections."""
+    doc = ""
+    current: Any = model
+    for part in key.split("."):
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return doc
+        info = fields[part]
+        doc = info.description or ""
+        current = info.annotation
+    return doc
+
+
+def describe_policy(policy: Policy) -> list[PolicyEntry]:
+    """Every effective setting of `policy` (defaults filled in), in schema order."""
+    flat = _flatten(policy.model_dump(mode="json"))
+    return [PolicyEntry(key, _show(value), _doc_of(Policy, key)) for key, value in flat.items()]
+
+
+def _as_policy(item: str | Path | Policy) -> Policy:
+    return item if isinstance(item, Policy) else load_policy(item)
+
+
+def diff_policies(a: str | Path | Policy, b: str | Path | Policy) -> list[PolicyChange]:
+    """Every dotted key whose effective value differs from `a` to `b` (old -> new).
+
+    Both sides are compared with defaults filled in, so writing a default out or omitting it
+    is no change. Lists compare as whole values; a key present on one side only shows
+    `(absent)` on the other."""
+    old = _flatten(_as_policy(a).model_dump(mode="json"))
+    new = _flatten(_as_policy(b).model_dump(mode="json"))
+    changes = []
+    for key in [*old, *(k for k in new if k not in old)]:
+        if key in old and key in new and old[key] == new[key]:
+            continue
+        changes.append(PolicyChange(key, _show(old[key]) if key in old else ABSENT,
+                                    _show(new[key]) if key in new else ABSENT))
+    return changes

@@ -1,0 +1,41 @@
+"""`appliance demo [--home DIR]`: the embedded default, end to end."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from appliance.cli._common import add_command, passphrase_file, print_json
+from appliance.errors import EXIT_FAILED, EXIT_OK
+
+
+def _stage(name: str, detail: str) -> None:
+    sys.stderr.write(f"[{name:>7}] {detail}\n")
+    sys.stderr.flush()
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from appliance.cli.train_cmd import _progress
+    from appliance.service.demo import demo_home, run_demo
+
+    home = demo_home(getattr(args, "home", None))
+    _stage("demo", f"workspace {home.root}")
+    result = run_demo(home, passphrase_file=passphrase_file(args), on_stage=_stage,
+                      on_event=_progress)
+    print_json(result)
+    if not args.no_tui and sys.stdin.isatty() and sys.stdout.isatty():
+        from appliance.cli.tui_cmd import run_tui
+
+        run_tui(home)
+        print_json(result)  # the contract's JSON line stays the last line
+    return EXIT_OK if result["verified"] else EXIT_FAILED
+
+
+def register(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Add the `demo` command."""
+    parser = add_command(sub, common, "demo", "the whole pipeline on the shipped demo data "
+                         "and default base model, ending in a verified artifact")
+    parser.add_argument("--no-tui", action="store_true",
+                        help="do not open the operator console afterwards (a terminal opens it)")
+    parser.set_defaults(handler=_demo)

@@ -1,0 +1,124 @@
+"""The embedded demo: the whole pipeline on shipped synthetic data and the default model.
+
+init -> model import (default) -> dataset import (scrub, vault) -> QLoRA training in the
+isolated child (eval before/after, sign) -> verify. Each stage reports through `on_stage`;
+the result carries the contract's fields (artifact, eval_loss_before, eval_loss_after,
+verified). A rerun on the same workspace reuses the home, model and dataset and trains again.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from appliance.errors import TrainingError
+from appliance.fsutil import atomic_write_text
+from appliance.home import HOME_ENV, Home, default_home_dir
+from appliance.resources import PACKAGE_DIR, shipped_policy
+
+DEMO_DIR = PACKAGE_DIR / "data" / "demo"
+DATASET = DEMO_DIR / "dataset.jsonl"
+RECIPE = DEMO_DIR / "recipe.toml"
+DATASET_NAME = "demo"
+PASSPHRASE_NAME = "demo.passphrase"  # noqa: S105 (a file name)
+
+Stage = Callable[[str, str], None]
+
+
+def demo_home(arg: str | None) -> Home:
+    """`--home`, else `$APPLIANCE_HOME`, else a `demo` workspace beside the default home (so
+    the demo never touches an operator's real home)."""
+    if arg:
+        return Home(Path(arg).expanduser().absolute())
+    if os.environ.get(HOME_ENV):
+        return Home(Path(os.environ[HOME_ENV]).expanduser().absolute())
+    return Home(default_home_dir().parent / "appliance-demo")
+
+
+def demo_passphrase_file(home: Home, given: str | None) -> str:
+    """The passphrase file: the operator's, else a random one the demo keeps in its own
+    workspace. Storing a passphrase beside the keys it seals is for synthetic demo data
+    only; a real home gets its passphrase from a prompt or the operator's own file."""
+    if given or os.environ.get("APPLIANCE_PASSPHRASE_FILE"):
+        return str(given or os.environ["APPLIANCE_PASSPHRASE_FILE"])
+    path = home.root / PASSPHRASE_NAME
+    if not path.exists():
+        home.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        atomic_write_text(path, secrets.token_urlsafe(24) + "\n", 0o600)
+    return str(path)
+
+
+def _init(home: Home, passphrase_file: str, stage: Stage) -> None:
+    from appliance.passphrase import read_passphrase
+    from appliance.service.home import init_home
+
+    if home.is_initialised():
+        stage("init", f"reusing the initialised home {home.root}")
+        return
+    stray = [p for p in home.root.iterdir() if p.name != PASSPHRASE_NAME] \
+        if home.root.is_dir() else []
+    if stray:
+        init_home(home, b"", None)  # refuses a non-empty, uninitialised home with its reason
+    passphrase = read_passphrase(passphrase_file)
+    keep = home.root / PASSPHRASE_NAME
+    held = keep.read_bytes() if keep.exists() else None
+    if held is not None:
+        keep.unlink()  # init wants an empty directory; the file goes back right after
+    try:
+        result = init_home(home, passphrase, shipped_policy("demo"))
+    finally:
+        if held is not None:
+            atomic_write_text(keep, held.decode(), 0o600)
+    stage("init", f"home created under policy {result.policy_name} ({result.policy_digest})")
+
+
+def _model(home: Home, stage: Stage) -> None:
+    from appliance.service.models import import_model
+
+    info = import_model(home, None, None, default=True)
+    how = "already imported" if info.get("cached") else "converted from GGUF to safetensors"
+    stage("model", f"{info['name']} {how}; allowed by policy: {info['allowed']}")
+
+
+def _dataset(home: Home, passphrase_file: str, stage: Stage) -> None:
+    from appliance.service.datasets import list_datasets
+    from appliance.service.scrub import import_dataset
+
+    if any(d["name"] == DATASET_NAME for d in list_datasets(home)):
+        stage("dataset", f"reusing the scrubbed, encrypted dataset {DATASET_NAME!r}")
+        return
+    report = import_dataset(home, DATASET, DATASET_NAME, passphrase_file=passphrase_file)
+    pii = sum(report["pii"].values())
+    stage("dataset", f"{report['records_out']} of {report['records_in']} records kept "
+          f"({report['rejected']} rejected, {report['duplicates']} duplicates, "
+          f"{report['quarantined']} quarantined); {pii} PII spans replaced; residual "
+          f"{report['residual'] or 'none'}; stored encrypted, digest {report['digest']}")
+
+
+def run_demo(home: Home, *, passphrase_file: str | None = None,
+             on_stage: Stage | None = None,
+             on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Run every stage; returns the contract's result fields plus details."""
+    from appliance.service.artifacts import verify
+    from appliance.service.train import train
+
+    stage = on_stage or (lambda name, detail: None)
+    secret = demo_passphrase_file(home, passphrase_file)
+    _init(home, secret, stage)
+    _model(home, stage)
+    _dataset(home, secret, stage)
+    stage("train", "QLoRA (NF4 base, LoRA adapters) in a network-isolated child process")
+    result = train(home, RECIPE, passphrase_file=secret, on_event=on_event)
+    before, after = result.eval_before.get("loss"), result.eval_after.get("loss")
+    if before is None or after is None:
+        raise TrainingError("the run finished without eval results", where=str(result.artifact_dir))
+    stage("eval", f"held-out loss {before:.4f} -> {after:.4f}")
+    verdict = verify(home, result.artifact_dir)
+    stage("verify", f"signature and every file: {'ok' if verdict['ok'] else verdict['reason']}")
+    return {"artifact": str(result.artifact_dir), "eval_loss_before": before,
+            "eval_loss_after": after, "verified": bool(verdict["ok"]),
+            "root_digest": verdict.get("root_digest"), "signer": verdict.get("signer"),
+            "home": str(home.root)}

@@ -1,0 +1,1 @@
+"""One module per console screen; `PAGES` in `appliance.tui.app` orders them."""
