@@ -25,9 +25,9 @@ def _demo(args: argparse.Namespace) -> int:
                       on_event=_progress)
     print_json(result)
     if not args.no_tui and sys.stdin.isatty() and sys.stdout.isatty():
-        from appliance.cli.tui_cmd import run_tui
+        from appliance.tui.app import ApplianceConsole
 
-        run_tui(home)
+        ApplianceConsole(home, debug=bool(getattr(args, "debug", False))).run()
         print_json(result)  # the contract's JSON line stays the last line
     return EXIT_OK if result["verified"] else EXIT_FAILED
 

@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "appliance.cli.model_cmd",
     "appliance.cli.train_cmd",
     "appliance.cli.tui_cmd",
+    "appliance.cli.demo_cmd",
 )
 
 

@@ -1,0 +1,27 @@
+"""The embedded demo, end to end (minutes: marked slow)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+
+@pytest.mark.slow
+def test_demo_ends_in_a_verified_artifact_with_lower_eval_loss(run_cli, tmp_path: Path):
+    """`appliance demo` runs every stage and ends with the contract's JSON line: a verified
+    artifact whose held-out loss is below the base model's."""
+    home = tmp_path / "demo-home"
+    done = run_cli("demo", "--home", str(home), "--no-tui", timeout=3600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["verified"] is True
+    assert result["eval_loss_after"] < result["eval_loss_before"]
+    artifact = Path(result["artifact"])
+    assert (artifact / "adapter_model.safetensors").is_file()
+    verify = run_cli("verify", str(artifact), "--home", str(home), "--json")
+    assert verify.returncode == 0 and json.loads(verify.stdout)["ok"] is True
+    stages = [line for line in done.stderr.splitlines() if line.startswith("[")]
+    for stage in ("init", "model", "dataset", "train", "eval", "verify"):
+        assert any(f"{stage}]" in line for line in stages), stage
