@@ -427,9 +427,8 @@ def test_artifacts_lists_runs_and_verifies_the_selected_one(
 def test_verify_chain_of_a_real_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a home made by the real init, v verifies the signed chain and the Overview then
     reports it intact; the verification itself appears in the log."""
-    from appliance.service.home import init_home
-
     from appliance.resources import shipped_policy
+    from appliance.service.home import init_home
 
     monkeypatch.chdir(tmp_path)
     home = Home(Path("real"))
