@@ -49,7 +49,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
                                where=str(gguf_path))
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call,unused-ignore]
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, trust_remote_code=False)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name,
                                                   trust_remote_code=False,

@@ -119,7 +119,8 @@ def _passphrase(passphrase_file: str | None) -> bytes:
     return read_passphrase(passphrase_file, prompt="Passphrase: ")
 
 
-def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | None = None,
+def train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
+          recipe_path: str | Path | None = None, *, resume: str | None = None,
           passphrase_file: str | None = None, records: RecordsProvider = vault_records,
           on_event: Callable[[Event], None] | None = None,
           echo_child_output: bool = False) -> TrainResult:
@@ -222,6 +223,9 @@ def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | No
                 collected["samples"] = event.get("samples", [])
             elif kind == "error":
                 collected["errors"].append(event)
+            elif kind == "done":
+                collected["resources"] = {k: v for k, v in event.items()
+                                          if k.startswith("peak_")}
             if on_event is not None:
                 on_event(event)
 
@@ -266,7 +270,8 @@ def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
               "dataset": state["dataset"], "dataset_digest": state["dataset_digest"],
               "policy_digest": state["policy_digest"], "total_steps": state["total_steps"],
               "eval": evals, "samples": collected["samples"],
-              "adapter_sha256": adapter_digest, "isolation": isolation_detail}
+              "adapter_sha256": adapter_digest, "isolation": isolation_detail,
+              "resources": collected.get("resources", {})}
     atomic_write_text(staging / "report.json", json.dumps(report, indent=2, sort_keys=True))
     finished = _dt.datetime.now(_dt.UTC).isoformat()
     prov = artifact.provenance(

@@ -11,7 +11,6 @@ event says so.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import platform
@@ -103,9 +102,10 @@ def finalize_artifact(home: Home, staging: Path, target: Path, prov: dict[str, A
     atomic_write_text(staging / "provenance.json", json.dumps(prov, indent=2, sort_keys=True))
     signed = False
     if signing_available():
-        from appliance.signing import sign_artifact
+        import importlib
 
-        sign_artifact(home, staging, passphrase, prov)
+        signing = importlib.import_module("appliance.signing")
+        signing.sign_artifact(home, staging, passphrase, prov)
         signed = True
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():

@@ -78,7 +78,7 @@ def load_model(model_dir: str, recipe: Recipe, device: Any) -> tuple[Any, Any]:
     kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": True,
                               "dtype": dtype}
     if recipe.method == "qlora":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
+        kwargs["quantization_config"] = BitsAndBytesConfig(  # type: ignore[no-untyped-call,unused-ignore]
             load_in_4bit=True, bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=recipe.quantization.double_quant,
             bnb_4bit_compute_dtype=dtype)
@@ -97,12 +97,12 @@ def load_model(model_dir: str, recipe: Recipe, device: Any) -> tuple[Any, Any]:
 
 def token_loss_sum(model: Any, batch: dict[str, Any]) -> Any:
     """Sum of cross-entropy over assistant tokens (labels != IGNORE), shifted by one."""
-    import torch.nn.functional as F
+    from torch.nn import functional
 
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     shift_logits = logits[:, :-1, :].float()
     shift_labels = batch["labels"][:, 1:]
-    return F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)),
+    return functional.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)),
                            shift_labels.reshape(-1), ignore_index=IGNORE, reduction="sum")
 
 
@@ -156,7 +156,8 @@ def trainable(model: Any) -> dict[str, Any]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
-def run(job: dict[str, Any], emit: Emit, should_stop: Callable[[], bool]) -> int:
+def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0915 - one linear loop, on purpose
+        should_stop: Callable[[], bool]) -> int:
     """Train per `job`; returns 0 when finished, 3 when stopped at a step boundary."""
     import torch
 
@@ -258,5 +259,17 @@ def run(job: dict[str, Any], emit: Emit, should_stop: Callable[[], bool]) -> int
     n_gen = recipe.eval.generations
     emit("generations", samples=generate(model, tokenizer, eval_msgs[:n_gen],
                                          recipe.eval.generation_tokens, device))
-    emit("done", step=step, total_steps=total)
+    emit("done", step=step, total_steps=total, **peak_memory())
     return 0
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak resident memory of this process, and peak GPU memory when on CUDA (MiB)."""
+    import resource
+
+    import torch
+
+    out = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available():
+        out["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return out

@@ -108,7 +108,7 @@ threads = 2
 
 [lora]
 rank = 4
-alpha = 8.0
+alpha = 8
 dropout = 0.1
 target_modules = ["q_proj", "v_proj"]
 

@@ -123,7 +123,7 @@ def test_checkpoints_are_sealed_without_pickle(train_home: Home, pass_file: Path
         assert path.read_bytes().startswith(b"APCK1\n")
         assert b"lora_A" not in path.read_bytes()
     audit = [json.loads(x) for x in train_home.audit_log.read_text().splitlines()]
-    assert [e for e in audit if e["action"] == "train.cancelled"][0]["step"] >= 1
+    assert next(e for e in audit if e["action"] == "train.cancelled")["step"] >= 1
     result = train(train_home, resume=run_id, passphrase_file=str(pass_file),
                    records=memory_records())
     assert result.run_id == run_id and (result.artifact_dir / "report.json").is_file()
