@@ -85,6 +85,7 @@ def load_model(model_dir: str, recipe: Recipe, device: Any) -> tuple[Any, Any]:
     if device.type == "cuda":
         kwargs["device_map"] = {"": device.index or 0}
     model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+    keep_4bit_layers_differentiable(model)
     if device.type != "cuda":
         model.to(device)
     torch.manual_seed(recipe.seed)
@@ -93,6 +94,23 @@ def load_model(model_dir: str, recipe: Recipe, device: Any) -> tuple[Any, Any]:
                       target_modules=list(recipe.lora.target_modules), bias="none",
                       task_type="CAUSAL_LM")
     return tokenizer, get_peft_model(model, lora)
+
+
+def keep_4bit_layers_differentiable(model: Any) -> int:
+    """Stop bitsandbytes from repacking NF4 weights for CPU inference.
+
+    bitsandbytes 0.50's `Linear4bit.forward` converts its weight to a CPU-packed layout the
+    first time it runs in eval mode under no_grad on an AVX512-BF16 CPU, and never converts
+    back; the packed path has no autograd kernel, so after an eval pass the LoRA adapters
+    silently stop receiving gradients. Evaluating before training is part of every run, so
+    the conversion is switched off on every 4-bit layer. Returns the number of layers.
+    """
+    count = 0
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            count += 1
+    return count
 
 
 def token_loss_sum(model: Any, batch: dict[str, Any]) -> Any:
