@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "appliance.cli.doctor_cmd",
     "appliance.cli.model_cmd",
     "appliance.cli.train_cmd",
+    "appliance.cli.export_cmd",
 )
 
 
