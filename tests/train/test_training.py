@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from appliance.digests import file_sha256
-from appliance.errors import TrainingError
 from appliance.home import Home
 from appliance.service.train import TrainResult, train
 from tests.train.conftest import CHAT, memory_records, write_recipe
@@ -176,11 +175,12 @@ def test_resume_refuses_changed_dataset(train_home: Home, pass_file: Path,
               records=memory_records(train=changed))
 
 
-def test_training_error_is_reported(train_home: Home, pass_file: Path, tmp_path: Path) -> None:
-    """Malformed records are refused before the child starts (exit 2 class)."""
+def test_malformed_records_refused_before_the_child_starts(train_home: Home, pass_file: Path, tmp_path: Path) -> None:
+    """Malformed records are refused (exit 2 class, naming the record) before any run."""
     from appliance.errors import DatasetFormatError
 
-    with pytest.raises(DatasetFormatError, match="record 0"):
+    with pytest.raises(DatasetFormatError, match="needs messages") as caught:
         train(train_home, write_recipe(tmp_path / "r.toml"), passphrase_file=str(pass_file),
               records=memory_records(train=[{"text": "no shape"}]))
-    assert TrainingError.exit_code == 1
+    assert caught.value.where == "record 0" and caught.value.exit_code == 2
+    assert not train_home.runs_dir.exists() or not any(train_home.runs_dir.iterdir())
