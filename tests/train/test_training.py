@@ -175,7 +175,8 @@ def test_resume_refuses_changed_dataset(train_home: Home, pass_file: Path,
               records=memory_records(train=changed))
 
 
-def test_malformed_records_refused_before_the_child_starts(train_home: Home, pass_file: Path, tmp_path: Path) -> None:
+def test_malformed_records_refused_before_the_child_starts(train_home: Home, pass_file: Path,
+                                                           tmp_path: Path) -> None:
     """Malformed records are refused (exit 2 class, naming the record) before any run."""
     from appliance.errors import DatasetFormatError
 
