@@ -8,6 +8,7 @@ directory that is validated like any other before it is used.
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -34,6 +35,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     from appliance import offline
 
     offline.apply()
+    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF reader uses bare tqdm
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
