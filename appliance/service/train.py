@@ -35,7 +35,7 @@ from appliance.fsutil import atomic_write_text
 from appliance.home import Home
 from appliance.models import store
 from appliance.policy import Policy, load_policy, policy_digest
-from appliance.train import artifact, isolation
+from appliance.train import artifact, checkpoint, isolation
 from appliance.train.data import validate_records
 from appliance.train.recipe import Recipe, check_against_policy, load_recipe, parse_recipe
 from appliance.train.trainer import total_steps
@@ -200,7 +200,9 @@ def train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
             shutil.rmtree(adapter_out)
         job = {"run_id": run_id, "run_dir": str(run_dir), "model_dir": str(model.weights_dir),
                "recipe": recipe.model_dump(), "train": train_records, "eval": eval_records,
-               "checkpoint_key": key.hex() if key else None, "resume": bool(resume),
+               "checkpoint_key": key.hex() if key else None,
+               # a run killed before its first checkpoint starts again from step 0
+               "resume": bool(resume) and checkpoint.latest_step(run_dir) is not None,
                "adapter_out": str(adapter_out)}
         collected: dict[str, Any] = {"errors": [], "samples": []}
         metrics = run_dir / "metrics.jsonl"
