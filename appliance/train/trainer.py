@@ -118,10 +118,12 @@ def token_loss_sum(model: Any, batch: dict[str, Any]) -> Any:
     from torch.nn import functional
 
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    shift_logits = logits[:, :-1, :].float()
-    shift_labels = batch["labels"][:, 1:]
-    return functional.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)),
-                           shift_labels.reshape(-1), ignore_index=IGNORE, reduction="sum")
+    # Shift the labels, not the logits: slicing the [batch, seq, vocab] logits would copy
+    # them (and their gradient) once more per step; transformers' own loss does the same.
+    shifted = functional.pad(batch["labels"], (0, 1), value=IGNORE)[:, 1:]
+    flat = logits.float()
+    return functional.cross_entropy(flat.view(-1, flat.size(-1)), shifted.reshape(-1),
+                                    ignore_index=IGNORE, reduction="sum")
 
 
 def n_targets(examples: list[Example]) -> int:
