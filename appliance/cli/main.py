@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "appliance.cli.train_cmd",
     "appliance.cli.tui_cmd",
     "appliance.cli.demo_cmd",
+    "appliance.cli.export_cmd",
 )
 
 

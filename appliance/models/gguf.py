@@ -8,6 +8,7 @@ directory that is validated like any other before it is used.
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -34,6 +35,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     from appliance import offline
 
     offline.apply()
+    os.environ.setdefault("TQDM_DISABLE", "1")  # transformers' GGUF reader uses bare tqdm
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
@@ -49,7 +51,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
                                where=str(gguf_path))
     from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call,unused-ignore]
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=name, trust_remote_code=False)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name,
                                                   trust_remote_code=False,

@@ -66,7 +66,8 @@ def _source_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def import_model(home: Home, policy: Policy, source: Path, name: str) -> tuple[ModelRecord,
+def import_model(home: Home, policy: Policy, source: Path,  # noqa: PLR0912, PLR0915
+                 name: str) -> tuple[ModelRecord,
                                                                             bool, list[str]]:
     """Import `source` (a model directory or a .gguf file) as `name`.
 

@@ -35,7 +35,7 @@ from appliance.fsutil import atomic_write_text
 from appliance.home import Home
 from appliance.models import store
 from appliance.policy import Policy, load_policy, policy_digest
-from appliance.train import artifact, isolation
+from appliance.train import artifact, checkpoint, isolation
 from appliance.train.data import validate_records
 from appliance.train.recipe import Recipe, check_against_policy, load_recipe, parse_recipe
 from appliance.train.trainer import total_steps
@@ -61,7 +61,7 @@ def vault_records(home: Home, policy: Policy, master_key: bytes, name: str,
         raise TrainingError("the encrypted vault is not available in this build",
                             where=f"dataset {name!r}",
                             hint="import datasets with appliance dataset import") from None
-    return list(read_dataset(home, policy, master_key, name, split))
+    return list(read_dataset(home, policy, master_key, name, split, purpose="train"))
 
 
 @dataclass(frozen=True)
@@ -113,23 +113,14 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _audit_lines(home: Home) -> int:
-    try:
-        with open(home.audit_log, "rb") as handle:
-            return sum(1 for _ in handle)
-    except FileNotFoundError:
-        return 0
-
-
-def _master_key(home: Home, policy: Policy, passphrase_file: str | None) -> bytes:
-    from appliance import masterkey
+def _passphrase(passphrase_file: str | None) -> bytes:
     from appliance.passphrase import read_passphrase
 
-    passphrase = read_passphrase(passphrase_file, prompt="Passphrase: ")
-    return masterkey.load(home, passphrase, policy)
+    return read_passphrase(passphrase_file, prompt="Passphrase: ")
 
 
-def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | None = None,
+def train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
+          recipe_path: str | Path | None = None, *, resume: str | None = None,
           passphrase_file: str | None = None, records: RecordsProvider = vault_records,
           on_event: Callable[[Event], None] | None = None,
           echo_child_output: bool = False) -> TrainResult:
@@ -159,7 +150,10 @@ def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | No
     store.require_allowed(policy, model)
     iso = isolation.require_isolation()
     store.verify_weights(model)
-    master_key = _master_key(home, policy, passphrase_file)
+    from appliance import masterkey
+
+    passphrase = _passphrase(passphrase_file)
+    master_key = masterkey.load(home, passphrase, policy)
     train_records = records(home, policy, master_key, recipe.dataset, "train")
     eval_records = records(home, policy, master_key, recipe.dataset, "eval")
     validate_records(train_records)
@@ -206,7 +200,9 @@ def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | No
             shutil.rmtree(adapter_out)
         job = {"run_id": run_id, "run_dir": str(run_dir), "model_dir": str(model.weights_dir),
                "recipe": recipe.model_dump(), "train": train_records, "eval": eval_records,
-               "checkpoint_key": key.hex() if key else None, "resume": bool(resume),
+               "checkpoint_key": key.hex() if key else None,
+               # a run killed before its first checkpoint starts again from step 0
+               "resume": bool(resume) and checkpoint.latest_step(run_dir) is not None,
                "adapter_out": str(adapter_out)}
         collected: dict[str, Any] = {"errors": [], "samples": []}
         metrics = run_dir / "metrics.jsonl"
@@ -229,6 +225,9 @@ def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | No
                 collected["samples"] = event.get("samples", [])
             elif kind == "error":
                 collected["errors"].append(event)
+            elif kind == "done":
+                collected["resources"] = {k: v for k, v in event.items()
+                                          if k.startswith("peak_")}
             if on_event is not None:
                 on_event(event)
 
@@ -247,13 +246,14 @@ def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | No
             raise TrainingError(f"training failed: {why}", where=f"run {run_id}",
                                 hint=f"run again with --debug to see the trainer's output; "
                                      f"resume with appliance train --resume {run_id}")
-        return _finish(home, policy, run_id, run_dir, state, collected, iso.detail)
+        return _finish(home, model, run_id, run_dir, state, collected, iso.detail, passphrase)
 
 
-def _finish(home: Home, policy: Policy, run_id: str, run_dir: Path, state: dict[str, Any],
-            collected: dict[str, Any], isolation_detail: str) -> TrainResult:
+def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
+            state: dict[str, Any], collected: dict[str, Any], isolation_detail: str,
+            passphrase: bytes) -> TrainResult:
     """Assemble, sign and move the artifact into place; audit; mark the run done."""
-    staging = home.artifacts_dir / f".staging-{run_id}"
+    staging = home.artifacts_dir / ".staging" / run_id
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
@@ -272,19 +272,26 @@ def _finish(home: Home, policy: Policy, run_id: str, run_dir: Path, state: dict[
               "dataset": state["dataset"], "dataset_digest": state["dataset_digest"],
               "policy_digest": state["policy_digest"], "total_steps": state["total_steps"],
               "eval": evals, "samples": collected["samples"],
-              "adapter_sha256": adapter_digest, "isolation": isolation_detail}
+              "adapter_sha256": adapter_digest, "isolation": isolation_detail,
+              "resources": collected.get("resources", {})}
     atomic_write_text(staging / "report.json", json.dumps(report, indent=2, sort_keys=True))
+    finished = _dt.datetime.now(_dt.UTC).isoformat()
     prov = artifact.provenance(
         run_id=run_id, policy_digest=state["policy_digest"], model=state["base_model"],
-        dataset={**state["dataset"], "digest": state["dataset_digest"]},
-        recipe=state["recipe"], isolation=isolation_detail, evals=evals,
-        adapter_digest=adapter_digest, audit_position=_audit_lines(home))
+        dataset={"name": state["dataset"]["name"], "digest": state["dataset_digest"],
+                 "train_records": state["dataset"]["train_records"],
+                 "eval_records": state["dataset"]["eval_records"]},
+        tokenizer_digest="sha256:" + model.files.get("tokenizer.json", ""),
+        recipe=state["recipe"], isolation=isolation_detail,
+        evals={phase: {k: v for k, v in values.items() if k in ("loss", "perplexity",
+                                                                 "records", "tokens")}
+               for phase, values in evals.items()},
+        adapter_digest=adapter_digest, started=state["started"], finished=finished)
     target = home.artifacts_dir / run_id
-    signed = artifact.finalize_artifact(home, policy, staging, target, prov)
+    signed = artifact.finalize_artifact(home, staging, target, prov, passphrase)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     shutil.rmtree(adapter_src, ignore_errors=True)
-    state.update(status="done", artifact=str(target),
-                 finished=_dt.datetime.now(_dt.UTC).isoformat())
+    state.update(status="done", artifact=str(target), finished=finished)
     atomic_write_text(run_dir / "run.json", json.dumps(state, indent=2))
     audit.record(home, "train.finish", run_id=run_id, adapter_sha256=adapter_digest,
                  eval_loss_before=eval_before.get("loss"), eval_loss_after=eval_after.get("loss"),

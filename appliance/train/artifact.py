@@ -2,15 +2,15 @@
 metrics.jsonl and provenance.json, assembled in a staging directory and renamed into
 place in one step.
 
-Integration point for signing (trust-primitives issue): `finalize_artifact()` calls
-`appliance.signing.sign_artifact(home, policy, artifact_dir, provenance)` when that module
-exists; until it is merged the artifact is written unsigned and the audit event says so.
+Signing (trust-primitives issue) happens in `finalize_artifact()`, which calls
+`appliance.signing.sign_artifact(home, artifact_dir, passphrase, provenance)` when that
+module is part of this build; otherwise the artifact is written unsigned and the audit
+event says so.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import platform
@@ -21,7 +21,6 @@ from typing import Any
 from appliance import __version__, offline
 from appliance.fsutil import atomic_write_text, fsync_dir
 from appliance.home import Home
-from appliance.policy import Policy
 from appliance.resources import lock_file
 
 LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "safetensors", "accelerate",
@@ -62,37 +61,52 @@ def lock_digest() -> str | None:
 
 
 def provenance(*, run_id: str, policy_digest: str, model: dict[str, Any],
-               dataset: dict[str, Any], recipe: dict[str, Any], isolation: str,
-               evals: dict[str, Any], adapter_digest: str, audit_position: int) -> dict[str, Any]:
-    """Digests, settings and versions that produced the adapter (never record text)."""
+               dataset: dict[str, Any], tokenizer_digest: str, recipe: dict[str, Any],
+               isolation: str, evals: dict[str, Any], adapter_digest: str,
+               started: str, finished: str) -> dict[str, Any]:
+    """Digests, settings and versions that produced the adapter (never record text), keyed
+    the way `appliance.signing.provenance.build` places them in SLSA Provenance v1."""
     return {
-        "run_id": run_id, "appliance_version": __version__, "policy_digest": policy_digest,
-        "base_model": model, "dataset": dataset, "recipe": recipe, "seed": recipe.get("seed"),
-        "threads": recipe.get("threads"), "lock_digest": lock_digest(),
-        "libraries": library_versions(), "hardware": hardware(),
-        "isolation": {"network": isolation, "offline_env": sorted(offline.OFFLINE_ENV)},
-        "eval": evals, "adapter_sha256": adapter_digest, "audit_log_position": audit_position,
+        "run_id": run_id, "started": started, "finished": finished,
+        "policy_digest": policy_digest,
+        "base_model": {"name": model["name"], "digest": model["root_digest"],
+                       "source_digest": model["source_digest"]},
+        "dataset": dataset,
+        "tokenizer": {"name": f"{model['name']}/tokenizer.json", "digest": tokenizer_digest},
+        "recipe": recipe, "seeds": {"seed": recipe.get("seed"), "threads": recipe.get("threads")},
+        "quantization": {"method": recipe.get("method"), "quant_type": "nf4",
+                         **dict(recipe.get("quantization") or {})},
+        "isolation": {"network": isolation, "tripwire": "sys.addaudithook"},
+        "offline": sorted(offline.OFFLINE_ENV),
+        "hardware": hardware(), "eval": evals, "adapter_sha256": adapter_digest,
+        "appliance_version": __version__, "lock_digest": lock_digest(),
+        "libraries": library_versions(),
     }
 
 
 def signing_available() -> bool:
-    """True once the trust-primitives `appliance.signing.sign_artifact` is merged."""
-    return importlib.util.find_spec("appliance.signing") is not None
+    """True when this build includes `appliance.signing` (the trust-primitives module),
+    looked up in this package's own directory so that another checkout's copy is never
+    mixed in."""
+    import appliance
+
+    return (Path(appliance.__file__).resolve().parent / "signing" / "__init__.py").is_file()
 
 
-def finalize_artifact(home: Home, policy: Policy, staging: Path, target: Path,
-                      prov: dict[str, Any]) -> bool:
-    """Write provenance, sign if signing is available, and move the artifact into place.
-    Returns whether it was signed."""
+def finalize_artifact(home: Home, staging: Path, target: Path, prov: dict[str, Any],
+                      passphrase: bytes) -> bool:
+    """Write provenance, sign the directory (OpenSSF model-signing bundle and signed SLSA
+    provenance, by appliance.signing) and move it into place in one rename. `staging` must
+    have the same name as `target` (the name is the signed subject). Returns whether it was
+    signed; without the signing module the artifact is left unsigned (and audited so)."""
     atomic_write_text(staging / "provenance.json", json.dumps(prov, indent=2, sort_keys=True))
     signed = False
     if signing_available():
-        from appliance import signing
+        import importlib
 
-        sign = getattr(signing, "sign_artifact", None)
-        if sign is not None:
-            sign(home, policy, staging, prov)
-            signed = True
+        signing = importlib.import_module("appliance.signing")
+        signing.sign_artifact(home, staging, passphrase, prov)
+        signed = True
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         shutil.rmtree(target)

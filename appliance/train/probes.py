@@ -91,8 +91,11 @@ def network_routes(job: dict[str, Any], emit: Emit) -> None:
     for route in ROUTES:
         emit("probe", route=route, thread=False, outcome=_attempt(route, host, port))
         box: dict[str, str] = {}
-        worker = threading.Thread(target=lambda r=route: box.update(o=_attempt(r, host, port)),
-                                  name=f"probe-{route}")
+
+        def attempt(r: str = route, out: dict[str, str] = box) -> None:
+            out["o"] = _attempt(r, host, port)
+
+        worker = threading.Thread(target=attempt, name=f"probe-{route}")
         worker.start()
         worker.join(timeout=60)
         emit("probe", route=route, thread=True, outcome=box.get("o", "timeout"))

@@ -30,7 +30,7 @@ class LoraSettings(_Strict):
 
     rank: int = Field(default=8, ge=1)
     """LoRA rank r."""
-    alpha: float = Field(default=16.0, gt=0)
+    alpha: int = Field(default=16, ge=1)
     """LoRA scaling alpha (the update is scaled by alpha / rank)."""
     dropout: float = Field(default=0.05, ge=0.0, lt=1.0)
     """Dropout on the LoRA input."""

@@ -78,13 +78,14 @@ def load_model(model_dir: str, recipe: Recipe, device: Any) -> tuple[Any, Any]:
     kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": True,
                               "dtype": dtype}
     if recipe.method == "qlora":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
+        kwargs["quantization_config"] = BitsAndBytesConfig(  # type: ignore[no-untyped-call,unused-ignore]
             load_in_4bit=True, bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=recipe.quantization.double_quant,
             bnb_4bit_compute_dtype=dtype)
     if device.type == "cuda":
         kwargs["device_map"] = {"": device.index or 0}
     model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
+    keep_4bit_layers_differentiable(model)
     if device.type != "cuda":
         model.to(device)
     torch.manual_seed(recipe.seed)
@@ -95,15 +96,34 @@ def load_model(model_dir: str, recipe: Recipe, device: Any) -> tuple[Any, Any]:
     return tokenizer, get_peft_model(model, lora)
 
 
+def keep_4bit_layers_differentiable(model: Any) -> int:
+    """Stop bitsandbytes from repacking NF4 weights for CPU inference.
+
+    bitsandbytes 0.50's `Linear4bit.forward` converts its weight to a CPU-packed layout the
+    first time it runs in eval mode under no_grad on an AVX512-BF16 CPU, and never converts
+    back; the packed path has no autograd kernel, so after an eval pass the LoRA adapters
+    silently stop receiving gradients. Evaluating before training is part of every run, so
+    the conversion is switched off on every 4-bit layer. Returns the number of layers.
+    """
+    count = 0
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            count += 1
+    return count
+
+
 def token_loss_sum(model: Any, batch: dict[str, Any]) -> Any:
     """Sum of cross-entropy over assistant tokens (labels != IGNORE), shifted by one."""
-    import torch.nn.functional as F
+    from torch.nn import functional
 
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    shift_logits = logits[:, :-1, :].float()
-    shift_labels = batch["labels"][:, 1:]
-    return F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)),
-                           shift_labels.reshape(-1), ignore_index=IGNORE, reduction="sum")
+    # Shift the labels, not the logits: slicing the [batch, seq, vocab] logits would copy
+    # them (and their gradient) once more per step; transformers' own loss does the same.
+    shifted = functional.pad(batch["labels"], (0, 1), value=IGNORE)[:, 1:]
+    flat = logits.float()
+    return functional.cross_entropy(flat.view(-1, flat.size(-1)), shifted.reshape(-1),
+                                    ignore_index=IGNORE, reduction="sum")
 
 
 def n_targets(examples: list[Example]) -> int:
@@ -156,7 +176,8 @@ def trainable(model: Any) -> dict[str, Any]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
-def run(job: dict[str, Any], emit: Emit, should_stop: Callable[[], bool]) -> int:
+def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0915 - one linear loop, on purpose
+        should_stop: Callable[[], bool]) -> int:
     """Train per `job`; returns 0 when finished, 3 when stopped at a step boundary."""
     import torch
 
@@ -258,5 +279,17 @@ def run(job: dict[str, Any], emit: Emit, should_stop: Callable[[], bool]) -> int
     n_gen = recipe.eval.generations
     emit("generations", samples=generate(model, tokenizer, eval_msgs[:n_gen],
                                          recipe.eval.generation_tokens, device))
-    emit("done", step=step, total_steps=total)
+    emit("done", step=step, total_steps=total, **peak_memory())
     return 0
+
+
+def peak_memory() -> dict[str, float]:
+    """Peak resident memory of this process, and peak GPU memory when on CUDA (MiB)."""
+    import resource
+
+    import torch
+
+    out = {"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    if torch.cuda.is_available():
+        out["peak_gpu_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    return out

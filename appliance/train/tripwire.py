@@ -37,7 +37,7 @@ def _target(args: tuple[Any, ...]) -> str:
     return ""
 
 
-def classify(event: str, args: tuple[Any, ...]) -> dict[str, Any] | None:
+def classify(event: str, args: tuple[Any, ...]) -> dict[str, Any] | None:  # noqa: PLR0911
     """The report for one audit event, or None when it is not a network/process attempt."""
     if event == "socket.__new__":
         family = args[1] if len(args) > 1 else None

@@ -17,12 +17,27 @@ from appliance.resources import shipped_policy
 PASSPHRASE = "correct horse battery staple\n"
 
 
+def _full_build() -> bool:
+    """True when this checkout has the home initialiser (keys, signed audit) merged."""
+    import appliance
+
+    return (Path(appliance.__file__).resolve().parent / "keys.py").is_file()
+
+
 def make_home(root: Path, policy_text: str | None = None) -> Home:
-    """An initialised home (policy, master key, marker) at `root`, without the CLI."""
+    """An initialised home at `root` (the demo policy by default): `init_home` where this
+    build has it, else the policy, vault master key and marker written directly."""
     from appliance import masterkey
     from appliance.policy import load_policy
 
     home = Home(root)
+    if _full_build():
+        from appliance.service.home import init_home
+
+        source = root.parent / f".{root.name}-policy.toml"
+        source.write_text(policy_text or shipped_policy("demo").read_text())
+        init_home(home, PASSPHRASE.strip().encode(), source)
+        return home
     home.policy_file.parent.mkdir(parents=True, exist_ok=True)
     home.policy_file.write_text(policy_text or shipped_policy("demo").read_text())
     policy = load_policy(home.policy_file)
@@ -93,7 +108,7 @@ threads = 2
 
 [lora]
 rank = 4
-alpha = 8.0
+alpha = 8
 dropout = 0.1
 target_modules = ["q_proj", "v_proj"]
 

@@ -66,7 +66,7 @@ def test_every_route_out_of_the_trainer_fails_and_is_audited(
     assert {(e["route"], e["thread"]) for e in probes} == {
         (r, t) for r in ("socket", "_socket", "ctypes", "child_process") for t in (False, True)}
     for event in probes:
-        assert "connected" != event["outcome"], event
+        assert event["outcome"] != "connected", event
         assert "ENETUNREACH" in event["outcome"] or "unreachable" in event["outcome"], event
     assert len(accepted) == 1  # only the sanity connection above
     log = _audit(home)
@@ -105,4 +105,4 @@ def test_refuses_to_train_without_a_namespace(train_home: Home, pass_file: Path,
     assert done.returncode == 1
     assert "no network namespace can be created" in done.stderr
     assert "Traceback" not in done.stderr
-    assert not train_home.runs_dir.exists()
+    assert not train_home.runs_dir.exists() or not any(train_home.runs_dir.iterdir())
