@@ -26,6 +26,7 @@ CTYPES_NETWORK_SYMBOLS = frozenset({"connect", "socket", "sendto", "sendmsg", "g
                                     "gethostbyname", "bind"})
 INET = (int(socket.AF_INET), int(socket.AF_INET6))
 MAX_REPORTS = 200
+PREFIXES = ("socket.", "subprocess.", "os.", "ctypes.dlsym", "pty.")
 
 
 def _target(args: tuple[Any, ...]) -> str:
@@ -75,9 +76,7 @@ def install(report: Callable[[dict[str, Any]], None]) -> None:
     count = [0]
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
-        if getattr(guard, "busy", False):
-            return
-        if not (event.startswith(("socket.", "subprocess.", "os.", "ctypes.dlsym", "pty."))):
+        if not event.startswith(PREFIXES) or getattr(guard, "busy", False):
             return
         found = classify(event, args)
         if found is None:
