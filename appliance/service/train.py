@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import fcntl
-import hashlib
 import json
 import os
 import secrets
@@ -54,13 +53,9 @@ class RecordsProvider(Protocol):
 
 def vault_records(home: Home, policy: Policy, master_key: bytes, name: str,
                   split: str) -> list[dict[str, Any]]:
-    """The vault's reader (appliance.vault.store.read_dataset), once merged."""
-    try:
-        from appliance.vault.store import read_dataset  # type: ignore[import-not-found]
-    except ImportError:
-        raise TrainingError("the encrypted vault is not available in this build",
-                            where=f"dataset {name!r}",
-                            hint="import datasets with appliance dataset import") from None
+    """The vault's reader: one split, decrypted in memory after the whole file verified."""
+    from appliance.vault.store import read_dataset
+
     return list(read_dataset(home, policy, master_key, name, split, purpose="train"))
 
 
@@ -77,10 +72,11 @@ class TrainResult:
 
 
 def records_digest(train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> str:
-    """sha256 over the canonical JSON of both splits (what provenance and resume check)."""
-    blob = json.dumps({"train": train, "eval": evals}, sort_keys=True,
-                      separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return "sha256:" + hashlib.sha256(blob).hexdigest()
+    """The dataset digest as the vault defines it (what the import report, `dataset list`,
+    provenance and resume all show), so one dataset has one digest everywhere."""
+    from appliance.vault.frames import digest_of
+
+    return digest_of(train, evals)
 
 
 def audit_tripwire(home: Home, run_id: str, event: Event) -> None:
