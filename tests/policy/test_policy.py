@@ -125,5 +125,5 @@ def test_default_policy_lists_every_key():
         if isinstance(fields, dict):
             for field in fields:
                 if field == "max_exposure_bits":
-                    continue  # unset means "record only"; shown commented in the file
+                    continue  # unset has a meaning; shown commented in the file
                 assert field in data[section], f"{section}.{field}"
