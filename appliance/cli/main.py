@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "appliance.cli.scrub_cmd",
     "appliance.cli.model_cmd",
     "appliance.cli.train_cmd",
+    "appliance.cli.privacy_cmd",
 )
 
 

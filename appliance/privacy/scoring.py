@@ -153,7 +153,7 @@ def _check_adapter(adapter_dir: Path) -> None:
 
 def load_scorer(model_dir: str | Path, adapter_dir: str | Path | None, *,
                 method: str = "qlora", compute_dtype: str = "float32",
-                threads: int = 0, batch_size: int = 32) -> Scorer:
+                double_quant: bool = True, threads: int = 0, batch_size: int = 32) -> Scorer:
     """The base model (NF4 for qlora, full precision for lora) with the adapter applied;
     `adapter_dir` None scores the base model alone (the reference without training)."""
     import torch
@@ -165,10 +165,10 @@ def load_scorer(model_dir: str | Path, adapter_dir: str | Path | None, *,
     kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": True,
                               "dtype": dtype}
     if method == "qlora":
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+        kwargs["quantization_config"] = BitsAndBytesConfig(  # type: ignore[no-untyped-call]
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=double_quant,
             bnb_4bit_compute_dtype=dtype)
-    model = AutoModelForCausalLM.from_pretrained(str(model_dir), **kwargs)
+    model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir), **kwargs)
     if adapter_dir is not None:
         from peft import PeftModel
 
