@@ -13,6 +13,11 @@ CanaryKind = Literal["ssn", "card", "email", "name"]
 Repeat = Annotated[int, Field(ge=1, le=64)]
 
 
+def _default_kinds() -> list[CanaryKind]:
+    return ["ssn", "email", "name"]
+
+
+
 class PrivacyPolicy(Section):
     """Canary exposure measurement (Carlini et al., The Secret Sharer) before signing."""
 
@@ -38,8 +43,7 @@ class PrivacyPolicy(Section):
     import, recorded sealed with the canaries)."""
     canary_repeats: list[Repeat] = Field(default_factory=lambda: [1, 4, 16], min_length=1)
     """How many records each planted canary goes into; one canary per kind and count."""
-    canary_kinds: list[CanaryKind] = Field(default_factory=lambda: ["ssn", "email", "name"],
-                                           min_length=1)
+    canary_kinds: list[CanaryKind] = Field(default_factory=_default_kinds, min_length=1)
     """Kinds of secret planted: US SSN, card number, e-mail address, person name."""
     canary_controls: int = Field(default=3, ge=1, le=64)
     """Control canaries per kind: generated like the planted ones, never planted."""

@@ -33,6 +33,8 @@ class PreparedDataset:
     eval: list[dict[str, Any]]
     report: dict[str, Any]
     pseudonym_key: bytes | None = field(default=None, repr=False)
+    canaries: Any = field(default=None, repr=False)
+    """The planted canary set (appliance.privacy.canaries.CanarySet), secrets included."""
 
 
 def _canonical_digest(train: list[dict[str, Any]], eval_: list[dict[str, Any]]) -> str:
@@ -62,7 +64,7 @@ def _ner_report(analyzer: Any, policy: Policy) -> dict[str, Any]:
 
 def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
                     progress: Progress | None = None, workers: int | None = None,
-                    analyzer: Any = None) -> PreparedDataset:
+                    analyzer: Any = None, canaries: bool | None = None) -> PreparedDataset:
     """Read, validate, deduplicate, scrub and split the dataset at `path` under `policy`.
 
     Raises DatasetFormatError (bad file, or an invalid record when intake.on_invalid is
@@ -95,6 +97,10 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
         raise DatasetFormatError("no valid record in the file", where=str(path))
     unique = dedupe(checked.records, intake.deduplicate)
     records = unique.records
+    from appliance.privacy.planting import maybe_plant
+
+    # privacy canaries (issue 8): planted after deduplication, before scrubbing
+    records, planting = maybe_plant(records, policy.privacy, canaries)
 
     analyzer = analyzer if analyzer is not None else build_analyzer(policy)
     flat = [(i, t) for i, r in enumerate(records) for t in r.texts()]
@@ -169,7 +175,9 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
         "eval_fraction": policy.training.eval_fraction,
         "policy_digest": policy_digest(policy),
     }
-    return PreparedDataset(train, eval_, report, kept_key)
+    canary_set, report["canaries"] = planting.finish(
+        {i for pos, i in enumerate(kept) if pos not in held_out}, scrubbed)
+    return PreparedDataset(train, eval_, report, kept_key, canary_set)
 
 
 def wrap_pseudonym_key(master_key: bytes, name: str, key: bytes) -> str:
@@ -187,7 +195,7 @@ def wrap_pseudonym_key(master_key: bytes, name: str, key: bytes) -> str:
 
 def import_dataset(home: Home, path: str | Path, name: str, *,
                    passphrase_file: str | None = None, progress: Progress | None = None,
-                   workers: int | None = None) -> dict[str, Any]:
+                   workers: int | None = None, canaries: bool | None = None) -> dict[str, Any]:
     """Prepare the dataset and write it encrypted into the vault; returns the report.
 
     Fails before any scrubbing when the vault is unavailable or the passphrase is wrong."""
@@ -204,7 +212,8 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
     policy = load_policy(home.policy_file)
     master_key = masterkey.load(home, read_passphrase(passphrase_file), policy)
     try:
-        prepared = prepare_dataset(path, policy, name=name, progress=progress, workers=workers)
+        prepared = prepare_dataset(path, policy, name=name, progress=progress, workers=workers,
+                                   canaries=canaries)
     except (DatasetFormatError, ScrubError) as exc:
         audit.record(home, "dataset.import", outcome="refused", name=name,
                      reason=type(exc).__name__)
@@ -213,6 +222,11 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
     if prepared.pseudonym_key is not None:
         metadata["pseudonym_key_wrapped"] = wrap_pseudonym_key(master_key, name,
                                                                prepared.pseudonym_key)
+    if prepared.canaries is not None:  # sealed: `dataset show` prints metadata
+        from appliance.privacy.sealing import seal
+        from appliance.service.privacy import SEALED_KEY
+
+        metadata[SEALED_KEY] = seal(master_key, name, prepared.canaries)
     if progress:
         progress("write", 0, 1)
     store.write_dataset(home, policy, master_key, name, prepared.train, prepared.eval, metadata)
@@ -222,6 +236,12 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
                  rejected=report["rejected"], quarantined=report["quarantined"],
                  duplicates=report["duplicates"], pii=report["pii"],
                  residual=report["residual"], policy_digest=report["policy_digest"])
+    if report.get("canaries"):
+        counts = report["canaries"]
+        audit.record(home, "privacy.canaries", name=name, planted=counts["planted"],
+                     controls=counts["controls"], kinds=counts["kinds"],
+                     surviving_scrub=counts["secrets_surviving_scrub"],
+                     canary_set=counts["digest"])
     return report
 
 
