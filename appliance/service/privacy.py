@@ -10,7 +10,6 @@ never a canary secret.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ from appliance.errors import (
     TrainingError,
     VaultError,
 )
+from appliance.fsutil import atomic_write_text
 from appliance.home import Home
 from appliance.policy import Policy, load_policy
 from appliance.privacy.canaries import CanarySet
@@ -127,24 +127,26 @@ def audit_fields(summary: dict[str, Any]) -> dict[str, Any]:
             "canary_set": summary["canary_set"]["digest"]}
 
 
-def before_signing(home: Home, policy: Policy, canaries: CanarySet, *, staging: Path,
-                   model_dir: Path, recipe: dict[str, Any], run_id: str,
+def before_signing(home: Home, policy: Policy, canaries: CanarySet, *, adapter_dir: Path,
+                   run_dir: Path, model_dir: Path, recipe: dict[str, Any], run_id: str,
                    on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
-    """The check training runs on a staged (unsigned) adapter. Returns the result for the
-    provenance; when it fails and the policy enforces it, removes the staging directory
-    and raises PolicyViolation, so nothing is signed."""
-    summary = measure_adapter(home, policy, model_dir=model_dir, adapter_dir=staging,
+    """The check training runs on the fresh adapter, before the artifact is assembled and
+    signed. Writes the result to `run_dir/privacy.json` and returns it for the report and
+    the provenance; when it fails and the policy enforces it, raises PolicyViolation, so
+    nothing is signed."""
+    summary = measure_adapter(home, policy, model_dir=model_dir, adapter_dir=adapter_dir,
                               recipe=recipe, canaries=canaries, label=f"run {run_id}",
                               on_event=on_event)
+    atomic_write_text(run_dir / "privacy.json", json.dumps(summary, indent=2,
+                                                           sort_keys=True))
     failed = summary["verdict"] == "fail"
     audit.record(home, "privacy.check", outcome="failed" if failed else "ok", run_id=run_id,
                  stage="before-signing", enforced=policy.privacy.enforce,
                  **audit_fields(summary))
     if failed and policy.privacy.enforce:
-        shutil.rmtree(staging, ignore_errors=True)
         raise PolicyViolation("the privacy check failed, so the adapter was not signed: "
                               + "; ".join(summary["reasons"]), where=f"run {run_id}",
-                              hint="train with less repetition or a stricter scrub; "
+                              hint=f"the numbers are in {run_dir / 'privacy.json'}; "
                                    "docs/privacy.md explains the test")
     return summary
 

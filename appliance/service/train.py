@@ -169,6 +169,9 @@ def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | No
     if not eval_records:
         raise PolicyViolation("the dataset has no held-out eval split",
                               where="policy training.require_eval_split")
+    from appliance.service.privacy import before_signing, canaries_for_training  # issue 8
+
+    canaries = canaries_for_training(home, policy, master_key, recipe.dataset)
     steps = total_steps(recipe, len(train_records))
     if steps > policy.training.limits.max_steps:
         raise PolicyViolation(f"the recipe makes {steps} optimizer steps, over the policy "
@@ -247,6 +250,10 @@ def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | No
             raise TrainingError(f"training failed: {why}", where=f"run {run_id}",
                                 hint=f"run again with --debug to see the trainer's output; "
                                      f"resume with appliance train --resume {run_id}")
+        if canaries is not None:  # the canary exposure check, before anything is signed
+            collected["privacy"] = before_signing(
+                home, policy, canaries, adapter_dir=adapter_out, run_dir=run_dir,
+                model_dir=model.weights_dir, recipe=state["recipe"], run_id=run_id)
         return _finish(home, policy, run_id, run_dir, state, collected, iso.detail)
 
 
@@ -273,12 +280,16 @@ def _finish(home: Home, policy: Policy, run_id: str, run_dir: Path, state: dict[
               "policy_digest": state["policy_digest"], "total_steps": state["total_steps"],
               "eval": evals, "samples": collected["samples"],
               "adapter_sha256": adapter_digest, "isolation": isolation_detail}
+    if "privacy" in collected:
+        report["privacy"] = collected["privacy"]
     atomic_write_text(staging / "report.json", json.dumps(report, indent=2, sort_keys=True))
     prov = artifact.provenance(
         run_id=run_id, policy_digest=state["policy_digest"], model=state["base_model"],
         dataset={**state["dataset"], "digest": state["dataset_digest"]},
         recipe=state["recipe"], isolation=isolation_detail, evals=evals,
         adapter_digest=adapter_digest, audit_position=_audit_lines(home))
+    if "privacy" in collected:
+        prov["privacy"] = collected["privacy"]
     target = home.artifacts_dir / run_id
     signed = artifact.finalize_artifact(home, policy, staging, target, prov)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
