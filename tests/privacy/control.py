@@ -19,6 +19,11 @@ from appliance.home import Home
 
 SEED = 20261122
 CANDIDATES = 31
+METHOD = "lora"
+"""Full-precision base weights for the controls: on CPU, bitsandbytes' NF4 path is slower,
+and what is measured is memorisation, which the quantisation does not change in kind."""
+LEARNING_RATE = 0.003
+"""Above the shipped limit (1e-3), so that a CPU-sized run memorises within minutes."""
 COLOURS = ("red", "blue", "green", "amber", "violet", "teal", "grey", "olive", "navy", "pink",
            "gold", "white")
 
@@ -41,6 +46,7 @@ base_model = "smollm2-135m-instruct"
 dataset = "{dataset}"
 seed = 3
 threads = 2
+method = "{method}"
 
 [lora]
 rank = 8
@@ -49,13 +55,13 @@ dropout = 0.0
 target_modules = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 [optim]
-learning_rate = 0.001
+learning_rate = {lr}
 warmup_steps = 2
 schedule = "constant"
 
 [train]
 epochs = {epochs}
-batch_size = 8
+batch_size = 4
 seq_len = 128
 checkpoint_every = 1000
 log_every = 5
@@ -75,15 +81,20 @@ def base_records(n: int = 40) -> list[dict[str, Any]]:
 
 
 def policy_text(demo_policy: str, *, enforce: bool) -> str:
-    """The demo policy with the privacy check switched on."""
+    """The demo policy with the privacy check switched on, and the training limits the
+    controls need (full-precision LoRA allowed, a higher learning rate, more epochs)."""
     head = demo_policy[:demo_policy.index("[privacy]")]
     tail = demo_policy[demo_policy.index("[export]"):]
+    head = head.replace("[training.limits]\n", "[training.limits]\nmax_learning_rate = 0.005\n")
+    head = head.replace("max_epochs = 3", "max_epochs = 8")
+    head = head.replace("[training]\n", '[training]\nmethods = ["qlora", "lora"]\n')
     return head + PRIVACY_SECTION.format(enforce=str(enforce).lower()) + "\n" + tail
 
 
-def write_recipe(path: Path, dataset: str, epochs: int) -> Path:
+def write_recipe(path: Path, dataset: str, epochs: int, *, method: str = METHOD,
+                 lr: float = LEARNING_RATE) -> Path:
     """The control's recipe."""
-    path.write_text(RECIPE.format(dataset=dataset, epochs=epochs))
+    path.write_text(RECIPE.format(dataset=dataset, epochs=epochs, method=method, lr=lr))
     return path
 
 
