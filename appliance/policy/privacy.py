@@ -30,7 +30,8 @@ class PrivacyPolicy(Section):
     to sign. False: the verdict is recorded in the provenance only."""
     max_exposure_bits: float | None = Field(default=None, ge=0)
     """Fail when the mean exposure of the planted canaries exceeds this many bits (chance
-    is about 1.3 bits at 31 candidates; None: no threshold, only the test and the extraction attempt)."""
+    is about 1.3 bits at 31 candidates; None: no threshold, only the test and the
+    extraction attempt)."""
     alpha: float = Field(default=0.01, gt=0.0, lt=0.5)
     """Significance level of the one-sided Mann-Whitney U test (planted > controls)."""
     candidates: int = Field(default=31, ge=7, le=4095)
