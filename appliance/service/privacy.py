@@ -17,6 +17,7 @@ from typing import Any
 
 from appliance import audit
 from appliance.errors import (
+    ApplianceError,
     IntegrityError,
     PolicyViolation,
     SigningError,
@@ -190,8 +191,6 @@ def check_artifact(home: Home, artifact: str | Path, *, passphrase_file: str | N
     """`appliance privacy-check ARTIFACT`: verify the artifact's signature (before any
     parser opens a file), find its base model and dataset from the signed provenance, and
     measure the dataset's canaries on its adapter."""
-    from appliance import masterkey
-    from appliance.passphrase import read_passphrase
     from appliance.service.artifacts import trusted_keys
     from appliance.signing import verify_artifact
 
@@ -204,6 +203,28 @@ def check_artifact(home: Home, artifact: str | Path, *, passphrase_file: str | N
                      reason="signature")
         raise SigningError(f"the artifact does not verify: {verified.reason}", where=str(path),
                            hint="only signed, unmodified artifacts are measured")
+    try:
+        summary, prov = _measure_artifact(home, policy, path, passphrase_file, on_event)
+    except ApplianceError as exc:
+        audit.record(home, "privacy.check", outcome="refused", artifact=path.name,
+                     stage="artifact", error=type(exc).__name__)
+        raise
+    summary["artifact"] = {"path": str(path), "root_digest": verified.root_digest,
+                           "run_id": prov.get("run_id"), "dataset": prov["dataset"]["name"],
+                           "recorded_verdict": (prov.get("privacy") or {}).get("verdict")}
+    audit.record(home, "privacy.check", outcome="failed" if summary["verdict"] == "fail"
+                 else "ok", artifact=path.name, root_digest=verified.root_digest,
+                 stage="artifact", **audit_fields(summary))
+    return summary
+
+
+def _measure_artifact(home: Home, policy: Policy, path: Path, passphrase_file: str | None,
+                      on_event: Callable[[Event], None] | None,
+                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Find the base model and the canaries of a verified artifact and measure them."""
+    from appliance import masterkey
+    from appliance.passphrase import read_passphrase
+
     try:
         prov = json.loads((path / "provenance.json").read_text("utf-8"))
         dataset = str(prov["dataset"]["name"])
@@ -223,10 +244,4 @@ def check_artifact(home: Home, artifact: str | Path, *, passphrase_file: str | N
     summary = measure_adapter(home, policy, model_dir=model_dir, adapter_dir=path,
                               recipe=recipe, canaries=canaries, label=f"artifact {path.name}",
                               on_event=on_event)
-    summary["artifact"] = {"path": str(path), "root_digest": verified.root_digest,
-                           "run_id": prov.get("run_id"), "dataset": dataset,
-                           "recorded_verdict": (prov.get("privacy") or {}).get("verdict")}
-    audit.record(home, "privacy.check", outcome="failed" if summary["verdict"] == "fail"
-                 else "ok", artifact=path.name, root_digest=verified.root_digest,
-                 stage="artifact", **audit_fields(summary))
-    return summary
+    return summary, prov

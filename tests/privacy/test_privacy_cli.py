@@ -56,6 +56,9 @@ def test_privacy_check_needs_training_provenance(initialised_home, run_cli):
     root = _artifact(initialised_home, "run-n", {"run_id": "run-n"})
     done = run_cli("privacy-check", str(root), "--home", str(initialised_home.root))
     assert done.returncode == 1 and "no usable training provenance" in done.stderr
+    last = [line for line in initialised_home.audit_log.read_text().splitlines()
+            if "privacy.check" in line][-1]
+    assert "refused" in last and "SigningError" in last
 
 
 def test_privacy_check_on_a_missing_directory_is_one_line(initialised_home, run_cli, tmp_path):
