@@ -2,7 +2,7 @@
 
 Positive control: canaries planted 1, 4 and 16 times into records that go to training
 unscrubbed (test path only). Negative control: the same records and canaries imported
-through the scrubber. Same recipe (QLoRA, SmolLM2-135M-Instruct, batch 4, 5 epochs, lr 3e-3), same
+through the scrubber. Same recipe (QLoRA, SmolLM2-135M-Instruct, batch 4, 6 epochs, lr 1e-3), same
 check (9 planted + 9 control canaries, 31 candidates each). Headline: mean planted exposure
 (bits, lower is better) with scrubbing (ours) against without (baseline); ratio = baseline /
 ours. Also the check's own run time. The last stdout line is one JSON object.
@@ -56,7 +56,7 @@ def main() -> int:
     from appliance.policy import load_policy
     from appliance.service.scrub import import_dataset
 
-    epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 6
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         base = make_home(root / "model-home")

@@ -1,8 +1,8 @@
 """The privacy check on real training (slow): the positive control proves it can see
 memorisation, the negative control that scrubbed canaries look like never-seen ones.
 
-Both train SmolLM2-135M-Instruct with QLoRA on 36 short records (batch 4, 5 epochs, 45
-steps, lr 3e-3; canaries repeated 1, 4 and 16 times), then measure 9 planted and 9 control
+Both train SmolLM2-135M-Instruct with QLoRA on 36 short records (batch 4, 6 epochs, 54
+steps, lr 1e-3; canaries repeated 1, 4 and 16 times), then measure 9 planted and 9 control
 canaries against 31 sampled candidates each. Each takes tens of minutes on a loaded 2-core
 machine. The figures are in docs/privacy.md.
 """
@@ -22,7 +22,7 @@ from tests.privacy import control
 from tests.train.conftest import PASSPHRASE, make_home
 
 pytestmark = pytest.mark.slow
-EPOCHS = 5
+EPOCHS = 6
 
 
 def _home(root: Path, converted_model: Path, *, enforce: bool, plant: bool = False):  # type: ignore[no-untyped-def]
