@@ -175,8 +175,9 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
         "eval_fraction": policy.training.eval_fraction,
         "policy_digest": policy_digest(policy),
     }
-    canary_set, report["canaries"] = planting.finish(
+    canary_set, counts = planting.finish(
         {i for pos, i in enumerate(kept) if pos not in held_out}, scrubbed)
+    report.update({"canaries": counts} if counts else {})
     return PreparedDataset(train, eval_, report, kept_key, canary_set)
 
 
