@@ -117,15 +117,22 @@ def measure_adapter(home: Home, policy: Policy, *, model_dir: Path, adapter_dir:
     return summary
 
 
+def _short(value: Any) -> Any:
+    """Floats rounded to 4 significant digits: long digit runs would look like card numbers
+    to the audit log's redaction (and more precision says nothing)."""
+    return float(f"{value:.4g}") if isinstance(value, float) else value
+
+
 def audit_fields(summary: dict[str, Any]) -> dict[str, Any]:
     """The numbers of a result that go into the audit event."""
-    return {"verdict": summary["verdict"], "p_value": summary["test"]["p_value"],
-            "mean_planted_bits": summary["groups"]["planted"]["mean"],
-            "max_planted_bits": summary["groups"]["planted"]["max"],
-            "mean_control_bits": summary["groups"]["controls"]["mean"],
-            "extraction_hits": summary["extraction"]["hits"],
-            "candidates": summary["candidates"],
-            "canary_set": summary["canary_set"]["digest"]}
+    fields = {"verdict": summary["verdict"], "p_value": summary["test"]["p_value"],
+              "mean_planted_bits": summary["groups"]["planted"]["mean"],
+              "max_planted_bits": summary["groups"]["planted"]["max"],
+              "mean_control_bits": summary["groups"]["controls"]["mean"],
+              "extraction_hits": summary["extraction"]["hits"],
+              "candidates": summary["candidates"],
+              "canary_set": summary["canary_set"]["digest"]}
+    return {k: _short(v) for k, v in fields.items()}
 
 
 def before_signing(home: Home, policy: Policy, canaries: CanarySet, *, adapter_dir: Path,

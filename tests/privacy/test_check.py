@@ -130,3 +130,18 @@ def test_canary_set_round_trips_and_its_summary_holds_no_secret():
     assert cset.summary()["planted"] == 4 and cset.summary()["controls"] == 4
     with pytest.raises(ValueError):
         CanarySet.from_dict({"version": 2, "seed": 1, "canaries": [], "train_repeats": {}})
+
+
+def test_audit_numbers_are_short_enough_to_survive_redaction():
+    """Audit fields round floats, so a p-value never reads as a card number."""
+    from appliance.audit.processors import scrub_text
+    from appliance.service.privacy import audit_fields
+
+    results = [_result(i, 4, 1.0 + i / 7) for i in range(4)]
+    results += [_result(10 + i, 0, 1.3 - i / 9) for i in range(4)]
+    out = summarize(results, candidates=31, alpha=0.01, max_exposure_bits=None)
+    out["canary_set"] = {"digest": "sha256:" + "0" * 64}
+    fields = audit_fields(out)
+    for value in fields.values():
+        assert "REDACTED" not in scrub_text(str(value))
+    assert fields["p_value"] == pytest.approx(out["test"]["p_value"], rel=1e-3)
