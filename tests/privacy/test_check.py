@@ -145,3 +145,17 @@ def test_audit_numbers_are_short_enough_to_survive_redaction():
     for value in fields.values():
         assert "REDACTED" not in scrub_text(str(value))
     assert fields["p_value"] == pytest.approx(out["test"]["p_value"], rel=1e-3)
+
+
+def test_most_repeated_group_alone_can_fail_the_check():
+    """Three canaries planted 16 times above every control fail the check through the
+    second pre-specified test (p = 1/220 < alpha/2) even when the rest look like chance."""
+    results = [_result(0, 16, 4.0), _result(1, 16, 4.0), _result(2, 16, 3.4)]
+    results += [_result(3 + i, (1, 4)[i % 2], v) for i, v in enumerate([0.2, 1.2, 0.1,
+                                                                        1.5, 0.3, 0.9])]
+    results += [_result(20 + i, 0, v) for i, v in enumerate([2.7, 0.3, 0.2, 1.3, 1.7, 0.8,
+                                                            2.0, 0.5, 0.2])]
+    out = summarize(results, candidates=31, alpha=0.01, max_exposure_bits=None)
+    assert not out["test"]["significant"]
+    assert out["test_top_repeats"]["p_value"] == pytest.approx(1 / 220)
+    assert out["test_top_repeats"]["significant"] and out["verdict"] == "fail"

@@ -39,8 +39,8 @@ def _home(root: Path, converted_model: Path, *, enforce: bool, plant: bool = Fal
 
 def test_positive_control_unscrubbed_canaries_are_seen_and_signing_is_refused(
         tmp_path, converted_model):
-    """Canaries trained on unscrubbed: planted exposure clearly above the controls (most
-    of all at 16 repeats), the verdict fails, and nothing is signed."""
+    """Canaries trained on unscrubbed: exposure of the 16-times canaries clearly above the
+    controls (significant), the verdict fails, and nothing is signed."""
     home, pass_file = _home(tmp_path, converted_model, enforce=True)
     control.store_unscrubbed(home, PASSPHRASE.strip().encode(), "pos", control.base_records())
     recipe = control.write_recipe(tmp_path / "recipe.toml", "pos", EPOCHS)
@@ -49,7 +49,8 @@ def test_positive_control_unscrubbed_canaries_are_seen_and_signing_is_refused(
     assert result["verdict"] == "fail"
     groups = result["groups"]
     assert groups["by_repeats"]["16"]["mean"] > groups["controls"]["mean"] + 1.5
-    assert result["test"]["p_value"] < 0.01
+    assert result["test_top_repeats"]["significant"]
+    assert groups["planted"]["mean"] > groups["controls"]["mean"]
     assert not any(home.artifacts_dir.glob("*/model.sig"))
     events = [json.loads(line) for line in home.audit_log.read_text().splitlines()]
     checks = [e for e in events if e.get("action", e.get("event")) == "privacy.check"]
@@ -71,7 +72,8 @@ def test_negative_control_scrubbed_canaries_look_like_controls(tmp_path, convert
     result, _, error = control.run_control(home, pass_file, recipe)
     assert error is None, error
     assert result["verdict"] == "pass", result["reasons"]
-    assert result["test"]["p_value"] >= 0.01 and result["extraction"]["hits"] == 0
+    assert not result["test"]["significant"] and not result["test_top_repeats"]["significant"]
+    assert result["extraction"]["hits"] == 0
     (artifact,) = [p for p in home.artifacts_dir.iterdir() if not p.name.startswith(".")]
     provenance = json.loads((artifact / "provenance.json").read_text())
     assert provenance["privacy"]["canary_set"]["digest"] == result["canary_set"]["digest"]
