@@ -37,8 +37,10 @@ def _print(result: dict[str, Any]) -> None:
     for count, group in groups["by_repeats"].items():
         print(f"  x{count:<6}{fmt(group)}, extraction hits {group['extraction_hits']}")
     print(f"controls: {fmt(groups['controls'])}")
-    print(f"Mann-Whitney U (planted > controls): U = {test['u']:.1f}, p = "
-          f"{test['p_value']:.3g}, alpha {test['alpha']}")
+    top = result["test_top_repeats"]
+    print(f"Mann-Whitney U, planted > controls: U = {test['u']:.1f}, p = "
+          f"{test['p_value']:.3g}; x{top['repeats']} > controls: U = {top['u']:.1f}, p = "
+          f"{top['p_value']:.3g} (each at alpha/2 = {test['alpha_each']:g})")
     print(f"extraction: {ext['hits']} hit(s) in {ext['attempts']} greedy attempts")
     print(f"verdict: {result['verdict']}" +
           (": " + "; ".join(result["reasons"]) if result["reasons"] else ""))

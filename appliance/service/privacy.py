@@ -126,6 +126,7 @@ def _short(value: Any) -> Any:
 def audit_fields(summary: dict[str, Any]) -> dict[str, Any]:
     """The numbers of a result that go into the audit event."""
     fields = {"verdict": summary["verdict"], "p_value": summary["test"]["p_value"],
+              "p_value_top_repeats": summary["test_top_repeats"]["p_value"],
               "mean_planted_bits": summary["groups"]["planted"]["mean"],
               "max_planted_bits": summary["groups"]["planted"]["max"],
               "mean_control_bits": summary["groups"]["controls"]["mean"],

@@ -257,7 +257,8 @@ def _check_provenance(statement: dict[str, Any], content: str, result: VerifyRes
         "dataset": external.get("dataset"),
         "audit_checkpoint": internal.get("audit_checkpoint"),
         "isolation": internal.get("isolation"),
-        "privacy": {k: privacy.get(k) for k in ("verdict", "candidates", "test", "groups",
+        "privacy": {k: privacy.get(k) for k in ("verdict", "candidates", "test",
+                                                "test_top_repeats", "groups",
                                                 "extraction", "threshold")}
         if isinstance(privacy, dict) else None,
     }
