@@ -4,7 +4,8 @@ memorisation, the negative control that scrubbed canaries look like never-seen o
 Both train SmolLM2-135M-Instruct with QLoRA on 36 short records (batch 4, 6 epochs, 54
 steps, lr 1e-3; canaries repeated 1, 4 and 16 times), then measure 9 planted and 9 control
 canaries against 31 sampled candidates each. The positive control passed in 7 min (419 s,
-model import included) on the 2-core machine; up to 25 min under heavy load. Figures: docs/privacy.md.
+model import included) on the 2-core machine; up to 25 min under heavy load.
+Figures: docs/privacy.md.
 """
 
 from __future__ import annotations
