@@ -26,7 +26,8 @@ def _import(args: argparse.Namespace) -> int:
     from appliance.service.scrub import import_dataset
 
     report = import_dataset(home_of(args), args.file, args.name,
-                            passphrase_file=passphrase_file(args), progress=_progress)
+                            passphrase_file=passphrase_file(args), progress=_progress,
+                            canaries=True if getattr(args, "canaries", False) else None)
     if args.json:
         print_json(report)
         return EXIT_OK
@@ -38,6 +39,10 @@ def _import(args: argparse.Namespace) -> int:
     print(f"residual after scrubbing: {report['residual'] or 'none'}")
     if not report["ner"]["detects_names_and_places"]:
         print(f"WARNING: {report['ner']['warning']}")
+    if report.get("canaries"):
+        c = report["canaries"]
+        print(f"canaries: {c['planted']} planted (x{c['repeats']}), {c['controls']} controls, "
+              f"{c['secrets_surviving_scrub']} surviving scrubbing")
     print(f"digest {report['digest']}")
     return EXIT_OK
 
@@ -49,5 +54,8 @@ def add_import_action(actions: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("file", help="JSONL or JSON array, Alpaca or chat records")
     parser.add_argument("--name", required=True, help="the dataset's name in the vault")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--canaries", action="store_true",
+                        help="plant privacy canaries before scrubbing (as "
+                             "privacy.plant_canaries = true does)")
     parser.set_defaults(handler=_import)
 

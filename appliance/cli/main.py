@@ -30,6 +30,7 @@ COMMAND_MODULES = (
     "appliance.cli.tui_cmd",
     "appliance.cli.demo_cmd",
     "appliance.cli.export_cmd",
+    "appliance.cli.privacy_cmd",
 )
 
 

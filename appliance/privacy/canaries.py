@@ -10,6 +10,8 @@ and never planted, so their exposure is what chance looks like.
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
 import random
 from collections.abc import Callable
@@ -126,16 +128,66 @@ def _assistant_slot(record: dict[str, Any]) -> tuple[dict[str, Any], str] | None
     return (record, "output") if "output" in record else None
 
 
+def placements(records: list[dict[str, Any]], canaries: list[Canary],
+               seed: int) -> dict[str, list[int]]:
+    """Which records (indices) each planted canary goes into: `repeats` distinct records
+    with an assistant turn, chosen by `seed`. Controls go nowhere."""
+    slots = [i for i, r in enumerate(records) if _assistant_slot(r) is not None]
+    rng = random.Random(f"plant:{seed}")
+    return {c.id: sorted(rng.sample(slots, min(c.repeats, len(slots))))
+            for c in canaries if c.repeats > 0}
+
+
 def plant(records: list[dict[str, Any]], canaries: list[Canary], seed: int) -> list[dict[str, Any]]:
     """Copies of `records` with each planted canary's sentence appended to the assistant
     turn of `repeats` distinct records (chosen by `seed`). Controls are not planted."""
     out = copy.deepcopy(records)
-    slots = [i for i, r in enumerate(out) if _assistant_slot(r) is not None]
-    rng = random.Random(f"plant:{seed}")
-    for canary in canaries:
-        if canary.repeats == 0:
-            continue
-        for index in rng.sample(slots, min(canary.repeats, len(slots))):
+    by_id = {c.id: c for c in canaries}
+    for canary_id, indices in placements(out, canaries, seed).items():
+        for index in indices:
             holder, key = _assistant_slot(out[index]) or ({}, "")
-            holder[key] = f"{holder[key]} {canary.sentence}"
+            holder[key] = f"{holder[key]} {by_id[canary_id].sentence}"
     return out
+
+
+@dataclass(frozen=True)
+class CanarySet:
+    """The canaries of one dataset and the seed that drew and placed them (secret: kept
+    sealed in the dataset's encrypted metadata, never logged)."""
+
+    seed: int
+    canaries: tuple[Canary, ...]
+    train_repeats: dict[str, int]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form, secrets included (only for sealing)."""
+        return {"version": 1, "seed": self.seed,
+                "canaries": [c.as_dict() for c in self.canaries],
+                "train_repeats": dict(sorted(self.train_repeats.items()))}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CanarySet:
+        """Inverse of as_dict (ValueError on anything malformed)."""
+        try:
+            canaries = tuple(Canary(str(c["id"]), str(c["kind"]), str(c["secret"]),
+                                    int(c["repeats"])) for c in data["canaries"])
+            if data.get("version") != 1 or any(c.kind not in FORMATS for c in canaries):
+                raise ValueError("unknown canary set version or kind")
+            return cls(int(data["seed"]), canaries,
+                       {str(k): int(v) for k, v in data["train_repeats"].items()})
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"malformed canary set: {exc}") from None
+
+    def digest(self) -> str:
+        """sha256 of the canonical set (salted by the secret seed, so it reveals nothing)."""
+        blob = json.dumps(self.as_dict(), sort_keys=True, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def summary(self) -> dict[str, Any]:
+        """Counts, kinds and the digest: what reports, logs and provenance may hold."""
+        planted = [c for c in self.canaries if c.repeats > 0]
+        return {"planted": len(planted), "controls": len(self.canaries) - len(planted),
+                "kinds": sorted({c.kind for c in self.canaries}),
+                "repeats": sorted({c.repeats for c in planted}),
+                "train_repeats": dict(sorted(self.train_repeats.items())),
+                "digest": self.digest()}

@@ -63,33 +63,59 @@ def exposure_of(canary: Canary, score: Scorer, candidates: int, seed: int) -> Ex
     return Exposure(canary.id, canary.kind, canary.repeats, bits, rank, len(others))
 
 
-def mann_whitney_greater(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
-    """One-sided Mann-Whitney U test that xs tend to be greater than ys.
-
-    Returns (U statistic of xs, p-value by the normal approximation with tie correction and
-    continuity correction). Small samples make the approximation rough; the value is
-    reported together with the raw exposures.
-    """
-    n1, n2 = len(xs), len(ys)
-    if n1 == 0 or n2 == 0:
-        return 0.0, 1.0
-    pooled = sorted([(v, 0) for v in xs] + [(v, 1) for v in ys])
+def _midranks(pooled: list[tuple[float, int]]) -> tuple[list[float], float]:
+    """Average ranks (1-based) of a sorted sample and the tie term sum(t^3 - t)."""
     ranks = [0.0] * len(pooled)
     i, ties = 0, 0.0
     while i < len(pooled):
         j = i
         while j + 1 < len(pooled) and pooled[j + 1][0] == pooled[i][0]:
             j += 1
-        average = (i + j) / 2 + 1
         for k in range(i, j + 1):
-            ranks[k] = average
-        size = j - i + 1
-        ties += size**3 - size
+            ranks[k] = (i + j) / 2 + 1
+        ties += (j - i + 1) ** 3 - (j - i + 1)
         i = j + 1
+    return ranks, ties
+
+
+EXACT_LIMIT = 60
+"""Pooled sizes up to this get the exact permutation p-value; larger ones the normal one."""
+
+
+def _exact_upper_tail(ranks: list[float], n1: int, observed: float) -> float:
+    """P(rank sum of n1 items drawn without replacement >= observed), exactly, by counting
+    subsets over doubled (integer) midranks: the conditional null distribution with ties."""
+    doubled = [round(2 * r) for r in ranks]
+    target = round(2 * observed)
+    ways: list[dict[int, int]] = [{} for _ in range(n1 + 1)]
+    ways[0][0] = 1
+    for value in doubled:
+        for k in range(n1, 0, -1):
+            for total, count in ways[k - 1].items():
+                ways[k][total + value] = ways[k].get(total + value, 0) + count
+    every = sum(ways[n1].values())
+    return sum(c for total, c in ways[n1].items() if total >= target) / every
+
+
+def mann_whitney_greater(xs: Sequence[float], ys: Sequence[float]) -> tuple[float, float]:
+    """One-sided Mann-Whitney U test that xs tend to be greater than ys.
+
+    Returns (U statistic of xs, p-value). The p-value is exact (the permutation
+    distribution of the rank sum given the observed ties) when both samples together have
+    at most EXACT_LIMIT values, else the normal approximation with tie and continuity
+    correction.
+    """
+    n1, n2 = len(xs), len(ys)
+    if n1 == 0 or n2 == 0:
+        return 0.0, 1.0
+    pooled = sorted([(float(v), 0) for v in xs] + [(float(v), 1) for v in ys])
+    ranks, ties = _midranks(pooled)
     r1 = sum(rank for rank, (_, group) in zip(ranks, pooled, strict=True) if group == 0)
     u1 = r1 - n1 * (n1 + 1) / 2
     n = n1 + n2
-    variance = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1))) if n > 1 else 0.0
+    if n <= EXACT_LIMIT:
+        return u1, min(1.0, _exact_upper_tail(ranks, n1, r1))
+    variance = n1 * n2 / 12 * ((n + 1) - ties / (n * (n - 1)))
     if variance <= 0:
         return u1, 1.0
     z = (u1 - n1 * n2 / 2 - 0.5) / math.sqrt(variance)

@@ -33,6 +33,8 @@ class PreparedDataset:
     eval: list[dict[str, Any]]
     report: dict[str, Any]
     pseudonym_key: bytes | None = field(default=None, repr=False)
+    canaries: Any = field(default=None, repr=False)
+    """The planted canary set (appliance.privacy.canaries.CanarySet), secrets included."""
 
 
 def build_analyzer(policy: Policy, extra_recognizers: tuple[Any, ...] = ()) -> Any:
@@ -134,18 +136,21 @@ def _check_residual(path: Path, policy: Policy, texts: list[str]) -> dict[str, i
 
 def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
                     progress: Progress | None = None, workers: int | None = None,
-                    analyzer: Any = None) -> PreparedDataset:
+                    analyzer: Any = None, canaries: bool | None = None) -> PreparedDataset:
     """Read, validate, deduplicate, scrub and split the dataset at `path` under `policy`.
+    With canaries (the argument, else `privacy.plant_canaries`), synthetic canaries are
+    planted after deduplication and before scrubbing (issue 8).
 
     Raises DatasetFormatError (bad file, or an invalid record when intake.on_invalid is
     abort) and ScrubError (residual PII above the policy's limits). Quarantined records are
     withheld, never passed through."""
     from appliance.intake.split import eval_indices
+    from appliance.privacy.planting import maybe_plant
 
     path = Path(path)
     tell = progress or (lambda stage, done, total: None)
     checked, unique, records_in = _read(path, policy, tell)
-    records = unique.records
+    records, planting = maybe_plant(unique.records, policy.privacy, canaries)
     analyzer = analyzer if analyzer is not None else build_analyzer(policy)
     scrubbed = _scrub(records, policy, analyzer, workers, tell)
     kept = [i for i in range(len(records)) if i not in scrubbed.quarantine]
@@ -186,7 +191,10 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
         "eval_fraction": policy.training.eval_fraction,
         "policy_digest": policy_digest(policy),
     }
-    return PreparedDataset(train, eval_, report, scrubbed.key)
+    canary_set, counts = planting.finish(
+        {i for pos, i in enumerate(kept) if pos not in held_out}, scrubbed.texts)
+    report.update({"canaries": counts} if counts else {})
+    return PreparedDataset(train, eval_, report, scrubbed.key, canary_set)
 
 
 def wrap_pseudonym_key(master_key: bytes, name: str, key: bytes) -> str:
@@ -213,7 +221,7 @@ def _refuse_existing(store: Any, home: Home, name: str) -> None:
 
 def import_dataset(home: Home, path: str | Path, name: str, *,
                    passphrase_file: str | None = None, progress: Progress | None = None,
-                   workers: int | None = None) -> dict[str, Any]:
+                   workers: int | None = None, canaries: bool | None = None) -> dict[str, Any]:
     """Prepare the dataset and write it encrypted into the vault; returns the report.
 
     Fails before any scrubbing when the vault is unavailable or the passphrase is wrong."""
@@ -231,7 +239,8 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
     policy = load_policy(home.policy_file)
     master_key = masterkey.load(home, read_passphrase(passphrase_file), policy)
     try:
-        prepared = prepare_dataset(path, policy, name=name, progress=progress, workers=workers)
+        prepared = prepare_dataset(path, policy, name=name, progress=progress, workers=workers,
+                                   canaries=canaries)
     except (DatasetFormatError, ScrubError) as exc:
         audit.record(home, "dataset.import", outcome="refused", name=name,
                      reason=type(exc).__name__)
@@ -240,6 +249,11 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
     if prepared.pseudonym_key is not None:
         metadata["pseudonym_key_wrapped"] = wrap_pseudonym_key(master_key, name,
                                                                prepared.pseudonym_key)
+    if prepared.canaries is not None:  # sealed: `dataset show` prints metadata
+        from appliance.privacy.sealing import seal
+        from appliance.service.privacy import SEALED_KEY
+
+        metadata[SEALED_KEY] = seal(master_key, name, prepared.canaries)
     if progress:
         progress("write", 0, 1)
     store.write_dataset(home, policy, master_key, name, prepared.train, prepared.eval, metadata)
@@ -249,6 +263,12 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
                  rejected=report["rejected"], quarantined=report["quarantined"],
                  duplicates=report["duplicates"], pii=report["pii"],
                  residual=report["residual"], policy_digest=report["policy_digest"])
+    if report.get("canaries"):
+        counts = report["canaries"]
+        audit.record(home, "privacy.canaries", name=name, planted=counts["planted"],
+                     controls=counts["controls"], kinds=counts["kinds"],
+                     surviving_scrub=counts["secrets_surviving_scrub"],
+                     canary_set=counts["digest"])
     return report
 
 

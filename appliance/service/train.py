@@ -159,6 +159,9 @@ def train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
     if not eval_records:
         raise PolicyViolation("the dataset has no held-out eval split",
                               where="policy training.require_eval_split")
+    from appliance.service.privacy import before_signing, canaries_for_training  # issue 8
+
+    canaries = canaries_for_training(home, policy, master_key, recipe.dataset)
     steps = total_steps(recipe, len(train_records))
     if steps > policy.training.limits.max_steps:
         raise PolicyViolation(f"the recipe makes {steps} optimizer steps, over the policy "
@@ -242,6 +245,10 @@ def train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
             raise TrainingError(f"training failed: {why}", where=f"run {run_id}",
                                 hint=f"run again with --debug to see the trainer's output; "
                                      f"resume with appliance train --resume {run_id}")
+        if canaries is not None:  # the canary exposure check, before anything is signed
+            collected["privacy"] = before_signing(
+                home, policy, canaries, adapter_dir=adapter_out, run_dir=run_dir,
+                model_dir=model.weights_dir, recipe=state["recipe"], run_id=run_id)
         return _finish(home, model, run_id, run_dir, state, collected, iso.detail, passphrase)
 
 
@@ -270,6 +277,8 @@ def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
               "eval": evals, "samples": collected["samples"],
               "adapter_sha256": adapter_digest, "isolation": isolation_detail,
               "resources": collected.get("resources", {})}
+    if "privacy" in collected:
+        report["privacy"] = collected["privacy"]
     atomic_write_text(staging / "report.json", json.dumps(report, indent=2, sort_keys=True))
     finished = _dt.datetime.now(_dt.UTC).isoformat()
     prov = artifact.provenance(
@@ -283,6 +292,8 @@ def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
                                                                  "records", "tokens")}
                for phase, values in evals.items()},
         adapter_digest=adapter_digest, started=state["started"], finished=finished)
+    if "privacy" in collected:
+        prov["privacy"] = collected["privacy"]
     target = home.artifacts_dir / run_id
     signed = artifact.finalize_artifact(home, staging, target, prov, passphrase)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)

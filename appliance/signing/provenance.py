@@ -33,7 +33,8 @@ LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "saf
 EXTERNAL = ("policy_digest", "base_model", "dataset", "recipe", "seeds", "quantization", "scrub")
 INTERNAL = ("isolation", "offline", "hardware")
 DEPENDENCIES = ("base_model", "dataset", "tokenizer", "pii_model")
-RUN = ("run_id", "started", "finished", "eval")
+RUN = ("run_id", "started", "finished", "eval", "privacy")
+BYPRODUCTS = ("eval", "privacy")  # privacy: the canary exposure check (issue 8)
 
 
 def library_versions() -> dict[str, str]:
@@ -131,8 +132,8 @@ def build(subject: str, content_digest: str, info: dict[str, Any], *,
             "runDetails": {
                 "builder": {"id": BUILDER_ID, "version": {"appliance": __version__}},
                 "metadata": metadata_,
-                "byproducts": [{"name": "eval", "annotations": info["eval"]}]
-                if "eval" in info else [],
+                "byproducts": [{"name": k, "annotations": info[k]} for k in BYPRODUCTS
+                               if k in info],
             },
         },
     }

@@ -56,6 +56,10 @@ def main() -> int:
         from appliance.train import probes
 
         return probes.run(job, events.emit)
+    if job.get("privacy"):  # the privacy check (issue 8) measures canaries in this child
+        from appliance.privacy import worker
+
+        return worker.run(job, events.emit)
     from appliance.train import trainer
 
     try:
