@@ -50,7 +50,7 @@ class _Sink:
         processor's dict as keyword arguments)."""
         with logfile.locked(self.home):
             seq = logfile.append_locked(self.home, event)
-            signer = _SIGNERS.get(self.home.root)
+            signer = _SIGNERS.get(_key(self.home))
             if signer and seq - logfile.latest_size(self.home) >= signer.interval:
                 # the event is already durable; a failed periodic checkpoint only leaves the
                 # tail uncovered (audit verify says so) and must not fail the caller's action
@@ -91,6 +91,12 @@ def _checkpoint_locked(home: Home, signer: _Signer) -> Checkpoint:
     return cp
 
 
+def _key(home: Home) -> Path:
+    """Signers are held by absolute path: the shutdown checkpoint runs after the working
+    directory may have changed, and must still write into the same home."""
+    return home.root.absolute()
+
+
 def unlock(home: Home, passphrase: bytes, policy: Any = None) -> None:
     """Unseal the checkpoint key for this process so checkpoints get signed (see above)."""
     from appliance import keys
@@ -100,7 +106,7 @@ def unlock(home: Home, passphrase: bytes, policy: Any = None) -> None:
     policy = policy if policy is not None else load_policy(home.policy_file)
     key = keys.load_checkpoint_key(home, passphrase, policy)
     first = not _SIGNERS
-    _SIGNERS[home.root] = _Signer(key, origin_for(keys.fingerprint(key.public_key())),
+    _SIGNERS[_key(home)] = _Signer(key, origin_for(keys.fingerprint(key.public_key())),
                                   policy.audit.checkpoint_interval)
     if first:
         atexit.register(_checkpoint_all)
@@ -108,17 +114,17 @@ def unlock(home: Home, passphrase: bytes, policy: Any = None) -> None:
 
 def forget(home: Home) -> None:
     """Drop this process's checkpoint key for `home` (no more automatic checkpoints)."""
-    _SIGNERS.pop(home.root, None)
+    _SIGNERS.pop(_key(home), None)
 
 
 def unlocked(home: Home) -> bool:
     """True when this process can sign checkpoints for `home`."""
-    return home.root in _SIGNERS
+    return _key(home) in _SIGNERS
 
 
 def checkpoint(home: Home) -> Checkpoint:
     """Sign a checkpoint over the whole log now (run boundaries, shutdown). Needs unlock()."""
-    signer = _SIGNERS.get(home.root)
+    signer = _SIGNERS.get(_key(home))
     if signer is None:
         raise AuditError("the audit checkpoint key is locked in this process",
                          hint="call appliance.audit.unlock(home, passphrase) first")
