@@ -50,7 +50,7 @@ method = "{method}"
 
 [lora]
 rank = 8
-alpha = 16.0
+alpha = 16
 dropout = 0.0
 target_modules = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
