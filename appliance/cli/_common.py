@@ -33,3 +33,10 @@ def add_command(sub: Any, common: argparse.ArgumentParser, name: str,
     parser: argparse.ArgumentParser = sub.add_parser(name, parents=[common], help=help_text,
                                                      description=help_text)
     return parser
+
+
+def add_group(sub: Any, common: argparse.ArgumentParser, name: str, help_text: str) -> Any:
+    """Add a command group (`appliance NAME ACTION ...`); returns its action sub-parsers."""
+    parser = add_command(sub, common, name, help_text)
+    return parser.add_subparsers(dest=f"{name}_command", metavar="ACTION", required=True,
+                                 parser_class=type(parser))

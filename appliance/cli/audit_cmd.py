@@ -7,7 +7,13 @@ import os
 import sys
 from typing import Any
 
-from appliance.cli._common import add_command, home_of, passphrase_file, print_json
+from appliance.cli._common import (
+    add_command,
+    add_group,
+    home_of,
+    passphrase_file,
+    print_json,
+)
 from appliance.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -68,9 +74,7 @@ def _checkpoint(args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the `audit` command group."""
-    audit = add_command(sub, common, "audit", "verify and export the tamper-evident audit log")
-    group = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True,
-                                 parser_class=type(audit))
+    group = add_group(sub, common, "audit", "verify and export the tamper-evident audit log")
     verify = add_command(group, common, "verify", "check the log against its signed checkpoints")
     verify.add_argument("--anchor", metavar="FILE", default=None,
                         help="a checkpoint exported earlier and kept off the machine")

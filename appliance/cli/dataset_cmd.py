@@ -13,7 +13,13 @@ import json
 import sys
 from typing import Any
 
-from appliance.cli._common import add_command, home_of, passphrase_file, print_json
+from appliance.cli._common import (
+    add_command,
+    add_group,
+    home_of,
+    passphrase_file,
+    print_json,
+)
 from appliance.cli.import_cmd import add_import_action
 from appliance.errors import EXIT_OK
 
@@ -112,21 +118,14 @@ def _passphrase_change(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _group(sub: Any, common: argparse.ArgumentParser, name: str, help_text: str,
-           dest: str) -> Any:
-    parser = add_command(sub, common, name, help_text)
-    return parser.add_subparsers(dest=dest, metavar="ACTION", required=True,
-                                 parser_class=type(parser))
-
-
 def _name_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", metavar="NAME", help="dataset name")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the `dataset` and `passphrase` command groups."""
-    group = _group(sub, common, "dataset", "inspect, sample, remove and export encrypted "
-                   "datasets", "dataset_command")
+    group = add_group(sub, common, "dataset", "inspect, sample, remove and export encrypted "
+                      "datasets")
     add_import_action(group, common)
     cmd = add_command(group, common, "list", "list datasets (no passphrase needed)")
     cmd.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -164,7 +163,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
         if importlib.util.find_spec(module) is not None:
             importlib.import_module(module).register_action(group, common)
 
-    pw = _group(sub, common, "passphrase", "manage the vault passphrase", "passphrase_command")
+    pw = add_group(sub, common, "passphrase", "manage the vault passphrase")
     cmd = add_command(pw, common, "change", "re-seal the vault master key under a new "
                       "passphrase (dataset bytes unchanged)")
     cmd.add_argument("--new-passphrase-file", metavar="FILE", default=None,

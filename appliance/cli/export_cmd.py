@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from appliance.cli._common import add_command, home_of, print_json
+from appliance.cli._common import add_command, add_group, home_of, print_json
 from appliance.errors import EXIT_OK
 
 
@@ -23,9 +23,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the `export` command group."""
-    export = add_command(sub, common, "export", "export verified results (policy-gated)")
-    group = export.add_subparsers(dest="export_command", metavar="ACTION", required=True,
-                                  parser_class=type(export))
+    group = add_group(sub, common, "export", "export verified results (policy-gated)")
     merge = add_command(group, common, "merge", "verify an artifact's signature, then write "
                                                 "base+adapter merged safetensors weights")
     merge.add_argument("artifact", help="artifact directory (HOME/artifacts/RUN)")

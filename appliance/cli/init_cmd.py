@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from appliance.cli._common import add_command, home_of, passphrase_file, print_json
+from appliance.cli._common import add_command, add_group, home_of, passphrase_file, print_json
 from appliance.errors import EXIT_OK
 
 
@@ -49,9 +49,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                       help="policy to activate (default: the shipped default policy)")
     init.add_argument("--json", action="store_true", help="print the result as JSON")
     init.set_defaults(handler=_init)
-    keys = add_command(sub, common, "keys", "the home's public keys")
-    group = keys.add_subparsers(dest="keys_command", metavar="ACTION", required=True,
-                                parser_class=type(keys))
+    group = add_group(sub, common, "keys", "the home's public keys")
     export = add_command(group, common, "export", "write the public keys (PEM) for auditors")
     export.add_argument("--out", metavar="DIR", required=True, help="output directory")
     export.add_argument("--json", action="store_true", help="print the result as JSON")

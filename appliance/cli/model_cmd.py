@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from appliance.cli._common import add_command, home_of, print_json
+from appliance.cli._common import add_command, add_group, home_of, print_json
 from appliance.errors import EXIT_OK
 
 
@@ -46,9 +46,7 @@ def _list(args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the `model` command group."""
-    model = add_command(sub, common, "model", "import and list base models")
-    group = model.add_subparsers(dest="model_command", metavar="ACTION", required=True,
-                                 parser_class=type(model))
+    group = add_group(sub, common, "model", "import and list base models")
     imp = add_command(group, common, "import", "import a safetensors model directory or a GGUF "
                                                "file and record its digests")
     imp.add_argument("path", nargs="?", help="model directory or .gguf file")

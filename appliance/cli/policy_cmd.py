@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from appliance.cli._common import add_command, print_json
+from appliance.cli._common import add_command, add_group, print_json
 from appliance.errors import EXIT_BAD_INPUT, EXIT_OK
 
 
@@ -44,9 +44,7 @@ def _schema(args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the `policy` command group."""
-    policy = add_command(sub, common, "policy", "validate, hash and describe policy files")
-    group = policy.add_subparsers(dest="policy_command", metavar="ACTION", required=True,
-                                  parser_class=type(policy))
+    group = add_group(sub, common, "policy", "validate, hash and describe policy files")
     check = add_command(group, common, "check", "validate a policy file, listing every problem")
     check.add_argument("file", help="policy TOML file")
     check.add_argument("--json", action="store_true", help="print the result as JSON")

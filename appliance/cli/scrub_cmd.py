@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from appliance.cli._common import add_command, home_of, print_json
+from appliance.cli._common import add_command, add_group, home_of, print_json
 from appliance.errors import EXIT_OK
 
 
@@ -45,9 +45,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the `scrub` command group."""
-    scrub = add_command(sub, common, "scrub", "PII scrubbing tools")
-    actions = scrub.add_subparsers(dest="scrub_command", metavar="ACTION", required=True,
-                                   parser_class=type(scrub))
+    actions = add_group(sub, common, "scrub", "PII scrubbing tools")
     ev = add_command(actions, common, "eval", "score PII detection on a labeled file "
                      "(presidio-research JSON format)")
     ev.add_argument("file", help="JSON list of {full_text, spans}")

@@ -22,22 +22,7 @@ from appliance import __version__, offline
 from appliance.fsutil import atomic_write_text, fsync_dir
 from appliance.home import Home
 from appliance.resources import lock_file
-
-LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "safetensors", "accelerate",
-             "cryptography", "pydantic")
-
-
-def library_versions() -> dict[str, str]:
-    """Installed versions of the libraries that shape the result."""
-    from importlib import metadata
-
-    out = {}
-    for name in LIBRARIES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
+from appliance.signing.provenance import library_versions
 
 
 def hardware() -> dict[str, Any]:
