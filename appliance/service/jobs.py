@@ -1,0 +1,162 @@
+"""Long work in a child process at lower priority, reporting JSON-line events.
+
+The console is one process with one event loop; it must answer a key within 100 ms while
+training or an import runs. So long jobs run as `python -m appliance ... --json-events`
+children: niced, in their own process group, their events read on a thread by the caller.
+The passphrase travels through an inherited pipe (`--passphrase-file /dev/fd/N`): never on
+disk, never in argv or the environment. The child is the same CLI an operator runs, so a
+job started from the console does exactly what the command does (same checks, same audit
+events, same exit codes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections import deque
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from appliance.errors import EXIT_OK, UsageError
+from appliance.home import Home
+
+NICENESS = 10
+"""How much lower the job's CPU priority is than the console's (nice(1) increment)."""
+
+STDERR_KEPT = 40
+"""Lines of the child's standard error kept for the error message (the CLI writes its one
+error line there; record text never reaches it)."""
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a child job ended."""
+
+    returncode: int
+    error: str | None
+    """The CLI's own error line (`appliance: ...`) when it failed, else None."""
+    output: list[str]
+    """Lines of standard output that were not events (e.g. the artifact directory)."""
+
+    @property
+    def ok(self) -> bool:
+        """True when the job exited 0."""
+        return self.returncode == EXIT_OK
+
+
+class ChildJob:
+    """One `appliance` command run as a niced child; iterate `events()` then `wait()`."""
+
+    def __init__(self, home: Home, args: Sequence[str], *, passphrase: bytes | None = None,
+                 niceness: int = NICENESS) -> None:
+        self.home = home
+        self.args = list(args)
+        self._passphrase = passphrase
+        self.niceness = niceness
+        self.proc: subprocess.Popen[str] | None = None
+        self._stderr: deque[str] = deque(maxlen=STDERR_KEPT)
+        self._stderr_thread: threading.Thread | None = None
+        self._output: list[str] = []
+        self.cancelled = False
+
+    def command(self, fd: int | None) -> list[str]:
+        """The argv of the child (the passphrase pipe's fd, if any, named as a file)."""
+        prefix = [sys.executable, "-m", "appliance", "--home", str(self.home.root)]
+        if fd is not None:
+            prefix += ["--passphrase-file", f"/dev/fd/{fd}"]
+        nice = shutil.which("nice")
+        if nice and self.niceness:
+            prefix = [nice, "-n", str(self.niceness), *prefix]
+        return prefix + self.args
+
+    def start(self) -> None:
+        """Spawn the child; the passphrase is written into a pipe it inherits."""
+        if self.proc is not None:
+            raise UsageError("this job has already been started")
+        read_fd: int | None = None
+        if self._passphrase is not None:
+            read_fd, write_fd = os.pipe()
+            try:
+                os.write(write_fd, self._passphrase)  # far below the pipe's buffer size
+            finally:
+                os.close(write_fd)
+            self._passphrase = None
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.pop("APPLIANCE_PASSPHRASE_FILE", None)
+        try:
+            self.proc = subprocess.Popen(
+                self.command(read_fd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True, bufsize=1, env=env,
+                pass_fds=(read_fd,) if read_fd is not None else (), process_group=0)
+        finally:
+            if read_fd is not None:
+                os.close(read_fd)
+        self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
+        self._stderr_thread.start()
+
+    def _drain_stderr(self) -> None:
+        if self.proc is None or self.proc.stderr is None:
+            return
+        for line in self.proc.stderr:
+            self._stderr.append(line.rstrip("\n"))
+
+    def events(self) -> Iterator[dict[str, Any]]:
+        """The child's JSON-line events as they come (blocks; call from a worker thread).
+        Other lines of standard output are kept for `wait().output`."""
+        if self.proc is None or self.proc.stdout is None:
+            raise UsageError("start the job first")
+        for line in self.proc.stdout:
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                event = json.loads(text)
+            except ValueError:
+                self._output.append(text)
+                continue
+            if isinstance(event, dict):
+                yield event
+            else:
+                self._output.append(text)
+
+    def cancel(self) -> None:
+        """Ask the job to stop: SIGTERM, which training turns into a checkpoint at the next
+        step boundary and an audited cancellation."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.cancelled = True
+            self.proc.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        """Stop the whole process group at once (the console is closing)."""
+        if self.proc is not None and self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    @property
+    def running(self) -> bool:
+        """True while the child has not exited."""
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait(self, timeout: float | None = None) -> JobOutcome:
+        """Wait for the child (after its events are read) and say how it ended."""
+        if self.proc is None:
+            raise UsageError("start the job first")
+        for _ in self.events():  # drain what is left, so the child never blocks on a pipe
+            pass
+        returncode = self.proc.wait(timeout)
+        if self._stderr_thread is not None:
+            self._stderr_thread.join(5)
+        error = None
+        if returncode != EXIT_OK:
+            lines = [line for line in self._stderr if line.startswith("appliance:")]
+            error = lines[-1] if lines else (
+                f"appliance {self.args[0] if self.args else ''} stopped with exit code "
+                f"{returncode}" + (" (cancelled)" if self.cancelled else ""))
+        return JobOutcome(returncode, error, list(self._output))
