@@ -67,6 +67,11 @@ def ssn_ok(text: str) -> bool:
 
 
 _I = re.IGNORECASE
+_B = r"(?<![^\W_])"
+"""Start boundary for number patterns: like `\\b`, but `_` counts as a separator (so
+`id_219-09-9999` is found), while a letter or digit before still blocks (hex digests)."""
+_E = r"(?![^\W_])"
+"""The matching end boundary."""
 DETECTORS: tuple[Detector, ...] = (
     Detector("SECRET", re.compile(
         r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z ]*PRIVATE KEY-----|$)")),
@@ -81,11 +86,11 @@ DETECTORS: tuple[Detector, ...] = (
         r"\s*(?:[:=]|\bis\b)\s*[\"']?[^\s\"',;]{4,}", _I)),
     Detector("EMAIL_ADDRESS", re.compile(
         r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")),
-    Detector("CREDIT_CARD", re.compile(r"\b(?:\d[ -]?){12,18}\d\b"), luhn_ok),
+    Detector("CREDIT_CARD", re.compile(_B + r"(?:\d[ -]?){12,18}\d" + _E), luhn_ok),
     Detector("IBAN_CODE", re.compile(
         r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?\b"),
              iban_ok),
-    Detector("US_SSN", re.compile(r"\b\d{3}-\d{2}-\d{4}\b|\b\d{3} \d{2} \d{4}\b"), ssn_ok),
+    Detector("US_SSN", re.compile(_B + r"(?:\d{3}-\d{2}-\d{4}|\d{3} \d{2} \d{4})" + _E), ssn_ok),
     Detector("IP_ADDRESS", re.compile(
         r"\b(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)\b")),
     Detector("IP_ADDRESS", re.compile(
@@ -97,6 +102,24 @@ DETECTORS: tuple[Detector, ...] = (
 )
 
 
+def _card_window(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The longest run of 13-19 digits inside a failed card match, cut at its separators
+    or digit groups, that passes Luhn: a card number written after other digits
+    (`ref 12 4111 1111 1111 1111`) is matched greedily with them and fails the check."""
+    starts = [i for i in range(start, end) if text[i].isdigit()
+              and (i == start or not text[i - 1].isdigit())]
+    ends = [i + 1 for i in range(start, end) if text[i].isdigit()
+            and (i + 1 == end or not text[i + 1].isdigit())]
+    best: tuple[int, int] | None = None
+    for a in starts:
+        for b in ends:
+            digits = sum(c.isdigit() for c in text[a:b])
+            if 13 <= digits <= 19 and (best is None or b - a > best[1] - best[0]) \
+                    and luhn_ok(text[a:b]):
+                best = (a, b)
+    return best
+
+
 def find(text: str) -> list[Span]:
     """Every detector's matches in `text` (overlaps allowed), in order of position."""
     spans = []
@@ -104,6 +127,10 @@ def find(text: str) -> list[Span]:
         for match in detector.pattern.finditer(text):
             if detector.check is None or detector.check(match.group()):
                 spans.append(Span(detector.entity, match.start(), match.end()))
+            elif detector.entity == "CREDIT_CARD":
+                window = _card_window(text, match.start(), match.end())
+                if window:
+                    spans.append(Span(detector.entity, *window))
     return sorted(spans, key=lambda s: (s.start, -s.end))
 
 
