@@ -1,7 +1,7 @@
 """What the operator console's Overview shows: home, keys, audit log and latest runs.
 
 Read-only views over the home's layout. Nothing here decrypts, verifies or writes; the chain
-status comes from the audit service (see `appliance.service.optional`).
+status comes from the audit service (`appliance.service.audit.verify_home`).
 """
 
 from __future__ import annotations

@@ -229,7 +229,6 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
     Fails before any scrubbing when the vault is unavailable or the passphrase is wrong."""
     from appliance import audit, masterkey
     from appliance.passphrase import read_passphrase
-
     from appliance.vault import store
 
     home.require_initialised()

@@ -1,5 +1,5 @@
 """The service functions the console reads through: policy describe/diff, overview, audit
-browsing, and the adapter for services other parts of the appliance provide."""
+browsing."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import PolicyError, UnavailableError
+from appliance.errors import PolicyError
 from appliance.home import Home
 from appliance.resources import shipped_policy
-from appliance.service import optional
 from appliance.service.audit_view import read_events
 from appliance.service.overview import audit_summary, key_files, latest_runs
 from appliance.service.policy import (
@@ -126,31 +125,3 @@ def test_read_events_flags_unreadable_lines_and_limits(home: Home) -> None:
     page = read_events(home, limit=2)
     assert (page.total, page.matched, len(page.events)) == (6, 6, 2)
     assert not page.events[0].readable
-
-
-def test_adapter_reports_a_missing_module_as_unavailable() -> None:
-    """A service module this build lacks gives one UnavailableError naming the feature."""
-    with pytest.raises(UnavailableError) as info:
-        optional.resolve("appliance.service.no_such_module", "f", feature="the thing")
-    assert "the thing is not available in this build" in info.value.line()
-    assert info.value.exit_code == 1
-
-
-def test_adapter_reports_a_missing_function_as_unavailable() -> None:
-    """A module without the function is unavailable too; an existing one resolves."""
-    with pytest.raises(UnavailableError):
-        optional.resolve("appliance.service.policy", "no_such_function", feature="x")
-    assert optional.resolve("appliance.service.policy", "nope", "diff_policies",
-                            feature="x") is diff_policies
-
-
-def test_adapter_does_not_hide_a_broken_import(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """A module that exists but fails to import is a defect, not 'unavailable'."""
-    pkg = tmp_path / "brokenpkg"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "mod.py").write_text("import no_such_dependency_xyz\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ModuleNotFoundError):
-        optional.resolve("brokenpkg.mod", "f", feature="x")

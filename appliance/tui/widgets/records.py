@@ -21,6 +21,16 @@ def cell(value: Any) -> str:
 MAX_WIDTH = 80
 
 
+def human_size(count: Any) -> str:
+    """Bytes as B, KiB, MiB or GiB."""
+    value = float(count or 0)
+    for unit in ("B", "KiB", "MiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
+
+
 def _width(value: str | Text) -> int:
     return cell_len(value.plain if isinstance(value, Text) else value)
 
