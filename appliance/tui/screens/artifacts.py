@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from rich.console import Group
+from rich.markup import escape
 from rich.text import Text
 from textual.binding import Binding
 from textual.widget import Widget
@@ -138,8 +139,8 @@ class ArtifactsScreen(ListPage):
                 "export", "merge", str(self.home.artifacts_dir / run), "--out", out,
                 "--json"]))
 
-        self.app.push_screen(PathModal(f"Export {run} as merged safetensors weights into a "
-                                       "new directory:"), export_to)
+        self.app.push_screen(PathModal(escape(f"Export {run} as merged safetensors weights "
+                                              "into a new directory:")), export_to)
 
     def action_privacy(self) -> None:
         """Measure canary exposure of the selected artifact in a child (minutes on CPU)."""
@@ -158,8 +159,8 @@ class ArtifactsScreen(ListPage):
                 "privacy-check", str(self.home.artifacts_dir / run), "--json"],
                 passphrase=secret))
 
-        self.app.push_screen(PassphraseModal(
-            f"Passphrase, to read the canaries of {run}'s dataset from the vault:"), measure)
+        self.app.push_screen(PassphraseModal(escape(
+            f"Passphrase, to read the canaries of {run}'s dataset from the vault:")), measure)
 
     def job_event(self, job: str, event: dict[str, Any]) -> None:
         """Keep the privacy check's result (it comes even when the verdict is fail)."""

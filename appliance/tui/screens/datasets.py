@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
+from rich.markup import escape
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -22,7 +23,7 @@ from appliance.service.jobs import ChildJob
 from appliance.tui.screens.lists import ListPage
 from appliance.tui.widgets.dialogs import ConfirmModal, DatasetImport, DatasetImportModal
 from appliance.tui.widgets.passphrase import PassphraseModal
-from appliance.tui.widgets.records import human_size
+from appliance.tui.widgets.records import human_size, short_digest
 from appliance.tui.widgets.scrub_report import samples, scrub_report
 
 STAGES = (("read", "read and validate"), ("scrub", "scrub (texts)"),
@@ -116,7 +117,7 @@ class DatasetsScreen(ListPage):
                 continue
             out.append([r["name"], str(r.get("train_count", "")), str(r.get("eval_count", "")),
                         human_size(r.get("size_bytes")), str(r.get("created", "")),
-                        str(r.get("digest", ""))])
+                        short_digest(r.get("digest"))])
         return headers, out
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
@@ -149,7 +150,7 @@ class DatasetsScreen(ListPage):
                 self._start_import(request, secret)
 
         self.app.push_screen(PassphraseModal(
-            f"Passphrase, to encrypt {request.name!r} into the vault:"), start)
+            escape(f"Passphrase, to encrypt {request.name!r} into the vault:")), start)
 
     def _start_import(self, request: DatasetImport, secret: bytes) -> None:
         args = ["dataset", "import", request.file, "--name", request.name, "--json-events"]
@@ -158,7 +159,7 @@ class DatasetsScreen(ListPage):
         self.importing, self.report = request.name, None
         self.job = ChildJob(self.home, args, passphrase=secret)
         box = self.query_one("#import-progress")
-        box.border_title = f"Importing {request.name!r} from {request.file}"
+        box.border_title = escape(f"Importing {request.name!r} from {request.file}")
         box.display = True
         for stage, _ in STAGES:
             self.query_one(f"#stage-{stage}", ProgressBar).update(total=None, progress=0)
@@ -193,7 +194,7 @@ class DatasetsScreen(ListPage):
         self.importing, self.job = None, None
         self.refresh_bindings()
         box = self.query_one("#import-progress")
-        box.border_title = f"Import of {name!r} " + ("done" if ok else "failed")
+        box.border_title = escape(f"Import of {name!r} " + ("done" if ok else "failed"))
         if ok:
             for stage, _ in STAGES:
                 self.query_one(f"#stage-{stage}", ProgressBar).update(total=1, progress=1)
@@ -212,7 +213,7 @@ class DatasetsScreen(ListPage):
             if secret is not None:
                 then(name, secret)
 
-        self.app.push_screen(PassphraseModal(f"Passphrase, to {why} {name!r}:"), go)
+        self.app.push_screen(PassphraseModal(escape(f"Passphrase, to {why} {name!r}:")), go)
 
     def action_show(self) -> None:
         """The selected dataset's scrub report (encrypted metadata: passphrase first)."""
@@ -241,9 +242,9 @@ class DatasetsScreen(ListPage):
             if yes:
                 self.run_service("remove", remove_dataset, self.home, name)
 
-        self.app.push_screen(ConfirmModal(
+        self.app.push_screen(ConfirmModal(escape(
             f"Remove dataset {name!r}? Its wrapped key is destroyed first, so it cannot be "
-            "recovered.", confirm="Remove"), confirmed)
+            "recovered."), confirm="Remove"), confirmed)
 
     def job_done(self, job: str, result: Any) -> None:
         """Route each job's result to its view."""

@@ -7,6 +7,7 @@ from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
 from rich.console import RenderableType
+from rich.markup import escape
 from rich.text import Text
 from textual.binding import Binding
 from textual.containers import VerticalScroll
@@ -70,17 +71,18 @@ class ListPage(Page):
         return str(table.get_row_at(table.cursor_row)[0])
 
     def show_detail(self, title: str, content: RenderableType) -> None:
-        """Put `content` in the detail panel under `title`, scrolled to its top."""
+        """Put `content` in the detail panel under `title` (plain text, not markup),
+        scrolled to its top. A string `content` is read as markup: pass Text for data."""
         panel = self.query_one("#detail", VerticalScroll)
         panel.loading = False
-        panel.border_title = title
+        panel.border_title = escape(title)
         self.query_one("#detail-body", Static).update(content)
         panel.scroll_home(animate=False)
 
     def detail_loading(self, title: str) -> None:
         """Show that the detail panel is being filled."""
         panel = self.query_one("#detail", VerticalScroll)
-        panel.border_title = title
+        panel.border_title = escape(title)
         panel.loading = True
 
     def rows(self, records: list[dict[str, Any]]) -> tuple[list[str], list[list[str | Text]]]:

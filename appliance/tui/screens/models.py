@@ -17,10 +17,7 @@ from appliance.service.jobs import ChildJob
 from appliance.tui.screens.lists import ListPage
 from appliance.tui.widgets.dialogs import ModelImport, ModelImportModal
 from appliance.tui.widgets.jobstatus import JobStatus
-from appliance.tui.widgets.records import human_size
-
-SHORT = 23
-"""Characters of a digest shown in the table (`sha256:` and 16 hex digits)."""
+from appliance.tui.widgets.records import human_size, short_digest
 
 
 def list_models(home: Home) -> list[dict[str, Any]]:
@@ -79,9 +76,10 @@ class ModelsScreen(ListPage):
         for m in records:
             allowed = bool(m.get("allowed"))
             out.append([str(m.get("name")), str(m.get("kind")), human_size(m.get("size_bytes")),
-                        str(m.get("root_digest", ""))[:SHORT] + "…",
+                        short_digest(m.get("root_digest")),
                         Text("yes" if allowed else "no", style="green" if allowed else
-                             "bold yellow"), str(m.get("allowed_reason", ""))])
+                             "bold yellow"),
+                        str(m.get("allowed_reason", "")).split(" (")[0]])  # full: the panel
         return headers, out
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

@@ -66,8 +66,13 @@ class FormModal(ModalScreen[Any]):
             yield Button("Cancel", id="cancel")
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        """Enter: the next empty field, else submit."""
+        """Enter: the next empty field, else submit. (Subclasses change this through
+        `submits_now`: Textual calls every class's handler, so they must not define their
+        own.)"""
         event.stop()
+        if self.submits_now(event.input):
+            self._submit()
+            return
         fields = list(self.query(Input))
         later = fields[fields.index(event.input) + 1:] if event.input in fields else []
         empty = [f for f in later if not f.value.strip() and not f.disabled]
@@ -87,6 +92,10 @@ class FormModal(ModalScreen[Any]):
     def action_cancel(self) -> None:
         """Close without a result."""
         self.dismiss(None)
+
+    def submits_now(self, field: Input) -> bool:
+        """Whether Enter in `field` submits at once (default: only from the last field)."""
+        return False
 
     def complain(self, field_id: str, why: str) -> None:
         """Show why a field is not accepted, and put the cursor there."""
@@ -197,13 +206,9 @@ class ModelImportModal(FormModal):
         """A new value clears the field's complaint."""
         event.input.border_subtitle = ""
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
+    def submits_now(self, field: Input) -> bool:
         """Enter on an empty path: the default model at once."""
-        if event.input.id == "path" and not event.value.strip():
-            event.stop()
-            self._submit()
-            return
-        super().on_input_submitted(event)
+        return field.id == "path" and not field.value.strip()
 
     def result(self) -> ModelImport | None:
         """The request, or None (with a note) when a path is given without a name."""

@@ -20,6 +20,11 @@ LIBRARIES_SHOWN = ("torch", "transformers", "peft", "bitsandbytes", "presidio-an
                    "cryptography")
 
 
+def _row(table: Table, *cells: RenderableType) -> None:
+    """Add a row; strings are data, shown as they are (never parsed as Rich markup)."""
+    table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
+
+
 def _grid() -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="dim", no_wrap=True, min_width=11)
@@ -145,38 +150,38 @@ def privacy_section(summary: Mapping[str, Any] | None,
     reasons = summary.get("reasons") or []
     if reasons:
         line.append(": " + "; ".join(reasons))
-    grid.add_row("verdict", line)
-    grid.add_row("method", METHOD.format(m=summary.get("candidates", "M")))
+    _row(grid, "verdict", line)
+    _row(grid, "method", METHOD.format(m=summary.get("candidates", "M")))
     canaries = summary.get("canary_set") or {}
     groups = summary.get("groups") or {}
     if canaries:
         repeats = ", ".join(f"x{r}" for r in canaries.get("repeats", []))
-        grid.add_row("canaries", f"{canaries.get('planted')} planted ({repeats}), "
+        _row(grid, "canaries", f"{canaries.get('planted')} planted ({repeats}), "
                      f"{canaries.get('controls')} never-planted controls; set "
                      f"{canaries.get('digest')}")
-    grid.add_row("exposure", f"planted {_group(groups.get('planted') or {})}; controls "
+    _row(grid, "exposure", f"planted {_group(groups.get('planted') or {})}; controls "
                  f"{_group(groups.get('controls') or {})}")
-    grid.add_row("", Text(f"chance about {_num(summary.get('chance_mean_bits'))} bits, at "
+    _row(grid, "", Text(f"chance about {_num(summary.get('chance_mean_bits'))} bits, at "
                           f"most {_num(summary.get('resolution_bits'))} bits with "
                           f"{summary.get('candidates', '?')} candidates", style="dim"))
     test = summary.get("test") or {}
     top = summary.get("test_top_repeats") or {}
-    grid.add_row("test", _test(test, "Mann-Whitney U, planted > controls"))
+    _row(grid, "test", _test(test, "Mann-Whitney U, planted > controls"))
     if top:
-        grid.add_row("", _test(top, f"planted x{top.get('repeats', '?')} > controls"))
+        _row(grid, "", _test(top, f"planted x{top.get('repeats', '?')} > controls"))
     extraction = summary.get("extraction") or {}
     hits = int(extraction.get("hits") or 0)
-    grid.add_row("extraction", Text(f"{hits} of {extraction.get('attempts', '?')} greedy "
+    _row(grid, "extraction", Text(f"{hits} of {extraction.get('attempts', '?')} greedy "
                                     "attempts reproduced a planted secret",
                                     style="bold red" if hits else ""))
     threshold = summary.get("threshold") or {}
     limit = threshold.get("max_exposure_bits")
-    grid.add_row("threshold", "none (the tests and the extraction attempt decide)" if limit
+    _row(grid, "threshold", "none (the tests and the extraction attempt decide)" if limit
                  is None else f"mean planted {_num(threshold.get('mean_planted_bits'))} bits "
                  f"against at most {limit}: " + ("exceeded" if threshold.get("exceeded")
                                                  else "not exceeded"))
     for number, limit_text in enumerate(limits):
-        grid.add_row("cannot show" if number == 0 else "", Text(limit_text, style="dim"))
+        _row(grid, "cannot show" if number == 0 else "", Text(limit_text, style="dim"))
     return grid
 
 
@@ -196,18 +201,18 @@ def provenance(result: Mapping[str, Any], limits: Sequence[str] = ()) -> Rendera
                 style="bold green" if ok else "bold red")
     head.append(f"  {result.get('reason', '')}", style="")
     grid = _grid()
-    grid.add_row("signature", _signature(result))
-    grid.add_row("files", f"{result.get('files', 0)} file digests checked; root "
+    _row(grid, "signature", _signature(result))
+    _row(grid, "files", f"{result.get('files', 0)} file digests checked; root "
                  f"{result.get('root_digest') or '?'}")
     prov = result.get("provenance") or {}
     if not ok or not prov:
         return Group(head, grid)
-    grid.add_row("policy", _policy(prov, result.get("active_policy_digest")))
-    grid.add_row("data", _dataset(prov))
-    grid.add_row("base model", _model(prov))
-    grid.add_row("code", _code(prov))
-    grid.add_row("training", _training(prov))
-    grid.add_row("isolation", _isolation(prov))
-    grid.add_row("export", _export(result.get("export")))
+    _row(grid, "policy", _policy(prov, result.get("active_policy_digest")))
+    _row(grid, "data", _dataset(prov))
+    _row(grid, "base model", _model(prov))
+    _row(grid, "code", _code(prov))
+    _row(grid, "training", _training(prov))
+    _row(grid, "isolation", _isolation(prov))
+    _row(grid, "export", _export(result.get("export")))
     return Group(head, grid, Text(""), Text("privacy", style="bold"),
                  privacy_section(prov.get("privacy"), limits))

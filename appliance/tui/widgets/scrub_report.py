@@ -19,6 +19,11 @@ PLACEHOLDER = re.compile(r"<[A-Z][A-Z0-9_]*>")
 """What the scrubber puts where an identifier was: <TYPE> or <TYPE_pseudonym>."""
 
 
+def _row(table: Table, *cells: RenderableType) -> None:
+    """Add a row; strings are data, shown as they are (never parsed as Rich markup)."""
+    table.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
+
+
 def _grid() -> Table:
     table = Table.grid(padding=(0, 2))
     table.add_column(style="dim", no_wrap=True)
@@ -46,7 +51,7 @@ def entity_table(report: Mapping[str, Any]) -> Table | Text:
     for entity in types:
         left = int(residual.get(entity, 0))
         limit = "?" if allowed is None else str(allowed.get(entity, 0))
-        table.add_row(entity, str(pii.get(entity, 0)),
+        _row(table, entity, str(pii.get(entity, 0)),
                       Text(str(left), style="yellow" if left else ""), limit)
     return table
 
@@ -114,26 +119,26 @@ def scrub_report(report: Mapping[str, Any], stored: Mapping[str, Any] | None = N
     canaries, key, digests; with `stored` (dataset show), the vault's verified facts."""
     grid = _grid()
     shape = report.get("shape")
-    grid.add_row("dataset", f"{report.get('name')}" + (f" ({shape} records)" if shape else ""))
+    _row(grid, "dataset", f"{report.get('name')}" + (f" ({shape} records)" if shape else ""))
     if stored:
-        grid.add_row("stored", f"{stored.get('created')}; {stored.get('size_bytes')} bytes, "
+        _row(grid, "stored", f"{stored.get('created')}; {stored.get('size_bytes')} bytes, "
                      f"{stored.get('cipher')}, verified with the passphrase")
-    grid.add_row("records", _records_line(report))
-    grid.add_row("rejected", _rejected(report))
-    grid.add_row("duplicates", f"{report.get('duplicates', 0)} (exact "
+    _row(grid, "records", _records_line(report))
+    _row(grid, "rejected", _rejected(report))
+    _row(grid, "duplicates", f"{report.get('duplicates', 0)} (exact "
                  f"{report.get('duplicates_exact', 0)}, after normalising "
                  f"{report.get('duplicates_normalized', 0)})")
-    grid.add_row("quarantined", _quarantined(report))
-    grid.add_row("residual", _residual_line(report))
-    grid.add_row("names", _names(report))
+    _row(grid, "quarantined", _quarantined(report))
+    _row(grid, "residual", _residual_line(report))
+    _row(grid, "names", _names(report))
     undetectable = report.get("undetectable_entities") or []
     if undetectable:
-        grid.add_row("not detectable", Text(", ".join(undetectable), style="yellow"))
+        _row(grid, "not detectable", Text(", ".join(undetectable), style="yellow"))
     if report.get("canaries"):
-        grid.add_row("canaries", _canaries(report["canaries"]))
-    grid.add_row("pseudonym key", str(report.get("pseudonym_key", "?")))
-    grid.add_row("digest", str(report.get("digest")))
-    grid.add_row("policy", str(report.get("policy_digest")))
+        _row(grid, "canaries", _canaries(report["canaries"]))
+    _row(grid, "pseudonym key", str(report.get("pseudonym_key", "?")))
+    _row(grid, "digest", str(report.get("digest")))
+    _row(grid, "policy", str(report.get("policy_digest")))
     return Group(grid, Text(""), Text("entities (replaced before storing; residual: found "
                                       "again afterwards)", style="bold"),
                  entity_table(report))
