@@ -163,6 +163,10 @@ def test_dataset_import_shows_live_progress_then_the_report_without_pii(
         await passphrase(pilot)
         page = app.screen
         assert isinstance(page, DatasetsScreen)
+        await pilot.press("1")  # other pages work while the child imports
+        assert page.importing == "tickets"
+        await pilot.press("3")
+        assert app.screen is page
         for _ in range(600):  # the import is a child process: watch it while it runs
             if page.importing is None:
                 break
@@ -191,6 +195,32 @@ def test_dataset_import_shows_live_progress_then_the_report_without_pii(
         if path.is_file():
             data = path.read_bytes()
             assert not any(v.encode() in data for v in PLANTED), path
+
+
+def test_cancelled_import_stores_nothing(real_home: Home) -> None:
+    """x stops a running import (SIGTERM to the child): one line says so, the bars show it
+    failed, and the vault holds nothing."""
+    app = ApplianceConsole(real_home)
+
+    async def script(pilot: Pilot[int]) -> None:
+        await pilot.press("3")
+        await settle(pilot)
+        await pilot.press("i")
+        await settle(pilot)
+        await type_text(pilot, "tickets.jsonl")
+        await pilot.press("enter")
+        await passphrase(pilot)
+        await pilot.pause(0.5)
+        assert "x Cancel import" in screen_text(app)
+        await pilot.press("x")
+        await settle(pilot)
+        assert "cancelled" in banner(app) and banner(app).startswith("✗ ")
+        assert "Import of 'tickets' failed" in screen_text(app)
+        assert "x Cancel import" not in screen_text(app)
+        assert "no datasets yet" in screen_text(app)
+
+    drive(app, script)
+    assert [p.name for p in real_home.vault_dir.iterdir()] == [".lock"]
 
 
 def test_scrub_report_and_samples_after_the_passphrase(imported: Home, tmp_path: Path,
