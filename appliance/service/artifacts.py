@@ -56,4 +56,17 @@ def describe(home: Home, artifact: str | Path) -> dict[str, Any]:
     result = verify(home, artifact)
     result["active_policy_digest"] = active_policy(home).digest
     result["export"] = merge_permission(home)
+    result["total_steps"] = _total_steps(Path(artifact)) if result["ok"] else None
     return result
+
+
+def _total_steps(artifact: Path) -> int | None:
+    """Optimizer steps the run took, from its report.json (a signed file: read only after
+    the artifact verified); None when absent or unreadable."""
+    import json
+
+    try:
+        steps = json.loads((artifact / "report.json").read_text("utf-8")).get("total_steps")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return steps if isinstance(steps, int) else None

@@ -25,7 +25,9 @@ from appliance.tui.app import ApplianceConsole
 from appliance.tui.screens.datasets import DatasetsScreen
 from appliance.tui.widgets.dialogs import ConfirmModal, DatasetImportModal, ModelImportModal
 from appliance.tui.widgets.passphrase import PassphraseModal
-from tests.train.conftest import PASSPHRASE, make_home
+from tests.train.conftest import PASSPHRASE, converted_model, make_home, pass_file, train_home
+
+__all__ = ["converted_model", "pass_file", "train_home"]  # fixtures of the slow test
 
 REPO = Path(__file__).resolve().parents[2]
 SIZE = (120, 36)
@@ -442,7 +444,7 @@ def test_artifact_provenance_panel_privacy_and_refused_export(
                          "file digests checked", "(the active policy)",
                          "tickets sha256:dddd", "7 train, 1 eval records",
                          "smollm2-135m-instruct sha256:aaaa", "appliance 0.", "source sha256:",
-                         "run run-measured", "qlora rank 4 alpha 8", "3 steps max",
+                         "run run-measured", "qlora rank 4 alpha 8", "max_steps 3",
                          "eval loss 2.3101 -> 2.0502", "network unshare --net",
                          "refused by the policy", "PASS", "Secret Sharer exposure",
                          "31 look-alike candidates", "3 planted (x1, x4, x16), 3 never-planted",
@@ -492,3 +494,47 @@ def test_privacy_check_from_the_page_runs_the_real_command(
         assert "✗" in str(app.screen.query_one("#artifact-job", Static).content)
 
     drive(app, script)
+
+
+@pytest.mark.slow
+def test_real_trained_artifact_provenance_then_export_merged(
+        train_home: Home, pass_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        child_env: None) -> None:
+    """A real one-step QLoRA run on the default model (minutes on CPU): the panel shows its
+    real provenance (base model digest, steps, eval loss before -> after), and e, allowed
+    by the demo policy, merges it in a child into safetensors weights."""
+    from appliance.models import store
+    from appliance.service.train import train
+    from tests.train.conftest import memory_records, write_recipe
+
+    result = train(train_home, write_recipe(tmp_path / "r.toml", steps=1, ckpt=5),
+                   passphrase_file=str(pass_file), records=memory_records())
+    assert result.signed
+    model = store.list_records(train_home)[0]
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("appliance.tui.screens.overview.doctor", lambda home: [])
+    app = ApplianceConsole(train_home)
+    before, after = result.eval_before["loss"], result.eval_after["loss"]
+
+    async def script(pilot: Pilot[int]) -> None:
+        await pilot.press("5")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        panel = detail_text(app)
+        for expected in ("VERIFIED", f"smollm2-135m-instruct {model.root_digest}",
+                         f"run {result.run_id}", "1 step (max_steps 1)",
+                         f"eval loss {before:.4f} -> {after:.4f}",
+                         "merged weights may be exported after verification",
+                         "not measured. Press p"):
+            assert expected in panel, expected
+        await pilot.press("e")
+        await settle(pilot)
+        await type_text(pilot, "merged")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert banner(app).startswith(f"✓ merged {result.run_id} into merged (sha256:")
+
+    drive(app, script)
+    assert (tmp_path / "merged" / "model.safetensors").is_file()
+    assert not list((tmp_path / "merged").glob("*.bin"))

@@ -102,8 +102,10 @@ def test_audit_summary_counts_entries_and_skips_a_torn_tail(home: Home) -> None:
 
 
 def test_latest_runs_newest_first_and_no_symlinks(home: Home, tmp_path: Path) -> None:
-    """Artifacts are listed newest first with their signature state; symlinks are ignored."""
+    """Artifacts are listed newest first with their signature state; symlinks and hidden
+    directories (training's .staging) are not runs."""
     os.symlink(tmp_path, home.artifacts_dir / "evil")
+    (home.artifacts_dir / ".staging").mkdir()
     runs = latest_runs(home)
     assert [(r.run_id, r.signed) for r in runs] == [("run-0002", False), ("run-0001", True)]
 

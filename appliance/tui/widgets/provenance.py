@@ -87,21 +87,25 @@ def _code(prov: Mapping[str, Any]) -> Text:
     return text
 
 
-def _recipe(recipe: Mapping[str, Any]) -> str:
+def _recipe(recipe: Mapping[str, Any], steps: Any) -> str:
     lora, optim, train = (recipe.get(k) or {} for k in ("lora", "optim", "train"))
-    return (f"{recipe.get('name', '?')}: {recipe.get('method', 'qlora')} rank "
+    limit = f"max_steps {train['max_steps']}" if train.get("max_steps") else \
+        f"epochs {train.get('epochs', '?')}"
+    took = f"{steps} step{'' if steps == 1 else 's'} ({limit})" if isinstance(steps, int) \
+        else limit
+    return (f"recipe {recipe.get('name', '?')}: {recipe.get('method', 'qlora')} rank "
             f"{lora.get('rank', '?')} alpha {lora.get('alpha', '?')}, lr "
-            f"{optim.get('learning_rate', '?')}, {train.get('max_steps', '?')} steps max, "
-            f"batch {train.get('batch_size', '?')}, seq {train.get('seq_len', '?')}, "
-            f"seed {recipe.get('seed', '?')}")
+            f"{optim.get('learning_rate', '?')}, {took}, batch "
+            f"{train.get('batch_size', '?')}, seq {train.get('seq_len', '?')}, seed "
+            f"{recipe.get('seed', '?')}")
 
 
-def _training(prov: Mapping[str, Any]) -> Text:
+def _training(prov: Mapping[str, Any], steps: Any) -> Text:
     run = prov.get("run") or {}
     text = Text(f"run {run.get('run_id') or '?'}, {run.get('started') or '?'} -> "
                 f"{run.get('finished') or '?'}")
     if prov.get("recipe"):
-        text.append("\n" + _recipe(prov["recipe"]))
+        text.append("\n" + _recipe(prov["recipe"], steps))
     evals = prov.get("eval") or {}
     before, after = evals.get("before") or {}, evals.get("after") or {}
     if before or after:
@@ -211,7 +215,7 @@ def provenance(result: Mapping[str, Any], limits: Sequence[str] = ()) -> Rendera
     _row(grid, "data", _dataset(prov))
     _row(grid, "base model", _model(prov))
     _row(grid, "code", _code(prov))
-    _row(grid, "training", _training(prov))
+    _row(grid, "training", _training(prov, result.get("total_steps")))
     _row(grid, "isolation", _isolation(prov))
     _row(grid, "export", _export(result.get("export")))
     return Group(head, grid, Text(""), Text("privacy", style="bold"),
