@@ -116,8 +116,3 @@ class TrainingError(ApplianceError):
 class InstallError(ApplianceError):
     """The installation does not match the lock."""
 
-
-class UnavailableError(ApplianceError):
-    """A feature this build of the appliance does not include."""
-
-    default_hint = "update the appliance to a build that includes it"

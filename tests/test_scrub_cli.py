@@ -36,20 +36,15 @@ def test_scrub_eval_refuses_a_malformed_file(run_cli: Any, tmp_path: Path) -> No
     assert "record 0" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
-def test_dataset_import_without_the_vault_fails_clearly(run_cli: Any, tmp_path: Path) -> None:
-    """Before the vault is merged, `dataset import` refuses with one clear line (exit 1)."""
+def test_dataset_import_into_an_uninitialised_home_fails_clearly(run_cli: Any,
+                                                                  tmp_path: Path) -> None:
+    """`dataset import` into a home that was never initialised: exit 1, one line."""
     data = tmp_path / "data.jsonl"
     data.write_text(json.dumps({"instruction": "Say hi", "output": "Hi"}) + "\n")
     done = run_cli("dataset", "import", str(data), "--name", "demo", "--home",
                    str(tmp_path / "home"))
-    try:
-        import appliance.vault.store  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
-    except ImportError:
-        assert done.returncode == 1
-        assert "appliance.vault.store" in done.stderr
-        assert "Traceback" not in done.stderr
-    else:  # integrated build: the uninitialised home is refused instead
-        assert done.returncode == 1
+    assert done.returncode == 1
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
 
 
 def test_command_modules_register_scrub_and_import() -> None:
@@ -88,3 +83,43 @@ def test_import_end_to_end_through_the_vault(run_cli: Any, tmp_path: Path,
     assert [d["digest"] for d in entries if d["name"] == "demo"] == [report["digest"]]
     again = run_cli("dataset", "import", str(data), "--name", "demo", *common)
     assert again.returncode == 1 and "already exists" in again.stderr
+
+
+PLANTED = "jane.roe@example.com"
+EVENT_DATA = [
+    {"messages": [{"role": "user", "content": f"Mail me at {PLANTED} about item 1."},
+                  {"role": "assistant", "content": "Noted."}]},
+    *({"messages": [{"role": "user", "content": f"What colour is item {i}?"},
+                    {"role": "assistant", "content": f"Item {i} is red."}]} for i in range(2, 8)),
+    {"bogus": 1},
+]
+
+
+def test_import_json_events_streams_progress_then_the_report(run_cli: Any, tmp_path: Path,
+                                                             passphrase_file: Path) -> None:
+    """`dataset import --json-events`: progress lines for every stage (counts only), then
+    the report (the --json fields) as the last line; no line carries the planted address."""
+    home = str(tmp_path / "home")
+    common = ("--home", home, "--passphrase-file", str(passphrase_file))
+    assert run_cli("init", "--policy", str(REPO / "policy" / "demo.toml"),
+                   *common).returncode == 0
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in EVENT_DATA))
+    done = run_cli("dataset", "import", str(data), "--name", "ev", "--json-events", *common)
+    assert done.returncode == 0, done.stderr
+    assert PLANTED not in done.stdout and "jane.roe" not in done.stdout
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    progress = [e for e in events[:-1] if e["type"] == "progress"]
+    assert len(progress) == len(events) - 1
+    assert {e["stage"] for e in progress} == {"read", "scrub", "residual", "write"}
+    assert all(set(e) == {"type", "stage", "done", "total"} for e in progress)
+    scrub = [e for e in progress if e["stage"] == "scrub"]
+    assert scrub[-1]["done"] == scrub[-1]["total"] == 14
+    last = events[-1]
+    assert last["type"] == "report"
+    report = last["report"]
+    assert (report["records_in"], report["records_out"], report["rejected"]) == (8, 7, 1)
+    assert report["pii"]["EMAIL_ADDRESS"] == 1 and report["residual"] == {}
+    both = run_cli("dataset", "import", str(data), "--name", "ev2", "--json", "--json-events",
+                   *common)
+    assert both.returncode == 2 and "not allowed with" in both.stderr

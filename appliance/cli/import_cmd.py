@@ -1,17 +1,27 @@
-"""`appliance dataset import FILE --name NAME [--json]`.
+"""`appliance dataset import FILE --name NAME [--json | --json-events]`.
 
 The vault owns the `dataset` command group (list/show/sample/rm in dataset_cmd.py). This
 module adds only the `import` action: dataset_cmd.py calls `add_import_action`.
+
+`--json-events` is for the console (appliance.service.jobs.ChildJob): one JSON object per
+line on stdout, `{"type": "progress", "stage", "done", "total"}` while it works (stages
+read, scrub, residual, write) and `{"type": "report", "report": {...}}` as the last line.
+Progress carries counts only, never record text.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from typing import Any
 
 from appliance.cli._common import add_command, home_of, passphrase_file, print_json
 from appliance.errors import EXIT_OK
+
+EVENT_INTERVAL_S = 0.1
+"""Least time between two progress events of one stage (its first and last always go)."""
 
 
 def _progress(stage: str, done: int, total: int) -> None:
@@ -22,12 +32,37 @@ def _progress(stage: str, done: int, total: int) -> None:
         sys.stderr.flush()
 
 
+def _emit(event: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
+    sys.stdout.flush()
+
+
+class JsonProgress:
+    """Progress callbacks as JSON-line events, at most one per EVENT_INTERVAL_S per stage."""
+
+    def __init__(self) -> None:
+        self.last: dict[str, float] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        """Emit `{"type": "progress", ...}` unless the stage reported moments ago."""
+        now = time.monotonic()
+        first = stage not in self.last
+        if not first and done < total and now - self.last[stage] < EVENT_INTERVAL_S:
+            return
+        self.last[stage] = now
+        _emit({"type": "progress", "stage": stage, "done": done, "total": total})
+
+
 def _import(args: argparse.Namespace) -> int:
     from appliance.service.scrub import import_dataset
 
+    progress = JsonProgress() if args.json_events else _progress
     report = import_dataset(home_of(args), args.file, args.name,
-                            passphrase_file=passphrase_file(args), progress=_progress,
+                            passphrase_file=passphrase_file(args), progress=progress,
                             canaries=True if getattr(args, "canaries", False) else None)
+    if args.json_events:
+        _emit({"type": "report", "report": report})
+        return EXIT_OK
     if args.json:
         print_json(report)
         return EXIT_OK
@@ -53,9 +88,11 @@ def add_import_action(actions: Any, common: argparse.ArgumentParser) -> None:
                          "encrypt a dataset into the vault")
     parser.add_argument("file", help="JSONL or JSON array, Alpaca or chat records")
     parser.add_argument("--name", required=True, help="the dataset's name in the vault")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print the report as JSON")
+    output.add_argument("--json-events", action="store_true",
+                        help="print progress as JSON lines, then the report as the last line")
     parser.add_argument("--canaries", action="store_true",
                         help="plant privacy canaries before scrubbing (as "
                              "privacy.plant_canaries = true does)")
     parser.set_defaults(handler=_import)
-

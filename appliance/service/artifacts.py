@@ -35,3 +35,38 @@ def verify(home: Home, artifact: str | Path, policy_path: str | Path | None = No
                      artifact=Path(artifact).name, root_digest=result.root_digest or None,
                      signer=result.signer or None, reason=result.reason)
     return result.as_dict()
+
+
+def list_artifacts(home: Home) -> list[dict[str, Any]]:
+    """Artifact directories, newest first: run id, modification time (UTC), signed or not
+    (a signature file is present; `verify`/`describe` check it)."""
+    from appliance.service.overview import latest_runs
+
+    return [{"run": r.run_id, "modified (UTC)": r.modified, "signed": "yes" if r.signed
+             else "no"} for r in latest_runs(home, limit=10_000)]
+
+
+def describe(home: Home, artifact: str | Path) -> dict[str, Any]:
+    """`verify` plus what the console shows beside it: the active policy's digest (to
+    compare with the one the artifact was trained under) and whether the policy lets
+    merged weights be exported."""
+    from appliance.service.export import merge_permission
+    from appliance.service.policy import active_policy
+
+    result = verify(home, artifact)
+    result["active_policy_digest"] = active_policy(home).digest
+    result["export"] = merge_permission(home)
+    result["total_steps"] = _total_steps(Path(artifact)) if result["ok"] else None
+    return result
+
+
+def _total_steps(artifact: Path) -> int | None:
+    """Optimizer steps the run took, from its report.json (a signed file: read only after
+    the artifact verified); None when absent or unreadable."""
+    import json
+
+    try:
+        steps = json.loads((artifact / "report.json").read_text("utf-8")).get("total_steps")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return steps if isinstance(steps, int) else None

@@ -71,6 +71,15 @@ def list_datasets(home: Home) -> list[dict[str, Any]]:
     return [info.as_dict() for info in infos]
 
 
+def import_options(home: Home) -> dict[str, Any]:
+    """What the active policy says about importing: whether it plants canaries anyway
+    (`privacy.plant_canaries`), and whether training will require them
+    (`privacy.check_before_signing`)."""
+    privacy = active_policy(home).privacy
+    return {"policy_plants_canaries": privacy.plant_canaries,
+            "check_before_signing": privacy.check_before_signing}
+
+
 def show_dataset(home: Home, name: str, *, passphrase_file: str | None = None,
                  passphrase: bytes | None = None) -> dict[str, Any]:
     """Verified metadata and the encrypted scrub report of one dataset (no records)."""

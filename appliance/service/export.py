@@ -9,41 +9,57 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import appliance
 from appliance import audit
-from appliance.errors import IntegrityError, PolicyViolation, SigningError, UsageError
+from appliance.errors import IntegrityError, PolicyViolation, UsageError
 from appliance.fsutil import fsync_dir
 from appliance.home import Home
 from appliance.models import safety, store
-from appliance.policy import load_policy
+from appliance.policy import Policy, load_policy
+
+REFUSED_HINT = 'an admin can set it to "after-verify"'
 
 
-def _verification_in_build() -> bool:
-    here = Path(appliance.__file__).resolve().parent
-    return (here / "service" / "artifacts.py").is_file() and (here / "signing").is_dir()
+def merge_permission(home: Home) -> dict[str, Any]:
+    """Whether the active policy lets merged weights leave (`export.merged_weights`), with
+    the setting and a readable reason; for the console, which shows it before asking."""
+    home.require_initialised()
+    setting = load_policy(home.policy_file).export.merged_weights
+    allowed = setting == "after-verify"
+    reason = ("allowed after the artifact verifies" if allowed else
+              f"merged weights may not leave this appliance ({REFUSED_HINT})")
+    return {"allowed": allowed, "setting": setting,
+            "reason": f'policy export.merged_weights = "{setting}": {reason}'}
+
+
+def require_merge_allowed(home: Home, policy: Policy, artifact: Path) -> None:
+    """PolicyViolation (audited as a refused export) unless the policy allows merging."""
+    if policy.export.merged_weights != "after-verify":
+        audit.record(home, "export.merge", outcome="refused", artifact=artifact.name,
+                     reason="policy")
+        raise PolicyViolation("merged weights may not leave this appliance",
+                              where="policy export.merged_weights = \"never\"",
+                              hint=REFUSED_HINT)
+
+
+def refuse_if_forbidden(home: Home, artifact: str | Path) -> None:
+    """The console's `e` on an artifact: the same audited refusal `export merge` gives when
+    the policy forbids merging; nothing when it allows it."""
+    home.require_initialised()
+    require_merge_allowed(home, load_policy(home.policy_file), Path(artifact))
 
 
 def merge(home: Home, artifact: str | Path, out: str | Path) -> dict[str, Any]:
     """Verify `artifact`, then write merged weights (safetensors), config and tokenizer to
     `out` (which must not exist). Audited either way."""
+    from appliance.service.artifacts import verify
+
     home.require_initialised()
     policy = load_policy(home.policy_file)
     art, dest = Path(artifact), Path(out)
-    if policy.export.merged_weights != "after-verify":
-        audit.record(home, "export.merge", outcome="refused", artifact=art.name,
-                     reason="policy")
-        raise PolicyViolation("merged weights may not leave this appliance",
-                              where="policy export.merged_weights = \"never\"",
-                              hint="an admin can set it to \"after-verify\"")
+    require_merge_allowed(home, policy, art)
     if dest.exists():
         raise UsageError("the output directory already exists", where=str(dest))
-    if not _verification_in_build():
-        raise SigningError("signature verification is not part of this build; refusing to "
-                           "merge an unverified adapter", where=str(art))
-    import importlib
-
-    artifacts = importlib.import_module("appliance.service.artifacts")
-    result = artifacts.verify(home, art)
+    result = verify(home, art)
     if not result["ok"]:
         audit.record(home, "export.merge", outcome="refused", artifact=art.name,
                      reason="verify")

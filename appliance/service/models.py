@@ -46,13 +46,39 @@ def import_model(home: Home, source: str | None, name: str | None, *,
     return out
 
 
+def allowance(policy: Policy, record: store.ModelRecord) -> str:
+    """Why the policy allows the model, or why not and what an admin can do."""
+    if policy.models.allow_any:
+        return "models.allow_any = true (development only)"
+    for entry in policy.models.allowed:
+        if entry.digest == record.root_digest:
+            return f"root digest listed in models.allowed as {entry.name!r}"
+        if entry.digest == record.source_digest:
+            return f"source digest listed in models.allowed as {entry.name!r}"
+    return (f"its digests are not in models.allowed (an admin can add "
+            f"{record.source_digest})")
+
+
+def _size(record: store.ModelRecord) -> int:
+    """Bytes of the imported weights directory (0 for files that have gone)."""
+    total = 0
+    for name in record.files:
+        path = record.weights_dir / name
+        if path.is_file() and not path.is_symlink():
+            total += path.stat().st_size
+    return total
+
+
 def list_models(home: Home) -> list[dict[str, Any]]:
-    """Every imported model with its digests and whether the policy allows it."""
+    """Every imported model with its digests, size, and whether the policy allows it (and
+    why)."""
     policy = active_policy(home)
     out = []
     for record in store.list_records(home):
         item = record.to_json()
-        item.pop("files")
+        item["file_count"] = len(item.pop("files"))
+        item["size_bytes"] = _size(record)
         item["allowed"] = store.is_allowed(policy, record)
+        item["allowed_reason"] = allowance(policy, record)
         out.append(item)
     return out

@@ -1,7 +1,7 @@
 """What the operator console's Overview shows: home, keys, audit log and latest runs.
 
 Read-only views over the home's layout. Nothing here decrypts, verifies or writes; the chain
-status comes from the audit service (see `appliance.service.optional`).
+status comes from the audit service (`appliance.service.audit.verify_home`).
 """
 
 from __future__ import annotations
@@ -135,12 +135,13 @@ def audit_summary(home: Home, last: int = 5) -> AuditSummary:
 
 
 def latest_runs(home: Home, limit: int = 10) -> list[RunInfo]:
-    """Artifact directories, newest first (symlinks are not followed or listed)."""
+    """Artifact directories, newest first (symlinks are not followed or listed; hidden
+    names, such as training's `.staging`, are not runs)."""
     if not home.artifacts_dir.is_dir():
         return []
     runs = []
     for path in home.artifacts_dir.iterdir():
-        if path.is_symlink() or not path.is_dir():
+        if path.is_symlink() or not path.is_dir() or path.name.startswith("."):
             continue
         stat = path.stat()
         runs.append((stat.st_mtime, path))

@@ -30,6 +30,17 @@ from appliance.policy import Policy, load_policy
 from appliance.privacy.canaries import CanarySet
 
 Event = dict[str, Any]
+LIMITS = (
+    "a pass means no evidence of memorisation at this sample size, not proof of absence",
+    "exposure saturates at log2(candidates + 1) bits: it detects a preference for the "
+    "secret, not full memorisation (the extraction attempt covers that end)",
+    "one memorised canary among many is usually not detected by the tests",
+    "each canary is measured in one carrier sentence and context; paraphrases are not",
+    "canaries are synthetic: how the scrubber treats them is the import report's "
+    "'surviving scrubbing' count",
+)
+"""What the exposure test cannot show (docs/privacy.md, "What the test can and cannot
+show"), for reports and the console."""
 SEALED_KEY = "canaries_sealed"
 """Where the sealed canary set sits in a dataset's encrypted metadata."""
 

@@ -182,6 +182,8 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
         "duplicates_normalized": unique.normalized,
         "pii": dict(sorted(scrubbed.pii.items())),
         "residual": residual,
+        "residual_allowed": dict(sorted(policy.pii.max_residual.items())),
+        "residual_share_allowed": policy.pii.max_residual_share,
         "digest": digest_of(train, eval_),  # the vault's definition: one digest everywhere
         "ner": _ner_report(analyzer, policy),
         "undetectable_entities": analyzer.undetectable,
@@ -227,13 +229,8 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
     Fails before any scrubbing when the vault is unavailable or the passphrase is wrong."""
     from appliance import audit, masterkey
     from appliance.passphrase import read_passphrase
+    from appliance.vault import store
 
-    try:
-        from appliance.vault import store  # type: ignore[import-not-found,attr-defined,unused-ignore]
-    except ImportError as exc:
-        raise VaultError("the encrypted vault (appliance.vault.store) is not available in this "
-                         "build, so nothing can be imported",
-                         hint="install a build that includes the vault") from exc
     home.require_initialised()
     _refuse_existing(store, home, name)  # before the (long) scrub, not after it
     policy = load_policy(home.policy_file)

@@ -236,29 +236,14 @@ def _verify(artifact: Path, trusted: set[str], result: VerifyResult) -> None:
 
 
 def _check_provenance(statement: dict[str, Any], content: str, result: VerifyResult) -> None:
-    from appliance.signing.provenance import PREDICATE_TYPE
+    from appliance.signing.provenance import PREDICATE_TYPE, summarize
 
     try:
         ok = (statement["predicateType"] == PREDICATE_TYPE and len(statement["subject"]) == 1
               and "sha256:" + statement["subject"][0]["digest"]["sha256"] == content)
-        build = statement["predicate"]["buildDefinition"]
-    except (KeyError, TypeError, IndexError):
+        summary = summarize(statement) if ok else {}
+    except (KeyError, TypeError, IndexError, AttributeError, StopIteration):
         ok = False
     if not ok:
         raise SigningError("the provenance does not describe this artifact's content")
-    external = build.get("externalParameters", {})
-    internal = build.get("internalParameters", {})
-    byproducts = statement["predicate"].get("runDetails", {}).get("byproducts", [])
-    privacy = next((b.get("annotations") for b in byproducts if isinstance(b, dict)
-                    and b.get("name") == "privacy"), None)
-    result.provenance = {
-        "policy_digest": external.get("policy_digest"),
-        "base_model": external.get("base_model"),
-        "dataset": external.get("dataset"),
-        "audit_checkpoint": internal.get("audit_checkpoint"),
-        "isolation": internal.get("isolation"),
-        "privacy": {k: privacy.get(k) for k in ("verdict", "candidates", "test",
-                                                "test_top_repeats", "groups",
-                                                "extraction", "threshold")}
-        if isinstance(privacy, dict) else None,
-    }
+    result.provenance = summary

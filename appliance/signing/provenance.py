@@ -137,3 +137,68 @@ def build(subject: str, content_digest: str, info: dict[str, Any], *,
             },
         },
     }
+
+
+PRIVACY_SHOWN = ("verdict", "reasons", "method", "candidates", "resolution_bits",
+                 "chance_mean_bits", "canary_set", "test", "test_top_repeats", "groups",
+                 "extraction", "threshold")
+"""The privacy byproduct's fields a verification returns (per-canary rows stay in the
+statement: ids and numbers only, but many)."""
+
+
+def _dependency(deps: list[Any], name: str) -> dict[str, Any] | None:
+    """{name, digest} of a resolved dependency, found by its `appliance:` uri or name."""
+    for dep in deps:
+        if isinstance(dep, dict) and (dep.get("uri") == f"appliance:{name}"
+                                      or dep.get("name") == name):
+            digest = dep.get("digest") or {}
+            algo, value = next(iter(digest.items())) if digest else ("", "")
+            return {"name": dep.get("name"), "digest": f"{algo}:{value}" if algo else None}
+    return None
+
+
+def _code(statement: dict[str, Any], deps: list[Any],
+          internal: dict[str, Any]) -> dict[str, Any]:
+    """Which code built the artifact: appliance version and source digest, lock, libraries."""
+    builder = statement["predicate"].get("runDetails", {}).get("builder", {})
+    source = next((d for d in deps if isinstance(d, dict)
+                   and str(d.get("uri", "")).startswith("appliance:source@")), None)
+    lock = _dependency(deps, "lock")
+    return {"appliance_version": (builder.get("version") or {}).get("appliance"),
+            "source_digest": "sha256:" + source["digest"]["sha256"]
+            if source and "sha256" in source.get("digest", {}) else None,
+            "lock_digest": lock["digest"] if lock else None,
+            "libraries": internal.get("library_versions")}
+
+
+def summarize(statement: dict[str, Any]) -> dict[str, Any]:
+    """What a verified provenance statement says, as plain data for `verify --json` and the
+    console: inputs by digest, the code, the run, training settings and results, privacy."""
+    build_def = statement["predicate"]["buildDefinition"]
+    run = statement["predicate"].get("runDetails", {})
+    external = build_def.get("externalParameters", {})
+    internal = build_def.get("internalParameters", {})
+    deps = build_def.get("resolvedDependencies") or []
+    byproducts = {b.get("name"): b.get("annotations") for b in run.get("byproducts", [])
+                  if isinstance(b, dict)}
+    privacy = byproducts.get("privacy")
+    meta = run.get("metadata", {})
+    extra = external.get("extra") or {}
+    return {
+        "policy_digest": external.get("policy_digest"),
+        "base_model": external.get("base_model"),
+        "dataset": external.get("dataset"),
+        "tokenizer": _dependency(deps, "tokenizer"),
+        "pii_model": _dependency(deps, "pii_model"),
+        "audit_checkpoint": internal.get("audit_checkpoint"),
+        "isolation": internal.get("isolation"),
+        "run": {"run_id": meta.get("invocationId"), "started": meta.get("startedOn"),
+                "finished": meta.get("finishedOn")},
+        "recipe": external.get("recipe"),
+        "quantization": external.get("quantization"),
+        "eval": byproducts.get("eval"),
+        "adapter_sha256": extra.get("adapter_sha256"),
+        "code": _code(statement, deps, internal),
+        "privacy": {k: privacy.get(k) for k in PRIVACY_SHOWN}
+        if isinstance(privacy, dict) else None,
+    }

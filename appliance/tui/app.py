@@ -10,10 +10,13 @@ from textual.app import App
 from textual.binding import Binding
 
 from appliance.home import Home
+from appliance.service.jobs import ChildJob
+from appliance.tui.screens.artifacts import ArtifactsScreen
 from appliance.tui.screens.audit import AuditScreen
 from appliance.tui.screens.base import NAV, Page
+from appliance.tui.screens.datasets import DatasetsScreen
 from appliance.tui.screens.help import HelpScreen
-from appliance.tui.screens.lists import ArtifactsScreen, DatasetsScreen, ModelsScreen
+from appliance.tui.screens.models import ModelsScreen
 from appliance.tui.screens.overview import OverviewScreen
 from appliance.tui.screens.policy import PolicyScreen
 
@@ -56,6 +59,8 @@ class ApplianceConsole(App[int]):
         self.in_flight: set[str] = set()
         """Service calls running now (worker threads add and remove their job's name)."""
         self.chain_status = "not verified this session (Audit page: v)"
+        self.child_jobs: set[ChildJob] = set()
+        """Child processes (imports, exports, checks) running now; cancelled on exit."""
         for mode, page in PAGES.items():
             self.add_mode(mode, partial(page, home))
 
@@ -67,9 +72,12 @@ class ApplianceConsole(App[int]):
 
     def on_unmount(self) -> None:
         """Give the interpreter its switch interval back; note service calls still running
-        (their threads finish before the process exits: none is abandoned midway)."""
+        (their threads finish before the process exits: none is abandoned midway); ask
+        child processes still running to stop (SIGTERM)."""
         sys.setswitchinterval(getattr(self, "_switch_interval", sys.getswitchinterval()))
         self.pending = sorted(self.in_flight)
+        for child in list(self.child_jobs):
+            child.cancel()
 
     def action_page(self, mode: str) -> None:
         """Switch to a page (each keeps its state while hidden)."""

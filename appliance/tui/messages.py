@@ -23,3 +23,12 @@ class JobFailed(Message):
         super().__init__()
         self.job = job
         self.line = line
+
+
+class JobEvent(Message):
+    """A child job (appliance.service.jobs.ChildJob) reported one JSON-line event."""
+
+    def __init__(self, job: str, event: dict[str, Any]) -> None:
+        super().__init__()
+        self.job = job
+        self.event = event

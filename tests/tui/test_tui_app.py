@@ -18,11 +18,11 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Static
 
 from appliance.home import Home
-from appliance.service.optional import available
 from appliance.tui.app import ApplianceConsole
+from appliance.tui.screens.artifacts import ArtifactsScreen
 from appliance.tui.screens.audit import AuditScreen
+from appliance.tui.screens.datasets import DatasetsScreen
 from appliance.tui.screens.help import HelpScreen
-from appliance.tui.screens.lists import ArtifactsScreen, DatasetsScreen
 from appliance.tui.screens.overview import OverviewScreen
 from appliance.tui.screens.policy import PolicyScreen
 from appliance.tui.widgets.passphrase import PassphraseModal
@@ -149,7 +149,7 @@ def test_policy_diff_with_a_broken_file_lists_its_problems(home: Home,
 
 def test_errors_show_as_one_line_banner_not_a_traceback(home: Home,
                                                         fixed_doctor: object) -> None:
-    """A missing policy file and an unavailable service each give one readable line."""
+    """A missing policy file gives one readable line with the next step."""
     app = ApplianceConsole(home)
 
     async def script(pilot: Pilot[int]) -> None:
@@ -250,8 +250,8 @@ def test_audit_filter_and_unavailable_verify(home: Home, fixed_doctor: object) -
         await pilot.press("escape", "v")
         await settle(pilot)
         banner = app.screen.query_one("#banner").text
-        # This fixture home has no real keys: a build without the audit service says "not
-        # available", one with it names the missing checkpoint key; either way one line.
+        # This fixture home has no real keys: verification names what is missing, in one
+        # line.
         assert banner.startswith("✗ ") and "\n" not in banner
         assert "Traceback" not in screen_text(app)
 
@@ -355,7 +355,7 @@ def test_audit_export_asks_for_a_path_then_a_hidden_passphrase(
         calls.append((out, passphrase))
         return {"entries": 5}
 
-    monkeypatch.setattr("appliance.tui.screens.audit.export_audit_bundle", export)
+    monkeypatch.setattr("appliance.tui.screens.audit.export_bundle", export)
     app = ApplianceConsole(home)
 
     async def script(pilot: Pilot[int]) -> None:
@@ -376,9 +376,10 @@ def test_audit_export_asks_for_a_path_then_a_hidden_passphrase(
     assert calls == [("bundle", b"pw-123456")]
 
 
-def test_audit_export_in_a_build_without_it_is_one_line(home: Home,
-                                                        fixed_doctor: object) -> None:
-    """Through the real adapter, a build without the audit service says so in the banner."""
+def test_audit_export_of_a_home_without_real_keys_is_one_line(home: Home,
+                                                              fixed_doctor: object) -> None:
+    """Through the real audit service, exporting from a home whose keys are placeholders
+    fails in one banner line."""
     app = ApplianceConsole(home)
 
     async def script(pilot: Pilot[int]) -> None:
@@ -395,15 +396,10 @@ def test_audit_export_in_a_build_without_it_is_one_line(home: Home,
 
 
 def test_artifacts_lists_runs_and_verifies_the_selected_one(
-        home: Home, fixed_doctor: object, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Artifacts lists runs newest first; v verifies the selected run and shows the verdict."""
-    seen: list[Path] = []
-
-    def verify(home: Home, artifact: Path) -> dict[str, object]:
-        seen.append(Path(artifact))
-        return {"ok": False, "reason": "signature does not verify", "signer": ""}
-
-    monkeypatch.setattr("appliance.tui.screens.lists.verify_artifact", verify)
+        home: Home, fixed_doctor: object) -> None:
+    """Artifacts lists runs newest first; v runs the real verifier on the selected run: in
+    this fixture home (placeholder keys) it cannot, and says why in one line, in the banner
+    and in the panel."""
     app = ApplianceConsole(home)
 
     async def script(pilot: Pilot[int]) -> None:
@@ -415,15 +411,14 @@ def test_artifacts_lists_runs_and_verifies_the_selected_one(
         await pilot.press("down", "v")
         await settle(pilot)
         text = screen_text(app)
-        assert "NOT verified" in text and "signature does not verify" in text
+        banner = app.screen.query_one("#banner").text
+        assert banner.startswith("✗ home/keys/") and "public key" in banner
+        assert "Provenance: run-0001" in text and "could not verify" in text
+        assert "Traceback" not in text
 
     drive(app, script)
-    assert seen == [Path("home/artifacts/run-0001")]
 
 
-@pytest.mark.skipif(not available("appliance.service.home", "init_home")
-                    or not available("appliance.service.audit", "verify_log", "verify_home"),
-                    reason="this build has no init or audit service (issue 3)")
 def test_verify_chain_of_a_real_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """On a home made by the real init, v verifies the signed chain and the Overview then
     reports it intact; the verification itself appears in the log."""
@@ -447,13 +442,11 @@ def test_verify_chain_of_a_real_home(tmp_path: Path, monkeypatch: pytest.MonkeyP
         await pilot.press("1")
         await settle(pilot)
         assert "chain   intact" in screen_text(app)
-        if available("appliance.service.datasets", "list_datasets"):
-            await pilot.press("3")
-            await settle(pilot)
-            assert "no datasets yet" in screen_text(app)
-        if available("appliance.service.models", "list_models"):
-            await pilot.press("4")
-            await settle(pilot)
-            assert "no base models yet" in screen_text(app)
+        await pilot.press("3")
+        await settle(pilot)
+        assert "no datasets yet" in screen_text(app)
+        await pilot.press("4")
+        await settle(pilot)
+        assert "no base models yet" in screen_text(app)
 
     drive(app, script)

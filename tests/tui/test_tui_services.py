@@ -1,5 +1,5 @@
 """The service functions the console reads through: policy describe/diff, overview, audit
-browsing, and the adapter for services other parts of the appliance provide."""
+browsing."""
 
 from __future__ import annotations
 
@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from appliance.errors import PolicyError, UnavailableError
+from appliance.errors import PolicyError
 from appliance.home import Home
 from appliance.resources import shipped_policy
-from appliance.service import optional
 from appliance.service.audit_view import read_events
 from appliance.service.overview import audit_summary, key_files, latest_runs
 from appliance.service.policy import (
@@ -103,8 +102,10 @@ def test_audit_summary_counts_entries_and_skips_a_torn_tail(home: Home) -> None:
 
 
 def test_latest_runs_newest_first_and_no_symlinks(home: Home, tmp_path: Path) -> None:
-    """Artifacts are listed newest first with their signature state; symlinks are ignored."""
+    """Artifacts are listed newest first with their signature state; symlinks and hidden
+    directories (training's .staging) are not runs."""
     os.symlink(tmp_path, home.artifacts_dir / "evil")
+    (home.artifacts_dir / ".staging").mkdir()
     runs = latest_runs(home)
     assert [(r.run_id, r.signed) for r in runs] == [("run-0002", False), ("run-0001", True)]
 
@@ -126,31 +127,3 @@ def test_read_events_flags_unreadable_lines_and_limits(home: Home) -> None:
     page = read_events(home, limit=2)
     assert (page.total, page.matched, len(page.events)) == (6, 6, 2)
     assert not page.events[0].readable
-
-
-def test_adapter_reports_a_missing_module_as_unavailable() -> None:
-    """A service module this build lacks gives one UnavailableError naming the feature."""
-    with pytest.raises(UnavailableError) as info:
-        optional.resolve("appliance.service.no_such_module", "f", feature="the thing")
-    assert "the thing is not available in this build" in info.value.line()
-    assert info.value.exit_code == 1
-
-
-def test_adapter_reports_a_missing_function_as_unavailable() -> None:
-    """A module without the function is unavailable too; an existing one resolves."""
-    with pytest.raises(UnavailableError):
-        optional.resolve("appliance.service.policy", "no_such_function", feature="x")
-    assert optional.resolve("appliance.service.policy", "nope", "diff_policies",
-                            feature="x") is diff_policies
-
-
-def test_adapter_does_not_hide_a_broken_import(tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
-    """A module that exists but fails to import is a defect, not 'unavailable'."""
-    pkg = tmp_path / "brokenpkg"
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "mod.py").write_text("import no_such_dependency_xyz\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    with pytest.raises(ModuleNotFoundError):
-        optional.resolve("brokenpkg.mod", "f", feature="x")

@@ -12,8 +12,8 @@ from textual.containers import Horizontal
 from textual.widget import Widget
 from textual.widgets import Button, DataTable, Input, Static
 
+from appliance.service.audit import export_bundle, verify_home
 from appliance.service.audit_view import EventPage, read_events
-from appliance.service.optional import export_audit_bundle, verify_audit_log
 from appliance.tui.screens.base import Page
 from appliance.tui.widgets.passphrase import PassphraseModal, PathModal
 from appliance.tui.widgets.records import set_rows
@@ -89,7 +89,7 @@ class AuditScreen(Page):
     def action_verify(self) -> None:
         """Verify the chain against its signed checkpoints."""
         self.banner.show_info("verifying the audit chain…")
-        self.run_service("verify", verify_audit_log, self.home)
+        self.run_service("verify", verify_home, self.home)
 
     def action_export(self) -> None:
         """Ask where, then (optionally) for the passphrase, then export."""
@@ -102,7 +102,7 @@ class AuditScreen(Page):
 
         def with_passphrase(secret: bytes | None) -> None:
             self.banner.show_info(f"exporting the audit bundle to {out}…")
-            self.run_service("export", export_audit_bundle, self.home, out, secret)
+            self.run_service("export", export_bundle, self.home, out, secret)
 
         self.app.push_screen(PassphraseModal(
             "Passphrase, to sign a checkpoint over the newest entries first "

@@ -15,7 +15,8 @@ from textual.worker import Worker, get_current_worker
 
 from appliance.errors import ApplianceError
 from appliance.home import Home
-from appliance.tui.messages import JobDone, JobFailed
+from appliance.service.jobs import ChildJob, JobOutcome
+from appliance.tui.messages import JobDone, JobEvent, JobFailed
 from appliance.tui.widgets.banner import Banner
 
 NAV: list[tuple[str, str, str]] = [
@@ -33,6 +34,12 @@ def internal_error_line(exc: BaseException) -> str:
     """The one line shown for an unexpected exception (never its traceback)."""
     return (f"internal error: {type(exc).__name__} (run appliance tui --debug to keep the "
             "traceback, and report it)")
+
+
+def child_error_line(outcome: JobOutcome) -> str:
+    """A failed child's error as the banner shows it (without the `appliance:` prefix)."""
+    line = outcome.error or f"the command stopped with exit code {outcome.returncode}"
+    return line.removeprefix("appliance:").strip()
 
 
 class NavBar(Static):
@@ -116,6 +123,35 @@ class Page(Screen[None]):
 
         return self.run_worker(work, name=job, group=job, thread=True, exclusive=True,
                                exit_on_error=False)
+
+    def run_child(self, job: str, child: ChildJob) -> Worker[None]:
+        """Run an `appliance` command as a niced child process (ChildJob) watched from a
+        thread worker: each JSON-line event comes back as JobEvent, the end as
+        JobDone(job, JobOutcome) when it exits 0, else JobFailed with the command's own
+        one-line error. The app cancels children still running when it closes."""
+        children: set[ChildJob] = getattr(self.app, "child_jobs", set())
+
+        def watch() -> JobOutcome:
+            child.start()
+            children.add(child)
+            try:
+                for event in child.events():
+                    self.post_message(JobEvent(job, event))
+                outcome = child.wait()
+            finally:
+                children.discard(child)
+            if not outcome.ok:
+                raise ApplianceError(child_error_line(outcome))
+            return outcome
+
+        return self.run_service(job, watch)
+
+    def on_job_event(self, message: JobEvent) -> None:
+        """Route a child job's event to `job_event`."""
+        self.job_event(message.job, message.event)
+
+    def job_event(self, job: str, event: dict[str, Any]) -> None:
+        """A child job of this page reported an event."""
 
     def on_job_done(self, message: JobDone) -> None:
         """Route a finished job to `job_done`."""

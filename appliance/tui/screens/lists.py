@@ -1,42 +1,57 @@
-"""Datasets, Models and Artifacts: what the vault, the model store and the artifact
-directory hold. Import, training and export live with their own services; these pages list
-and verify through `appliance.service.optional`, which says plainly when a build lacks one."""
+"""What the Datasets, Models and Artifacts pages share: a count line, a table of what the
+vault, the model store or the artifact directory holds, and a detail panel below it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
 
+from rich.console import RenderableType
+from rich.markup import escape
 from rich.text import Text
 from textual.binding import Binding
+from textual.containers import VerticalScroll
 from textual.widget import Widget
 from textual.widgets import Static
 
 from appliance.home import Home
-from appliance.service.optional import list_datasets, list_models, verify_artifact
-from appliance.service.overview import latest_runs
 from appliance.tui.screens.base import Page
-from appliance.tui.widgets.records import RecordsTable
+from appliance.tui.widgets.records import RecordsTable, set_rows
 
 
 class ListPage(Page):
-    """A page that lists records from one service function."""
+    """A page that lists records from one service function, with a detail panel."""
 
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
         *Page.BINDINGS,
         Binding("r", "refresh", "Reload"),
     ]
+    AUTO_FOCUS = "#records"
     EMPTY: ClassVar[str] = "nothing yet"
-    COLUMNS: ClassVar[tuple[str, ...]] = ()
+    DETAIL_TITLE: ClassVar[str] = "Detail"
+    DETAIL_HINT: ClassVar[str] = ""
+
+    def __init__(self, home: Home) -> None:
+        super().__init__(home)
+        self.records: list[dict[str, Any]] = []
+        """What the last listing returned, in table order."""
 
     def source(self) -> Callable[[Home], list[dict[str, Any]]]:
-        """The service function that lists this page's records."""
+        """The service function that lists this page's records (run in a worker)."""
         raise NotImplementedError
 
     def body(self) -> Iterable[Widget]:
-        """A count line and the table."""
+        """A count line, the table, the detail panel."""
         yield Static("", id="list-status", classes="head")
         yield RecordsTable(id="records", cursor_type="row", zebra_stripes=True)
+        yield from self.middle()
+        with VerticalScroll(id="detail", classes="panel") as detail:
+            detail.border_title = self.DETAIL_TITLE
+            yield Static(self.DETAIL_HINT, id="detail-body")
+
+    def middle(self) -> Iterable[Widget]:
+        """Widgets between the table and the detail panel (job progress)."""
+        return ()
 
     def on_mount(self) -> None:
         """First read."""
@@ -47,100 +62,51 @@ class ListPage(Page):
         self.query_one("#records").loading = True
         self.run_service("list", self.source(), self.home)
 
+    def selected(self) -> str | None:
+        """The first column of the row under the cursor, or None (with a banner line)."""
+        table = self.query_one("#records", RecordsTable)
+        if table.row_count == 0:
+            self.banner.show_error(f"nothing selected: {self.EMPTY}")
+            return None
+        return str(table.get_row_at(table.cursor_row)[0])
+
+    def show_detail(self, title: str, content: RenderableType) -> None:
+        """Put `content` in the detail panel under `title` (plain text, not markup),
+        scrolled to its top. A string `content` is read as markup: pass Text for data."""
+        panel = self.query_one("#detail", VerticalScroll)
+        panel.loading = False
+        panel.border_title = escape(title)
+        self.query_one("#detail-body", Static).update(content)
+        panel.scroll_home(animate=False)
+
+    def detail_loading(self, title: str) -> None:
+        """Show that the detail panel is being filled."""
+        panel = self.query_one("#detail", VerticalScroll)
+        panel.border_title = escape(title)
+        panel.loading = True
+
+    def rows(self, records: list[dict[str, Any]]) -> tuple[list[str], list[list[str | Text]]]:
+        """Column headers and rows for the records (default: every key as it is)."""
+        keys = list(dict.fromkeys(k for record in records for k in record))
+        return keys, [[str(record.get(k, "")) for k in keys] for record in records]
+
     def job_done(self, job: str, result: Any) -> None:
         """Fill the table."""
         if job == "list":
-            records = [r if isinstance(r, dict) else vars(r) for r in result]
-            self.query_one("#records", RecordsTable).show(records, self.COLUMNS)
-            status = f"{len(records)} item(s)" if records else self.EMPTY
+            self.records = list(result)
+            table = self.query_one("#records", RecordsTable)
+            table.loading = False
+            headers, rows = self.rows(self.records)
+            row = table.cursor_row
+            set_rows(table, headers, rows)
+            if rows:
+                table.move_cursor(row=min(row, len(rows) - 1))
+            status = f"{len(rows)} item(s)" if rows else self.EMPTY
             self.query_one("#list-status", Static).update(status)
 
     def job_failed(self, job: str, line: str) -> None:
-        """Stop the loading indicator; the banner says why."""
+        """Stop the loading indicators; the banner says why."""
         if job == "list":
             self.query_one("#records").loading = False
             self.query_one("#list-status", Static).update(Text("not available", style="red"))
-
-
-class DatasetsScreen(ListPage):
-    """Encrypted datasets in the vault (their public summaries; no passphrase needed)."""
-
-    MODE = "datasets"
-    AUTO_FOCUS = "#records"
-    EMPTY = "no datasets yet (appliance dataset import FILE --name NAME)"
-
-    def source(self) -> Callable[[Home], list[dict[str, Any]]]:
-        """The vault's listing."""
-        return list_datasets
-
-
-class ModelsScreen(ListPage):
-    """Imported base models, their digests, and whether the policy allows each."""
-
-    MODE = "models"
-    EMPTY = "no base models yet (appliance model import PATH --name NAME)"
-
-    def source(self) -> Callable[[Home], list[dict[str, Any]]]:
-        """The model store's listing."""
-        return list_models
-
-
-def list_runs(home: Home) -> list[dict[str, Any]]:
-    """Artifact directories, newest first, as records."""
-    return [{"run": r.run_id, "modified (UTC)": r.modified, "signed": "yes" if r.signed else
-             "no"} for r in latest_runs(home, limit=1000)]
-
-
-class ArtifactsScreen(ListPage):
-    """One signed directory per training run; verify the selected one."""
-
-    MODE = "artifacts"
-    EMPTY = "no artifacts yet (appliance train RECIPE writes one per run)"
-    BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
-        *ListPage.BINDINGS,
-        Binding("v", "verify", "Verify selected"),
-    ]
-
-    def source(self) -> Callable[[Home], list[dict[str, Any]]]:
-        """The artifact directory's listing."""
-        return list_runs
-
-    def body(self) -> Iterable[Widget]:
-        """The list and a panel for the verification result."""
-        yield from super().body()
-        detail = Static("select a run and press v to verify it", id="verify-detail",
-                        classes="panel")
-        detail.border_title = "Verification"
-        yield detail
-
-    def action_verify(self) -> None:
-        """Verify the selected artifact: signature, every file digest, trusted signer."""
-        table = self.query_one("#records", RecordsTable)
-        if table.row_count == 0:
-            self.banner.show_error("no artifact selected (train a model first)")
-            return
-        run = str(table.get_row_at(table.cursor_row)[0])
-        self.query_one("#verify-detail").loading = True
-        self.run_service("verify", verify_artifact, self.home, self.home.artifacts_dir / run)
-
-    def job_done(self, job: str, result: Any) -> None:
-        """Fill the list, or show a verification."""
-        if job != "verify":
-            super().job_done(job, result)
-            return
-        detail = self.query_one("#verify-detail", Static)
-        detail.loading = False
-        ok = bool(result.get("ok"))
-        text = Text("verified" if ok else "NOT verified", style="bold green" if ok else
-                    "bold red")
-        for key, value in result.items():
-            if key != "ok":
-                text.append(f"\n{key:<12} ", style="dim").append(str(value))
-        detail.update(text)
-
-    def job_failed(self, job: str, line: str) -> None:
-        """Stop whichever indicator was running."""
-        if job == "verify":
-            self.query_one("#verify-detail").loading = False
-        else:
-            super().job_failed(job, line)
+        self.query_one("#detail", VerticalScroll).loading = False
