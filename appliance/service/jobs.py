@@ -55,8 +55,10 @@ class ChildJob:
     """One `appliance` command run as a niced child; iterate `events()` then `wait()`."""
 
     def __init__(self, home: Home, args: Sequence[str], *, passphrase: bytes | None = None,
-                 niceness: int = NICENESS) -> None:
+                 niceness: int = NICENESS, label: str | None = None) -> None:
         self.home = home
+        self.label = label or "appliance " + " ".join(
+            a for a in args[:2] if not a.startswith("-") and "/" not in a)
         self.args = list(args)
         self._passphrase = passphrase
         self.niceness = niceness
@@ -156,7 +158,10 @@ class ChildJob:
         error = None
         if returncode != EXIT_OK:
             lines = [line for line in self._stderr if line.startswith("appliance:")]
-            error = lines[-1] if lines else (
-                f"appliance {self.args[0] if self.args else ''} stopped with exit code "
-                f"{returncode}" + (" (cancelled)" if self.cancelled else ""))
+            if lines:
+                error = lines[-1]
+            elif self.cancelled:
+                error = f"{self.label}: cancelled at your request"
+            else:
+                error = f"{self.label}: stopped with exit code {returncode}"
         return JobOutcome(returncode, error, list(self._output))
