@@ -1,14 +1,11 @@
 """`appliance dataset list|show|sample|rm|export` and `appliance passphrase change`.
 
-`dataset import` belongs to the scrubber: a module named in DATASET_ACTION_MODULES that
-exists is asked to `register_action(group, common)` on the same `dataset` group.
+`dataset import` (intake and scrubbing) is added to the same group by `import_cmd`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import sys
 from typing import Any
@@ -22,8 +19,6 @@ from appliance.cli._common import (
 )
 from appliance.cli.import_cmd import add_import_action
 from appliance.errors import EXIT_OK
-
-DATASET_ACTION_MODULES = ("appliance.cli.dataset_import_cmd",)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -159,9 +154,6 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                      help="the recipient's passphrase (else a prompt)")
     cmd.add_argument("--json", action="store_true", help="print the result as JSON")
     cmd.set_defaults(handler=_export)
-    for module in DATASET_ACTION_MODULES:
-        if importlib.util.find_spec(module) is not None:
-            importlib.import_module(module).register_action(group, common)
 
     pw = add_group(sub, common, "passphrase", "manage the vault passphrase")
     cmd = add_command(pw, common, "change", "re-seal the vault master key under a new "
