@@ -254,7 +254,7 @@ def test_a_real_run_from_the_page_plots_cancels_resumes_and_signs(ready_home: Ho
         await choose(pilot, "recipe", 3)
         await start_with_passphrase(pilot, "s")
         plot = screen.query_one("#loss-plot", LinePlot)
-        await wait_until(pilot, lambda: bool(plot.series.get("train loss")), "a loss point")
+        await wait_until(pilot, lambda: bool(plot.series.get("train")), "a loss point")
         assert screen.progress is not None and screen.progress.eval_before["loss"] > 0
         run_id = screen.progress.run_id
         assert run_id and run_id in screen_text(app)
@@ -281,7 +281,7 @@ def test_a_real_run_from_the_page_plots_cancels_resumes_and_signs(ready_home: Ho
         assert banner(app).startswith(f"✓ run {run_id} finished; eval loss ")
         assert str(artifact) in banner(app)
         assert (artifact / "adapter_model.safetensors").is_file()
-        assert len(plot.series["train loss"]) == 6  # the steps before the stop, then the rest
+        assert len(plot.series["train"]) == 6  # the steps before the stop, then the rest
         assert screen.progress.eval_after["loss"] > 0
         actions = [(e["action"], e.get("run_id")) for e in _audit(home)]
         assert ("train.resume", run_id) in actions and ("train.finish", run_id) in actions

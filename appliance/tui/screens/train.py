@@ -154,7 +154,7 @@ class TrainScreen(Page):
                     runs.border_title = "Interrupted runs (R resumes)"
                     yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
             with Vertical(id="train-right"):
-                loss = LinePlot("train", id="loss-plot", classes="panel")
+                loss = LinePlot("loss", id="loss-plot", classes="panel")
                 loss.border_title = "Training loss per step"
                 yield loss
                 evals = LinePlot("eval", id="eval-plot", classes="panel")
@@ -396,9 +396,9 @@ class TrainScreen(Page):
         progress = self.progress
         self.query_one("#progress", Static).update(progress_text(progress, self.artifact))
         if progress is not None:
-            self.query_one("#loss-plot", LinePlot).set_series({"train loss": progress.losses})
+            self.query_one("#loss-plot", LinePlot).set_series({"train": progress.losses})
             self.query_one("#eval-plot", LinePlot).set_series(
-                {"eval loss": progress.eval_losses})
+                {"before -> after": progress.eval_losses})
 
     def job_done(self, job: str, result: Any) -> None:
         """Choices read, or a recipe checked."""
