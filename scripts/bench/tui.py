@@ -19,6 +19,7 @@ switched, median of 20 presses alternating two pages, in these situations:
              trainer on every core, its events read by the page's worker and drawn as they
              come; presses alternate Policy and Overview once the first step is reported;
   train-page the same run, presses alternating Train (its plots redrawn) and Policy.
+The training presses are 0.3 s apart (not 0.05 s), so that they span several steps.
 The run is then cancelled with c (checkpoint at the next step boundary). Its home is real:
 init under the demo policy, the default base model imported (about 30 s), synthetic chat
 records encrypted in the vault. `--no-train` leaves the two training situations out.
@@ -227,12 +228,17 @@ async def _start_training(app: Any, pilot: Any) -> Any:
     return screen
 
 
+TRAIN_GAP_S = 0.3
+"""Pause between presses while training, so the presses span several training steps (and
+the page's redraws for their events)."""
+
+
 async def _presses(app: Any, pages: tuple[tuple[str, type], tuple[str, type]]) -> list[float]:
     out = []
     for i in range(PRESSES):
         key, page = pages[i % 2]
         out.append(await _press(app, key, page))
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(TRAIN_GAP_S)
     return out
 
 
@@ -249,6 +255,8 @@ async def training_latencies(home: Path) -> dict[str, list[float]]:
     app = console.ApplianceConsole(Home(home))
     out: dict[str, list[float]] = {}
     async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("2")  # every page is mounted before anything is timed
+        await pilot.press("1")
         await app.workers.wait_for_complete()
         screen = await _start_training(app, pilot)
         steps_before = len(screen.progress.losses)
