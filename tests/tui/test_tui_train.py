@@ -228,6 +228,33 @@ def test_the_console_with_the_train_page_imports_no_torch() -> None:
     assert done.stdout.strip() == "[]"
 
 
+def test_a_wrong_passphrase_is_the_commands_one_line(ready_home: Home) -> None:
+    """Started with a wrong passphrase, the real `appliance train` child refuses; the page
+    shows its one error line, marks the run failed and leaves no interrupted run."""
+    app = ApplianceConsole(ready_home, start="train")
+
+    async def script(pilot: Pilot[int]) -> None:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TrainScreen)
+        await choose(pilot, "recipe", 3)
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, PassphraseModal), "the modal")
+        await type_secret(pilot, "not the passphrase")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: screen.running, "the run to start", 10)
+        await wait_until(pilot, lambda: not screen.running, "the child to exit", 120)
+        line = banner(app)
+        assert line.startswith("✗ ") and "passphrase" in line.lower() and "\n" not in line
+        assert not line.startswith("✗ appliance:")
+        assert screen.progress is not None and screen.progress.phase == "failed"
+        assert "failed" in screen_text(app) and "Traceback" not in screen_text(app)
+        await settle(pilot)
+        assert screen.query_one("#runs", DataTable).row_count == 0
+
+    drive(app, script)
+
+
 def _audit(home: Home) -> list[dict[str, object]]:
     return [json.loads(line) for line in home.audit_log.read_text().splitlines() if line]
 
@@ -292,3 +319,36 @@ def test_a_real_run_from_the_page_plots_cancels_resumes_and_signs(ready_home: Ho
     started = time.monotonic()
     drive(app, script)
     print(f"train page end to end: {time.monotonic() - started:.0f} s")
+
+
+@pytest.mark.slow
+def test_quitting_during_a_real_run_stops_it_cleanly_then_closes(ready_home: Home) -> None:
+    """q during a real run, then y: the trainer stops at a step boundary with a checkpoint
+    and an audited cancellation, and the console closes once it has (no kill)."""
+    home = ready_home
+    app = ApplianceConsole(home, start="train")
+
+    async def script(pilot: Pilot[int]) -> None:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TrainScreen)
+        await choose(pilot, "recipe", 3)
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, PassphraseModal), "the modal")
+        await type_secret(pilot, PASSPHRASE.strip())
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: bool(screen.progress and screen.progress.losses),
+                         "the first step")
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmModal), "the question")
+        await pilot.press("y")
+        end = time.monotonic() + 300
+        while app.is_running:
+            assert time.monotonic() < end, "the console did not close"
+            await asyncio.sleep(0.2)
+
+    drive(app, script)
+    (run_dir,) = home.runs_dir.iterdir()
+    step = json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"]
+    assert any(e["action"] == "train.cancelled" and e.get("run_id") == run_dir.name
+               and e.get("step") == step for e in _audit(home))

@@ -24,6 +24,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Label, Select, Static
 
 from appliance.errors import ApplianceError
+from appliance.home import Home
 from appliance.service.jobs import ChildJob
 from appliance.service.train_progress import TrainProgress, eta_text
 from appliance.service.training_jobs import (
@@ -126,7 +127,7 @@ class TrainScreen(Page):
         Binding("r", "refresh", "Reload"),
     ]
 
-    def __init__(self, home: Any) -> None:
+    def __init__(self, home: Home) -> None:
         super().__init__(home)
         self.choices: TrainingChoices | None = None
         self.checked: tuple[Selection, EffectiveRecipe] | None = None
@@ -337,7 +338,8 @@ class TrainScreen(Page):
             job.start()
             self.post_message(TrainStarted(job))
             for event in job.events():
-                self.post_message(TrainEvent(event))
+                if event.get("type") != "generations":  # sample text: the page shows none
+                    self.post_message(TrainEvent(event))
             outcome = job.wait()
         except ApplianceError as exc:
             self.post_message(TrainEnded(False, line=exc.line()))
