@@ -23,3 +23,12 @@ def lock_file() -> Path | None:
     """The hash-pinned lock the installation was made from, if present."""
     path = REPO_ROOT / "vendor_wheels" / "requirements.lock"
     return path if path.is_file() else None
+
+
+DEMO_DIR = PACKAGE_DIR / "data" / "demo"
+"""The embedded demo's dataset and training recipe."""
+
+
+def demo_recipe() -> Path:
+    """Path of the shipped demo training recipe (QLoRA on the default base model)."""
+    return DEMO_DIR / "recipe.toml"

@@ -194,6 +194,9 @@ def train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
         audit.record(home, "train.resume" if resume else "train.start", run_id=run_id,
                      base_model=model.root_digest, dataset_digest=digest,
                      policy_digest=pdigest, isolation=iso.detail, total_steps=steps)
+        if on_event is not None:  # the console learns the run id before the first step
+            on_event({"type": "run", "run_id": run_id, "total_steps": steps,
+                      "resume": bool(resume)})
         adapter_out = run_dir / "adapter"
         if adapter_out.exists():
             shutil.rmtree(adapter_out)

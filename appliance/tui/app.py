@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import sys
-from functools import partial
+import time
+from collections.abc import Callable
 from typing import ClassVar
 
 from textual.app import App
@@ -19,12 +20,15 @@ from appliance.tui.screens.help import HelpScreen
 from appliance.tui.screens.models import ModelsScreen
 from appliance.tui.screens.overview import OverviewScreen
 from appliance.tui.screens.policy import PolicyScreen
+from appliance.tui.screens.train import TrainScreen
+from appliance.tui.widgets.confirm import ConfirmModal
 
 PAGES: dict[str, type[Page]] = {
     "overview": OverviewScreen,
     "policy": PolicyScreen,
     "datasets": DatasetsScreen,
     "models": ModelsScreen,
+    "train": TrainScreen,
     "artifacts": ArtifactsScreen,
     "audit": AuditScreen,
 }
@@ -35,6 +39,12 @@ SWITCH_INTERVAL_S = 0.0002
 The event loop needs the GIL dozens of times to handle one key; with the default, a worker
 computing in pure Python stretches that past 100 ms, with 0.2 ms it stays well under (see
 docs/benchmarks.md, "tui"). Heavy work (scrubbing, training) belongs in child processes."""
+
+QUIT_GRACE_S = 300.0
+"""After the operator confirms quitting during a run, how long the console waits for the run
+to stop cleanly (checkpoint at the next step boundary, audited cancellation) before it stops
+the child's process group at once. Only a hung trainer gets there; checkpoints are written
+atomically, so even then the run resumes from its newest one."""
 
 
 class ApplianceConsole(App[int]):
@@ -61,8 +71,18 @@ class ApplianceConsole(App[int]):
         self.chain_status = "not verified this session (Audit page: v)"
         self.child_jobs: set[ChildJob] = set()
         """Child processes (imports, exports, checks) running now; cancelled on exit."""
+        self.pages: dict[str, Page] = {}
+        """The pages created so far (a page is created when first shown)."""
+        self.quitting_since: float | None = None
         for mode, page in PAGES.items():
-            self.add_mode(mode, partial(page, home))
+            self.add_mode(mode, self._page_factory(mode, page))
+
+    def _page_factory(self, mode: str, page: type[Page]) -> Callable[[], Page]:
+        def make() -> Page:
+            self.pages[mode] = created = page(self.home)
+            return created
+
+        return make
 
     def on_mount(self) -> None:
         """Open the first page; favour the UI thread when a worker computes."""
@@ -78,6 +98,42 @@ class ApplianceConsole(App[int]):
         self.pending = sorted(self.in_flight)
         for child in list(self.child_jobs):
             child.cancel()
+
+    def busy(self) -> list[str]:
+        """Long work still running on any page (a training run), one line each."""
+        return [line for page in self.pages.values() if (line := page.busy())]
+
+    async def action_quit(self) -> None:
+        """Quit; while a run is in progress, ask first, then stop it cleanly and close once
+        it has stopped (the run keeps its checkpoint and can be resumed)."""
+        busy = self.busy()
+        if not busy:
+            self.exit()
+            return
+        if self.quitting_since is not None:
+            self.notify("stopping the run cleanly; the console closes when it has stopped")
+            return
+        question = ("; ".join(busy).capitalize() + ".\n\nStop it and quit? It stops at the "
+                    "next step boundary and saves a checkpoint (Train page, R resumes it); "
+                    "the console closes once it has stopped.")
+        self.push_screen(ConfirmModal(question, yes="Stop the run and quit", no="Keep running"),
+                         self._quit_answered)
+
+    def _quit_answered(self, yes: bool | None) -> None:
+        if not yes:
+            return
+        self.quitting_since = time.monotonic()
+        for page in self.pages.values():
+            page.stop_work()
+        self.set_interval(0.2, self._exit_when_stopped)
+
+    def _exit_when_stopped(self) -> None:
+        if not self.busy():
+            self.exit()
+        elif self.quitting_since is not None and \
+                time.monotonic() - self.quitting_since > QUIT_GRACE_S:
+            for page in self.pages.values():
+                page.stop_work(force=True)
 
     def action_page(self, mode: str) -> None:
         """Switch to a page (each keeps its state while hidden)."""

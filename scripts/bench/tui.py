@@ -6,21 +6,32 @@ before the child is spawned until the Overview is mounted and has answered its f
 press (switching to Policy). Median of several runs; also checks torch was never imported.
 
 Latency: from sending a key (through the driver, as Pilot does) until the page has
-switched, median of 20 presses alternating two pages, in four situations:
+switched, median of 20 presses alternating two pages, in these situations:
   idle       no work running (the baseline);
   job        a thread worker watching CPU-bound child processes, one per core, at nice 10:
              how training and scrubbing run beside the console;
   job-nice0  the same children at normal priority;
   gil        a thread worker computing in pure Python in the console's own interpreter (the
-             worst case), with the console's 0.2 ms GIL switch interval, and
-  gil-5ms    the same with CPython's default 5 ms switch interval, to show why it is set.
+             worst case), with the console's 0.2 ms GIL switch interval;
+  gil-5ms    the same with CPython's default 5 ms switch interval, to show why it is set;
+  train      a REAL QLoRA run started from the Train page (key 5, s, the passphrase typed
+             into its modal): `appliance train --json-events` in a niced child, the isolated
+             trainer on every core, its events read by the page's worker and drawn as they
+             come; presses alternate Policy and Overview once the first step is reported;
+  train-page the same run, presses alternating Train (its plots redrawn) and Policy.
+The training presses are 0.3 s apart (not 0.05 s), so that they span several steps.
+The run is then cancelled with c (checkpoint at the next step boundary). Its home is real:
+init under the demo policy, the default base model imported (about 30 s), synthetic chat
+records encrypted in the vault. `--no-train` leaves the two training situations out.
 
-The last line is one JSON object: ours = median latency with the job running, baseline =
-median latency idle, ratio = baseline / ours (1.0 means the job costs no responsiveness).
+The last line is one JSON object: ours = median latency while the real training run trains
+(the synthetic `job` when training is left out), baseline = median latency idle, ratio =
+baseline / ours (1.0 means the training costs no responsiveness).
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -122,11 +133,12 @@ async def latencies(home: Path, situation: str) -> list[float]:
         await pilot.press("2")
         await pilot.press("1")
         await app.workers.wait_for_complete()
+        current: Any = app.screen
         if situation.startswith("job"):
-            app.screen.run_service("job", _watch_children, stop, 0 if situation == "job-nice0"
-                                   else 10)
+            current.run_service("job", _watch_children, stop,
+                                0 if situation == "job-nice0" else 10)
         elif situation.startswith("gil"):
-            app.screen.run_service("work", _compute, stop)
+            current.run_service("work", _compute, stop)
         await asyncio.sleep(0.5)
         for i in range(PRESSES):
             key, page = ("2", PolicyScreen) if i % 2 == 0 else ("1", OverviewScreen)
@@ -134,6 +146,129 @@ async def latencies(home: Path, situation: str) -> list[float]:
             await asyncio.sleep(0.05)
         stop.set()
         await app.workers.wait_for_complete()
+    return out
+
+
+TRAIN_PASSPHRASE = b"tui benchmark passphrase"
+TRAIN_RECIPE = """# the tui benchmark's run: it outlasts the presses, then is cancelled
+name = "bench"
+base_model = "smollm2-135m-instruct"
+dataset = "bench"
+seed = 0
+
+[lora]
+rank = 8
+alpha = 16
+target_modules = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+[train]
+max_steps = 60
+batch_size = 4
+seq_len = 128
+checkpoint_every = 100
+
+[eval]
+max_records = 8
+generations = 0
+"""
+
+
+def training_home(root: Path) -> Path:
+    """A real home for the training situations: the demo policy, the default base model
+    imported, 96 synthetic chat records (no PII) encrypted in the vault, one recipe."""
+    from appliance import masterkey
+    from appliance.home import Home
+    from appliance.models import importer
+    from appliance.policy import load_policy
+    from appliance.resources import shipped_policy
+    from appliance.service.home import init_home
+    from appliance.vault.store import write_dataset
+
+    home = Home(root)
+    init_home(home, TRAIN_PASSPHRASE, shipped_policy("demo"))
+    policy = load_policy(home.policy_file)
+    importer.import_model(home, policy, importer.default_gguf(), importer.DEFAULT_NAME)
+    records = [{"messages": [{"role": "user", "content": f"What is item {i} made of?"},
+                             {"role": "assistant", "content": f"Item {i} is made of "
+                              f"{('oak', 'steel', 'glass', 'clay')[i % 4]}, batch {i * 7}."}]}
+               for i in range(96)]
+    key = masterkey.load(home, TRAIN_PASSPHRASE, policy)
+    write_dataset(home, policy, key, "bench", records[:88], records[88:], {})
+    (root / "recipes").mkdir()
+    (root / "recipes" / "bench.toml").write_text(TRAIN_RECIPE)
+    return root
+
+
+async def _start_training(app: Any, pilot: Any) -> Any:
+    """On the Train page: choose the bench recipe, s, the passphrase typed into the modal;
+    wait for the first training step. Returns the page."""
+    from appliance.tui.screens.train import TrainScreen
+    from appliance.tui.widgets.passphrase import PassphraseModal
+
+    await pilot.press("5")
+    await app.workers.wait_for_complete()
+    screen = app.screen
+    assert isinstance(screen, TrainScreen)
+    assert screen.choices is not None
+    recipe = next(r.path for r in screen.choices.recipes if r.path.endswith("bench.toml"))
+    screen.query_one("#recipe").value = recipe  # type: ignore[attr-defined]
+    await app.workers.wait_for_complete()
+    await pilot.press("s")
+    while not isinstance(app.screen, PassphraseModal):
+        await asyncio.sleep(0.05)
+    for char in TRAIN_PASSPHRASE.decode():
+        await pilot.press("space" if char == " " else char)
+    await pilot.press("enter")
+    deadline = time.monotonic() + 300
+    while not (screen.progress and screen.progress.losses):
+        if not screen.running or time.monotonic() > deadline:
+            raise RuntimeError("the training run did not reach its first step: "
+                               f"{screen.banner.text or 'timed out'}")
+        await asyncio.sleep(0.1)
+    return screen
+
+
+TRAIN_GAP_S = 0.3
+"""Pause between presses while training, so the presses span several training steps (and
+the page's redraws for their events)."""
+
+
+async def _presses(app: Any, pages: tuple[tuple[str, type], tuple[str, type]]) -> list[float]:
+    out = []
+    for i in range(PRESSES):
+        key, page = pages[i % 2]
+        out.append(await _press(app, key, page))
+        await asyncio.sleep(TRAIN_GAP_S)
+    return out
+
+
+async def training_latencies(home: Path) -> dict[str, list[float]]:
+    """Key-press latencies (ms) while a real training run trains: switching Policy and
+    Overview, then Train and Policy; then the run is cancelled from the page with c."""
+    import appliance.tui.app as console
+    from appliance.home import Home
+    from appliance.tui.screens.overview import OverviewScreen
+    from appliance.tui.screens.policy import PolicyScreen
+    from appliance.tui.screens.train import TrainScreen
+
+    console.SWITCH_INTERVAL_S = 0.0002
+    app = console.ApplianceConsole(Home(home))
+    out: dict[str, list[float]] = {}
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("2")  # every page is mounted before anything is timed
+        await pilot.press("1")
+        await app.workers.wait_for_complete()
+        screen = await _start_training(app, pilot)
+        steps_before = len(screen.progress.losses)
+        out["train"] = await _presses(app, (("2", PolicyScreen), ("1", OverviewScreen)))
+        out["train-page"] = await _presses(app, (("5", TrainScreen), ("2", PolicyScreen)))
+        out["_steps"] = [float(steps_before), float(len(screen.progress.losses))]
+        await _press(app, "5", TrainScreen)
+        await pilot.press("c")
+        deadline = time.monotonic() + 300
+        while screen.running and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        out["_stopped"] = [1.0 if screen.progress.phase == "stopped" else 0.0]
     return out
 
 
@@ -146,8 +281,13 @@ def _summary(values: list[float]) -> dict[str, float]:
 
 def main() -> None:
     """Measure, print a table, then the JSON line."""
+    parser = argparse.ArgumentParser(description="the operator console's benchmark")
+    parser.add_argument("--no-train", action="store_true",
+                        help="leave out the situations with a real training run")
+    args = parser.parse_args()
     # The Overview's doctor runs a ~5 s torch probe in a child process; it is real in the
     # start-up runs but left out of the latency runs so every situation starts equal.
+    training: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         runs = [startup_ms(home) for _ in range(STARTUP_RUNS)]
@@ -156,10 +296,18 @@ def main() -> None:
         torch_loaded = any(heavy for _, _, heavy in runs)
         from appliance.tui.screens import overview
 
-        overview.doctor = lambda home: []  # type: ignore[assignment]
+        overview.doctor = lambda home: []
         results = {}
         for situation in ("idle", "job", "job-nice0", "gil", "gil-5ms"):
             results[situation] = _summary(asyncio.run(latencies(home, situation)))
+        if not args.no_train:
+            started = time.monotonic()
+            found = asyncio.run(training_latencies(training_home(Path(tmp) / "train-home")))
+            for situation in ("train", "train-page"):
+                results[situation] = _summary(found[situation])
+            training = {"steps_before_and_after_presses": found["_steps"],
+                        "cancelled_cleanly": bool(found["_stopped"][0]),
+                        "situation_s": round(time.monotonic() - started, 1)}
     print(f"start-up to first usable page: median {startup:.0f} ms wall, {startup_cpu:.0f} ms "
           f"CPU over {STARTUP_RUNS} runs (target {STARTUP_TARGET_MS:.0f} ms); heavy imports: "
           f"{torch_loaded}")
@@ -167,14 +315,21 @@ def main() -> None:
     for situation, figures in results.items():
         print(f"{situation:<10} {figures['median_ms']:>8} {figures['p90_ms']:>8} "
               f"{figures['max_ms']:>8}")
-    ours, baseline = results["job"]["median_ms"], results["idle"]["median_ms"]
+    if training:
+        print(f"training run: steps {training['steps_before_and_after_presses']} before and "
+              f"after the presses; cancelled cleanly: {training['cancelled_cleanly']}")
+    real = "train" in results
+    ours = results["train" if real else "job"]["median_ms"]
+    baseline = results["idle"]["median_ms"]
+    metric = ("median key-press latency while a real QLoRA run started from the Train page "
+              "trains (baseline: idle)" if real else
+              "median key-press latency with a CPU-bound job running (baseline: idle)")
     print(json.dumps({
         "name": "tui", "unit": "ms", "ours": ours, "baseline": baseline,
         "ratio": round(baseline / ours, 3) if ours else None, "target_ms": TARGET_MS,
-        "metric": "median key-press latency with a CPU-bound job running (baseline: idle)",
-        "startup_ms": round(startup, 1), "startup_cpu_ms": round(startup_cpu, 1),
-        "startup_target_ms": STARTUP_TARGET_MS,
-        "startup_imports_torch": torch_loaded, "latency": results,
+        "metric": metric, "startup_ms": round(startup, 1),
+        "startup_cpu_ms": round(startup_cpu, 1), "startup_target_ms": STARTUP_TARGET_MS,
+        "startup_imports_torch": torch_loaded, "latency": results, "training": training,
         "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
     }, sort_keys=True))
 

@@ -25,6 +25,7 @@ from appliance.tui.screens.datasets import DatasetsScreen
 from appliance.tui.screens.help import HelpScreen
 from appliance.tui.screens.overview import OverviewScreen
 from appliance.tui.screens.policy import PolicyScreen
+from appliance.tui.screens.train import TrainScreen
 from appliance.tui.widgets.passphrase import PassphraseModal
 
 SIZE = (120, 36)
@@ -58,13 +59,13 @@ def screen_text(app: ApplianceConsole) -> str:
 
 
 def test_number_keys_switch_pages_and_help_opens(home: Home, fixed_doctor: object) -> None:
-    """1-6 switch pages, ? opens help over the page, escape closes it."""
+    """1-7 switch pages, ? opens help over the page, escape closes it."""
     app = ApplianceConsole(home)
 
     async def script(pilot: Pilot[int]) -> None:
         assert isinstance(app.screen, OverviewScreen)
-        for key, page in (("2", PolicyScreen), ("6", AuditScreen), ("3", DatasetsScreen),
-                          ("5", ArtifactsScreen), ("1", OverviewScreen)):
+        for key, page in (("2", PolicyScreen), ("7", AuditScreen), ("3", DatasetsScreen),
+                          ("6", ArtifactsScreen), ("5", TrainScreen), ("1", OverviewScreen)):
             await pilot.press(key)
             assert isinstance(app.screen, page), key
         await pilot.press("question_mark")
@@ -85,7 +86,7 @@ def test_footer_shows_the_page_keys(home: Home, fixed_doctor: object) -> None:
         await settle(pilot)
         footer = screen_text(app).splitlines()[-1]
         assert "Help" in footer and "Quit" in footer and "Refresh" in footer
-        await pilot.press("6")
+        await pilot.press("7")
         await settle(pilot)
         footer = screen_text(app).splitlines()[-1]
         assert "Verify chain" in footer and "Export bundle" in footer
@@ -178,7 +179,7 @@ def test_an_unexpected_exception_is_one_line_and_the_app_goes_on(
     app = ApplianceConsole(home)
 
     async def script(pilot: Pilot[int]) -> None:
-        await pilot.press("6")
+        await pilot.press("7")
         await settle(pilot)
         text = screen_text(app)
         assert "internal error: KeyError" in text
@@ -236,7 +237,7 @@ def test_audit_filter_and_unavailable_verify(home: Home, fixed_doctor: object) -
     app = ApplianceConsole(home)
 
     async def script(pilot: Pilot[int]) -> None:
-        await pilot.press("6")
+        await pilot.press("7")
         await settle(pilot)
         table = app.screen.query_one("#events", DataTable)
         assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == \
@@ -359,7 +360,7 @@ def test_audit_export_asks_for_a_path_then_a_hidden_passphrase(
     app = ApplianceConsole(home)
 
     async def script(pilot: Pilot[int]) -> None:
-        await pilot.press("6")
+        await pilot.press("7")
         await settle(pilot)
         await pilot.press("e")
         await type_text(pilot, "bundle")
@@ -383,7 +384,7 @@ def test_audit_export_of_a_home_without_real_keys_is_one_line(home: Home,
     app = ApplianceConsole(home)
 
     async def script(pilot: Pilot[int]) -> None:
-        await pilot.press("6")
+        await pilot.press("7")
         await settle(pilot)
         await pilot.press("e")
         await type_text(pilot, "bundle")
@@ -403,7 +404,7 @@ def test_artifacts_lists_runs_and_verifies_the_selected_one(
     app = ApplianceConsole(home)
 
     async def script(pilot: Pilot[int]) -> None:
-        await pilot.press("5")
+        await pilot.press("6")
         await settle(pilot)
         table = app.screen.query_one("#records", DataTable)
         assert [str(table.get_row_at(i)[0]) for i in range(table.row_count)] == \
@@ -432,7 +433,7 @@ def test_verify_chain_of_a_real_home(tmp_path: Path, monkeypatch: pytest.MonkeyP
     app = ApplianceConsole(home)
 
     async def script(pilot: Pilot[int]) -> None:
-        await pilot.press("6")
+        await pilot.press("7")
         await settle(pilot)
         await pilot.press("v")
         await settle(pilot)

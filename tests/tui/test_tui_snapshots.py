@@ -43,3 +43,33 @@ def test_help_layout(snap_compare: Any, home: Home, fixed_doctor: object) -> Non
     """Help: every page key and the global keys in one dialog."""
     assert snap_compare(ApplianceConsole(home), terminal_size=SIZE, press=["question_mark"],
                         run_before=_settle)
+
+
+RUN_EVENTS: list[dict[str, Any]] = [
+    {"type": "run", "run_id": "20261122T080000Z-abc123", "total_steps": 36, "resume": False},
+    {"type": "started", "pid": 1},
+    {"type": "eval", "phase": "before", "loss": 2.61, "perplexity": 13.6, "records": 32},
+    *({"type": "step", "step": s, "total_steps": 36, "loss": 2.5 - 0.9 * s / 14 + 0.08 * (s % 3),
+       "lr": 0.001 * min(1.0, s / 4), "tokens_per_s": 410.0 + s, "eta_s": 4.1 * (36 - s)}
+      for s in range(1, 15)),
+    {"type": "checkpoint", "step": 12},
+]
+
+
+def test_train_layout_during_a_run(snap_compare: Any, home: Home,
+                                   fixed_doctor: object) -> None:
+    """Train: the setup on the left; the loss curve, the eval curve and the progress panel
+    (step bar, loss, lr, tokens/s, ETA, eval, checkpoints) fed with a fixed run's events."""
+    from appliance.service.train_progress import TrainProgress
+    from appliance.tui.messages import TrainEvent
+
+    async def run(pilot: Pilot[Any]) -> None:
+        await pilot.press("5")
+        await _settle(pilot)
+        screen = pilot.app.screen
+        screen.progress = TrainProgress()  # type: ignore[attr-defined]
+        for event in RUN_EVENTS:
+            screen.post_message(TrainEvent(event))
+        await pilot.pause()
+
+    assert snap_compare(ApplianceConsole(home), terminal_size=SIZE, run_before=run)

@@ -89,7 +89,7 @@ def test_operator_session_in_a_real_terminal(home: Home, tmp_path: Path) -> None
                                                      "intake.on_invalid")), "the diff")
         term.keys("Escape")
         time.sleep(0.3)
-        term.keys("6")
+        term.keys("7")
         term.wait_for(lambda s: "Verify chain" in s and "train.finish" in s, "the audit page")
         term.keys("/")
         term.wait_for(in_field("Verify chain"), "the cursor in the filter")

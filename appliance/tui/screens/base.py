@@ -24,8 +24,9 @@ NAV: list[tuple[str, str, str]] = [
     ("2", "policy", "Policy"),
     ("3", "datasets", "Datasets"),
     ("4", "models", "Models"),
-    ("5", "artifacts", "Artifacts"),
-    ("6", "audit", "Audit"),
+    ("5", "train", "Train"),
+    ("6", "artifacts", "Artifacts"),
+    ("7", "audit", "Audit"),
 ]
 """(key, mode, label) of every page, in the order the navigation bar shows them."""
 
@@ -161,6 +162,13 @@ class Page(Screen[None]):
         """Show the failure as one line and let the page reset its state."""
         self.banner.show_error(message.line)
         self.job_failed(message.job, message.line)
+
+    def busy(self) -> str | None:
+        """What long work this page has running (a line for the quit question), or None."""
+        return None
+
+    def stop_work(self, *, force: bool = False) -> None:
+        """The console is closing: stop the page's long work cleanly (force: at once)."""
 
     def job_done(self, job: str, result: Any) -> None:
         """A service call of this page finished."""
