@@ -434,7 +434,7 @@ def test_artifact_provenance_panel_privacy_and_refused_export(
     app = ApplianceConsole(home)
 
     async def script(pilot: Pilot[int]) -> None:
-        await pilot.press("5")
+        await pilot.press("6")  # Artifacts
         await settle(pilot)
         assert [r[0] for r in rows(app)] == ["run-plain", "run-measured"]
         await pilot.press("down", "enter")
@@ -482,7 +482,7 @@ def test_privacy_check_from_the_page_runs_the_real_command(
     app = ApplianceConsole(real_home)
 
     async def script(pilot: Pilot[int]) -> None:
-        await pilot.press("5")
+        await pilot.press("6")  # Artifacts
         await settle(pilot)
         await pilot.press("p")
         await passphrase(pilot)
@@ -517,7 +517,7 @@ def test_real_trained_artifact_provenance_then_export_merged(
     before, after = result.eval_before["loss"], result.eval_after["loss"]
 
     async def script(pilot: Pilot[int]) -> None:
-        await pilot.press("5")
+        await pilot.press("6")  # Artifacts
         await settle(pilot)
         await pilot.press("enter")
         await settle(pilot)
