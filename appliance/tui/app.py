@@ -21,7 +21,7 @@ from appliance.tui.screens.models import ModelsScreen
 from appliance.tui.screens.overview import OverviewScreen
 from appliance.tui.screens.policy import PolicyScreen
 from appliance.tui.screens.train import TrainScreen
-from appliance.tui.widgets.confirm import ConfirmModal
+from appliance.tui.widgets.dialogs import ConfirmModal
 
 PAGES: dict[str, type[Page]] = {
     "overview": OverviewScreen,
@@ -116,7 +116,8 @@ class ApplianceConsole(App[int]):
         question = ("; ".join(busy).capitalize() + ".\n\nStop it and quit? It stops at the "
                     "next step boundary and saves a checkpoint (Train page, R resumes it); "
                     "the console closes once it has stopped.")
-        self.push_screen(ConfirmModal(question, yes="Stop the run and quit", no="Keep running"),
+        self.push_screen(ConfirmModal(question, yes="Stop the run and quit", no="Keep running",
+                                      variant="warning"),
                          self._quit_answered)
 
     def _quit_answered(self, yes: bool | None) -> None:

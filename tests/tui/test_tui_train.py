@@ -20,7 +20,7 @@ from textual.widgets import DataTable, Select
 from appliance.home import Home
 from appliance.tui.app import ApplianceConsole
 from appliance.tui.screens.train import TrainScreen
-from appliance.tui.widgets.confirm import ConfirmModal
+from appliance.tui.widgets.dialogs import ConfirmModal
 from appliance.tui.widgets.lineplot import LinePlot
 from appliance.tui.widgets.passphrase import PassphraseModal
 from tests.train.conftest import (  # noqa: F401 - fixtures used by name

@@ -101,8 +101,10 @@ class AuditScreen(Page):
             return
 
         def with_passphrase(secret: bytes | None) -> None:
+            if secret is None:  # Escape: no export
+                return
             self.banner.show_info(f"exporting the audit bundle to {out}…")
-            self.run_service("export", export_bundle, self.home, out, secret)
+            self.run_service("export", export_bundle, self.home, out, secret or None)
 
         self.app.push_screen(PassphraseModal(
             "Passphrase, to sign a checkpoint over the newest entries first "

@@ -244,7 +244,7 @@ class DatasetsScreen(ListPage):
 
         self.app.push_screen(ConfirmModal(escape(
             f"Remove dataset {name!r}? Its wrapped key is destroyed first, so it cannot be "
-            "recovered."), confirm="Remove"), confirmed)
+            "recovered."), yes="Remove"), confirmed)
 
     def job_done(self, job: str, result: Any) -> None:
         """Route each job's result to its view."""

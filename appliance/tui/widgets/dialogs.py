@@ -1,10 +1,11 @@
-"""Modal forms: confirm a destructive action, import a dataset, import a base model."""
+"""Modal dialogs: a yes/no question, the text-field form they share, and the import forms
+(dataset, base model). The passphrase and path prompts are forms too (`passphrase.py`)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,42 +15,42 @@ from textual.widgets import Button, Checkbox, Input, Label
 
 
 class ConfirmModal(ModalScreen[bool]):
-    """Asks yes or no; dismisses with True only on the confirming button or `y`."""
+    """Asks yes or no; dismisses with True only on the confirming button or `y`, False on
+    the other button, `n` or Escape. The safe answer has the focus: Enter changes nothing."""
 
     BINDINGS: ClassVar[list[Binding | tuple[str, str] | tuple[str, str, str]]] = [
-        Binding("escape,n", "cancel", "Cancel"),
-        Binding("y", "confirm", "Confirm"),
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
     ]
 
-    def __init__(self, prompt: str, confirm: str = "Yes") -> None:
+    def __init__(self, question: str, *, yes: str = "Yes", no: str = "Cancel",
+                 variant: Literal["error", "warning"] = "error") -> None:
         super().__init__()
-        self.prompt = prompt
-        self.confirm = confirm
+        self.question = question
+        self.yes = yes
+        self.no = no
+        self.variant = variant
 
     def compose(self) -> ComposeResult:
-        """Prompt and two buttons (Cancel has the focus: Enter does not destroy)."""
-        with Vertical(classes="dialog"):
-            yield Label(self.prompt, classes="dialog-title")
+        """The question and two buttons."""
+        with Vertical(classes="dialog", id="confirm"):
+            yield Label(self.question, classes="dialog-title")
             with Horizontal(classes="dialog-buttons"):
-                yield Button(f"{self.confirm} (y)", variant="error", id="confirm")
-                yield Button("Cancel (n)", id="cancel")
+                yield Button(f"{self.yes} (y)", variant=self.variant, id="yes")
+                yield Button(f"{self.no} (n)", id="no")
 
     def on_mount(self) -> None:
-        """Focus the safe choice."""
-        self.query_one("#cancel", Button).focus()
+        """Focus the answer that changes nothing."""
+        self.query_one("#no", Button).focus()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
-        """Either button."""
+        """A button answers."""
         event.stop()
-        self.dismiss(event.button.id == "confirm")
+        self.dismiss(event.button.id == "yes")
 
-    def action_confirm(self) -> None:
-        """`y`."""
-        self.dismiss(True)
-
-    def action_cancel(self) -> None:
-        """Escape or `n`."""
-        self.dismiss(False)
+    def action_answer(self, yes: bool) -> None:
+        """A key answers."""
+        self.dismiss(yes)
 
 
 class FormModal(ModalScreen[Any]):
