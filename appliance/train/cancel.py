@@ -123,11 +123,11 @@ class Relay:
 
 
 class StopFlag:
-    """The trainer's side: SIGINT/SIGTERM set a flag that the loop reads at step
-    boundaries. A watcher thread, woken at once through `signal.set_wakeup_fd` (even while
-    the main thread is inside a long C call such as loading weights), reports the signal as
-    an event and, while no step has been completed in this process, ends the process
-    immediately with a `stopped` event (`checkpoint: false`)."""
+    """The trainer's side: a watcher thread, woken at once through `signal.set_wakeup_fd`
+    (even while the main thread is inside a long C call such as loading weights), reports
+    SIGINT/SIGTERM as a `signal` event and sets the flag the loop reads at step boundaries;
+    while no step has been completed in this process, it ends the process immediately with
+    a `stopped` event (`checkpoint: false`)."""
 
     def __init__(self, emit: Emit) -> None:
         self.emit = emit
@@ -169,14 +169,15 @@ class StopFlag:
             return True
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        self.requested = True  # nothing else here: see the module docstring
+        """Nothing to do here (see the module docstring): installing a Python handler is
+        what makes the interpreter write the signal number to the wakeup fd."""
 
     def _watch(self, read_fd: int) -> None:
         while data := os.read(read_fd, 64):
             for signum in data:
                 if signum not in SIGNALS:
                     continue
-                self.requested = True
                 self.emit("signal", signal=signal.Signals(signum).name)
+                self.requested = True  # after the event: `signal` always precedes `stopped`
                 if self.end_before_first_step():
                     os._exit(EXIT_STOPPED)
