@@ -19,32 +19,15 @@ from appliance.resources import shipped_policy
 PASSPHRASE = "correct horse battery staple\n"
 
 
-def _full_build() -> bool:
-    """True when this checkout has the home initialiser (keys, signed audit) merged."""
-    import appliance
-
-    return (Path(appliance.__file__).resolve().parent / "keys.py").is_file()
-
-
 def make_home(root: Path, policy_text: str | None = None) -> Home:
-    """An initialised home at `root` (the demo policy by default): `init_home` where this
-    build has it, else the policy, vault master key and marker written directly."""
-    from appliance import masterkey
-    from appliance.policy import load_policy
+    """An initialised home at `root` (`init_home`: keys, vault master key, signed audit
+    log) under `policy_text`, the demo policy by default."""
+    from appliance.service.home import init_home
 
+    source = root.parent / f".{root.name}-policy.toml"
+    source.write_text(policy_text or shipped_policy("demo").read_text())
     home = Home(root)
-    if _full_build():
-        from appliance.service.home import init_home
-
-        source = root.parent / f".{root.name}-policy.toml"
-        source.write_text(policy_text or shipped_policy("demo").read_text())
-        init_home(home, PASSPHRASE.strip().encode(), source)
-        return home
-    home.policy_file.parent.mkdir(parents=True, exist_ok=True)
-    home.policy_file.write_text(policy_text or shipped_policy("demo").read_text())
-    policy = load_policy(home.policy_file)
-    masterkey.create(home, PASSPHRASE.strip().encode(), policy)
-    home.marker.write_text("{}")
+    init_home(home, PASSPHRASE.strip().encode(), source)
     return home
 
 
