@@ -65,9 +65,15 @@ def device_for(world: World) -> Any:
     """CUDA device of this local rank when there is a GPU, else the CPU."""
     import torch
 
-    if torch.cuda.is_available():
-        return torch.device("cuda", world.local_rank if world.distributed else 0)
-    return torch.device("cpu")
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    if world.local_rank >= torch.cuda.device_count():
+        from appliance.errors import TrainingError
+
+        raise TrainingError(f"processes = {world.size} needs one GPU per process; "
+                            f"{torch.cuda.device_count()} visible", where="recipe",
+                            hint="lower `processes` or make more GPUs visible")
+    return torch.device("cuda", world.local_rank)
 
 
 def init(world: World, device: Any) -> None:
