@@ -37,8 +37,9 @@ Emit = Callable[..., None]
 
 
 class Relay:
-    """Records SIGINT/SIGTERM and passes them on as SIGTERM to every ready child; a second
-    signal kills the children (their whole process groups when `group`)."""
+    """Records SIGINT/SIGTERM and passes them on as SIGTERM to every ready child (to the
+    child alone); a second signal kills the children (their whole process groups when
+    `group`)."""
 
     def __init__(self) -> None:
         self.requests = 0
@@ -115,8 +116,10 @@ class Relay:
                     self._kill(pid, signal.SIGTERM)
 
     def _kill(self, pid: int, signum: int) -> None:
+        # SIGTERM to the child alone (it passes it on to its own children once they are
+        # ready); SIGKILL to its whole group when it leads one.
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            if self._group.get(pid):
+            if signum == signal.SIGKILL and self._group.get(pid):
                 os.killpg(pid, signum)
             else:
                 os.kill(pid, signum)

@@ -1,12 +1,14 @@
 """Multi-process (DDP, gloo on CPU) training inside the run's network namespace: two real
 workers on the real base model step in lockstep, end with identical adapters (the
 gradients were all-reduced), rank 0 alone writes the signed artifact, nothing reaches out,
-two identical runs give the same adapter; and the data sharding gives every rank its own
-part of each global batch."""
+a cancel stops every rank at one step and the resumed run is bit-identical to a straight
+one; and the data sharding gives every rank its own part of each global batch."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,7 @@ from appliance.service.artifacts import verify
 from appliance.service.train import probe_isolation, train
 from appliance.train.distributed import World, padded, share
 from tests.train.conftest import memory_records, write_recipe
+from tests.train.test_training import _run_id, _run_until, _start
 
 
 def test_every_rank_gets_its_own_share_of_each_global_batch() -> None:
@@ -32,8 +35,8 @@ def _audit(home: Home) -> list[dict[str, object]]:
     return [json.loads(line) for line in home.audit_log.read_text().splitlines()]
 
 
-def _two_process_recipe(path: Path) -> Path:
-    text = write_recipe(path, steps=2, ckpt=1).read_text()
+def _two_process_recipe(path: Path, steps: int = 2) -> Path:
+    text = write_recipe(path, steps=steps, ckpt=100 if steps > 2 else 1).read_text()
     path.write_text(text.replace("threads = 2", "threads = 1\nprocesses = 2"))
     return path
 
@@ -69,16 +72,33 @@ def test_two_processes_train_one_synchronised_signed_adapter(train_home: Home,
 
 
 @pytest.mark.slow
-def test_two_identical_two_process_runs_give_the_same_adapter(train_home: Home,
-                                                             pass_file: Path,
-                                                             tmp_path: Path) -> None:
-    """Same recipe, records, seed, threads and process count: the same adapter digest (the
-    shards, the per-rank dropout seeds and gloo's two-rank all-reduce are deterministic)."""
-    recipe = _two_process_recipe(tmp_path / "r.toml")
-    first, second = (train(train_home, recipe, passphrase_file=str(pass_file),
-                           records=memory_records()) for _ in range(2))
-    assert first.run_id != second.run_id
-    assert first.adapter_sha256 == second.adapter_sha256
+def test_two_process_cancel_stops_every_rank_at_one_step_and_resumes_bit_identically(
+        train_home: Home, pass_file: Path, tmp_path: Path) -> None:
+    """SIGTERM after the first step of a 2-process run: one `signal`, both ranks stop at the
+    same step boundary, rank 0 writes the one checkpoint; the resumed run's adapter is
+    bit-identical to a straight 2-process run's (and both ranks agree again)."""
+    recipe = _two_process_recipe(tmp_path / "r.toml", steps=4)
+    straight = train(train_home, recipe, passphrase_file=str(pass_file),
+                     records=memory_records())
+    train_home.runs_dir.rename(tmp_path / "straight-runs")
+    proc = _start(train_home, recipe, pass_file)
+    _run_until(proc, "step", 1)
+    os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "checkpoint saved" in err, err
+    after = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    assert [e["type"] for e in after].count("signal") == 1
+    (stopped,) = [e for e in after if e["type"] == "stopped"]
+    assert stopped["rank"] == 0 and stopped["checkpoint"] is True
+    run_id = _run_id(train_home)
+    ckpt = train_home.runs_dir / run_id / "checkpoints"
+    assert json.loads((ckpt / "latest.json").read_text())["step"] == stopped["step"]
+    resumed = train(train_home, resume=run_id, passphrase_file=str(pass_file),
+                    records=memory_records())
+    assert resumed.adapter_sha256 == straight.adapter_sha256
+    workers = json.loads((resumed.artifact_dir / "report.json").read_text())[
+        "distributed"]["workers"]
+    assert len({w["params_sha256"] for w in workers}) == 1
 
 
 @pytest.mark.netns
