@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import struct
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -64,3 +65,33 @@ def isolated_argv(argv: list[str]) -> list[str] | None:
     """`argv` wrapped to run in a new network namespace, or None when none can be created."""
     support = probe()
     return [*support.prefix, *argv] if support.available else None
+
+
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
+IFREQ = "16sH22x"  # struct ifreq: interface name, then ifr_flags in the 24-byte union
+
+
+def loopback_up() -> None:
+    """Bring up the loopback interface of the namespace this process is in (what `ip link
+    set lo up` does), for a multi-process run's rendezvous. Only inside an isolated
+    namespace: refused (IsolationError) when any interface but `lo` exists. The ioctl goes
+    through an AF_UNIX socket, so no inet socket is ever created for it."""
+    import fcntl
+    import socket
+
+    from appliance.errors import IsolationError
+
+    names = [name for _, name in socket.if_nameindex()]
+    if names != ["lo"]:
+        raise IsolationError(f"not inside an isolated network namespace (interfaces: "
+                             f"{', '.join(names)})", where="multi-process training")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            raw = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack(IFREQ, b"lo", 0))
+            flags = struct.unpack(IFREQ, raw)[1]
+            fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack(IFREQ, b"lo", flags | IFF_UP))
+    except OSError as exc:
+        raise IsolationError(f"cannot bring up the namespace's loopback: {exc.strerror}",
+                             where="multi-process training",
+                             hint="the namespace needs CAP_NET_ADMIN inside it (unshare "
+                                  "--user --map-root-user gives it)") from None

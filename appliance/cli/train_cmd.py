@@ -1,4 +1,4 @@
-"""`appliance train RECIPE [--json-events] | --resume RUN`."""
+"""`appliance train RECIPE [--json-events] [--processes N] | --resume RUN`."""
 
 from __future__ import annotations
 
@@ -34,7 +34,10 @@ def _progress(event: dict[str, Any]) -> None:
     elif kind == "tripwire":
         sys.stderr.write(f"\nblocked: {event.get('via')} {event.get('target', '')}\n")
     elif kind == "signal":
-        sys.stderr.write(f"\n{event['signal']}: stopping at the next step boundary\n")
+        sys.stderr.write(f"\n{event['signal']}: stopping at the next step boundary (at once "
+                         "before the first step; a second signal kills the trainer)\n")
+    elif kind == "workers":
+        sys.stderr.write(f"{event['world_size']} training processes started\n")
     sys.stderr.flush()
 
 
@@ -52,7 +55,8 @@ def _train(args: argparse.Namespace) -> int:
     result = train(home_of(args), args.recipe, resume=args.resume,
                    passphrase_file=passphrase_file(args),
                    on_event=_json_event if args.json_events else _progress,
-                   echo_child_output=bool(getattr(args, "debug", False)))
+                   echo_child_output=bool(getattr(args, "debug", False)),
+                   processes=args.processes)
     if not args.json_events:
         sys.stderr.write(f"run {result.run_id}: eval loss {result.eval_before.get('loss'):.4f}"
                          f" -> {result.eval_after.get('loss'):.4f}; adapter "
@@ -61,12 +65,25 @@ def _train(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, not {text!r}")
+    return value
+
+
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add the `train` command."""
     cmd = add_command(sub, common, "train", "QLoRA training in a network-isolated child "
                                             "process; prints the artifact directory last")
     cmd.add_argument("recipe", nargs="?", help="recipe TOML file")
     cmd.add_argument("--resume", metavar="RUN", help="continue an interrupted run")
+    cmd.add_argument("--processes", type=_positive, metavar="N",
+                     help="data-parallel training processes (overrides the recipe's "
+                          "`processes`; new runs only)")
     cmd.add_argument("--json-events", action="store_true",
                      help="print one JSON event per line (step, loss, lr, tokens/s, ETA, "
                           "eval)")

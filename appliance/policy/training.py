@@ -25,6 +25,9 @@ class TrainingLimits(Section):
     """Longest tokenised sequence."""
     max_learning_rate: float = Field(default=1e-3, gt=0)
     """Largest peak learning rate."""
+    max_processes: int = Field(default=8, ge=1, le=256)
+    """Most data-parallel training processes per run (each loads the base model: memory
+    and, on GPUs, one device per process)."""
 
 
 class TrainingPolicy(Section):

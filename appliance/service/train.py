@@ -35,6 +35,8 @@ from appliance.home import Home
 from appliance.models import store
 from appliance.policy import Policy, load_policy, policy_digest
 from appliance.train import artifact, checkpoint, isolation
+from appliance.train import metrics as run_metrics
+from appliance.train.cancel import Relay
 from appliance.train.data import validate_records
 from appliance.train.recipe import Recipe, check_against_policy, load_recipe, parse_recipe
 from appliance.train.trainer import total_steps
@@ -115,12 +117,55 @@ def _passphrase(passphrase_file: str | None) -> bytes:
     return read_passphrase(passphrase_file, prompt="Passphrase: ")
 
 
-def train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
-          recipe_path: str | Path | None = None, *, resume: str | None = None,
+def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | None = None,
           passphrase_file: str | None = None, records: RecordsProvider = vault_records,
-          on_event: Callable[[Event], None] | None = None,
-          echo_child_output: bool = False) -> TrainResult:
-    """Run (or resume) one training run to a finished artifact."""
+          on_event: Callable[[Event], None] | None = None, echo_child_output: bool = False,
+          processes: int | None = None) -> TrainResult:
+    """Run (or resume) one training run to a finished artifact.
+
+    SIGINT/SIGTERM (when called from the main thread) cancel the run at any moment: before
+    the trainer starts, nothing is written; before its first step, it ends at once; after
+    that, it stops at the next step boundary with a checkpoint. Each ends in TrainingError
+    (exit 1) naming the resume command, with a `train.cancelled` audit event. A second
+    signal kills the trainer; its last checkpoint stays usable. `processes` overrides the
+    recipe's number of training processes (new runs only).
+    """
+    relay = Relay()
+    installed = relay.install()
+    try:
+        return _train(home, recipe_path, resume=resume, passphrase_file=passphrase_file,
+                      records=records, on_event=on_event, echo_child_output=echo_child_output,
+                      processes=processes, relay=relay)
+    finally:
+        if installed:
+            relay.restore()
+
+
+def _cancelled(home: Home, run_id: str, steps: int, *, step: int, checkpoint: bool,
+               outcome: str = "stopped", stage: str = "training") -> TrainingError:
+    """Audit a cancel and build the error that reports it."""
+    audit.record(home, "train.cancelled", outcome=outcome, run_id=run_id, step=step,
+                 checkpoint=checkpoint, stage=stage)
+    if stage == "before start":
+        what = "training cancelled before it started; nothing was written"
+    elif outcome == "killed":
+        what = (f"training killed by a second signal; the checkpoint of step {step} is kept"
+                if step else "training killed by a second signal before any checkpoint")
+    elif checkpoint:
+        what = f"training stopped at step {step} of {steps}; checkpoint saved"
+    elif step:
+        what = f"training stopped at step {step} of {steps}; the checkpoint of step {step} " \
+               "is kept"
+    else:
+        what = "training cancelled before the first step; there was nothing to save"
+    return TrainingError(what, where=f"run {run_id}",
+                         hint=f"resume with appliance train --resume {run_id}")
+
+
+def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
+           recipe_path: str | Path | None, *, resume: str | None, passphrase_file: str | None,
+           records: RecordsProvider, on_event: Callable[[Event], None] | None,
+           echo_child_output: bool, processes: int | None, relay: Relay) -> TrainResult:
     home.require_initialised()
     policy = load_policy(home.policy_file)
     if resume:
@@ -134,10 +179,17 @@ def train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
             raise UsageError(f"run {run_id!r} already finished",
                              where=state.get("artifact", str(run_dir)))
         recipe = parse_recipe(state["recipe"], f"{run_dir}/run.json")
+        if processes is not None and processes != recipe.processes:
+            raise UsageError("--processes applies to new runs; a resumed run keeps the "
+                             f"{recipe.processes} process(es) it started with",
+                             where=f"run {run_id}")
     else:
         if recipe_path is None:
             raise UsageError("give a RECIPE file or --resume RUN")
         recipe = load_recipe(recipe_path)
+        if processes is not None:
+            recipe = parse_recipe({**recipe.model_dump(), "processes": processes},
+                                  "--processes")
         run_id = new_run_id()
         run_dir = home.runs_dir / run_id
         state = {}
@@ -148,7 +200,8 @@ def train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
     store.verify_weights(model)
     from appliance import masterkey
 
-    passphrase = _passphrase(passphrase_file)
+    with relay.suspended():  # Ctrl-C at the prompt interrupts at once
+        passphrase = _passphrase(passphrase_file)
     master_key = masterkey.load(home, passphrase, policy)
     train_records = records(home, policy, master_key, recipe.dataset, "train")
     eval_records = records(home, policy, master_key, recipe.dataset, "eval")
@@ -175,6 +228,9 @@ def train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
     if resume and state.get("policy_digest") != pdigest:
         raise PolicyViolation("the active policy changed since the run started",
                               where=str(run_dir), hint="start a new run under this policy")
+    if relay.requested:
+        raise _cancelled(home, run_id, steps, step=checkpoint.latest_step(run_dir) or 0,
+                         checkpoint=False, stage="before start")
     key = None
     if policy.training.encrypt_checkpoints:
         from appliance.train.sealing import derive_run_key
@@ -193,29 +249,32 @@ def train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
             atomic_write_text(run_dir / "run.json", json.dumps(state, indent=2))
         audit.record(home, "train.resume" if resume else "train.start", run_id=run_id,
                      base_model=model.root_digest, dataset_digest=digest,
-                     policy_digest=pdigest, isolation=iso.detail, total_steps=steps)
+                     policy_digest=pdigest, isolation=iso.detail, total_steps=steps,
+                     processes=recipe.processes)
         if on_event is not None:  # the console learns the run id before the first step
             on_event({"type": "run", "run_id": run_id, "total_steps": steps,
-                      "resume": bool(resume)})
+                      "resume": bool(resume), "processes": recipe.processes})
         adapter_out = run_dir / "adapter"
         if adapter_out.exists():
             shutil.rmtree(adapter_out)
+        # a run killed before its first checkpoint starts again from step 0
+        from_step = checkpoint.latest_step(run_dir) if resume else None
+        metrics = run_dir / "metrics.jsonl"
+        run_metrics.rewind(metrics, from_step)  # lines after the checkpoint would repeat
         job = {"run_id": run_id, "run_dir": str(run_dir), "model_dir": str(model.weights_dir),
                "recipe": recipe.model_dump(), "train": train_records, "eval": eval_records,
                "checkpoint_key": key.hex() if key else None,
-               # a run killed before its first checkpoint starts again from step 0
-               "resume": bool(resume) and checkpoint.latest_step(run_dir) is not None,
-               "adapter_out": str(adapter_out)}
-        collected: dict[str, Any] = {"errors": [], "samples": []}
-        metrics = run_dir / "metrics.jsonl"
+               "resume": from_step is not None, "adapter_out": str(adapter_out)}
+        collected: dict[str, Any] = {"errors": [], "samples": [], "workers": []}
 
         def handle(event: Event) -> None:
             kind = event.get("type")
             if kind == "tripwire":
                 audit_tripwire(home, run_id, event)
+            elif kind == "worker":
+                collected["workers"].append({k: v for k, v in event.items() if k != "type"})
             elif kind in ("step", "eval", "checkpoint", "resumed", "stopped"):
-                with open(metrics, "a", encoding="utf-8") as handle_:
-                    handle_.write(json.dumps(event, sort_keys=True) + "\n")
+                run_metrics.append(metrics, event)
                 if kind == "eval":
                     collected[f"eval_{event['phase']}"] = event
                     if event["phase"] == "before":
@@ -233,13 +292,16 @@ def train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
             if on_event is not None:
                 on_event(event)
 
-        result = isolation.run_isolated(job, handle, iso, echo_output=echo_child_output)
+        result = isolation.run_isolated(job, handle, iso, relay=relay,
+                                        launch=recipe.processes > 1,
+                                        echo_output=echo_child_output)
         if "stopped" in collected:
-            at = collected["stopped"]["step"]
-            audit.record(home, "train.cancelled", outcome="stopped", run_id=run_id, step=at)
-            raise TrainingError(f"training stopped at step {at} of {steps}; checkpoint saved",
-                                where=f"run {run_id}",
-                                hint=f"resume with appliance train --resume {run_id}")
+            stopped = collected["stopped"]
+            raise _cancelled(home, run_id, steps, step=int(stopped.get("step") or 0),
+                             checkpoint=bool(stopped.get("checkpoint", True)))
+        if relay.requests > 1 and result.returncode != 0:
+            raise _cancelled(home, run_id, steps, step=checkpoint.latest_step(run_dir) or 0,
+                             checkpoint=False, outcome="killed")
         if result.returncode != 0 or "eval_after" not in collected:
             why = collected["errors"][-1]["message"] if collected["errors"] else \
                 f"trainer exited with status {result.returncode}"
@@ -280,6 +342,10 @@ def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
               "eval": evals, "samples": collected["samples"],
               "adapter_sha256": adapter_digest, "isolation": isolation_detail,
               "resources": collected.get("resources", {})}
+    if collected.get("workers"):
+        report["distributed"] = {"processes": len(collected["workers"]),
+                                 "workers": sorted(collected["workers"],
+                                                   key=lambda w: int(w.get("rank", 0)))}
     if "privacy" in collected:
         report["privacy"] = collected["privacy"]
     atomic_write_text(staging / "report.json", json.dumps(report, indent=2, sort_keys=True))

@@ -1,10 +1,15 @@
-"""Entry point of the isolated trainer process: `python -m appliance.train.child`.
+"""Entry point of the isolated trainer process: `python -m appliance.train.child [launch]`.
 
-Started by appliance.train.isolation inside a new network namespace. First thing, before
-reading anything: the audit-hook tripwire (reports go to the parent over the event pipe,
-and the parent writes them to the audit log). Then the job (recipe, paths, records and the
-run's checkpoint key) is read from stdin — records never touch the disk — and training
-runs. SIGINT/SIGTERM set a flag the loop checks at each step boundary.
+Started by appliance.train.isolation inside a new network namespace (or, for multi-process
+runs, by appliance.train.launcher inside that same namespace, once per rank). First thing,
+before reading anything: the audit-hook tripwire (reports go to the parent over the event
+pipe, and the parent writes them to the audit log), the parent-death signal, and the
+SIGINT/SIGTERM handling of appliance.train.cancel; then the `started` event, which tells
+the parent that this process may be signalled. Then the job (recipe, paths, records and the
+run's checkpoint key) is read from stdin — records never touch the disk — and runs.
+
+`launch` makes this process the launcher of `recipe.processes` trainer workers instead of a
+trainer itself.
 """
 
 from __future__ import annotations
@@ -13,18 +18,18 @@ import json
 import os
 import signal
 import sys
-from types import FrameType
 from typing import Any
 
-from appliance.train.events import EVENT_FD_ENV, EventWriter
+from appliance.train.cancel import Relay, StopFlag
+from appliance.train.events import EVENT_FD_ENV, PARENT_PID_ENV, EventWriter
 from appliance.train.tripwire import install
 
-EXIT_STOPPED = 3
 EXIT_FAILED = 1
 
 
 def _die_with_parent() -> None:
-    """Ask the kernel to SIGKILL this process if the parent dies (Linux prctl)."""
+    """Ask the kernel to SIGKILL this process if the parent dies (Linux prctl); if the
+    parent already died before the request was made, end now."""
     try:
         import ctypes
 
@@ -32,26 +37,27 @@ def _die_with_parent() -> None:
         libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
+    expected = os.environ.get(PARENT_PID_ENV)
+    if expected and os.getppid() != int(expected):
+        os._exit(EXIT_FAILED)
 
 
 def main() -> int:
-    """Run one training job from stdin; exit 0 done, 3 stopped, 1 failed."""
+    """Run one job from stdin; exit 0 done, 3 stopped, 1 failed."""
     events = EventWriter(int(os.environ[EVENT_FD_ENV]))
     install(lambda found: events.emit("tripwire", **found))
     _die_with_parent()
-    stop = {"requested": False}
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop["requested"] = True
-        events.emit("signal", signal=signal.Signals(signum).name)
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    job: dict[str, Any] = json.loads(sys.stdin.buffer.read())
+    launcher = sys.argv[1:] == ["launch"]
+    relay, stop = Relay(), StopFlag(events.emit)
+    if launcher:
+        relay.install()
+    else:
+        stop.install()
     from appliance.offline import OFFLINE_ENV
 
     events.emit("started", pid=os.getpid(), interfaces=_interfaces(),
                 offline={k: os.environ.get(k) for k in OFFLINE_ENV})
+    job: dict[str, Any] = json.loads(sys.stdin.buffer.read())
     if job.get("probe"):
         from appliance.train import probes
 
@@ -60,10 +66,14 @@ def main() -> int:
         from appliance.privacy import worker
 
         return worker.run(job, events.emit)
-    from appliance.train import trainer
-
     try:
-        return trainer.run(job, events.emit, lambda: stop["requested"])
+        if launcher:
+            from appliance.train import launcher as launch
+
+            return launch.run(job, events.emit, relay)
+        from appliance.train import trainer
+
+        return trainer.run(job, events.emit, stop)
     except Exception as exc:
         from appliance.errors import ApplianceError
 

@@ -9,6 +9,7 @@ import threading
 from typing import Any
 
 EVENT_FD_ENV = "APPLIANCE_EVENT_FD"
+PARENT_PID_ENV = "APPLIANCE_PARENT_PID"  # a child ends at once if its parent is gone
 
 
 class EventWriter:

@@ -15,19 +15,18 @@ import collections
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from types import FrameType
 from typing import Any
 
 from appliance import netns, offline
 from appliance.errors import IsolationError
 from appliance.resources import REPO_ROOT
-from appliance.train.events import EVENT_FD_ENV
+from appliance.train.cancel import Relay
+from appliance.train.events import EVENT_FD_ENV, PARENT_PID_ENV
 
 FORCE_NO_NETNS_ENV = "APPLIANCE_FORCE_NO_NETNS"
 CHILD_MODULE = "appliance.train.child"
@@ -71,45 +70,34 @@ def child_env(event_fd: int) -> dict[str, str]:
     env = dict(os.environ)
     offline.apply(env)
     env[EVENT_FD_ENV] = str(event_fd)
+    env[PARENT_PID_ENV] = str(os.getpid())
     paths = [str(REPO_ROOT), *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
     env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
 
-@contextlib.contextmanager
-def _forward_signals(proc: subprocess.Popen[bytes], flag: dict[str, bool]) -> Iterator[None]:
-    """SIGINT/SIGTERM to the parent are forwarded to the child (which stops at a step
-    boundary); the parent keeps reading events until the child exits."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        flag["signalled"] = True
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-
-    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-
-
 def run_isolated(job: dict[str, Any], on_event: Callable[[dict[str, Any]], None],
-                 isolation: Isolation, *, tail_lines: int = 60,
-                 echo_output: bool = False) -> ChildResult:
-    """Run one job in the isolated child, calling `on_event` for every event it sends."""
+                 isolation: Isolation, *, relay: Relay | None = None, launch: bool = False,
+                 tail_lines: int = 60, echo_output: bool = False) -> ChildResult:
+    """Run one job in the isolated child, calling `on_event` for every event it sends.
+
+    The child runs in its own session (a terminal's Ctrl-C reaches this process only). With
+    a `relay` (installed by the caller), SIGINT/SIGTERM here reach the child as SIGTERM once
+    it has reported `started`, and a second one kills its process group. `launch` starts
+    the child as the launcher of several trainer workers (appliance.train.launcher).
+    """
     read_fd, write_fd = os.pipe()
-    argv = [*isolation.prefix, sys.executable, "-m", CHILD_MODULE]
+    argv = [*isolation.prefix, sys.executable, "-m", CHILD_MODULE, *(["launch"] if launch else [])]
     try:
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, pass_fds=(write_fd,),
-                                env=child_env(write_fd), close_fds=True)
+                                env=child_env(write_fd), close_fds=True,
+                                start_new_session=True)
     finally:
         os.close(write_fd)
+    if relay is not None:
+        relay.attach(proc.pid, group=True)
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
 
     def drain() -> None:
@@ -131,16 +119,20 @@ def run_isolated(job: dict[str, Any], on_event: Callable[[dict[str, Any]], None]
                threading.Thread(target=feed, daemon=True)]
     for thread in threads:
         thread.start()
-    flag = {"signalled": False}
-    with _forward_signals(proc, flag), os.fdopen(read_fd, "rb") as events:
+    with os.fdopen(read_fd, "rb") as events:
         for raw in events:
             try:
                 event = json.loads(raw)
             except ValueError:
                 continue
-            if isinstance(event, dict):
-                on_event(event)
-        returncode = proc.wait()
+            if not isinstance(event, dict):
+                continue
+            if relay is not None and event.get("type") == "started":
+                relay.ready(proc.pid)
+            on_event(event)
+    if relay is not None:
+        relay.detach(proc.pid)
+    returncode = proc.wait()
     for thread in threads:
         thread.join(timeout=5)
-    return ChildResult(returncode, list(tail), flag["signalled"])
+    return ChildResult(returncode, list(tail), relay is not None and relay.requested)

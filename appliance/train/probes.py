@@ -86,8 +86,14 @@ def _attempt(route: str, host: str, port: int) -> str:
 
 
 def network_routes(job: dict[str, Any], emit: Emit) -> None:
-    """Try every route, in the main thread and from a thread, reporting each outcome."""
+    """Try every route, in the main thread and from a thread, reporting each outcome
+    (with `loopback_up`, after bringing up the namespace's loopback as a multi-process run
+    does)."""
     host, port = job["host"], int(job["port"])
+    if job.get("loopback_up"):
+        from appliance import netns
+
+        netns.loopback_up()
     for route in ROUTES:
         emit("probe", route=route, thread=False, outcome=_attempt(route, host, port))
         box: dict[str, str] = {}

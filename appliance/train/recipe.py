@@ -107,7 +107,12 @@ class Recipe(_Strict):
     seed: int = Field(default=0, ge=0)
     """Seeds data order, LoRA initialisation and dropout."""
     threads: int = Field(default=0, ge=0)
-    """CPU threads for torch (0: all cores). Part of what makes a run reproducible."""
+    """CPU threads for torch in each process (0: the cores shared out among the
+    processes). Part of what makes a run reproducible."""
+    processes: int = Field(default=1, ge=1)
+    """Data-parallel training processes (DDP: gloo on CPU, NCCL with one GPU each), all
+    inside the run's network namespace. The global batch is batch_size x grad_accum x
+    processes."""
     lora: LoraSettings = Field(default_factory=LoraSettings)
     """LoRA adapter shape."""
     quantization: QuantSettings = Field(default_factory=QuantSettings)
@@ -168,6 +173,8 @@ def check_against_policy(recipe: Recipe, policy: Policy) -> None:
     over("lora.rank", recipe.lora.rank, "training.limits.max_rank", limits.max_rank)
     over("train.seq_len", recipe.train.seq_len, "training.limits.max_seq_len",
          limits.max_seq_len)
+    over("processes", recipe.processes, "training.limits.max_processes",
+         limits.max_processes)
     over("optim.learning_rate", recipe.optim.learning_rate,
          "training.limits.max_learning_rate", limits.max_learning_rate)
     if problems:

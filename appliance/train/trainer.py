@@ -1,11 +1,13 @@
 """The QLoRA trainer, one linear file: setup, evaluate, loop, save.
 
-Runs inside the isolated child (appliance.train.child). Base weights load as 4-bit NF4
-through bitsandbytes (double quantisation, compute dtype from the recipe), LoRA adapters
-through peft, and the loss counts assistant tokens only. The learning rate is a pure
-function of the step and the data order a pure function of (seed, epoch), so a checkpoint
-needs only tensors (adapter, AdamW moments, RNG state) and a few integers to resume
-bit-identically.
+Runs inside the isolated child (appliance.train.child), as one process or as each of the
+`recipe.processes` data-parallel workers (appliance.train.distributed). Base weights load
+as 4-bit NF4 through bitsandbytes (double quantisation, compute dtype from the recipe), LoRA
+adapters through peft, and the loss counts assistant tokens only. The learning rate is a
+pure function of the step, the data order a pure function of (seed, epoch) and the dropout
+RNG a pure function of (seed, step, rank), so a checkpoint needs only tensors (adapter,
+AdamW moments) and a few integers to resume bit-identically. Rank 0 alone writes
+checkpoints and the adapter and reports progress; every rank reports tripwire hits.
 """
 
 from __future__ import annotations
@@ -15,13 +17,31 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from appliance.train import checkpoint
+from appliance.train import checkpoint, distributed
+from appliance.train.cancel import EXIT_STOPPED
 from appliance.train.data import IGNORE, Example, collate, encode, prompt_ids, to_messages
+from appliance.train.distributed import World
 from appliance.train.recipe import Recipe
 
 Emit = Callable[..., None]
+SEED_MODULUS = 2**63 - 1
+
+
+class Stop(Protocol):
+    """What the loop needs of appliance.train.cancel.StopFlag."""
+
+    requested: bool
+
+    def position(self, step: int, total: int) -> None:
+        """Where the run starts."""
+
+    def progressed(self) -> None:
+        """A step was completed."""
+
+    def end_before_first_step(self) -> bool:
+        """Report a stop before any step; True when this call reported it."""
 
 
 def lr_at(recipe: Recipe, step: int, total: int) -> float:
@@ -45,10 +65,19 @@ def epoch_order(seed: int, epoch: int, n: int) -> list[int]:
     return [int(i) for i in torch.randperm(n, generator=gen)]
 
 
+def global_batch(recipe: Recipe) -> int:
+    """Records per optimizer step, over all processes."""
+    return recipe.train.batch_size * recipe.train.grad_accum * recipe.processes
+
+
 def steps_per_epoch(recipe: Recipe, n_train: int) -> int:
     """Optimizer steps in one epoch."""
-    per_step = recipe.train.batch_size * recipe.train.grad_accum
-    return max(1, math.ceil(n_train / per_step))
+    return max(1, math.ceil(n_train / global_batch(recipe)))
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    """The RNG seed (dropout) of optimizer step `step` on `rank`."""
+    return ((seed * 1_000_003 + step) * 1_009 + rank) % SEED_MODULUS
 
 
 def total_steps(recipe: Recipe, n_train: int) -> int:
@@ -57,14 +86,16 @@ def total_steps(recipe: Recipe, n_train: int) -> int:
     return min(total, recipe.train.max_steps) if recipe.train.max_steps else total
 
 
-def setup_torch(recipe: Recipe) -> Any:
-    """Threads, seeds and deterministic kernels; returns the device."""
+def setup_torch(recipe: Recipe, world: World | None = None) -> Any:
+    """Threads (threads = 0: the cores shared out among the processes), seeds and
+    deterministic kernels; returns the device."""
     import torch
 
-    torch.set_num_threads(recipe.threads or os.cpu_count() or 1)
+    world = world or World()
+    torch.set_num_threads(recipe.threads or max(1, (os.cpu_count() or 1) // world.size))
     torch.manual_seed(recipe.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return distributed.device_for(world)
 
 
 def load_model(model_dir: str, recipe: Recipe, device: Any) -> tuple[Any, Any]:
@@ -132,33 +163,41 @@ def n_targets(examples: list[Example]) -> int:
 
 
 def evaluate(model: Any, examples: list[Example], pad_id: int, batch_size: int,
-             device: Any) -> dict[str, float]:
-    """Mean assistant-token loss and perplexity on held-out examples."""
+             device: Any, world: World | None = None) -> dict[str, float]:
+    """Mean assistant-token loss and perplexity on held-out examples (each rank scores its
+    interleaved share; the sums are added over the ranks)."""
     import torch
 
+    world = world or World()
+    mine = examples[world.rank::world.size]
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
-        for start in range(0, len(examples), batch_size):
-            chunk = examples[start:start + batch_size]
+        for start in range(0, len(mine), batch_size):
+            chunk = mine[start:start + batch_size]
             batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
             total += float(token_loss_sum(model, batch))
             count += n_targets(chunk)
     model.train()
+    total, summed = distributed.all_sum([total, count], world, device)
+    count = int(summed)
     loss = total / max(1, count)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": count,
             "records": len(examples)}
 
 
 def generate(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]],
-             max_new: int, device: Any) -> list[dict[str, Any]]:
-    """Greedy completions for held-out prompts."""
+             max_new: int, device: Any,
+             should_stop: Callable[[], bool] = lambda: False) -> list[dict[str, Any]]:
+    """Greedy completions for held-out prompts (fewer when `should_stop` turns true)."""
     import torch
 
     model.eval()
     out = []
     with torch.no_grad():
         for index, messages in enumerate(conversations):
+            if should_stop():
+                break
             ids = torch.tensor([prompt_ids(tokenizer, messages)], device=device)
             gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                                  max_new_tokens=max_new, do_sample=False,
@@ -176,20 +215,45 @@ def trainable(model: Any) -> dict[str, Any]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad}
 
 
-def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0915 - one linear loop, on purpose
-        should_stop: Callable[[], bool]) -> int:
-    """Train per `job`; returns 0 when finished, 3 when stopped at a step boundary."""
+def restore(run_dir: Path, run_id: str, key: bytes | None, params: dict[str, Any],
+            optimizer: Any) -> int:
+    """Load the newest checkpoint into the adapter and the optimizer; returns its step."""
+    import torch
+
+    tensors, state = checkpoint.load(run_dir, run_id, key)
+    with torch.no_grad():
+        for name, param in params.items():
+            param.copy_(tensors[f"param.{name}"])
+    opt_state: dict[int, dict[str, Any]] = {}
+    for i, name in enumerate(params):
+        if f"opt.{name}.exp_avg" in tensors:
+            opt_state[i] = {k: tensors[f"opt.{name}.{k}"] for k in ("step", "exp_avg",
+                                                                    "exp_avg_sq")}
+    optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
+    return int(state["step"])
+
+
+def _quiet(kind: str, /, **fields: Any) -> None:
+    """Progress events of ranks other than 0 go nowhere."""
+
+
+def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - linear, on purpose
+        stop: Stop) -> int:
+    """Train per `job`; returns 0 when finished, 3 when stopped (at a step boundary, with a
+    checkpoint, or at once when no step had been completed)."""
     import torch
 
     # ---- setup ------------------------------------------------------------------------
     recipe = Recipe.model_validate(job["recipe"])
+    world = World.from_env()
+    report = emit if world.main else _quiet
     run_dir, run_id = Path(job["run_dir"]), job["run_id"]
     key = bytes.fromhex(job["checkpoint_key"]) if job.get("checkpoint_key") else None
-    device = setup_torch(recipe)
+    device = setup_torch(recipe, world)
     tokenizer, model = load_model(job["model_dir"], recipe, device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
         else tokenizer.eos_token_id
-    seq_len = recipe.train.seq_len
+    seq_len, micro_size = recipe.train.seq_len, recipe.train.batch_size
     train = [encode(tokenizer, to_messages(r, i), seq_len) for i, r in enumerate(job["train"])]
     eval_records = job["eval"][: recipe.eval.max_records]
     eval_msgs = [to_messages(r, i) for i, r in enumerate(eval_records)]
@@ -198,87 +262,109 @@ def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0915 - one linear loop, on 
     optimizer = torch.optim.AdamW(list(params.values()), lr=recipe.optim.learning_rate,
                                   weight_decay=recipe.optim.weight_decay)
     spe, total = steps_per_epoch(recipe, len(train)), total_steps(recipe, len(train))
-    per_step = recipe.train.batch_size * recipe.train.grad_accum
-    step = 0
+    per_step = global_batch(recipe)
+    step = restore(run_dir, run_id, key, params, optimizer) if job.get("resume") else 0
+    start = step
+    stop.position(step, total)
     if job.get("resume"):
-        tensors, state = checkpoint.load(run_dir, run_id, key)
-        with torch.no_grad():
-            for name, param in params.items():
-                param.copy_(tensors[f"param.{name}"])
-        names = list(params)
-        opt_state: dict[int, dict[str, Any]] = {}
-        for i, name in enumerate(names):
-            if f"opt.{name}.exp_avg" in tensors:
-                opt_state[i] = {k: tensors[f"opt.{name}.{k}"]
-                                for k in ("step", "exp_avg", "exp_avg_sq")}
-        optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
-        torch.set_rng_state(tensors["rng.torch"])
-        step = int(state["step"])
-        emit("resumed", step=step, total_steps=total)
-    else:
-        emit("eval", phase="before", **evaluate(model, held_out, pad_id,
-                                                 recipe.train.batch_size, device))
+        report("resumed", step=step, total_steps=total)
+    if stop.requested and stop.end_before_first_step():
+        return EXIT_STOPPED
+    distributed.init(world, device)  # after the long load, which a stop cuts short
+    net = distributed.wrap(model, world, device)
+    if not job.get("resume"):
+        report("eval", phase="before", **evaluate(model, held_out, pad_id, micro_size,
+                                                   device, world))
 
     def save_checkpoint() -> None:
-        tensors = {f"param.{n}": p.detach() for n, p in params.items()}
-        opt = optimizer.state_dict()
-        for i, name in enumerate(params):
-            for k, v in opt["state"].get(i, {}).items():
-                tensors[f"opt.{name}.{k}"] = v
-        tensors["rng.torch"] = torch.get_rng_state()
-        groups = [{k: v for k, v in g.items()} for g in opt["param_groups"]]
-        checkpoint.save(run_dir, run_id, step, tensors,
-                        {"step": step, "epoch": step // spe, "position": (step % spe) * per_step,
-                         "total_steps": total, "param_groups": groups}, key)
-        emit("checkpoint", step=step)
+        if world.main:
+            tensors = {f"param.{n}": p.detach() for n, p in params.items()}
+            opt = optimizer.state_dict()
+            for i, name in enumerate(params):
+                for k, v in opt["state"].get(i, {}).items():
+                    tensors[f"opt.{name}.{k}"] = v
+            groups = [{k: v for k, v in g.items()} for g in opt["param_groups"]]
+            checkpoint.save(run_dir, run_id, step, tensors,
+                            {"step": step, "epoch": step // spe,
+                             "position": (step % spe) * per_step, "total_steps": total,
+                             "processes": world.size, "param_groups": groups}, key)
+        report("checkpoint", step=step)
+
+    def stopped() -> int:
+        if step > start:
+            save_checkpoint()
+        report("stopped", step=step, total_steps=total, checkpoint=step > start)
+        distributed.shutdown(world)
+        return EXIT_STOPPED
 
     # ---- loop -------------------------------------------------------------------------
     model.train()
     started, done_tokens = time.monotonic(), 0
     while step < total:
-        if should_stop():
-            save_checkpoint()
-            emit("stopped", step=step, total_steps=total)
-            return 3
+        if stop.requested and stop.end_before_first_step():
+            return EXIT_STOPPED
         epoch, offset = divmod(step, spe)
         order = epoch_order(recipe.seed, epoch, len(train))
-        chosen = [train[i] for i in order[offset * per_step:(offset + 1) * per_step]]
+        batch_all = distributed.padded(
+            [train[i] for i in order[offset * per_step:(offset + 1) * per_step]], world)
+        mine = distributed.share(batch_all, world)
         lr = lr_at(recipe, step, total)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        targets = max(1, n_targets(chosen))
-        loss_sum, step_tokens = 0.0, 0
+        torch.manual_seed(step_seed(recipe.seed, step, world.rank))
+        targets = max(1, n_targets(batch_all))
+        loss_part, step_tokens = 0.0, 0
         t0 = time.monotonic()
-        for start in range(0, len(chosen), recipe.train.batch_size):
-            micro = chosen[start:start + recipe.train.batch_size]
-            batch = {k: v.to(device) for k, v in collate(micro, pad_id).items()}
-            loss = token_loss_sum(model, batch) / targets
-            loss.backward()
-            loss_sum += float(loss.detach())
+        micro = [mine[i:i + micro_size] for i in range(0, len(mine), micro_size)]
+        for index, chunk in enumerate(micro):
+            batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
+            with distributed.accumulate(net, sync=index == len(micro) - 1):
+                loss = token_loss_sum(net, batch) / targets
+                # DDP averages gradients over ranks; scaled so the average is the global mean
+                (loss * world.size).backward()
+            loss_part += float(loss.detach())
             step_tokens += int(batch["attention_mask"].sum())
         torch.nn.utils.clip_grad_norm_(list(params.values()), recipe.optim.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        stop.progressed()
         step += 1
+        # one collective per step: every rank agrees whether to stop here
+        stopping, loss_sum, tokens = distributed.all_sum(
+            [float(stop.requested), loss_part, step_tokens], world, device)
         elapsed = time.monotonic() - t0
-        done_tokens += step_tokens
+        done_tokens += int(tokens)
         rate = done_tokens / max(1e-9, time.monotonic() - started)
         if step % recipe.train.log_every == 0 or step == total:
-            emit("step", step=step, total_steps=total, epoch=epoch, loss=loss_sum, lr=lr,
-                 tokens=step_tokens, step_time_s=elapsed, tokens_per_s=rate,
-                 eta_s=(total - step) * (time.monotonic() - started) / max(1, step - 0))
+            report("step", step=step, total_steps=total, epoch=epoch, loss=loss_sum, lr=lr,
+                   tokens=int(tokens), step_time_s=elapsed, tokens_per_s=rate,
+                   eta_s=(total - step) * (time.monotonic() - started) / max(1, step - start))
+        if stopping:
+            return stopped()
         if step % recipe.train.checkpoint_every == 0 and step < total:
             save_checkpoint()
 
     # ---- save -------------------------------------------------------------------------
+    if distributed.all_sum([float(stop.requested)], world, device)[0]:
+        return stopped()
+    if world.distributed:
+        emit("worker", rank=world.rank, world_size=world.size, steps=step - start,
+             params_sha256=distributed.params_digest(params),
+             backend=distributed.backend(world), device=str(device))
     adapter_dir = Path(job["adapter_out"])
-    model.save_pretrained(str(adapter_dir), safe_serialization=True)
-    emit("saved", step=step, adapter_dir=str(adapter_dir))
-    emit("eval", phase="after", **evaluate(model, held_out, pad_id, recipe.train.batch_size,
-                                           device))
-    n_gen = recipe.eval.generations
-    emit("generations", samples=generate(model, tokenizer, eval_msgs[:n_gen],
-                                         recipe.eval.generation_tokens, device))
+    if world.main:
+        model.save_pretrained(str(adapter_dir), safe_serialization=True)
+        report("saved", step=step, adapter_dir=str(adapter_dir))
+    report("eval", phase="after", **evaluate(model, held_out, pad_id, micro_size, device,
+                                             world))
+    distributed.shutdown(world)  # rank 0 generates alone
+    if not world.main:
+        return 0
+    samples = generate(model, tokenizer, eval_msgs[:recipe.eval.generations],
+                       recipe.eval.generation_tokens, device, lambda: stop.requested)
+    if stop.requested:
+        return stopped()
+    emit("generations", samples=samples)
     emit("done", step=step, total_steps=total, **peak_memory())
     return 0
 

@@ -155,11 +155,12 @@ def main() -> int:  # noqa: PLR0915 - a linear benchmark script
         print(json.dumps(baseline(json.loads(sys.stdin.read()))))
         return 0
 
+    from benchhome import PASSPHRASE, make_home
+
     from appliance.home import Home
     from appliance.models import importer
     from appliance.policy import load_policy
     from appliance.service.train import train
-    from tests.train.conftest import PASSPHRASE, make_home
 
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     home = Home(Path(args.home)) if args.home else make_home(work / "home")

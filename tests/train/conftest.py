@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable
+import socket
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,32 +19,15 @@ from appliance.resources import shipped_policy
 PASSPHRASE = "correct horse battery staple\n"
 
 
-def _full_build() -> bool:
-    """True when this checkout has the home initialiser (keys, signed audit) merged."""
-    import appliance
-
-    return (Path(appliance.__file__).resolve().parent / "keys.py").is_file()
-
-
 def make_home(root: Path, policy_text: str | None = None) -> Home:
-    """An initialised home at `root` (the demo policy by default): `init_home` where this
-    build has it, else the policy, vault master key and marker written directly."""
-    from appliance import masterkey
-    from appliance.policy import load_policy
+    """An initialised home at `root` (`init_home`: keys, vault master key, signed audit
+    log) under `policy_text`, the demo policy by default."""
+    from appliance.service.home import init_home
 
+    source = root.parent / f".{root.name}-policy.toml"
+    source.write_text(policy_text or shipped_policy("demo").read_text())
     home = Home(root)
-    if _full_build():
-        from appliance.service.home import init_home
-
-        source = root.parent / f".{root.name}-policy.toml"
-        source.write_text(policy_text or shipped_policy("demo").read_text())
-        init_home(home, PASSPHRASE.strip().encode(), source)
-        return home
-    home.policy_file.parent.mkdir(parents=True, exist_ok=True)
-    home.policy_file.write_text(policy_text or shipped_policy("demo").read_text())
-    policy = load_policy(home.policy_file)
-    masterkey.create(home, PASSPHRASE.strip().encode(), policy)
-    home.marker.write_text("{}")
+    init_home(home, PASSPHRASE.strip().encode(), source)
     return home
 
 
@@ -66,6 +51,33 @@ def train_home(tmp_path: Path, converted_model: Path) -> Home:
     dest = home.models_dir / converted_model.name
     shutil.copytree(converted_model, dest, copy_function=os.link)
     return home
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[int, list[object]]]:
+    """A TCP listener on the parent's loopback that records every accepted connection."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    accepted: list[object] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                conn, addr = server.accept()
+            except TimeoutError:
+                continue
+            accepted.append(addr)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield server.getsockname()[1], accepted
+    stop.set()
+    thread.join(2)
+    server.close()
 
 
 @pytest.fixture

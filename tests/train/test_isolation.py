@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from pathlib import Path
 
 import pytest
@@ -15,33 +14,6 @@ from appliance.home import Home
 from appliance.offline import OFFLINE_ENV
 from appliance.service.train import probe_isolation
 from tests.train.conftest import write_recipe
-
-
-@pytest.fixture
-def listener() -> tuple[int, list[object]]:
-    """A TCP listener on the parent's loopback that records every accepted connection."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    server.settimeout(0.2)
-    accepted: list[object] = []
-    stop = threading.Event()
-
-    def serve() -> None:
-        while not stop.is_set():
-            try:
-                conn, addr = server.accept()
-            except TimeoutError:
-                continue
-            accepted.append(addr)
-            conn.close()
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield server.getsockname()[1], accepted  # type: ignore[misc]
-    stop.set()
-    thread.join(2)
-    server.close()
 
 
 def _audit(home: Home) -> list[dict[str, object]]:

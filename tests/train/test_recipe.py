@@ -52,6 +52,8 @@ def test_bad_toml_is_a_recipe_error(tmp_path: Path) -> None:
     ({"optim": {"learning_rate": 0.01}}, "optim.learning_rate = 0.01 is over the policy "
                                          "limit training.limits.max_learning_rate = 0.001"),
     ({"method": "lora"}, "method = 'lora' is not in the policy's training.methods"),
+    ({"processes": 3}, "processes = 3 is over the policy limit training.limits."
+                       "max_processes = 2"),
 ])
 def test_policy_limits_name_key_and_limit(override: dict[str, object], needle: str) -> None:
     """Each excess names the recipe key, its value, and the policy key and limit."""
@@ -71,10 +73,14 @@ def test_schedule_and_data_order_are_pure_functions() -> None:
     assert epoch_order(3, 1, 10) == epoch_order(3, 1, 10) != epoch_order(3, 2, 10)
     assert sorted(epoch_order(3, 1, 10)) == list(range(10))
     assert total_steps(parse_recipe({**BASE, "train": {"epochs": 2, "batch_size": 3}}), 10) == 8
+    # several processes: the global batch is batch_size x grad_accum x processes
+    assert total_steps(parse_recipe({**BASE, "processes": 2,
+                                     "train": {"epochs": 2, "batch_size": 3}}), 10) == 4
 
 
 def test_cli_recipe_errors_exit_codes(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
-    """`appliance train`: malformed recipe exit 2; over a policy limit exit 1; one line each."""
+    """`appliance train`: malformed recipe or --processes exit 2; over a policy limit (also
+    through --processes) exit 1; one line each."""
     home = make_home(tmp_path / "home")
     bad = tmp_path / "bad.toml"
     bad.write_text('base_model = "m"\ndataset = "d"\n[lora]\nrnak = 4\n')
@@ -85,3 +91,9 @@ def test_cli_recipe_errors_exit_codes(tmp_path: Path, run_cli) -> None:  # type:
     done = run_cli("train", str(over), "--home", str(home.root))
     assert done.returncode == 1 and "training.limits.max_rank = 16" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+    recipe = write_recipe(tmp_path / "ok.toml")
+    done = run_cli("train", str(recipe), "--home", str(home.root), "--processes", "0")
+    assert done.returncode == 2 and "--processes" in done.stderr
+    done = run_cli("train", str(recipe), "--home", str(home.root), "--processes", "3")
+    assert done.returncode == 1 and "processes = 3 is over the policy limit" in done.stderr
+    assert "Traceback" not in done.stderr

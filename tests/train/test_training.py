@@ -110,7 +110,12 @@ def test_checkpoints_are_sealed_without_pickle(train_home: Home, pass_file: Path
     proc = _start(train_home, recipe, pass_file)
     _run_until(proc, "step", 1)
     os.kill(proc.pid, signal.SIGTERM)
-    _, err = proc.communicate(timeout=300)
+    try:
+        _, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the helper and its trainer, not left behind
+        proc.communicate()
+        raise
     assert proc.returncode == 1
     run_id = _run_id(train_home)
     assert f"appliance train --resume {run_id}" in err or "stopped" in err
@@ -138,7 +143,8 @@ def _uninterrupted(home: Home, recipe: Path, pass_file: Path) -> TrainResult:
 def test_reproducible_and_kill9_resume_gives_identical_adapter(
         train_home: Home, pass_file: Path, tmp_path: Path) -> None:
     """Same inputs, seed and threads: the same adapter digest, whether the run went
-    straight through or was killed with SIGKILL after a checkpoint and resumed."""
+    straight through or was killed with SIGKILL after a checkpoint and resumed; the resumed
+    run's metrics hold each step once (the step after the checkpoint is not repeated)."""
     recipe = write_recipe(tmp_path / "r.toml", steps=4, ckpt=2)
     straight = _uninterrupted(train_home, recipe, pass_file)
 
@@ -146,18 +152,22 @@ def test_reproducible_and_kill9_resume_gives_identical_adapter(
     train_home.runs_dir.rename(tmp_path / "first-runs")
     del other
     proc = _start(train_home, recipe, pass_file)
-    _run_until(proc, "checkpoint", 2)
+    _run_until(proc, "step", 3)  # logged after the step-2 checkpoint
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=60)
     run_id = _run_id(train_home)
     assert not (train_home.artifacts_dir / run_id).exists()
+    partial = (train_home.runs_dir / run_id / "metrics.jsonl").read_text()
+    assert '"step": 3' in partial
     resumed = train(train_home, resume=run_id, passphrase_file=str(pass_file),
                     records=memory_records())
     assert resumed.adapter_sha256 == straight.adapter_sha256
     assert file_sha256(resumed.artifact_dir / "adapter_model.safetensors") == \
         file_sha256(straight.artifact_dir / "adapter_model.safetensors")
-    metrics = (resumed.artifact_dir / "metrics.jsonl").read_text()
-    assert '"type": "resumed"' in metrics
+    metrics = [json.loads(x) for x in
+               (resumed.artifact_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in metrics if e["type"] == "step"] == [1, 2, 3, 4]
+    assert [e["step"] for e in metrics if e["type"] == "resumed"] == [2]
 
 
 @pytest.mark.slow

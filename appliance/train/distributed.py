@@ -1,0 +1,161 @@
+"""Data-parallel training across processes (DDP): the pieces the trainer needs.
+
+Workers are started by appliance.train.launcher inside the isolated child's network
+namespace with torchrun's environment contract (RANK, WORLD_SIZE, LOCAL_RANK,
+MASTER_ADDR=127.0.0.1, MASTER_PORT), and rendezvous over that namespace's own loopback.
+Backend: gloo on CPU, NCCL on CUDA (one GPU per local rank). Every rank holds every record
+(in memory) and the same per-epoch order; step `s` takes the same global slice on every
+rank and each rank trains on its interleaved share of it (like DistributedSampler, padded
+by repetition so that no rank is ever empty). Gradients are averaged by DDP's all-reduce;
+the loss of each rank is scaled so that the average is the per-token mean over the whole
+global batch. With WORLD_SIZE unset this is a world of one and every helper is a no-op.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+MASTER_ADDR = "127.0.0.1"
+MASTER_PORT = 29500  # the namespace is private to this run: no other listener can exist
+TIMEOUT = _dt.timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> World:
+        """From torchrun's variables; a world of one when they are absent."""
+        return cls(int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1")),
+                   int(os.environ.get("LOCAL_RANK", "0")))
+
+    @property
+    def main(self) -> bool:
+        """The rank that writes checkpoints, metrics events and the adapter."""
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        """More than one process."""
+        return self.size > 1
+
+
+def worker_env(rank: int, size: int) -> dict[str, str]:
+    """torchrun's environment contract for one worker on this machine."""
+    return {"RANK": str(rank), "WORLD_SIZE": str(size), "LOCAL_RANK": str(rank),
+            "LOCAL_WORLD_SIZE": str(size), "GROUP_RANK": "0",
+            "MASTER_ADDR": MASTER_ADDR, "MASTER_PORT": str(MASTER_PORT),
+            # the rendezvous and the collectives stay on the namespace's loopback
+            "GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo"}
+
+
+def device_for(world: World) -> Any:
+    """CUDA device of this local rank when there is a GPU, else the CPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    if world.local_rank >= torch.cuda.device_count():
+        from appliance.errors import TrainingError
+
+        raise TrainingError(f"processes = {world.size} needs one GPU per process; "
+                            f"{torch.cuda.device_count()} visible", where="recipe",
+                            hint="lower `processes` or make more GPUs visible")
+    return torch.device("cuda", world.local_rank)
+
+
+def init(world: World, device: Any) -> None:
+    """Join the process group (gloo on CPU, NCCL on CUDA)."""
+    if not world.distributed:
+        return
+    import torch.distributed as dist
+
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    dist.init_process_group(backend, init_method="env://", rank=world.rank,
+                            world_size=world.size, timeout=TIMEOUT)
+
+
+def backend(world: World) -> str | None:
+    """The process group's backend, or None for a world of one."""
+    if not world.distributed:
+        return None
+    import torch.distributed as dist
+
+    return str(dist.get_backend())
+
+
+def shutdown(world: World) -> None:
+    """Leave the process group (once; later calls do nothing)."""
+    if world.distributed:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def wrap(model: Any, world: World, device: Any) -> Any:
+    """The model DDP-wrapped (gradients all-reduced in backward), or as is for one process."""
+    if not world.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def padded(chosen: Sequence[T], world: World) -> list[T]:
+    """One global batch, padded by repetition from its start to at least one example per
+    rank (as DistributedSampler pads); the padding counts in the loss like any example."""
+    out = list(chosen)
+    while len(out) < world.size:
+        out.append(chosen[len(out) % len(chosen)])
+    return out
+
+
+def share(batch: Sequence[T], world: World) -> list[T]:
+    """This rank's interleaved share of a padded global batch."""
+    return list(batch[world.rank::world.size])
+
+
+def all_sum(values: Sequence[float], world: World, device: Any) -> list[float]:
+    """Element-wise sum of `values` over all ranks (float64)."""
+    if not world.distributed:
+        return list(values)
+    import torch
+    import torch.distributed as dist
+
+    tensor = torch.tensor(list(values), dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return [float(v) for v in tensor.cpu()]
+
+
+@contextlib.contextmanager
+def accumulate(model: Any, sync: bool) -> Iterator[None]:
+    """No gradient all-reduce for this micro-batch unless `sync` (the last of the step)."""
+    if sync or not hasattr(model, "no_sync"):
+        yield
+        return
+    with model.no_sync():
+        yield
+
+
+def params_digest(params: dict[str, Any]) -> str:
+    """sha256 over the trainable tensors' bytes in name order (equal on every rank when the
+    gradients really were synchronised)."""
+    digest = hashlib.sha256()
+    for name in sorted(params):
+        digest.update(name.encode("utf-8"))
+        digest.update(params[name].detach().float().cpu().contiguous().numpy().tobytes())
+    return "sha256:" + digest.hexdigest()

@@ -1,0 +1,116 @@
+"""Multi-process (DDP, gloo on CPU) training inside the run's network namespace: two real
+workers on the real base model step in lockstep, end with identical adapters (the
+gradients were all-reduced), rank 0 alone writes the signed artifact, nothing reaches out,
+a cancel stops every rank at one step and the resumed run is bit-identical to a straight
+one; and the data sharding gives every rank its own part of each global batch."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from appliance.home import Home
+from appliance.service.artifacts import verify
+from appliance.service.train import probe_isolation, train
+from appliance.train.distributed import World, padded, share
+from tests.train.conftest import memory_records, write_recipe
+from tests.train.test_training import _run_id, _run_until, _start
+
+
+def test_every_rank_gets_its_own_share_of_each_global_batch() -> None:
+    """Shares are disjoint, cover the batch, and nobody is left empty (padding repeats)."""
+    batch = list(range(7))
+    shares = [share(padded(batch, World(r, 3)), World(r, 3)) for r in range(3)]
+    assert shares == [[0, 3, 6], [1, 4], [2, 5]]
+    short = [share(padded([9], World(r, 2)), World(r, 2)) for r in range(2)]
+    assert short == [[9], [9]]
+    assert share(padded(batch, World()), World()) == batch
+
+
+def _audit(home: Home) -> list[dict[str, object]]:
+    return [json.loads(line) for line in home.audit_log.read_text().splitlines()]
+
+
+def _two_process_recipe(path: Path, steps: int = 2) -> Path:
+    text = write_recipe(path, steps=steps, ckpt=100 if steps > 2 else 1).read_text()
+    path.write_text(text.replace("threads = 2", "threads = 1\nprocesses = 2"))
+    return path
+
+
+def test_two_processes_train_one_synchronised_signed_adapter(train_home: Home,
+                                                            pass_file: Path,
+                                                            tmp_path: Path) -> None:
+    """Two gloo workers in the namespace: both step twice, their adapters are bit-identical
+    after the all-reduced steps, rank 0's artifact verifies, the rendezvous stayed on the
+    namespace's loopback (no network report), and the run's events name both workers."""
+    events: list[dict[str, object]] = []
+    recipe = _two_process_recipe(tmp_path / "r.toml")
+    result = train(train_home, recipe, passphrase_file=str(pass_file),
+                   records=memory_records(), on_event=events.append)
+    report = json.loads((result.artifact_dir / "report.json").read_text())
+    workers = report["distributed"]["workers"]
+    assert [w["rank"] for w in workers] == [0, 1]
+    assert {w["steps"] for w in workers} == {2}
+    assert {w["backend"] for w in workers} == {"gloo"}
+    assert workers[0]["params_sha256"] == workers[1]["params_sha256"]
+    (launched,) = [e for e in events if e["type"] == "workers"]
+    assert launched["world_size"] == 2 and launched["loopback"] == "up"
+    assert [e["step"] for e in events if e["type"] == "step"] == [1, 2]  # rank 0 reports
+    assert verify(train_home, result.artifact_dir)["ok"] is True
+    log = _audit(train_home)
+    start = next(e for e in log if e["action"] == "train.start")
+    assert start["processes"] == 2
+    assert [e for e in log if e["action"] == "network.blocked"] == []
+    spawns = [e for e in log if e["action"] == "trainer.process_spawn"]
+    assert len(spawns) == 2  # the launcher starting its two workers, reported, not hidden
+    assert not list(result.artifact_dir.glob("*.pt")) and not list(
+        result.artifact_dir.glob("*.bin"))
+
+
+@pytest.mark.slow
+def test_two_process_cancel_stops_every_rank_at_one_step_and_resumes_bit_identically(
+        train_home: Home, pass_file: Path, tmp_path: Path) -> None:
+    """SIGTERM after the first step of a 2-process run: one `signal`, both ranks stop at the
+    same step boundary, rank 0 writes the one checkpoint; the resumed run's adapter is
+    bit-identical to a straight 2-process run's (and both ranks agree again)."""
+    recipe = _two_process_recipe(tmp_path / "r.toml", steps=4)
+    straight = train(train_home, recipe, passphrase_file=str(pass_file),
+                     records=memory_records())
+    train_home.runs_dir.rename(tmp_path / "straight-runs")
+    proc = _start(train_home, recipe, pass_file)
+    _run_until(proc, "step", 1)
+    os.kill(proc.pid, signal.SIGTERM)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1 and "checkpoint saved" in err, err
+    after = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+    assert [e["type"] for e in after].count("signal") == 1
+    (stopped,) = [e for e in after if e["type"] == "stopped"]
+    assert stopped["rank"] == 0 and stopped["checkpoint"] is True
+    run_id = _run_id(train_home)
+    ckpt = train_home.runs_dir / run_id / "checkpoints"
+    assert json.loads((ckpt / "latest.json").read_text())["step"] == stopped["step"]
+    resumed = train(train_home, resume=run_id, passphrase_file=str(pass_file),
+                    records=memory_records())
+    assert resumed.adapter_sha256 == straight.adapter_sha256
+    workers = json.loads((resumed.artifact_dir / "report.json").read_text())[
+        "distributed"]["workers"]
+    assert len({w["params_sha256"] for w in workers}) == 1
+
+
+@pytest.mark.netns
+def test_loopback_brought_up_inside_the_namespace_still_reaches_nothing(
+        tmp_path: Path, listener: tuple[int, list[object]]) -> None:
+    """With the namespace's loopback up (as for a multi-process rendezvous), every route to
+    a listener on the parent's loopback still fails: the namespace has its own loopback."""
+    port, accepted = listener
+    events = probe_isolation(Home(tmp_path / "home"), "network", host="127.0.0.1", port=port,
+                             loopback_up=True)
+    probes = [e for e in events if e["type"] == "probe"]
+    assert len(probes) == 8
+    for event in probes:
+        assert "ECONNREFUSED" in event["outcome"] or "refused" in event["outcome"], event
+    assert accepted == []
