@@ -364,15 +364,15 @@ def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
     if "privacy" in collected:
         prov["privacy"] = collected["privacy"]
     target = home.artifacts_dir / run_id
-    signed = artifact.finalize_artifact(home, staging, target, prov, passphrase)
+    artifact.finalize_artifact(home, staging, target, prov, passphrase)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     shutil.rmtree(adapter_src, ignore_errors=True)
     state.update(status="done", artifact=str(target), finished=finished)
     atomic_write_text(run_dir / "run.json", json.dumps(state, indent=2))
     audit.record(home, "train.finish", run_id=run_id, adapter_sha256=adapter_digest,
                  eval_loss_before=eval_before.get("loss"), eval_loss_after=eval_after.get("loss"),
-                 signed=signed, artifact=str(target))
-    return TrainResult(run_id, target, adapter_digest, eval_before, eval_after, signed)
+                 signed=True, artifact=str(target))
+    return TrainResult(run_id, target, adapter_digest, eval_before, eval_after, True)
 
 
 def recipe_for(recipe: Recipe) -> dict[str, Any]:

@@ -2,14 +2,14 @@
 metrics.jsonl and provenance.json, assembled in a staging directory and renamed into
 place in one step.
 
-Signing (trust-primitives issue) happens in `finalize_artifact()`, which calls
-`appliance.signing.sign_artifact(home, artifact_dir, passphrase, provenance)` when that
-module is part of this build; otherwise the artifact is written unsigned and the audit
-event says so.
+Signing happens in `finalize_artifact()`, which calls
+`appliance.signing.sign_artifact(home, artifact_dir, passphrase, provenance)` before the
+rename: an artifact directory never exists unsigned.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -69,32 +69,20 @@ def provenance(*, run_id: str, policy_digest: str, model: dict[str, Any],
     }
 
 
-def signing_available() -> bool:
-    """True when this build includes `appliance.signing` (the trust-primitives module),
-    looked up in this package's own directory so that another checkout's copy is never
-    mixed in."""
-    import appliance
-
-    return (Path(appliance.__file__).resolve().parent / "signing" / "__init__.py").is_file()
-
-
 def finalize_artifact(home: Home, staging: Path, target: Path, prov: dict[str, Any],
-                      passphrase: bytes) -> bool:
+                      passphrase: bytes) -> None:
     """Write provenance, sign the directory (OpenSSF model-signing bundle and signed SLSA
     provenance, by appliance.signing) and move it into place in one rename. `staging` must
-    have the same name as `target` (the name is the signed subject). Returns whether it was
-    signed; without the signing module the artifact is left unsigned (and audited so)."""
-    atomic_write_text(staging / "provenance.json", json.dumps(prov, indent=2, sort_keys=True))
-    signed = False
-    if signing_available():
-        import importlib
+    have the same name as `target` (the name is the signed subject); its parent is removed
+    when nothing else is staged there."""
+    from appliance.signing import sign_artifact
 
-        signing = importlib.import_module("appliance.signing")
-        signing.sign_artifact(home, staging, passphrase, prov)
-        signed = True
+    atomic_write_text(staging / "provenance.json", json.dumps(prov, indent=2, sort_keys=True))
+    sign_artifact(home, staging, passphrase, prov)
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists():
         shutil.rmtree(target)
     staging.rename(target)
     fsync_dir(target.parent)
-    return signed
+    with contextlib.suppress(OSError):  # another run may be staging beside it
+        staging.parent.rmdir()

@@ -1,5 +1,5 @@
 """`appliance export merge`: refused unless the policy allows it; merges only a verified
-artifact (runs where signing is part of the build)."""
+artifact."""
 
 from __future__ import annotations
 
@@ -8,12 +8,9 @@ from pathlib import Path
 
 import pytest
 
-import appliance
 from appliance.home import Home
 from appliance.resources import shipped_policy
 from tests.train.conftest import make_home, memory_records, write_recipe
-
-SIGNING_IN_BUILD = (Path(appliance.__file__).resolve().parent / "signing").is_dir()
 
 
 def test_merge_refused_by_default_policy(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
@@ -30,7 +27,6 @@ def test_merge_refused_by_default_policy(tmp_path: Path, run_cli) -> None:  # ty
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SIGNING_IN_BUILD, reason="appliance.signing is not in this build")
 def test_merge_verifies_first_then_writes_safetensors(train_home: Home, pass_file: Path,
                                                       tmp_path: Path) -> None:
     """A signed artifact merges into safetensors; a tampered one is refused unmerged."""
