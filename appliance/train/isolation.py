@@ -26,7 +26,7 @@ from appliance import netns, offline
 from appliance.errors import IsolationError
 from appliance.resources import REPO_ROOT
 from appliance.train.cancel import Relay
-from appliance.train.events import EVENT_FD_ENV, PARENT_PID_ENV
+from appliance.train.events import EVENT_FD_ENV, PARENT_PID_ENV, read_events
 
 FORCE_NO_NETNS_ENV = "APPLIANCE_FORCE_NO_NETNS"
 CHILD_MODULE = "appliance.train.child"
@@ -120,13 +120,7 @@ def run_isolated(job: dict[str, Any], on_event: Callable[[dict[str, Any]], None]
     for thread in threads:
         thread.start()
     with os.fdopen(read_fd, "rb") as events:
-        for raw in events:
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                continue
-            if not isinstance(event, dict):
-                continue
+        for event in read_events(events):
             if relay is not None and event.get("type") == "started":
                 relay.ready(proc.pid)
             on_event(event)

@@ -29,7 +29,7 @@ from typing import Any
 from appliance import netns
 from appliance.train import distributed
 from appliance.train.cancel import EXIT_STOPPED, Relay
-from appliance.train.events import EVENT_FD_ENV, PARENT_PID_ENV
+from appliance.train.events import EVENT_FD_ENV, PARENT_PID_ENV, read_events
 from appliance.train.recipe import Recipe
 
 Emit = Callable[..., None]
@@ -78,13 +78,7 @@ def _relay_events(rank: int, proc: subprocess.Popen[bytes], read_fd: int, emit: 
                   relay: Relay, progress: Progress) -> None:
     """Pass one worker's events on to the parent."""
     with os.fdopen(read_fd, "rb") as stream:
-        for raw in stream:
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                continue
-            if not isinstance(event, dict):
-                continue
+        for event in read_events(stream):
             kind = str(event.pop("type", ""))
             if kind == "started":
                 relay.ready(proc.pid)
