@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -27,35 +26,7 @@ from appliance.tui.screens.overview import OverviewScreen
 from appliance.tui.screens.policy import PolicyScreen
 from appliance.tui.screens.train import TrainScreen
 from appliance.tui.widgets.passphrase import PassphraseModal
-
-SIZE = (120, 36)
-
-
-def drive(app: ApplianceConsole, script: Callable[[Pilot[int]], Awaitable[None]]) -> None:
-    """Run `script` against the app in a headless terminal."""
-
-    async def main() -> None:
-        async with app.run_test(size=SIZE) as pilot:
-            await script(pilot)
-
-    asyncio.run(main())
-
-
-async def settle(pilot: Pilot[int]) -> None:
-    """Wait for every worker and the resulting repaint."""
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def type_text(pilot: Pilot[int], text: str) -> None:
-    """Type characters one by one."""
-    for char in text:
-        await pilot.press(char)
-
-
-def screen_text(app: ApplianceConsole) -> str:
-    """Everything on the terminal as plain text."""
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+from tests.tui.pilot import drive, screen_text, settle, type_text
 
 
 def test_number_keys_switch_pages_and_help_opens(home: Home, fixed_doctor: object) -> None:

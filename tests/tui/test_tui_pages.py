@@ -5,12 +5,10 @@ artifacts are signed and verified with the real keys."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import os
 import shutil
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +24,11 @@ from appliance.tui.screens.datasets import DatasetsScreen
 from appliance.tui.widgets.dialogs import ConfirmModal, DatasetImportModal, ModelImportModal
 from appliance.tui.widgets.passphrase import PassphraseModal
 from tests.train.conftest import PASSPHRASE, converted_model, make_home, pass_file, train_home
+from tests.tui.pilot import banner, drive, screen_text, settle, type_text
 
 __all__ = ["converted_model", "pass_file", "train_home"]  # fixtures of the slow test
 
 REPO = Path(__file__).resolve().parents[2]
-SIZE = (120, 36)
 SECRET = PASSPHRASE.strip().encode()
 PLANTED = ("jane.roe@example.com", "212-555-0187", "Jane Roe", "4111 1111 1111 1111")
 RECORDS: list[dict[str, Any]] = [
@@ -47,39 +45,12 @@ RECORDS: list[dict[str, Any]] = [
 TEXTS = 2 * (len(RECORDS) - 1)
 
 
-def drive(app: ApplianceConsole, script: Callable[[Pilot[int]], Awaitable[None]]) -> None:
-    """Run `script` against the app in a headless terminal."""
-
-    async def main() -> None:
-        async with app.run_test(size=SIZE) as pilot:
-            await script(pilot)
-
-    asyncio.run(main())
-
-
-async def settle(pilot: Pilot[int]) -> None:
-    """Wait for every worker (and the child processes they watch) and the repaint."""
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def type_text(pilot: Pilot[int], text: str) -> None:
-    """Type characters one by one."""
-    for char in text:
-        await pilot.press(char)
-
-
 async def passphrase(pilot: Pilot[int], secret: bytes = SECRET) -> None:
     """Answer the passphrase modal."""
     await pilot.pause()
     assert isinstance(pilot.app.screen, PassphraseModal)
     await type_text(pilot, secret.decode())
     await pilot.press("enter")
-
-
-def screen_text(app: ApplianceConsole) -> str:
-    """Everything on the terminal as plain text."""
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
 
 
 def detail_text(app: ApplianceConsole) -> str:
@@ -89,11 +60,6 @@ def detail_text(app: ApplianceConsole) -> str:
     console = Console(width=116, file=io.StringIO(), color_system=None)
     console.print(content)
     return " ".join(console.file.getvalue().split())  # type: ignore[attr-defined]
-
-
-def banner(app: ApplianceConsole) -> str:
-    """The banner line."""
-    return str(app.screen.query_one("#banner").text)  # type: ignore[attr-defined]
 
 
 def rows(app: ApplianceConsole) -> list[list[str]]:

@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -30,8 +29,8 @@ from tests.train.conftest import (  # noqa: F401 - fixtures used by name
     converted_model,
     train_home,
 )
+from tests.tui.pilot import banner, drive, screen_text, settle, type_text, wait_until
 
-SIZE = (120, 36)
 REPO = Path(__file__).resolve().parents[2]
 
 TINY = """# a tiny run: two epochs of 10 records cut at 6 steps, short sequences
@@ -80,48 +79,6 @@ def ready_home(train_home: Home) -> Home:  # noqa: F811 - the imported fixture
     (recipes / "big.toml").write_text(TINY.replace("rank = 4", "rank = 64"))
     (recipes / "broken.toml").write_text("warp = 9\n" + TINY)
     return train_home
-
-
-def drive(app: ApplianceConsole, script: Callable[[Pilot[int]], Awaitable[None]]) -> None:
-    """Run `script` against the app in a headless terminal."""
-
-    async def main() -> None:
-        async with app.run_test(size=SIZE) as pilot:
-            await script(pilot)
-
-    asyncio.run(main())
-
-
-def screen_text(app: ApplianceConsole) -> str:
-    """Everything on the terminal as plain text."""
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-async def settle(pilot: Pilot[int]) -> None:
-    """Wait for every service worker and the resulting repaint."""
-    await pilot.app.workers.wait_for_complete()
-    await pilot.pause()
-
-
-async def wait_until(pilot: Pilot[int], check: Callable[[], bool], what: str,
-                     timeout: float = 300) -> None:
-    """Poll the app (while a child trains, Pilot cannot wait for an idle CPU)."""
-    end = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < end, f"timed out waiting for {what}:\n" + \
-            screen_text(pilot.app)  # type: ignore[arg-type]
-        await pilot.pause(0.2)
-
-
-async def type_secret(pilot: Pilot[int], text: str) -> None:
-    """Type into the focused field, key by key."""
-    for char in text:
-        await pilot.press("space" if char == " " else char)
-
-
-def banner(app: ApplianceConsole) -> str:
-    """The page's one-line message."""
-    return str(app.screen.query_one("#banner").text)
 
 
 async def choose(pilot: Pilot[int], select_id: str, downs: int) -> None:
@@ -240,7 +197,7 @@ def test_a_wrong_passphrase_is_the_commands_one_line(ready_home: Home) -> None:
         await choose(pilot, "recipe", 3)
         await pilot.press("s")
         await wait_until(pilot, lambda: isinstance(app.screen, PassphraseModal), "the modal")
-        await type_secret(pilot, "not the passphrase")
+        await type_text(pilot, "not the passphrase")
         await pilot.press("enter")
         await wait_until(pilot, lambda: screen.running, "the run to start", 10)
         await wait_until(pilot, lambda: not screen.running, "the child to exit", 120)
@@ -270,7 +227,7 @@ def test_a_real_run_from_the_page_plots_cancels_resumes_and_signs(ready_home: Ho
     async def start_with_passphrase(pilot: Pilot[int], key: str) -> None:
         await pilot.press(key)
         await wait_until(pilot, lambda: isinstance(app.screen, PassphraseModal), "the modal")
-        await type_secret(pilot, PASSPHRASE.strip())
+        await type_text(pilot, PASSPHRASE.strip())
         assert PASSPHRASE.strip() not in screen_text(app)
         await pilot.press("enter")
 
@@ -335,7 +292,7 @@ def test_quitting_during_a_real_run_stops_it_cleanly_then_closes(ready_home: Hom
         await choose(pilot, "recipe", 3)
         await pilot.press("s")
         await wait_until(pilot, lambda: isinstance(app.screen, PassphraseModal), "the modal")
-        await type_secret(pilot, PASSPHRASE.strip())
+        await type_text(pilot, PASSPHRASE.strip())
         await pilot.press("enter")
         await wait_until(pilot, lambda: bool(screen.progress and screen.progress.losses),
                          "the first step")
