@@ -24,7 +24,7 @@ from appliance.tui.screens.datasets import DatasetsScreen
 from appliance.tui.widgets.dialogs import ConfirmModal, DatasetImportModal, ModelImportModal
 from appliance.tui.widgets.passphrase import PassphraseModal
 from tests.train.conftest import PASSPHRASE, converted_model, make_home, pass_file, train_home
-from tests.tui.pilot import banner, drive, screen_text, settle, type_text
+from tests.tui.pilot import banner, drive, screen_text, settle, type_text, wait_until
 
 __all__ = ["converted_model", "pass_file", "train_home"]  # fixtures of the slow test
 
@@ -178,8 +178,7 @@ def test_cancelled_import_stores_nothing(real_home: Home) -> None:
         await type_text(pilot, "tickets.jsonl")
         await pilot.press("enter")
         await passphrase(pilot)
-        await pilot.pause(0.5)
-        assert "x Cancel import" in screen_text(app)
+        await wait_until(pilot, lambda: "x Cancel import" in screen_text(app), "the import", 60)
         await pilot.press("x")
         await settle(pilot)
         assert "cancelled" in banner(app) and banner(app).startswith("✗ ")
@@ -275,8 +274,8 @@ def test_models_import_default_and_a_directory_with_policy_verdicts(
         await pilot.pause()
         assert isinstance(app.screen, ModelImportModal)
         await pilot.press("enter")
-        await pilot.pause(0.3)
-        assert "importing the embedded default" in screen_text(app)
+        await wait_until(pilot, lambda: "importing the embedded default" in screen_text(app),
+                         "the model import", 60)
         await settle(pilot)
         await settle(pilot)
         assert banner(app).startswith("✓ smollm2-135m-instruct: imported (gguf), allowed")
@@ -452,9 +451,8 @@ def test_privacy_check_from_the_page_runs_the_real_command(
         await settle(pilot)
         await pilot.press("p")
         await passphrase(pilot)
-        await pilot.pause(0.2)
-        assert "privacy check of run-x" in screen_text(app)
-        await settle(pilot)
+        await wait_until(pilot, lambda: banner(app).startswith("✗ "), "the refusal", 180)
+        assert app.screen.job_run == "run-x"  # type: ignore[attr-defined]
         line = banner(app)
         assert line.startswith("✗ ") and "no usable training provenance" in line
         assert "✗" in str(app.screen.query_one("#artifact-job", Static).content)
