@@ -50,6 +50,11 @@ class JobOutcome:
         """True when the job exited 0."""
         return self.returncode == EXIT_OK
 
+    @property
+    def message(self) -> str:
+        """The error as the console shows it (without the `appliance:` prefix); "" when ok."""
+        return (self.error or "").removeprefix("appliance:").strip()
+
 
 class ChildJob:
     """One `appliance` command run as a niced child; iterate `events()` then `wait()`."""

@@ -37,12 +37,6 @@ def internal_error_line(exc: BaseException) -> str:
             "traceback, and report it)")
 
 
-def child_error_line(outcome: JobOutcome) -> str:
-    """A failed child's error as the banner shows it (without the `appliance:` prefix)."""
-    line = outcome.error or f"the command stopped with exit code {outcome.returncode}"
-    return line.removeprefix("appliance:").strip()
-
-
 class NavBar(Static):
     """`appliance │ 1 Overview 2 Policy ...` with the current page highlighted."""
 
@@ -142,7 +136,7 @@ class Page(Screen[None]):
             finally:
                 children.discard(child)
             if not outcome.ok:
-                raise ApplianceError(child_error_line(outcome))
+                raise ApplianceError(outcome.message)
             return outcome
 
         return self.run_service(job, watch)

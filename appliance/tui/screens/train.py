@@ -110,10 +110,6 @@ def progress_text(progress: TrainProgress | None, artifact: str = "") -> Text:
     return text
 
 
-def _strip_prefix(line: str) -> str:
-    return line.removeprefix("appliance: ")
-
-
 class TrainScreen(Page):
     """Start a QLoRA run from a dataset, a base model and a recipe; watch it; stop it."""
 
@@ -351,7 +347,7 @@ class TrainScreen(Page):
             self.post_message(TrainEnded(False, line=internal_error_line(exc)))
             return
         artifact = outcome.output[-1] if outcome.ok and outcome.output else ""
-        self.post_message(TrainEnded(outcome.ok, artifact, _strip_prefix(outcome.error or "")))
+        self.post_message(TrainEnded(outcome.ok, artifact, outcome.message))
 
     def on_train_started(self, message: TrainStarted) -> None:
         """Keep the job, to cancel it."""
