@@ -1,9 +1,9 @@
-"""Kernel network namespaces: the isolation the trainer runs in.
+"""Bare kernel network namespaces (`unshare --net`), and the loopback of a namespace.
 
-A child started through `isolated_argv` runs in a new network namespace that has only a
-loopback interface (down): no route to anything outside the process tree, whatever the
-code inside does (socket, _socket, ctypes, child processes, threads). As root, `unshare
---net`; otherwise a user namespace maps the caller to root first (`--user --map-root-user`).
+The ML stack runs in appliance.sandbox (bubblewrap), not here. What remains: the probe
+that the interfaces inside a namespace are only `lo` (PROBE, shared with the sandbox's own
+probe), `loopback_up` for a multi-process run, and `isolated_argv`, the bare network
+namespace of old that only the test-only weakened sandbox and a scrub test still use.
 """
 
 from __future__ import annotations
@@ -89,6 +89,8 @@ def loopback_up() -> None:
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             raw = fcntl.ioctl(sock, SIOCGIFFLAGS, struct.pack(IFREQ, b"lo", 0))
             flags = struct.unpack(IFREQ, raw)[1]
+            if flags & IFF_UP:  # the sandbox (bubblewrap) brings it up itself
+                return
             fcntl.ioctl(sock, SIOCSIFFLAGS, struct.pack(IFREQ, b"lo", flags | IFF_UP))
     except OSError as exc:
         raise IsolationError(f"cannot bring up the namespace's loopback: {exc.strerror}",

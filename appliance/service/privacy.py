@@ -88,7 +88,8 @@ def measure_adapter(home: Home, policy: Policy, *, model_dir: Path, adapter_dir:
 
     iso = isolation.require_isolation()
     quant = recipe.get("quantization") or {}
-    job = {"privacy": True, "model_dir": str(model_dir), "adapter_dir": str(adapter_dir),
+    job = {"privacy": True, "model_dir": str(model_dir.absolute()),
+           "adapter_dir": str(adapter_dir.absolute()),
            "method": recipe.get("method", "qlora"),
            "compute_dtype": quant.get("compute_dtype", "float32"),
            "double_quant": quant.get("double_quant", True),
@@ -108,7 +109,8 @@ def measure_adapter(home: Home, policy: Policy, *, model_dir: Path, adapter_dir:
             on_event(event)
 
     started = time.monotonic()
-    result = isolation.run_isolated(job, handle, iso)
+    spec = isolation.child_spec(read_only=(model_dir, adapter_dir))
+    result = isolation.run_isolated(job, handle, iso, spec=spec)
     if result.returncode != 0 or "measured" not in collected:
         why = collected["errors"][-1]["message"] if collected["errors"] else \
             f"the measuring child exited with status {result.returncode}"

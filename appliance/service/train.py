@@ -82,13 +82,12 @@ def records_digest(train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> 
 
 
 def audit_tripwire(home: Home, run_id: str, event: Event) -> None:
-    """Write one tripwire report from the child to the audit log. Network attempts are
-    `network.blocked` (the namespace stopped them); process spawns are reported, since the
-    new process is inside the same namespace."""
-    action = str(event.get("action", "network.blocked"))
+    """Write one tripwire report from the child to the audit log, as an `attempted` action:
+    the tripwire sees what was tried, not whether the sandbox stopped it (the sandbox's
+    guarantees, not this report, say that)."""
+    action = str(event.get("action", "network.attempt"))
     fields = {k: v for k, v in event.items() if k not in ("type", "action")}
-    outcome = "blocked" if action == "network.blocked" else "reported"
-    audit.record(home, action, outcome=outcome, run_id=run_id, **fields)
+    audit.record(home, action, outcome="attempted", run_id=run_id, **fields)
 
 
 def new_run_id() -> str:
@@ -261,10 +260,12 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
         from_step = checkpoint.latest_step(run_dir) if resume else None
         metrics = run_dir / "metrics.jsonl"
         run_metrics.rewind(metrics, from_step)  # lines after the checkpoint would repeat
-        job = {"run_id": run_id, "run_dir": str(run_dir), "model_dir": str(model.weights_dir),
+        # absolute paths: the sandbox shows the child these paths alone, at the same place
+        job = {"run_id": run_id, "run_dir": str(run_dir.absolute()),
+               "model_dir": str(model.weights_dir.absolute()),
                "recipe": recipe.model_dump(), "train": train_records, "eval": eval_records,
                "checkpoint_key": key.hex() if key else None,
-               "resume": from_step is not None, "adapter_out": str(adapter_out)}
+               "resume": from_step is not None, "adapter_out": str(adapter_out.absolute())}
         collected: dict[str, Any] = {"errors": [], "samples": [], "workers": []}
 
         def handle(event: Event) -> None:
@@ -292,7 +293,9 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
             if on_event is not None:
                 on_event(event)
 
-        result = isolation.run_isolated(job, handle, iso, relay=relay,
+        spec = isolation.child_spec(read_only=(model.weights_dir,), writable=(run_dir,),
+                                    passphrase_file=passphrase_file)
+        result = isolation.run_isolated(job, handle, iso, spec=spec, relay=relay,
                                         launch=recipe.processes > 1,
                                         echo_output=echo_child_output)
         if "stopped" in collected:
@@ -392,7 +395,10 @@ def probe_isolation(home: Home, probe: str, **params: Any) -> list[Event]:
             audit_tripwire(home, f"probe-{probe}", event)
         events.append(event)
 
-    result = isolation.run_isolated({"probe": probe, **params}, handle, iso)
+    model_dir = params.get("model_dir")
+    spec = isolation.child_spec(read_only=(Path(model_dir),) if model_dir else (),
+                                writable=tuple(Path(p) for p in params.get("writable", ())))
+    result = isolation.run_isolated({"probe": probe, **params}, handle, iso, spec=spec)
     if result.returncode != 0:
         raise TrainingError(f"isolation probe {probe!r} failed (status {result.returncode}): "
                             + " | ".join(result.output_tail[-3:]))

@@ -1,12 +1,13 @@
-"""Start the trainer as a child process in a new kernel network namespace.
+"""Start the trainer (and every other ML-stack job) as a child process in the sandbox.
 
-The namespace enforces (the child has only a loopback interface, down); the child's
-audit-hook tripwire reports attempts, which the parent writes to the audit log. The
-`*_OFFLINE` switches are in the child's environment from its first instruction. The job,
-records included, goes to the child over stdin; events come back as JSON lines over a
-dedicated pipe. With no namespace available, training is refused (policy
-network.when_isolation_unavailable = "refuse"). `APPLIANCE_FORCE_NO_NETNS=1` makes the
-probe fail, to test that refusal on machines where namespaces work.
+The sandbox (appliance.sandbox: bubblewrap, namespaces, no capabilities, seccomp) enforces;
+the child's audit-hook tripwire reports attempts, which the parent writes to the audit log.
+The job, records and the checkpoint key included, goes to the child over stdin; events come
+back as JSON lines over a dedicated pipe. Nothing else crosses: the child's environment is
+an allow-list, and the passphrase file is named as a secret the sandbox must not see. With
+no sandbox available the job is refused (policy network.when_isolation_unavailable =
+"refuse"). `APPLIANCE_FORCE_NO_NETNS=1` makes the probe fail, to test that refusal on
+machines where the sandbox works.
 """
 
 from __future__ import annotations
@@ -20,24 +21,25 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from appliance import netns, offline
-from appliance.errors import IsolationError
-from appliance.resources import REPO_ROOT
+from appliance import sandbox
+from appliance.passphrase import PASSPHRASE_FILE_ENV
 from appliance.train.cancel import Relay
-from appliance.train.events import EVENT_FD_ENV, PARENT_PID_ENV, read_events
+from appliance.train.events import EVENT_FD_ENV, read_events
+from appliance.train.tripwire import WORK_DIRS_ENV
 
-FORCE_NO_NETNS_ENV = "APPLIANCE_FORCE_NO_NETNS"
+FORCE_NO_NETNS_ENV = sandbox.FORCE_UNAVAILABLE_ENV
 CHILD_MODULE = "appliance.train.child"
 
 
 @dataclass(frozen=True)
 class Isolation:
-    """How the trainer will be isolated."""
+    """How the child will be isolated (the sandbox level in force)."""
 
-    prefix: tuple[str, ...]
     detail: str
+    full: bool = True
 
 
 @dataclass
@@ -50,54 +52,54 @@ class ChildResult:
 
 
 def require_isolation() -> Isolation:
-    """The namespace prefix to use, or IsolationError saying why none can be created."""
-    if os.environ.get(FORCE_NO_NETNS_ENV):
-        detail = f"network namespaces disabled by {FORCE_NO_NETNS_ENV}"
-        support = netns.NamespaceSupport(False, (), detail)
-    else:
-        support = netns.probe()
-    if not support.available:
-        raise IsolationError(f"no network namespace can be created: {support.detail}",
-                             where="training isolation",
-                             hint="the policy refuses to train without one "
-                                  "(network.when_isolation_unavailable = \"refuse\"); "
-                                  "appliance doctor shows the checks")
-    return Isolation(support.prefix, support.detail)
+    """The sandbox level in force, or IsolationError saying why none can be made."""
+    level = sandbox.require()
+    return Isolation(level.detail, level.full)
 
 
-def child_env(event_fd: int) -> dict[str, str]:
-    """The child's environment: ours, the offline switches, the event pipe, our sources."""
-    env = dict(os.environ)
-    offline.apply(env)
-    env[EVENT_FD_ENV] = str(event_fd)
-    env[PARENT_PID_ENV] = str(os.getpid())
-    paths = [str(REPO_ROOT), *(p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p)]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
+def secret_paths(passphrase_file: str | Path | None = None) -> tuple[Path, ...]:
+    """The files the child must never see: the passphrase file (named or from the
+    environment)."""
+    named = [passphrase_file, os.environ.get(PASSPHRASE_FILE_ENV)]
+    return tuple(Path(p) for p in named if p)
+
+
+def child_spec(*, read_only: tuple[Path, ...] = (), writable: tuple[Path, ...] = (),
+               passphrase_file: str | Path | None = None) -> sandbox.Spec:
+    """The sandbox of one job: what it reads, where it writes, the secrets kept out."""
+    workdir = writable[0] if writable else None
+    return sandbox.Spec(read_only=read_only, writable=writable, workdir=workdir,
+                        secrets=secret_paths(passphrase_file))
 
 
 def run_isolated(job: dict[str, Any], on_event: Callable[[dict[str, Any]], None],
-                 isolation: Isolation, *, relay: Relay | None = None, launch: bool = False,
-                 tail_lines: int = 60, echo_output: bool = False) -> ChildResult:
+                 isolation: Isolation, *, spec: sandbox.Spec | None = None,
+                 relay: Relay | None = None, launch: bool = False, tail_lines: int = 60,
+                 echo_output: bool = False) -> ChildResult:
     """Run one job in the isolated child, calling `on_event` for every event it sends.
 
     The child runs in its own session (a terminal's Ctrl-C reaches this process only). With
     a `relay` (installed by the caller), SIGINT/SIGTERM here reach the child as SIGTERM once
     it has reported `started`, and a second one kills its process group. `launch` starts
-    the child as the launcher of several trainer workers (appliance.train.launcher).
+    the child as the launcher of several trainer workers (appliance.train.launcher). `spec`
+    says what the sandbox shows the child (default: nothing of the host's files).
     """
     read_fd, write_fd = os.pipe()
-    argv = [*isolation.prefix, sys.executable, "-m", CHILD_MODULE, *(["launch"] if launch else [])]
+    argv = sandbox.python(CHILD_MODULE, *(["launch"] if launch else []))
+    spec = spec or child_spec()
+    work = os.pathsep.join(str(path.absolute()) for path in spec.writable)
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, pass_fds=(write_fd,),
-                                env=child_env(write_fd), close_fds=True,
-                                start_new_session=True)
+        proc = sandbox.spawn(argv, spec,
+                             env=sandbox.environment({EVENT_FD_ENV: str(write_fd),
+                                                      WORK_DIRS_ENV: work}),
+                             pass_fds=(write_fd,), stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             start_new_session=True)
     finally:
         os.close(write_fd)
-    if relay is not None:
+    if relay is not None:  # SIGKILL goes to the group; SIGTERM to the child, once found
         relay.attach(proc.pid, group=True)
+    child = proc.pid
     tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
 
     def drain() -> None:
@@ -122,11 +124,22 @@ def run_isolated(job: dict[str, Any], on_event: Callable[[dict[str, Any]], None]
     with os.fdopen(read_fd, "rb") as events:
         for event in read_events(events):
             if relay is not None and event.get("type") == "started":
-                relay.ready(proc.pid)
+                child = _signal_target(proc.pid, int(event.get("pid") or 0))
+                if child != proc.pid:
+                    relay.attach(child)
+                relay.ready(child)
             on_event(event)
     if relay is not None:
-        relay.detach(proc.pid)
+        relay.detach(child)
+        relay.detach(proc.pid)  # (the same PID when the child is not in a PID namespace)
     returncode = proc.wait()
     for thread in threads:
         thread.join(timeout=5)
     return ChildResult(returncode, list(tail), relay is not None and relay.requested)
+
+
+def _signal_target(outer: int, inner: int) -> int:
+    """The host PID of the child that reported `inner` as its PID (its PID namespace's)."""
+    if inner == outer:  # no PID namespace (the test-only weakened sandbox)
+        return outer
+    return sandbox.host_pid(outer, inner) or outer
