@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import audit
-from appliance.errors import IntegrityError, PolicyViolation, UsageError
+from appliance.errors import IntegrityError, PolicyViolation, TrainingError, UsageError
 from appliance.fsutil import fsync_dir
 from appliance.home import Home
 from appliance.models import safety, store
@@ -82,31 +82,35 @@ def merge(home: Home, artifact: str | Path, out: str | Path) -> dict[str, Any]:
 
 
 def _merge_into(base_dir: Path, art: Path, dest: Path) -> str:
-    """Load base (full precision) + adapter (safetensors only), merge, save atomically."""
-    from appliance import offline
-
-    offline.apply()
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
+    """Check the adapter (safetensors only), merge in the sandbox into a staging directory
+    beside `dest`, then move it into place atomically; the merged tree's digest."""
     from appliance.digests import tree_digest
+    from appliance.train import isolation
 
-    model: Any = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=torch.float32,
-                                                 trust_remote_code=False, use_safetensors=True)
     for path in art.iterdir():  # PEFT falls back to a pickle adapter_model.bin: refuse one
         safety.refuse_unsafe_name(path, art)
     if not (art / "adapter_model.safetensors").is_file():
         raise IntegrityError("the artifact has no adapter_model.safetensors", where=str(art))
     safety.check_safetensors(art / "adapter_model.safetensors")
-    adapted: Any = PeftModel.from_pretrained(model, str(art), is_trainable=False)
-    merged = adapted.merge_and_unload()
-    tokenizer = AutoTokenizer.from_pretrained(str(base_dir), trust_remote_code=False)
+    iso = isolation.require_isolation()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent)).absolute()
+    errors: list[str] = []
+
+    def handle(event: dict[str, Any]) -> None:
+        if event.get("type") == "error":
+            errors.append(str(event.get("message", "")))
+
     try:
-        merged.save_pretrained(str(staging))
-        tokenizer.save_pretrained(str(staging))
+        job = {"kind": "merge", "base_dir": str(base_dir.absolute()),
+               "artifact": str(art.absolute()), "staging": str(staging)}
+        spec = isolation.child_spec(read_only=(base_dir, art), writable=(staging,))
+        result = isolation.run_isolated(job, handle, iso, spec=spec)
+        if result.returncode != 0:
+            why = errors[-1] if errors else f"the merging child exited with status " \
+                                            f"{result.returncode}"
+            raise TrainingError(f"the merge failed: {why}", where=str(art),
+                                hint="run again with --debug to see the child's output")
         staging.rename(dest)
         fsync_dir(dest.parent)
     finally:

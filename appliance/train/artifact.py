@@ -24,19 +24,31 @@ from appliance.home import Home
 from appliance.resources import lock_file
 from appliance.signing.provenance import library_versions
 
+NVIDIA_PROC = Path("/proc/driver/nvidia/gpus")
+
 
 def hardware() -> dict[str, Any]:
-    """The machine the run used (what determinism depends on)."""
+    """The machine the run used (what determinism depends on). The GPU's name comes from
+    the NVIDIA driver's /proc files: this process never imports torch (the ML stack runs
+    only in the sandbox)."""
     info: dict[str, Any] = {"machine": platform.machine(), "system": platform.system(),
                             "python": platform.python_version(), "cpu_count": os.cpu_count(),
                             "processor": platform.processor()}
-    try:
-        import torch
-
-        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    except ImportError:  # pragma: no cover - torch is a dependency
-        info["cuda"] = None
+    info["cuda"] = gpu_name()
     return info
+
+
+def gpu_name(root: Path = NVIDIA_PROC) -> str | None:
+    """The first NVIDIA GPU's model name, or None (no driver, or CUDA_VISIBLE_DEVICES="")."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES") == "":
+        return None
+    for info in sorted(root.glob("*/information")):
+        with contextlib.suppress(OSError):
+            for line in info.read_text().splitlines():
+                key, _, value = line.partition(":")
+                if key.strip() == "Model" and value.strip():
+                    return value.strip()
+    return None
 
 
 def lock_digest() -> str | None:

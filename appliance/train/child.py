@@ -1,7 +1,8 @@
 """Entry point of the isolated trainer process: `python -m appliance.train.child [launch]`.
 
-Started by appliance.train.isolation inside a new network namespace (or, for multi-process
-runs, by appliance.train.launcher inside that same namespace, once per rank). First thing,
+Started by appliance.train.isolation inside the sandbox (appliance.sandbox), or, for
+multi-process runs, by appliance.train.launcher inside that same sandbox, once per rank.
+Every ML-stack job runs here (training, `kind` jobs of JOBS). First thing,
 before reading anything: the audit-hook tripwire (reports go to the parent over the event
 pipe, and the parent writes them to the audit log), the parent-death signal, and the
 SIGINT/SIGTERM handling of appliance.train.cancel; then the `started` event, which tells
@@ -25,6 +26,10 @@ from appliance.train.events import EVENT_FD_ENV, PARENT_PID_ENV, EventWriter
 from appliance.train.tripwire import install
 
 EXIT_FAILED = 1
+# Jobs other than training, by `job["kind"]`: the module's run(job, emit) -> exit status.
+# A new ML-stack job (inference, a format conversion) is one more entry here.
+JOBS = {"probe": "appliance.train.probes", "privacy": "appliance.privacy.worker",
+        "merge": "appliance.train.merge"}
 
 
 def _die_with_parent() -> None:
@@ -58,14 +63,10 @@ def main() -> int:
     events.emit("started", pid=os.getpid(), interfaces=_interfaces(),
                 offline={k: os.environ.get(k) for k in OFFLINE_ENV})
     job: dict[str, Any] = json.loads(sys.stdin.buffer.read())
-    if job.get("probe"):
-        from appliance.train import probes
-
-        return probes.run(job, events.emit)
-    if job.get("privacy"):  # the privacy check (issue 8) measures canaries in this child
-        from appliance.privacy import worker
-
-        return worker.run(job, events.emit)
+    kind = job.get("kind") or ("probe" if job.get("probe") else
+                                "privacy" if job.get("privacy") else None)
+    if kind is not None:
+        return int(_job_module(kind).run(job, events.emit))
     try:
         if launcher:
             from appliance.train import launcher as launch
@@ -82,6 +83,15 @@ def main() -> int:
         if os.environ.get("APPLIANCE_DEBUG"):
             raise
         return EXIT_FAILED
+
+
+def _job_module(kind: str) -> Any:
+    """The module whose `run(job, emit) -> int` does job `kind` (JOBS)."""
+    import importlib
+
+    if kind not in JOBS:
+        raise SystemExit(f"appliance child: unknown job kind {kind!r}")
+    return importlib.import_module(JOBS[kind])
 
 
 def _interfaces() -> list[str]:

@@ -35,7 +35,7 @@ CTYPES_ESCAPE_SYMBOLS = {"setns": "namespace.attempt", "unshare": "namespace.att
                          "umount2": "mount.attempt", "pivot_root": "mount.attempt",
                          "ptrace": "ptrace.attempt", "process_vm_readv": "ptrace.attempt",
                          "process_vm_writev": "ptrace.attempt",
-                         "capset": "capability.attempt", "prctl": "capability.attempt"}
+                         "capset": "capability.attempt"}
 NAMESPACE_PROGRAMS = frozenset({"nsenter", "unshare", "setpriv", "capsh", "bwrap", "sudo",
                                 "su", "ip"})
 FILE_EVENTS = frozenset({"os.mkdir", "os.rename", "os.remove", "os.rmdir", "os.symlink",

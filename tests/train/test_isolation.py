@@ -1,6 +1,6 @@
 """Training isolation with the real mechanisms: from inside the trainer child, connects to
-a loopback listener the parent owns fail by every route (threads included) and are audited;
-a real NF4 pass makes no network attempt; no namespace means no training."""
+a loopback listener the parent owns fail by every route (threads included) and are audited
+as attempts; a real NF4 pass makes no network attempt; no sandbox means no training."""
 
 from __future__ import annotations
 
@@ -39,10 +39,12 @@ def test_every_route_out_of_the_trainer_fails_and_is_audited(
         (r, t) for r in ("socket", "_socket", "ctypes", "child_process") for t in (False, True)}
     for event in probes:
         assert event["outcome"] != "connected", event
-        assert "ENETUNREACH" in event["outcome"] or "unreachable" in event["outcome"], event
+        # the sandbox's own loopback is up and nothing listens there: the host's is unseen
+        assert any(word in event["outcome"] for word in
+                   ("ECONNREFUSED", "refused", "ENETUNREACH", "unreachable")), event
     assert len(accepted) == 1  # only the sanity connection above
     log = _audit(home)
-    blocked = [e for e in log if e["action"] == "network.blocked"]
+    blocked = [e for e in log if e["action"] == "network.attempt"]
     # The audit chain redacts IP addresses (identifiers) in every value; the port stays.
     target = f"[REDACTED:IP_ADDRESS]:{port}"
     assert "127.0.0.1" not in home.audit_log.read_text()
@@ -52,7 +54,7 @@ def test_every_route_out_of_the_trainer_fails_and_is_audited(
     assert {("connect", "MainThread"), ("connect", "probe-ctypes")} <= ctypes_hits
     spawns = [e for e in log if e["action"] == "trainer.process_spawn"]
     assert {e["thread"] for e in spawns} == {"MainThread", "probe-child_process"}
-    assert all(e["outcome"] in ("blocked", "reported") for e in log)
+    assert {e["outcome"] for e in log} == {"attempted"}  # never "blocked"
 
 
 @pytest.mark.netns
@@ -77,6 +79,6 @@ def test_refuses_to_train_without_a_namespace(train_home: Home, pass_file: Path,
                    "--passphrase-file", str(pass_file),
                    env={"APPLIANCE_FORCE_NO_NETNS": "1"})
     assert done.returncode == 1
-    assert "no network namespace can be created" in done.stderr
+    assert "no sandbox can be created" in done.stderr
     assert "Traceback" not in done.stderr
     assert not train_home.runs_dir.exists() or not any(train_home.runs_dir.iterdir())

@@ -87,7 +87,7 @@ def test_train_artifact_report_and_no_leak(train_home: Home, pass_file: Path,
     assert all({"loss", "lr", "tokens_per_s", "eta_s", "epoch"} <= set(e) for e in steps)
     actions = [json.loads(x)["action"] for x in train_home.audit_log.read_text().splitlines()]
     assert actions[-2:] == ["train.start", "train.finish"] or "train.finish" in actions
-    assert "network.blocked" not in actions
+    assert "network.attempt" not in actions
     assert _files_containing(train_home.root, CANARY.encode()) == []
 
     import torch
