@@ -1,7 +1,7 @@
 """Isolation self-tests run inside the trainer child (job `probe`): network attempts by
 every route against a target the parent names, and a real NF4 forward pass, each reported
-as an event. They prove the namespace blocks and the tripwire reports, with the real
-mechanisms; `appliance doctor`-style checks and the test suite use them."""
+as an event, and (`escape`) every escape the threat model names. They prove the sandbox
+blocks and the tripwire reports, with the real mechanisms; the test suite uses them."""
 
 from __future__ import annotations
 
@@ -133,6 +133,10 @@ def run(job: dict[str, Any], emit: Emit) -> int:
         network_routes(job, emit)
     elif kind == "nf4":
         nf4_forward(job, emit)
+    elif kind == "escape":  # hostile code: appliance.sandbox.escapes
+        from appliance.sandbox import escapes
+
+        escapes.run(job, emit)
     emit("interfaces", names=[n for _, n in socket.if_nameindex()], pid=os.getpid())
     emit("done")
     return 0
