@@ -76,8 +76,9 @@ def setns_parent_net(job: dict[str, Any]) -> tuple[bool, str]:
 
 def nsenter_parent_net(job: dict[str, Any]) -> tuple[bool, str]:
     """nsenter --net=/proc/<ppid>/ns/net, then TCP to the host listener from there."""
-    code = ("import socket;s=socket.create_connection(('%s',%d),timeout=3);"
-            "s.sendall(b'nsenter');print('delivered')") % (job["host"], int(job["port"]))
+    address = (str(job["host"]), int(job["port"]))
+    code = (f"import socket;s=socket.create_connection({address!r},timeout=3);"
+            "s.sendall(b'nsenter');print('delivered')")
     try:
         done = subprocess.run(["nsenter", f"--net=/proc/{int(job['parent_pid'])}/ns/net",
                                "--", sys.executable, "-c", code], capture_output=True,
