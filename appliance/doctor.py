@@ -1,8 +1,9 @@
 """Readiness checks of this machine for the appliance.
 
 Each check is required (doctor fails without it) or advisory (reported, never fatal). The
-heavy probe (torch, bitsandbytes) runs in a child process inside a network namespace when
-one is available, so doctor itself never risks a network call.
+heavy probe (torch, bitsandbytes) runs in the sandbox (appliance.sandbox), like every job
+of the ML stack, so doctor itself never imports it; the `sandbox` check says which level of
+isolation is in force, and training refuses without the full one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from appliance import netns, resources
+from appliance import netns, resources, sandbox
 from appliance.errors import ApplianceError
 from appliance.home import Home
 from appliance.policy import Policy
@@ -90,6 +91,14 @@ def check_namespace() -> Check:
     return Check("network-namespace", True, support.available, detail)
 
 
+def check_sandbox() -> Check:
+    """The full sandbox (bubblewrap, seccomp) can be made: the ML stack refuses without."""
+    level = sandbox.probe()
+    ok = level.available and level.full
+    detail = level.detail if ok else f"the ML stack will refuse to run: {level.detail}"
+    return Check("sandbox", True, ok, detail)
+
+
 def _routes() -> list[str]:
     routes = []
     try:
@@ -131,14 +140,15 @@ print(json.dumps({"torch": torch.__version__, "bnb": bnb.__version__,
 
 
 def check_accelerator() -> Check:
-    """CPU/GPU and the bitsandbytes backend, probed in an isolated child process."""
-    argv = [sys.executable, "-c", _ACCEL_PROBE]
-    argv = netns.isolated_argv(argv) or argv
-    env = {**os.environ, **OFFLINE_ENV}
+    """CPU/GPU and the bitsandbytes backend, probed in the sandbox."""
     try:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=180, env=env,
-                              check=False)
-        info = json.loads(done.stdout.strip().splitlines()[-1])
+        proc = sandbox.spawn([sys.executable, "-c", _ACCEL_PROBE], sandbox.Spec(),
+                             env=sandbox.environment({}), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        out, _ = proc.communicate(timeout=180)
+        info = json.loads(out.decode().strip().splitlines()[-1])
+    except ApplianceError as exc:
+        return Check("accelerator", True, False, f"not probed: {exc.line()}")
     except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError, IndexError):
         return Check("accelerator", True, False,
                      "torch and bitsandbytes do not import (run scripts/install.sh)")
@@ -204,7 +214,7 @@ def run_checks(home: Home) -> list[Check]:
     except ApplianceError as exc:
         return [*checks, Check("policy", True, False, exc.line())]
     steps: list[Callable[[], Check]] = [
-        check_namespace, check_routes, check_accelerator, lambda: check_disk(home),
+        check_namespace, check_sandbox, check_routes, check_accelerator, lambda: check_disk(home),
         lambda: check_tmpfs(policy), lambda: check_pii_model(policy), lambda: check_home(home),
     ]
     return checks + [step() for step in steps]
