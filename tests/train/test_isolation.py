@@ -1,12 +1,20 @@
 """Training isolation with the real mechanisms: from inside the trainer child, connects to
 a loopback listener the parent owns fail by every route (threads included) and are audited
-as attempts; a real NF4 pass makes no network attempt; no sandbox means no training."""
+as attempts; a real NF4 pass makes no network attempt; no sandbox means no training; and,
+measured from the host during a real `appliance train` and `export merge`, every process
+that maps libtorch is sandboxed while the CLI process never imports the ML stack."""
 
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -82,3 +90,90 @@ def test_refuses_to_train_without_a_namespace(train_home: Home, pass_file: Path,
     assert "no sandbox can be created" in done.stderr
     assert "Traceback" not in done.stderr
     assert not train_home.runs_dir.exists() or not any(train_home.runs_dir.iterdir())
+
+
+NAMESPACES = ("user", "mnt", "pid", "net")
+
+
+def _status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
+
+def inspect(pid: int, secret: Path) -> dict[str, Any] | None:
+    """What the host sees of a process that maps libtorch (None when it maps none)."""
+    try:
+        if "libtorch" not in Path(f"/proc/{pid}/maps").read_text():
+            return None
+        status = _status(pid)
+        return {"ns": {n: os.readlink(f"/proc/{pid}/ns/{n}") for n in NAMESPACES},
+                "CapEff": status["CapEff"].strip(), "NoNewPrivs": status["NoNewPrivs"].strip(),
+                "Seccomp": status["Seccomp"].strip(),
+                "secret_visible": os.path.exists(f"/proc/{pid}/root{secret}")}
+    except (OSError, KeyError):  # gone meanwhile
+        return None
+
+
+def _descends(pid: int, ancestor: int) -> bool:
+    while pid > 1:
+        if pid == ancestor:
+            return True
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            return False
+    return False
+
+
+class Sampler:
+    """Polls /proc for descendants of one process that map libtorch, until stopped."""
+
+    def __init__(self, secret: Path) -> None:
+        self.secret, self.seen = secret, {}  # type: dict[int, dict[str, Any]]
+        self.root = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        while not self.stop.is_set():
+            for entry in Path("/proc").iterdir():
+                pid = int(entry.name) if entry.name.isdigit() else 0
+                if pid and pid not in self.seen and _descends(pid, self.root):
+                    found = inspect(pid, self.secret)
+                    if found is not None:
+                        self.seen[pid] = found
+            time.sleep(0.3)
+
+
+@pytest.mark.netns
+@pytest.mark.slow  # minutes on 2 busy cores: a real train, a merge and doctor
+def test_ml_processes_are_sandboxed_and_the_cli_never_maps_torch(
+        train_home: Home, pass_file: Path, tmp_path: Path, repo: Path) -> None:
+    """Sampled from the host during train and export: each libtorch process differs from the
+    host in all four namespaces, CapEff 0, NoNewPrivs 1, Seccomp 2, no passphrase path;
+    the CLI process has no torch/transformers/peft/bitsandbytes/spacy module."""
+    host = {n: os.readlink(f"/proc/self/ns/{n}") for n in NAMESPACES}
+    sampler = Sampler(pass_file)
+    recipe = write_recipe(tmp_path / "r.toml", steps=1, ckpt=5)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.sandbox.cli_helper",
+                             str(train_home.root), str(pass_file), str(recipe), str(tmp_path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=repo)
+    sampler.root = proc.pid
+    sampler.thread.start()
+    try:
+        stdout, stderr = proc.communicate(timeout=900)
+    finally:
+        sampler.stop.set()
+        sampler.thread.join(5)
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    codes = {line["command"]: line["code"] for line in lines if "command" in line}
+    assert codes["train"] == 0 and codes["export"] == 0 and codes["doctor"] == 0, lines
+    report = lines[-1]
+    assert report["heavy"] == [] and report["maps_libtorch"] is False
+    assert len(sampler.seen) >= 2, sampler.seen  # the trainer and the merging child
+    for pid, seen in sampler.seen.items():
+        assert all(seen["ns"][n] != host[n] for n in NAMESPACES), (pid, seen)
+        assert int(seen["CapEff"], 16) == 0 and seen["NoNewPrivs"] == "1", (pid, seen)
+        assert seen["Seccomp"] == "2" and not seen["secret_visible"], (pid, seen)

@@ -1,0 +1,57 @@
+"""Run CLI commands in this one process (`appliance.cli.main.main`), then report which
+ML-stack modules this process imported and whether it maps libtorch.
+
+Usage: python -m tests.sandbox.cli_helper HOME PASSFILE RECIPE OUT_DIR
+Runs `train RECIPE`, `export merge` of its artifact, `privacy-check` of it and `doctor`;
+prints one JSON line per command, then {"heavy": [...], "maps_libtorch": bool}. Training
+reads the in-memory records of tests.train.conftest instead of the vault (the records are
+not what this checks), by replacing the service's default records provider.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import sys
+from pathlib import Path
+
+from appliance.cli.main import main as cli
+from appliance.service import train as service_train
+from tests.train.conftest import memory_records
+
+HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "spacy", "safetensors.torch",
+         "accelerate", "presidio_analyzer")
+
+
+def _run(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli(list(argv))
+    return code, out.getvalue()
+
+
+def main() -> int:
+    """Run the four commands and report."""
+    home, pass_file, recipe, out_dir = sys.argv[1:5]
+    assert service_train.train.__kwdefaults__ is not None
+    service_train.train.__kwdefaults__["records"] = memory_records()
+    common = ["--home", home, "--passphrase-file", pass_file]
+    code, out = _run("train", recipe, *common)
+    artifact = out.strip().splitlines()[-1] if out.strip() else ""
+    print(json.dumps({"command": "train", "code": code, "artifact": artifact}), flush=True)
+    code, _ = _run("export", "merge", artifact, "--out", str(Path(out_dir) / "merged"),
+                   "--home", home)
+    print(json.dumps({"command": "export", "code": code}), flush=True)
+    code, _ = _run("privacy-check", artifact, *common)
+    print(json.dumps({"command": "privacy-check", "code": code}), flush=True)
+    code, _ = _run("doctor", "--home", home)
+    print(json.dumps({"command": "doctor", "code": code}), flush=True)
+    heavy = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY or m in HEAVY)
+    maps = Path("/proc/self/maps").read_text()
+    print(json.dumps({"heavy": heavy, "maps_libtorch": "libtorch" in maps}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
