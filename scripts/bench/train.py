@@ -139,6 +139,13 @@ def baseline_batches(model_dir: str, recs: list[dict[str, Any]], args: argparse.
     return out
 
 
+def sandbox_level() -> str:
+    """The isolation ours ran in (the baseline runs bare)."""
+    from appliance import sandbox
+
+    return sandbox.probe().detail
+
+
 def main() -> int:  # noqa: PLR0915 - a linear benchmark script
     """Run both sides and print the comparison."""
     parser = argparse.ArgumentParser()
@@ -218,7 +225,7 @@ def main() -> int:  # noqa: PLR0915 - a linear benchmark script
            "baseline_peak_rss_mib": round(max(base["peak_rss_mib"], after["peak_rss_mib"]), 1),
            "steps": args.steps, "measured_steps": len(ours_times), "batch": args.batch,
            "seq_len": args.seq_len, "threads": args.threads, "ours_run_wall_s": round(wall, 1),
-           "adapter": result.adapter_sha256}
+           "adapter": result.adapter_sha256, "sandbox": sandbox_level()}
     if "peak_gpu_mib" in peak:
         out["ours_peak_gpu_mib"] = round(peak["peak_gpu_mib"], 1)
     print(json.dumps(out))
