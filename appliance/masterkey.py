@@ -36,19 +36,31 @@ def kdf_caps(policy: Policy) -> keystore.KdfParams:
     return keystore.KdfParams(c.memory_kib, c.iterations, c.lanes)
 
 
-def create(home: Home, passphrase: bytes, policy: Policy) -> None:
-    """Generate and seal a new master key; refuses to replace an existing one."""
+def create(home: Home, passphrase: bytes, policy: Policy) -> bytes:
+    """Generate and seal a new master key (returned); refuses to replace an existing one."""
     path = path_of(home)
     if path.exists():
         raise HomeError("a vault master key already exists", where=str(path),
                         hint="refusing to overwrite it")
-    sealed = keystore.seal(os.urandom(keystore.KEY_BYTES), passphrase, kdf_params(policy),
-                           CONTEXT)
-    atomic_write_bytes(path, sealed)
+    key = os.urandom(keystore.KEY_BYTES)
+    atomic_write_bytes(path, keystore.seal(key, passphrase, kdf_params(policy), CONTEXT))
+    return key
 
 
-def load(home: Home, passphrase: bytes, policy: Policy) -> bytes:
-    """Unseal the master key (PassphraseError on a wrong passphrase)."""
+def load(home: Home, passphrase: bytes, policy: Policy, *,
+         allow_policy_change: bool = False) -> bytes:
+    """Unseal the master key (PassphraseError on a wrong passphrase) and open the process's
+    trust session: the home manifest's MAC and everything it binds are checked (refused,
+    naming what changed), and a checkpoint is signed at exit (`appliance.trust`)."""
+    from appliance import trust
+
+    key = unseal(home, passphrase, policy)
+    trust.open_session(home, key, passphrase, policy, allow_policy_change=allow_policy_change)
+    return key
+
+
+def unseal(home: Home, passphrase: bytes, policy: Policy) -> bytes:
+    """Only unseal the master key (no manifest check): init and the trust module."""
     path = path_of(home)
     try:
         blob = path.read_bytes()
