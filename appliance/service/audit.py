@@ -96,12 +96,10 @@ def verify_bundle(bundle: str | Path, anchor: str | Path | None = None,
                   trusted_key: str | None = None) -> dict[str, Any]:
     """Verify an exported bundle, no home needed. `trusted_key` pins the checkpoint key's
     fingerprint (learned out of band); without it the bundle's own key is used and reported."""
-    from appliance import keys
+    from appliance import keys, trust
     from appliance.audit import bundle as bundles
     from appliance.audit.notes import origin_for
     from appliance.audit.verify import verify_log
-
-    from appliance import trust
 
     root = trust.load_trust_root(trusted_key, "checkpoint")
     lines, torn, stored, key = bundles.read(Path(bundle))
