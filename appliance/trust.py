@@ -91,15 +91,17 @@ def current_facts(home: Home, recorded: manifest.Body) -> manifest.Body:
                          logfile.latest_size(home), models, datasets)
 
 
-def _key_changes(home: Home, body: manifest.Body) -> list[str]:
+def _key_changes(home: Home, body: manifest.Body | None) -> list[str]:
+    """Public keys that differ from what `home.json` (and the manifest body) record."""
     from appliance import keys
 
     fps = keys.fingerprints(home)
     marker = _marker_keys(home)
     changes = []
     for role, now in (("signing", fps.signing), ("checkpoint", fps.checkpoint)):
-        if now != getattr(body, f"{role}_key") or now != marker.get(role):
-            changes.append(f"the {role} public key")
+        recorded = getattr(body, f"{role}_key") if body is not None else now
+        if now != recorded or now != marker.get(role):
+            changes.append(f"the {role} public key (not the one init recorded)")
     return changes
 
 
@@ -145,10 +147,11 @@ def guard(home: Home, *, allow_policy_change: bool = False) -> manifest.Body | N
 
     check_permissions(home)
     sealed = manifest.read(home)
+    for body in (None, sealed.body):  # home.json first, so a swapped key is named as such
+        changed = _key_changes(home, body)
+        if changed:
+            raise _refuse(home, changed, RESTORE_HINT)
     body = manifest.check_signature(home, sealed, keys.checkpoint_public_key(home))
-    changed = _key_changes(home, body)
-    if changed:
-        raise _refuse(home, changed, RESTORE_HINT)
     if not allow_policy_change and active_digest(home) != body.policy_digest:
         raise IntegrityError("the active policy was changed by hand (its digest is not the "
                              "one the home manifest records)", where=str(home.policy_file),
