@@ -43,6 +43,13 @@ def write_events(home: Home, events: list[dict[str, object]]) -> None:
             log.write(json.dumps(line, sort_keys=True) + "\n")
 
 
+@pytest.fixture(autouse=True)
+def _fake_homes_pass_the_trust_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console's fixtures are initialised-looking homes without real keys or a signed
+    manifest; the trust checks are tested in tests/trust, so they are off in this process."""
+    monkeypatch.setattr("appliance.trust._DISABLED", True)
+
+
 def build_home(root: Path, policy: Path = DATA / "snapshot.toml") -> Home:
     """An initialised-looking home: active policy, key files, audit log, two artifacts."""
     home = Home(root)
