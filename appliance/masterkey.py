@@ -71,8 +71,16 @@ def unseal(home: Home, passphrase: bytes, policy: Policy) -> bytes:
 
 
 def change_passphrase(home: Home, old: bytes, new: bytes, policy: Policy) -> None:
-    """Re-seal the master key under a new passphrase (the key itself is unchanged)."""
-    path = path_of(home)
-    sealed = keystore.reseal(path.read_bytes(), old, new, kdf_params(policy), kdf_caps(policy),
-                             CONTEXT)
-    atomic_write_bytes(path, sealed)
+    """Re-seal the master key and both private keys under a new passphrase (the keys
+    themselves are unchanged, so every signature, MAC and dataset stays valid). All three
+    are re-sealed in memory before the first is written."""
+    from appliance import keys
+
+    targets = [(path_of(home), CONTEXT),
+               (home.keys_dir / keys.SIGNING_SEALED, keys.SIGNING_CONTEXT),
+               (home.keys_dir / keys.CHECKPOINT_SEALED, keys.CHECKPOINT_CONTEXT)]
+    sealed = [(path, keystore.reseal(path.read_bytes(), old, new, kdf_params(policy),
+                                     kdf_caps(policy), context))
+              for path, context in targets if path.exists()]
+    for path, blob in sealed:
+        atomic_write_bytes(path, blob)

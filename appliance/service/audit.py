@@ -23,10 +23,13 @@ def _read_anchor(anchor: str | Path | None) -> bytes | None:
 def _unlock(home: Home, passphrase: bytes) -> None:
     """Unseal the master key: checks the home manifest, holds the checkpoint key, and signs
     a checkpoint (and updates the manifest) at exit."""
-    from appliance import masterkey
+    from appliance import audit, masterkey
     from appliance.policy import load_policy
 
-    masterkey.load(home, passphrase, load_policy(home.policy_file))
+    policy = load_policy(home.policy_file)
+    masterkey.load(home, passphrase, policy)
+    if not audit.unlocked(home):  # the trust session unlocks it; not when switched off
+        audit.unlock(home, passphrase, policy)
 
 
 def _check_manifest(home: Home, report: Any) -> None:

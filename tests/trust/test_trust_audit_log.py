@@ -303,7 +303,7 @@ def test_a_replaced_checkpoint_key_is_noticed(initialised_home, passphrase):
                           merkle.root_of([merkle.leaf_hash(x) for x in lines]))
     logfile.store_note(initialised_home, cp.size, notes.sign(cp, other))
     assert _verify(initialised_home)["ok"]  # self-consistent under the substituted key
-    with pytest.raises(IntegrityError, match="checkpoint public key .*init recorded"):
+    with pytest.raises(IntegrityError, match=r"checkpoint public key .*init recorded"):
         service.verify_home(initialised_home)  # refused before the log is even read
 
 
