@@ -271,3 +271,35 @@ def test_check_then_use_swap_does_not_reach_the_user(tmp_path):
 
     with pytest.raises(IntegrityError, match="symbolic link"), verified_copy(home, art):
         pass
+
+
+def test_swapped_base_model_weights_and_record_are_refused(tmp_path, capsys, monkeypatch):
+    """Converted weights edited and model.json rewritten to match: the manifest's recorded
+    root digest refuses every command holding the passphrase (training among them)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from appliance.digests import root_digest, tree_manifest
+    from appliance.models import store
+
+    home = _home(tmp_path)
+    source = tmp_path / "tiny"
+    LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32,
+                                 num_hidden_layers=1, num_attention_heads=2,
+                                 num_key_value_heads=1)).save_pretrained(source)
+    code, out, err = _run(home, capsys, "model", "import", str(source), "--name", "tiny",
+                          "--json")
+    assert code == 0 and json.loads(out)["recorded"] is True, err
+    record = store.read_record(home, "tiny")
+    weights = record.weights_dir / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    doc = json.loads((record.path / store.MANIFEST).read_text())
+    files = dict(tree_manifest(record.weights_dir))
+    doc.update(files=files, root_digest=root_digest(tree_manifest(record.weights_dir)))
+    (record.path / store.MANIFEST).write_text(json.dumps(doc))
+    store.verify_weights(store.read_record(home, "tiny"))  # the old pre-training check passes
+    code, _, err = _run(home, capsys, "audit", "checkpoint")
+    assert code == 1 and "base model 'tiny'" in _one_line(err)
+    monkeypatch.setattr(trust, "_DISABLED", True)
+    assert _run(home, capsys, "audit", "checkpoint")[0] == 0  # the attack, unprotected
