@@ -268,9 +268,10 @@ def create(home: Home, master_key: bytes, signer: Any, policy_digest: str) -> No
 
 
 def recorded_model(home: Home, name: str) -> dict[str, str] | None:
-    """The model digests the manifest records under `name` (signature-checked)."""
-    body = guard(home)
-    return body.models.get(name) if body is not None else None
+    """The model digests the MAC-checked manifest of this process's session records under
+    `name` (None without a session or a record)."""
+    held = session(home)
+    return held.body.models.get(name) if held is not None else None
 
 
 # --- what the verifier pins -------------------------------------------------------------------

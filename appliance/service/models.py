@@ -100,3 +100,14 @@ def list_models(home: Home) -> list[dict[str, Any]]:
         item["allowed_reason"] = allowance(policy, record)
         out.append(item)
     return out
+
+
+def record_model(home: Home, name: str, passphrase: bytes) -> dict[str, str]:
+    """Record an imported model's digests in the home manifest (what `model import` does
+    with the passphrase), for a model directory placed by other means."""
+    from appliance import masterkey
+
+    masterkey.load(home, passphrase, active_policy(home))
+    record = store.read_record(home, name)
+    _record_in_manifest(home, record)
+    return {"name": record.name, "root_digest": record.root_digest}

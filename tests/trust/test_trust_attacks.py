@@ -273,20 +273,27 @@ def test_check_then_use_swap_does_not_reach_the_user(tmp_path):
         pass
 
 
-def test_swapped_base_model_weights_and_record_are_refused(tmp_path, capsys, monkeypatch):
-    """Converted weights edited and model.json rewritten to match: the manifest's recorded
-    root digest refuses every command holding the passphrase (training among them)."""
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real (tiny, random) Llama model saved by transformers as safetensors."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
+    source = tmp_path_factory.mktemp("model") / "tiny"
+    LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32,
+                                 num_hidden_layers=1, num_attention_heads=2,
+                                 num_key_value_heads=1)).save_pretrained(source)
+    return source
+
+
+def test_swapped_base_model_weights_and_record_are_refused(tmp_path, capsys, monkeypatch,
+                                                           tiny_model):
+    """Converted weights edited and model.json rewritten to match: the manifest's recorded
+    root digest refuses every command holding the passphrase (training among them)."""
     from appliance.digests import root_digest, tree_manifest
     from appliance.models import store
 
     home = _home(tmp_path)
-    source = tmp_path / "tiny"
-    LlamaForCausalLM(LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32,
-                                 num_hidden_layers=1, num_attention_heads=2,
-                                 num_key_value_heads=1)).save_pretrained(source)
-    code, out, err = _run(home, capsys, "model", "import", str(source), "--name", "tiny",
+    code, out, err = _run(home, capsys, "model", "import", str(tiny_model), "--name", "tiny",
                           "--json")
     assert code == 0 and json.loads(out)["recorded"] is True, err
     record = store.read_record(home, "tiny")
@@ -303,3 +310,68 @@ def test_swapped_base_model_weights_and_record_are_refused(tmp_path, capsys, mon
     assert code == 1 and "base model 'tiny'" in _one_line(err)
     monkeypatch.setattr(trust, "_DISABLED", True)
     assert _run(home, capsys, "audit", "checkpoint")[0] == 0  # the attack, unprotected
+
+
+def _tamper_weights(home: Home, name: str) -> None:
+    """Edit the converted weights and rewrite model.json to match (source digest kept)."""
+    from appliance.digests import root_digest, tree_manifest
+    from appliance.models import store
+
+    record = store.read_record(home, name)
+    weights = record.weights_dir / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    doc = json.loads((record.path / store.MANIFEST).read_text())
+    doc.update(files=dict(tree_manifest(record.weights_dir)),
+               root_digest=root_digest(tree_manifest(record.weights_dir)))
+    (record.path / store.MANIFEST).write_text(json.dumps(doc))
+
+
+def test_training_refuses_weights_no_authenticated_record_names(tmp_path, capsys,
+                                                                 monkeypatch, tiny_model):
+    """A model the policy allows by its source digest, imported without the passphrase and
+    then swapped (weights and model.json): `train` refuses the weights, which nothing
+    authenticated names; a model imported with the passphrase is recorded and accepted."""
+    from appliance import manifest
+    from appliance.models import store
+    from appliance.policy import load_policy
+
+    home = _home(tmp_path)
+    monkeypatch.delenv("APPLIANCE_PASSPHRASE_FILE")
+    code, out, err = _run(home, capsys, "model", "import", str(tiny_model), "--name", "tiny",
+                          "--json")
+    assert code == 0 and json.loads(out)["recorded"] is False
+    assert "not recorded in the home manifest" in _one_line(err)
+    monkeypatch.setenv("APPLIANCE_PASSPHRASE_FILE", str(tmp_path / "passphrase"))
+    source = store.read_record(home, "tiny").source_digest
+    policy = tmp_path / "allow.toml"
+    policy.write_text(FAST_POLICY.read_text() + f'\n[[models.allowed]]\nname = "tiny"\n'
+                      f'digest = "{source}"\n')
+    assert _run(home, capsys, "policy", "apply", str(policy))[0] == 0
+    _dataset(home)
+    _tamper_weights(home, "tiny")
+    recipe = tmp_path / "recipe.toml"
+    recipe.write_text('base_model = "tiny"\ndataset = "ds"\n'
+                      '[lora]\ntarget_modules = ["q_proj"]\n')
+    code, _, err = _run(home, capsys, "train", str(recipe))
+    assert code == 1 and "no authenticated record names its converted weights" in _one_line(err)
+    assert _run(home, capsys, "model", "import", str(tiny_model), "--name", "tiny2")[0] == 0
+    record = store.read_record(home, "tiny2")
+    recorded = manifest.read(home).body.models["tiny2"]
+    assert recorded["root_digest"] == record.root_digest
+    store.require_pinned(load_policy(home.policy_file), record, recorded)  # accepted
+
+
+def _dataset(home: Home) -> None:
+    from appliance import masterkey
+    from appliance.policy import load_policy
+    from appliance.vault.store import write_dataset
+
+    chat = {"messages": [{"role": "user", "content": "hi"},
+                         {"role": "assistant", "content": "hello"}]}
+    policy = load_policy(home.policy_file)
+    write_dataset(home, policy, masterkey.load(home, PASSPHRASE, policy), "ds", [chat] * 4,
+                  [chat], {})
+    trust.close(home)
+    audit.forget(home)

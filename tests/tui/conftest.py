@@ -44,10 +44,13 @@ def write_events(home: Home, events: list[dict[str, object]]) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _fake_homes_pass_the_trust_guard(monkeypatch: pytest.MonkeyPatch) -> None:
+def _fake_homes_pass_the_trust_guard(request: pytest.FixtureRequest,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """The console's fixtures are initialised-looking homes without real keys or a signed
-    manifest; the trust checks are tested in tests/trust, so they are off in this process."""
-    monkeypatch.setattr("appliance.trust._DISABLED", True)
+    manifest; the trust checks are tested in tests/trust, so they are off in this process
+    (not for tests on a real home made by init, `train_home`)."""
+    if "train_home" not in request.fixturenames:
+        monkeypatch.setattr("appliance.trust._DISABLED", True)
 
 
 def build_home(root: Path, policy: Path = DATA / "snapshot.toml") -> Home:
