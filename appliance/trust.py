@@ -27,6 +27,8 @@ from appliance.errors import ApplianceError, HomeError, IntegrityError, UsageErr
 from appliance.home import Home
 
 UNANCHORED = "unanchored: trusting the keys found in this home"
+NO_MAC = ("not checked without the passphrase: the home manifest's MAC (any command that "
+          "asks for the passphrase checks it)")
 TRUST_ROOT_FILE = "trust-root.json"
 _FINGERPRINT_RE = re.compile(r"sha256:[0-9a-f]{64}")
 _MAX_TRUST_FILE = 64 * 1024

@@ -33,6 +33,8 @@ def _verify(args: argparse.Namespace) -> int:
                   "not yet covered by a signature (appliance audit checkpoint covers them)")
         print(f"checkpoint key {report['checkpoint_key']}")
         print(report["trust"])
+        for line in report.get("unchecked", []):
+            print(line)
     if not report["ok"]:
         where = f"line {report['first_bad_line']}" if report["first_bad_line"] else "log"
         sys.stderr.write(f"appliance: audit log does not verify ({where}): "

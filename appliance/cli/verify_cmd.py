@@ -20,6 +20,8 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"{args.dir}: {result['reason']} ({result['signer']}, root "
               f"{result['root_digest']})")
         print(result["trust"])
+        for line in result.get("unchecked", []):
+            print(line)
     if not result["ok"]:
         sys.stderr.write(f"appliance: {args.dir}: verification failed: {result['reason']}\n")
     return EXIT_OK if result["ok"] else EXIT_FAILED

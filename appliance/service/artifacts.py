@@ -55,7 +55,8 @@ def verify(home: Home, artifact: str | Path, policy_path: str | Path | None = No
                      signer=result.signer or None, reason=result.reason,
                      pinned=pinned is not None)
     out = result.as_dict()
-    out.update(trust=root.describe() if root else trust.UNANCHORED, anchored=root is not None)
+    out.update(trust=root.describe() if root else trust.UNANCHORED, anchored=root is not None,
+               unchecked=[trust.NO_MAC] if home.is_initialised() else [])
     return out
 
 

@@ -67,7 +67,7 @@ def verify_home(home: Home, anchor: str | Path | None = None,
                 trusted_key: str | None = None) -> dict[str, Any]:
     """Verify the home's log (and, with `trusted_key`, against the verifier's pinned
     checkpoint key); records `audit.verified` afterwards."""
-    from appliance import audit, keys
+    from appliance import audit, keys, trust
     from appliance.audit import logfile
     from appliance.audit.notes import origin_for
     from appliance.audit.verify import verify_log
@@ -90,8 +90,7 @@ def verify_home(home: Home, anchor: str | Path | None = None,
                  pinned=trusted_key is not None)
     out = report.as_dict()
     out.update(trust=trust_line, anchored=trusted_key is not None,
-               unchecked=[] if trusted_key else [
-                   "the checkpoint key itself (pass --trusted-key to pin it)"])
+               unchecked=[trust.NO_MAC])
     return out
 
 
