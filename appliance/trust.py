@@ -211,18 +211,26 @@ def open_session(home: Home, master_key: bytes, passphrase: bytes, policy: Any, 
     return opened
 
 
-def update(home: Home, **changes: Any) -> None:
-    """Change recorded facts (policy_digest, models, datasets) and rewrite the manifest now.
-    Needs an open session."""
+def update(home: Home, *, models: dict[str, dict[str, str]] | None = None,
+           **changes: Any) -> None:
+    """Change recorded facts (policy_digest, datasets; `models` entries are added) and
+    rewrite the manifest now, under the audit lock, on top of the manifest as it is on disk
+    (MAC-checked), so concurrent processes do not lose each other's records. Needs an open
+    session."""
     held = session(home)
     if held is None:
         raise IntegrityError("the home manifest can only be changed with the passphrase",
                              where=str(home.root))
     from appliance.audit import logfile
 
-    held.body = replace(held.body, **changes)
-    held.body.checkpoint_size = max(held.body.checkpoint_size, logfile.latest_size(home))
-    manifest.write(home, held.body, held.mac_key, held.signer)
+    with logfile.locked(home):
+        fresh = manifest.check_mac(home, manifest.read(home), held.mac_key)
+        if models:
+            changes["models"] = {**fresh.models, **models}
+        body = replace(fresh, **changes)
+        body.checkpoint_size = max(fresh.checkpoint_size, logfile.latest_size(home))
+        manifest.write(home, body, held.mac_key, held.signer)
+    held.body = body
 
 
 def close(home: Home) -> None:

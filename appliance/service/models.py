@@ -57,11 +57,8 @@ def import_model(home: Home, source: str | None, name: str | None, *,
 def _record_in_manifest(home: Home, record: store.ModelRecord) -> None:
     from appliance import trust
 
-    held = trust.session(home)
-    models = dict(held.body.models) if held is not None else {}
-    models[record.name] = {"root_digest": record.root_digest,
-                           "source_digest": record.source_digest}
-    trust.update(home, models=models)
+    trust.update(home, models={record.name: {"root_digest": record.root_digest,
+                                             "source_digest": record.source_digest}})
 
 
 def allowance(policy: Policy, record: store.ModelRecord) -> str:
