@@ -69,8 +69,11 @@ def _apply(args: argparse.Namespace) -> int:
     from appliance.service.policy import apply_policy, plan_apply
 
     home = home_of(args)
-    _, changes = plan_apply(home, args.file)
+    _, changes, edited = plan_apply(home, args.file)
     if not args.json:
+        if edited:
+            print(f"note: {home.policy_file} was edited by hand; the changes below are from "
+                  "that file, not from the policy the home manifest records")
         _print_changes(changes)
     result = apply_policy(home, args.file, read_passphrase(
         passphrase_file(args), prompt="Passphrase to apply this policy: "))

@@ -159,12 +159,16 @@ def diff_policies(a: str | Path | Policy, b: str | Path | Policy) -> list[Policy
 
 
 # --- changing the active policy (`appliance policy apply FILE`) ----------------------------
-def plan_apply(home: Home, path: str | Path) -> tuple[Policy, list[PolicyChange]]:
-    """Validate `path` and what applying it would change; the home may hold a hand-edited
-    policy (that is what apply repairs), everything else is checked as usual."""
+def plan_apply(home: Home, path: str | Path) -> tuple[Policy, list[PolicyChange], bool]:
+    """Validate `path` and what applying it would change (from the active file), and
+    whether the active file was edited by hand (that is what apply repairs; everything
+    else is checked as usual)."""
+    from appliance import manifest, trust
+
     home.require_initialised(allow_policy_change=True)
     new = load_policy(path)
-    return new, diff_policies(load_policy(home.policy_file), new)
+    edited = trust.active_digest(home) != manifest.read(home).body.policy_digest
+    return new, diff_policies(load_policy(home.policy_file), new), edited
 
 
 def apply_policy(home: Home, path: str | Path, passphrase: bytes) -> dict[str, Any]:
@@ -173,7 +177,7 @@ def apply_policy(home: Home, path: str | Path, passphrase: bytes) -> dict[str, A
     from appliance import audit, manifest, masterkey, trust
     from appliance.fsutil import atomic_write_bytes
 
-    new, changes = plan_apply(home, path)
+    new, changes, _ = plan_apply(home, path)
     raw = Path(path).read_bytes()
     current = load_policy(home.policy_file)
     masterkey.load(home, passphrase, current, allow_policy_change=True)

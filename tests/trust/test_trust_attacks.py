@@ -222,7 +222,7 @@ def test_swapped_active_policy_is_refused_until_applied(tmp_path, capsys, monkey
     candidate = tmp_path / "new.toml"
     candidate.write_text(lookalike)
     code, out, _ = _run(home, capsys, "policy", "apply", str(candidate))
-    assert code == 0 and f"{old} -> " in out
+    assert code == 0 and f"{old} -> " in out and "edited by hand" in out
     applied = [json.loads(x) for x in home.audit_log.read_text().splitlines()
                if '"policy.applied"' in x]
     assert applied[-1]["old_digest"] == old
@@ -251,6 +251,20 @@ def test_open_home_keys_or_policy_directories_are_refused(tmp_path, capsys, pass
         assert code == 1 and f"chmod go-w {path}" in _one_line(err)
         path.chmod(0o700)
     assert _run(home, capsys, "dataset", "list")[0] == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory away needs root")
+def test_init_refuses_a_home_directory_owned_by_another_user(tmp_path):
+    """A directory someone else owns (and so can replace keys in) is not a home."""
+    from appliance.errors import HomeError
+    from appliance.service.home import init_home
+
+    root = tmp_path / "theirs"
+    root.mkdir(mode=0o700)
+    os.chown(root, 65534, 65534)
+    with pytest.raises(HomeError, match="belongs to another user"):
+        init_home(Home(root), PASSPHRASE, FAST_POLICY)
+    assert not any(root.iterdir())
 
 
 def test_check_then_use_swap_does_not_reach_the_user(tmp_path):
