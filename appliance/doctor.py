@@ -191,8 +191,15 @@ def check_pii_model(policy: Policy) -> Check:
 
 
 def check_home(home: Home) -> Check:
-    """Whether the home is initialised (advisory: init creates it)."""
+    """Whether the home is initialised (advisory: init creates it); an initialised home must
+    pass the trust checks every command makes (permissions, keys, active policy): required."""
+    from appliance.errors import ApplianceError
+
     if home.is_initialised():
+        try:
+            home.require_initialised()
+        except ApplianceError as exc:
+            return Check("home", True, False, exc.line())
         return Check("home", False, True, f"{home.root} is initialised")
     return Check("home", False, False, f"{home.root} is not initialised (run appliance init)")
 

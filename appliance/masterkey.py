@@ -36,19 +36,31 @@ def kdf_caps(policy: Policy) -> keystore.KdfParams:
     return keystore.KdfParams(c.memory_kib, c.iterations, c.lanes)
 
 
-def create(home: Home, passphrase: bytes, policy: Policy) -> None:
-    """Generate and seal a new master key; refuses to replace an existing one."""
+def create(home: Home, passphrase: bytes, policy: Policy) -> bytes:
+    """Generate and seal a new master key (returned); refuses to replace an existing one."""
     path = path_of(home)
     if path.exists():
         raise HomeError("a vault master key already exists", where=str(path),
                         hint="refusing to overwrite it")
-    sealed = keystore.seal(os.urandom(keystore.KEY_BYTES), passphrase, kdf_params(policy),
-                           CONTEXT)
-    atomic_write_bytes(path, sealed)
+    key = os.urandom(keystore.KEY_BYTES)
+    atomic_write_bytes(path, keystore.seal(key, passphrase, kdf_params(policy), CONTEXT))
+    return key
 
 
-def load(home: Home, passphrase: bytes, policy: Policy) -> bytes:
-    """Unseal the master key (PassphraseError on a wrong passphrase)."""
+def load(home: Home, passphrase: bytes, policy: Policy, *,
+         allow_policy_change: bool = False) -> bytes:
+    """Unseal the master key (PassphraseError on a wrong passphrase) and open the process's
+    trust session: the home manifest's MAC and everything it binds are checked (refused,
+    naming what changed), and a checkpoint is signed at exit (`appliance.trust`)."""
+    from appliance import trust
+
+    key = unseal(home, passphrase, policy)
+    trust.open_session(home, key, passphrase, policy, allow_policy_change=allow_policy_change)
+    return key
+
+
+def unseal(home: Home, passphrase: bytes, policy: Policy) -> bytes:
+    """Only unseal the master key (no manifest check): init and the trust module."""
     path = path_of(home)
     try:
         blob = path.read_bytes()
@@ -59,8 +71,16 @@ def load(home: Home, passphrase: bytes, policy: Policy) -> bytes:
 
 
 def change_passphrase(home: Home, old: bytes, new: bytes, policy: Policy) -> None:
-    """Re-seal the master key under a new passphrase (the key itself is unchanged)."""
-    path = path_of(home)
-    sealed = keystore.reseal(path.read_bytes(), old, new, kdf_params(policy), kdf_caps(policy),
-                             CONTEXT)
-    atomic_write_bytes(path, sealed)
+    """Re-seal the master key and both private keys under a new passphrase (the keys
+    themselves are unchanged, so every signature, MAC and dataset stays valid). All three
+    are re-sealed in memory before the first is written."""
+    from appliance import keys
+
+    targets = [(path_of(home), CONTEXT),
+               (home.keys_dir / keys.SIGNING_SEALED, keys.SIGNING_CONTEXT),
+               (home.keys_dir / keys.CHECKPOINT_SEALED, keys.CHECKPOINT_CONTEXT)]
+    sealed = [(path, keystore.reseal(path.read_bytes(), old, new, kdf_params(policy),
+                                     kdf_caps(policy), context))
+              for path, context in targets if path.exists()]
+    for path, blob in sealed:
+        atomic_write_bytes(path, blob)

@@ -97,14 +97,16 @@ def _key(home: Home) -> Path:
     return home.root.absolute()
 
 
-def unlock(home: Home, passphrase: bytes, policy: Any = None) -> None:
-    """Unseal the checkpoint key for this process so checkpoints get signed (see above)."""
+def unlock(home: Home, passphrase: bytes, policy: Any = None, *, key: Any = None) -> None:
+    """Unseal the checkpoint key for this process so checkpoints get signed (see above);
+    `key` is the already unsealed key when the caller holds it."""
     from appliance import keys
     from appliance.audit.notes import origin_for
     from appliance.policy import load_policy
 
     policy = policy if policy is not None else load_policy(home.policy_file)
-    key = keys.load_checkpoint_key(home, passphrase, policy)
+    if key is None:
+        key = keys.load_checkpoint_key(home, passphrase, policy)
     first = not _SIGNERS
     _SIGNERS[_key(home)] = _Signer(key, origin_for(keys.fingerprint(key.public_key())),
                                   policy.audit.checkpoint_interval)
@@ -113,8 +115,12 @@ def unlock(home: Home, passphrase: bytes, policy: Any = None) -> None:
 
 
 def forget(home: Home) -> None:
-    """Drop this process's checkpoint key for `home` (no more automatic checkpoints)."""
+    """Drop this process's checkpoint key for `home` (no more automatic checkpoints), and
+    its manifest session."""
+    from appliance import trust
+
     _SIGNERS.pop(_key(home), None)
+    trust.forget(home)
 
 
 def unlocked(home: Home) -> bool:

@@ -23,7 +23,7 @@ def _verify(args: argparse.Namespace) -> int:
     if args.bundle:
         report = audit.verify_bundle(args.bundle, args.anchor, args.trusted_key)
     else:
-        report = audit.verify_home(home_of(args), args.anchor)
+        report = audit.verify_home(home_of(args), args.anchor, args.trusted_key)
     if args.json:
         print_json(report)
     elif report["ok"]:
@@ -32,6 +32,9 @@ def _verify(args: argparse.Namespace) -> int:
             print(f"warning: {report['uncovered']} entries after the newest checkpoint are "
                   "not yet covered by a signature (appliance audit checkpoint covers them)")
         print(f"checkpoint key {report['checkpoint_key']}")
+        print(report["trust"])
+        for line in report.get("unchecked", []):
+            print(line)
     if not report["ok"]:
         where = f"line {report['first_bad_line']}" if report["first_bad_line"] else "log"
         sys.stderr.write(f"appliance: audit log does not verify ({where}): "
@@ -80,8 +83,9 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                         help="a checkpoint exported earlier and kept off the machine")
     verify.add_argument("--bundle", metavar="DIR", default=None,
                         help="verify an exported bundle instead of the home")
-    verify.add_argument("--trusted-key", metavar="FINGERPRINT", default=None,
-                        help="with --bundle: the checkpoint key fingerprint to require")
+    verify.add_argument("--trusted-key", metavar="FINGERPRINT|FILE", default=None,
+                        help="the checkpoint key to require: sha256:<hex>, the trust-root.json "
+                             "written by appliance keys export, or a PEM public key")
     verify.add_argument("--json", action="store_true", help="print the report as JSON")
     verify.set_defaults(handler=_verify)
     export = add_command(group, common, "export", "write an auditor's bundle")

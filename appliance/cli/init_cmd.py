@@ -24,7 +24,12 @@ def _init(args: argparse.Namespace) -> int:
         print(f"policy          {result.policy_name} {result.policy_digest}")
         print(f"signing key     {result.signing_key}")
         print(f"checkpoint key  {result.checkpoint_key}")
+        print(WRITE_DOWN)
     return EXIT_OK
+
+
+WRITE_DOWN = ("write these fingerprints down off this machine: auditors pass them (or the "
+              "trust-root.json of appliance keys export) to --trusted-key")
 
 
 def _keys_export(args: argparse.Namespace) -> int:
@@ -38,6 +43,7 @@ def _keys_export(args: argparse.Namespace) -> int:
             print(path)
         print(f"signing key     {result['signing']}")
         print(f"checkpoint key  {result['checkpoint']}")
+        print(WRITE_DOWN)
     return EXIT_OK
 
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from appliance.cli._common import add_command, add_group, home_of, print_json
+from appliance.cli._common import (
+    add_command,
+    add_group,
+    home_of,
+    optional_passphrase,
+    print_json,
+)
 from appliance.errors import EXIT_OK
 
 
@@ -17,7 +23,9 @@ def _import(args: argparse.Namespace) -> int:
         raise UsageError("give either PATH --name NAME or --default")
     if not args.default and not args.name:
         raise UsageError("model import PATH needs --name NAME")
-    result = import_model(home_of(args), args.path, args.name, default=args.default)
+    result = import_model(home_of(args), args.path, args.name, default=args.default,
+                          passphrase=optional_passphrase(args, "the model is not recorded in "
+                                                         "the home manifest"))
     if args.json:
         print_json(result)
     else:

@@ -13,12 +13,15 @@ from appliance.errors import EXIT_FAILED, EXIT_OK
 def _verify(args: argparse.Namespace) -> int:
     from appliance.service.artifacts import verify
 
-    result = verify(home_of(args), args.dir, args.policy)
+    result = verify(home_of(args), args.dir, args.policy, trusted_key=args.trusted_key)
     if args.json:
         print_json(result)
     elif result["ok"]:
         print(f"{args.dir}: {result['reason']} ({result['signer']}, root "
               f"{result['root_digest']})")
+        print(result["trust"])
+        for line in result.get("unchecked", []):
+            print(line)
     if not result["ok"]:
         sys.stderr.write(f"appliance: {args.dir}: verification failed: {result['reason']}\n")
     return EXIT_OK if result["ok"] else EXIT_FAILED
@@ -31,5 +34,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     verify.add_argument("dir", help="artifact directory")
     verify.add_argument("--policy", metavar="FILE", default=None,
                         help="trust what this policy trusts (default: the home's policy)")
+    verify.add_argument("--trusted-key", metavar="FINGERPRINT|FILE", default=None,
+                        help="trust only this signing key: sha256:<hex>, the trust-root.json "
+                             "written by appliance keys export, or a PEM public key")
     verify.add_argument("--json", action="store_true", help="print the result as JSON")
     verify.set_defaults(handler=_verify)

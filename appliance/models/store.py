@@ -88,6 +88,24 @@ def require_allowed(policy: Policy, record: ModelRecord) -> None:
             hint=f"an admin can add digest {record.source_digest!r} to [[models.allowed]]")
 
 
+def require_pinned(policy: Policy, record: ModelRecord,
+                   recorded: dict[str, str] | None) -> None:
+    """Training loads the converted weights, so their root digest must be named by an
+    authenticated record: `models.allowed` (the policy is bound by the home manifest) or the
+    home manifest's entry for this model (`recorded`, MAC-checked). The source digest alone
+    does not pin what is loaded."""
+    if policy.models.allow_any or record.root_digest in {m.digest for m in
+                                                         policy.models.allowed}:
+        return
+    if recorded is not None and recorded.get("root_digest") == record.root_digest:
+        return
+    raise PolicyViolation(
+        f"base model {record.name!r}: no authenticated record names its converted weights "
+        f"({record.root_digest})", where=str(record.path),
+        hint="import it with the passphrase available (appliance model import ... "
+             "--passphrase-file FILE), or pin that root digest in [[models.allowed]]")
+
+
 def verify_weights(record: ModelRecord) -> None:
     """Re-digest the weights directory; IntegrityError if anything changed since import."""
     manifest = tree_manifest(record.weights_dir)

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import stat
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from appliance.errors import IntegrityError
 from appliance.home import Home
+
+COPY_CHUNK = 1 << 20
 
 
 def trusted_keys(home: Home, policy_path: str | Path | None = None) -> set[str]:
@@ -19,22 +27,37 @@ def trusted_keys(home: Home, policy_path: str | Path | None = None) -> set[str]:
     policy = load_policy(policy_path if policy_path is not None else home.policy_file)
     trusted = set(policy.signing.trusted_keys)
     if policy.signing.trust_home_key and home.is_initialised():
+        home.require_initialised()  # the home key must be the one home.json and the manifest name
         trusted.add(keys.fingerprint(keys.signing_public_key(home)))
     return trusted
 
 
-def verify(home: Home, artifact: str | Path, policy_path: str | Path | None = None
-           ) -> dict[str, Any]:
-    """Verify `artifact`; records `artifact.verified` when the home exists."""
-    from appliance import audit
+def verify(home: Home, artifact: str | Path, policy_path: str | Path | None = None, *,
+           trusted_key: str | None = None) -> dict[str, Any]:
+    """Verify `artifact`; records `artifact.verified` when the home exists. With
+    `trusted_key` (the verifier's pin) only that signing key is trusted; without it the
+    report says the trust is unanchored."""
+    from appliance import audit, trust
     from appliance.signing import verify_artifact
 
-    result = verify_artifact(artifact, trusted_keys(home, policy_path))
+    root = trust.load_trust_root(trusted_key, "signing")
+    pinned = {root.signing} if root is not None and root.signing else None
+    if root is not None and pinned is None:
+        from appliance.errors import UsageError
+
+        raise UsageError("the trust root names no signing key", where=str(trusted_key))
+    if pinned is not None and home.is_initialised():
+        home.require_initialised()
+    result = verify_artifact(artifact, pinned or trusted_keys(home, policy_path))
     if home.is_initialised():
         audit.record(home, "artifact.verified", outcome="ok" if result.ok else "failed",
                      artifact=Path(artifact).name, root_digest=result.root_digest or None,
-                     signer=result.signer or None, reason=result.reason)
-    return result.as_dict()
+                     signer=result.signer or None, reason=result.reason,
+                     pinned=pinned is not None)
+    out = result.as_dict()
+    out.update(trust=root.describe() if root else trust.UNANCHORED, anchored=root is not None,
+               unchecked=[trust.NO_MAC] if home.is_initialised() else [])
+    return out
 
 
 def list_artifacts(home: Home) -> list[dict[str, Any]]:
@@ -70,3 +93,48 @@ def _total_steps(artifact: Path) -> int | None:
     except (OSError, ValueError, AttributeError):
         return None
     return steps if isinstance(steps, int) else None
+
+
+def _copy_file(src: Path, dest: Path) -> None:
+    """Copy one regular file without following a link; refuses anything else."""
+    fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise IntegrityError("the artifact holds something that is not a regular file",
+                                 where=str(src))
+        with open(fd, "rb", closefd=False) as reader, open(dest, "xb") as writer:
+            while chunk := reader.read(COPY_CHUNK):
+                writer.write(chunk)
+    finally:
+        os.close(fd)
+
+
+def _copy_tree(src: Path, dest: Path) -> None:
+    dest.mkdir(mode=0o700)
+    for entry in sorted(os.scandir(src), key=lambda e: e.name):
+        path = Path(entry.path)
+        if entry.is_symlink():
+            raise IntegrityError("the artifact holds a symbolic link", where=str(path))
+        if entry.is_dir(follow_symlinks=False):
+            _copy_tree(path, dest / entry.name)
+        else:
+            try:
+                _copy_file(path, dest / entry.name)
+            except OSError as exc:
+                raise IntegrityError(f"cannot copy the artifact: {exc.strerror}",
+                                     where=str(path)) from None
+
+
+@contextlib.contextmanager
+def verified_copy(home: Home, artifact: str | Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+    """Copy `artifact` into a private directory of the home, verify the copy, and yield
+    (copy, verify result): callers read only the copy, so a swap of the original after
+    verification changes nothing. The copy is removed afterwards."""
+    src = Path(artifact)
+    if src.is_symlink() or not src.is_dir():
+        raise IntegrityError("the artifact is not a directory", where=str(src))
+    home.runs_dir.mkdir(mode=0o700, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".verified-", dir=home.runs_dir) as private:
+        copy = Path(private) / (src.name or "artifact")
+        _copy_tree(src, copy)
+        yield copy, verify(home, copy)

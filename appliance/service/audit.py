@@ -20,24 +20,59 @@ def _read_anchor(anchor: str | Path | None) -> bytes | None:
                         where=str(anchor)) from None
 
 
-def _marker_key(home: Home) -> str | None:
-    import json
+def _unlock(home: Home, passphrase: bytes) -> None:
+    """Unseal the master key: checks the home manifest, holds the checkpoint key, and signs
+    a checkpoint (and updates the manifest) at exit."""
+    from appliance import audit, masterkey
+    from appliance.policy import load_policy
 
-    try:
-        value = json.loads(home.marker.read_text())["keys"]["checkpoint"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return value if isinstance(value, str) else None
+    policy = load_policy(home.policy_file)
+    masterkey.load(home, passphrase, policy)
+    if not audit.unlocked(home):  # the trust session unlocks it; not when switched off
+        audit.unlock(home, passphrase, policy)
 
 
-def verify_home(home: Home, anchor: str | Path | None = None) -> dict[str, Any]:
-    """Verify the home's log; records `audit.verified` afterwards."""
-    from appliance import audit, keys
+def _check_manifest(home: Home, report: Any) -> None:
+    """The signed manifest's checkpoint size: deleted or rolled-back notes fail."""
+    from appliance import keys, manifest
+
+    body = manifest.check_signature(home, manifest.read(home), keys.checkpoint_public_key(home))
+    newest = report.latest["size"] if report.latest else 0
+    if newest < body.checkpoint_size:
+        report.ok = False
+        report.reason = (f"audit checkpoints were deleted or rolled back: the signed home "
+                         f"manifest records one covering {body.checkpoint_size} entries, the "
+                         f"newest left covers {newest}")
+        report.problems.append(report.reason)
+        report.covered, report.uncovered = 0, report.entries
+
+
+def _anchor_key(report: Any, trusted_key: str | None) -> str:
+    """Compare the checkpoint key with the verifier's pin; the trust line for the report."""
+    from appliance import trust
+
+    root = trust.load_trust_root(trusted_key, "checkpoint")
+    if root is None or root.checkpoint is None:
+        return trust.UNANCHORED
+    if report.checkpoint_key != root.checkpoint:
+        report.ok = False
+        report.reason = (f"the checkpoint key is {report.checkpoint_key}, not the trusted "
+                         f"{root.checkpoint}")
+        report.problems.insert(0, report.reason)
+        report.covered, report.uncovered = 0, report.entries
+    return root.describe()
+
+
+def verify_home(home: Home, anchor: str | Path | None = None,
+                trusted_key: str | None = None) -> dict[str, Any]:
+    """Verify the home's log (and, with `trusted_key`, against the verifier's pinned
+    checkpoint key); records `audit.verified` afterwards."""
+    from appliance import audit, keys, trust
     from appliance.audit import logfile
     from appliance.audit.notes import origin_for
     from appliance.audit.verify import verify_log
 
-    home.require_initialised()
+    home.require_initialised()  # keys against home.json and the signed manifest
     anchor_note = _read_anchor(anchor)
     key = keys.checkpoint_public_key(home)
     with logfile.locked(home):
@@ -46,34 +81,40 @@ def verify_home(home: Home, anchor: str | Path | None = None) -> dict[str, Any]:
     origin = origin_for(keys.fingerprint(key))
     report = verify_log(lines, torn, stored, key=key, origin=origin, anchor_note=anchor_note)
     report.checkpoint_key = keys.fingerprint(key)
-    if _marker_key(home) != report.checkpoint_key:
-        report.ok = False
-        report.reason = "the checkpoint public key differs from the one init recorded"
-        report.problems.append(report.reason)
+    if report.ok:
+        _check_manifest(home, report)
+    trust_line = _anchor_key(report, trusted_key)
     audit.record(home, "audit.verified", outcome="ok" if report.ok else "failed",
                  entries=report.entries, covered=report.covered,
-                 first_bad_line=report.first_bad_line, anchored=anchor is not None)
-    return report.as_dict()
+                 first_bad_line=report.first_bad_line, anchored=anchor is not None,
+                 pinned=trusted_key is not None)
+    out = report.as_dict()
+    out.update(trust=trust_line, anchored=trusted_key is not None,
+               unchecked=[trust.NO_MAC])
+    return out
 
 
 def verify_bundle(bundle: str | Path, anchor: str | Path | None = None,
                   trusted_key: str | None = None) -> dict[str, Any]:
     """Verify an exported bundle, no home needed. `trusted_key` pins the checkpoint key's
     fingerprint (learned out of band); without it the bundle's own key is used and reported."""
-    from appliance import keys
+    from appliance import keys, trust
     from appliance.audit import bundle as bundles
     from appliance.audit.notes import origin_for
     from appliance.audit.verify import verify_log
 
+    root = trust.load_trust_root(trusted_key, "checkpoint")
     lines, torn, stored, key = bundles.read(Path(bundle))
     fp = keys.fingerprint(key)
-    if trusted_key is not None and fp != trusted_key:
-        raise AuditError(f"the bundle's checkpoint key is {fp}, not the trusted {trusted_key}",
-                         where=str(bundle))
+    if root is not None and fp != root.checkpoint:
+        raise AuditError(f"the bundle's checkpoint key is {fp}, not the trusted "
+                         f"{root.checkpoint}", where=str(bundle))
     report = verify_log(lines, torn, stored, key=key, origin=origin_for(fp),
                         anchor_note=_read_anchor(anchor))
     report.checkpoint_key = fp
-    return report.as_dict()
+    out = report.as_dict()
+    out.update(trust=root.describe() if root else trust.UNANCHORED, anchored=root is not None)
+    return out
 
 
 def checkpoint_now(home: Home, passphrase: bytes, out: str | Path | None = None
@@ -83,7 +124,7 @@ def checkpoint_now(home: Home, passphrase: bytes, out: str | Path | None = None
     from appliance.audit import logfile
 
     home.require_initialised()
-    audit.unlock(home, passphrase)
+    _unlock(home, passphrase)
     audit.record(home, "audit.checkpointed", anchor_exported=out is not None)
     cp = audit.checkpoint(home)
     if out is not None:
@@ -100,6 +141,6 @@ def export_bundle(home: Home, out: str | Path, passphrase: bytes | None) -> dict
     home.require_initialised()
     audit.record(home, "audit.exported")
     if passphrase is not None:
-        audit.unlock(home, passphrase)
+        _unlock(home, passphrase)
         audit.checkpoint(home)
     return bundle.export(home, Path(out))

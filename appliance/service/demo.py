@@ -75,10 +75,12 @@ def _init(home: Home, passphrase_file: str, stage: Stage) -> None:
     stage("init", f"home created under policy {result.policy_name} ({result.policy_digest})")
 
 
-def _model(home: Home, stage: Stage) -> None:
+def _model(home: Home, passphrase_file: str, stage: Stage) -> None:
+    from appliance.passphrase import read_passphrase
     from appliance.service.models import import_model
 
-    info = import_model(home, None, None, default=True)
+    info = import_model(home, None, None, default=True,
+                        passphrase=read_passphrase(passphrase_file))
     how = "already imported" if info.get("cached") else "converted from GGUF to safetensors"
     stage("model", f"{info['name']} {how}; allowed by policy: {info['allowed']}")
 
@@ -108,7 +110,7 @@ def run_demo(home: Home, *, passphrase_file: str | None = None,
     stage = on_stage or (lambda name, detail: None)
     secret = demo_passphrase_file(home, passphrase_file)
     _init(home, secret, stage)
-    _model(home, stage)
+    _model(home, secret, stage)
     _dataset(home, secret, stage)
     stage("train", "QLoRA (NF4 base, LoRA adapters) in a network-isolated child process")
     result = train(home, RECIPE, passphrase_file=secret, on_event=on_event)
@@ -118,7 +120,13 @@ def run_demo(home: Home, *, passphrase_file: str | None = None,
     stage("eval", f"held-out loss {before:.4f} -> {after:.4f}")
     verdict = verify(home, result.artifact_dir)
     stage("verify", f"signature and every file: {'ok' if verdict['ok'] else verdict['reason']}")
+    from appliance import keys
+
+    fps = keys.fingerprints(home)
+    stage("keys", f"write down off this machine: signing key {fps.signing}, checkpoint key "
+          f"{fps.checkpoint} (auditors pin them with --trusted-key)")
     return {"artifact": str(result.artifact_dir), "eval_loss_before": before,
             "eval_loss_after": after, "verified": bool(verdict["ok"]),
             "root_digest": verdict.get("root_digest"), "signer": verdict.get("signer"),
+            "fingerprints": {"signing": fps.signing, "checkpoint": fps.checkpoint},
             "home": str(home.root)}

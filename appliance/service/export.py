@@ -51,7 +51,7 @@ def refuse_if_forbidden(home: Home, artifact: str | Path) -> None:
 def merge(home: Home, artifact: str | Path, out: str | Path) -> dict[str, Any]:
     """Verify `artifact`, then write merged weights (safetensors), config and tokenizer to
     `out` (which must not exist). Audited either way."""
-    from appliance.service.artifacts import verify
+    from appliance.service.artifacts import verified_copy
 
     home.require_initialised()
     policy = load_policy(home.policy_file)
@@ -59,24 +59,25 @@ def merge(home: Home, artifact: str | Path, out: str | Path) -> dict[str, Any]:
     require_merge_allowed(home, policy, art)
     if dest.exists():
         raise UsageError("the output directory already exists", where=str(dest))
-    result = verify(home, art)
-    if not result["ok"]:
-        audit.record(home, "export.merge", outcome="refused", artifact=art.name,
-                     reason="verify")
-        raise IntegrityError("the artifact does not verify; nothing was merged",
-                             where=str(art), hint=str(result.get("reason", "")))
-    prov = json.loads((art / "provenance.json").read_text("utf-8"))
-    wanted = prov["base_model"]["digest"]
-    matches = [r for r in store.list_records(home) if r.root_digest == wanted]
-    if not matches:
-        raise UsageError(f"the base model {wanted} is not imported in this home",
-                         where=str(art), hint="appliance model import it first")
-    base = matches[0]
-    store.require_allowed(policy, base)
-    store.verify_weights(base)
-    merged_digest = _merge_into(base.weights_dir, art, dest)
+    with verified_copy(home, art) as (copy, result):
+        if not result["ok"]:
+            audit.record(home, "export.merge", outcome="refused", artifact=art.name,
+                         reason="verify")
+            raise IntegrityError("the artifact does not verify; nothing was merged",
+                                 where=str(art), hint=str(result.get("reason", "")))
+        prov = json.loads((copy / "provenance.json").read_text("utf-8"))
+        wanted = prov["base_model"]["digest"]
+        matches = [r for r in store.list_records(home) if r.root_digest == wanted]
+        if not matches:
+            raise UsageError(f"the base model {wanted} is not imported in this home",
+                             where=str(art), hint="appliance model import it first")
+        base = matches[0]
+        store.require_allowed(policy, base)
+        store.verify_weights(base)
+        merged_digest = _merge_into(base.weights_dir, copy, dest)
     audit.record(home, "export.merge", artifact=art.name, base_model=base.root_digest,
-                 adapter_sha256=prov.get("adapter_sha256"), merged_root_digest=merged_digest)
+                 adapter_sha256=prov.get("adapter_sha256"), merged_root_digest=merged_digest,
+                 root_digest=result.get("root_digest"))
     return {"artifact": str(art), "out": str(dest), "base_model": base.name,
             "merged_root_digest": merged_digest}
 

@@ -19,9 +19,15 @@ def active_policy(home: Home) -> Policy:
 
 
 def import_model(home: Home, source: str | None, name: str | None, *,
-                 default: bool = False) -> dict[str, Any]:
-    """Import a base model (or the embedded default) and audit it; returns plain data."""
+                 default: bool = False, passphrase: bytes | None = None) -> dict[str, Any]:
+    """Import a base model (or the embedded default) and audit it; returns plain data. With
+    the passphrase the home manifest records its digests (`recorded`), so a later change of
+    the converted weights and their record is refused by every command holding it."""
     policy = active_policy(home)
+    if passphrase is not None:
+        from appliance import masterkey
+
+        masterkey.load(home, passphrase, policy)  # checks the manifest before adding to it
     if default:
         path = importer.default_gguf()
         name = name or importer.DEFAULT_NAME
@@ -41,9 +47,18 @@ def import_model(home: Home, source: str | None, name: str | None, *,
     audit.record(home, "model.import", name=record.name, kind=record.kind,
                  root_digest=record.root_digest, source_digest=record.source_digest,
                  files=len(record.files), cached=cached, allowed=allowed)
+    if passphrase is not None:
+        _record_in_manifest(home, record)
     out = record.to_json()
-    out.update(allowed=allowed, cached=cached, skipped=skipped)
+    out.update(allowed=allowed, cached=cached, skipped=skipped, recorded=passphrase is not None)
     return out
+
+
+def _record_in_manifest(home: Home, record: store.ModelRecord) -> None:
+    from appliance import trust
+
+    trust.update(home, models={record.name: {"root_digest": record.root_digest,
+                                             "source_digest": record.source_digest}})
 
 
 def allowance(policy: Policy, record: store.ModelRecord) -> str:
@@ -82,3 +97,14 @@ def list_models(home: Home) -> list[dict[str, Any]]:
         item["allowed_reason"] = allowance(policy, record)
         out.append(item)
     return out
+
+
+def record_model(home: Home, name: str, passphrase: bytes) -> dict[str, str]:
+    """Record an imported model's digests in the home manifest (what `model import` does
+    with the passphrase), for a model directory placed by other means."""
+    from appliance import masterkey
+
+    masterkey.load(home, passphrase, active_policy(home))
+    record = store.read_record(home, name)
+    _record_in_manifest(home, record)
+    return {"name": record.name, "root_digest": record.root_digest}

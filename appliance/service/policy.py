@@ -96,6 +96,7 @@ ABSENT = "(absent)"
 def active_policy(home: Home) -> ActivePolicy:
     """The home's active policy when the home is initialised, else the shipped default."""
     if home.is_initialised():
+        home.require_initialised()  # a hand-edited active policy is refused, not shown
         return ActivePolicy(load_policy(home.policy_file), home.policy_file, "home")
     path = shipped_policy("default")
     return ActivePolicy(load_policy(path), path, "shipped default")
@@ -155,3 +156,38 @@ def diff_policies(a: str | Path | Policy, b: str | Path | Policy) -> list[Policy
         changes.append(PolicyChange(key, _show(old[key]) if key in old else ABSENT,
                                     _show(new[key]) if key in new else ABSENT))
     return changes
+
+
+# --- changing the active policy (`appliance policy apply FILE`) ----------------------------
+def plan_apply(home: Home, path: str | Path) -> tuple[Policy, list[PolicyChange], bool]:
+    """Validate `path` and what applying it would change (from the active file), and
+    whether the active file was edited by hand (that is what apply repairs; everything
+    else is checked as usual)."""
+    from appliance import manifest, trust
+
+    home.require_initialised(allow_policy_change=True)
+    new = load_policy(path)
+    edited = trust.active_digest(home) != manifest.read(home).body.policy_digest
+    return new, diff_policies(load_policy(home.policy_file), new), edited
+
+
+def apply_policy(home: Home, path: str | Path, passphrase: bytes) -> dict[str, Any]:
+    """Make `path` the active policy: the passphrase opens the home (manifest checked), the
+    old and new digests are audited and the manifest records the new one."""
+    from appliance import audit, manifest, masterkey, trust
+    from appliance.fsutil import atomic_write_bytes
+
+    new, changes, _ = plan_apply(home, path)
+    raw = Path(path).read_bytes()
+    current = load_policy(home.policy_file)
+    masterkey.load(home, passphrase, current, allow_policy_change=True)
+    recorded = manifest.read(home).body.policy_digest
+    new_digest = policy_digest(new)
+    atomic_write_bytes(home.policy_file, raw, 0o600)
+    if load_policy(home.policy_file) != new:
+        raise PolicyError("the copied policy differs from its source", where=str(path))
+    trust.update(home, policy_digest=new_digest)
+    audit.record(home, "policy.applied", old_digest=recorded, new_digest=new_digest,
+                 policy_name=new.meta.name, changed_keys=len(changes))
+    return {"old_digest": recorded, "new_digest": new_digest, "name": new.meta.name,
+            "changes": [vars(c) for c in changes]}

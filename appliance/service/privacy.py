@@ -212,29 +212,29 @@ def check_artifact(home: Home, artifact: str | Path, *, passphrase_file: str | N
     """`appliance privacy-check ARTIFACT`: verify the artifact's signature (before any
     parser opens a file), find its base model and dataset from the signed provenance, and
     measure the dataset's canaries on its adapter."""
-    from appliance.service.artifacts import trusted_keys
-    from appliance.signing import verify_artifact
+    from appliance.service.artifacts import verified_copy
 
     home.require_initialised()
     policy = load_policy(home.policy_file)
     path = Path(artifact)
-    verified = verify_artifact(path, trusted_keys(home))
-    if not verified.ok:
-        audit.record(home, "privacy.check", outcome="refused", artifact=path.name,
-                     reason="signature")
-        raise SigningError(f"the artifact does not verify: {verified.reason}", where=str(path),
-                           hint="only signed, unmodified artifacts are measured")
-    try:
-        summary, prov = _measure_artifact(home, policy, path, passphrase_file, on_event)
-    except ApplianceError as exc:
-        audit.record(home, "privacy.check", outcome="refused", artifact=path.name,
-                     stage="artifact", error=type(exc).__name__)
-        raise
-    summary["artifact"] = {"path": str(path), "root_digest": verified.root_digest,
+    with verified_copy(home, path) as (copy, verified):  # measure only the verified copy
+        if not verified["ok"]:
+            audit.record(home, "privacy.check", outcome="refused", artifact=path.name,
+                         reason="signature")
+            raise SigningError(f"the artifact does not verify: {verified['reason']}",
+                               where=str(path),
+                               hint="only signed, unmodified artifacts are measured")
+        try:
+            summary, prov = _measure_artifact(home, policy, copy, passphrase_file, on_event)
+        except ApplianceError as exc:
+            audit.record(home, "privacy.check", outcome="refused", artifact=path.name,
+                         stage="artifact", error=type(exc).__name__)
+            raise
+    summary["artifact"] = {"path": str(path), "root_digest": verified["root_digest"],
                            "run_id": prov.get("run_id"), "dataset": prov["dataset"]["name"],
                            "recorded_verdict": (prov.get("privacy") or {}).get("verdict")}
     audit.record(home, "privacy.check", outcome="failed" if summary["verdict"] == "fail"
-                 else "ok", artifact=path.name, root_digest=verified.root_digest,
+                 else "ok", artifact=path.name, root_digest=verified["root_digest"],
                  stage="artifact", **audit_fields(summary))
     return summary
 

@@ -201,7 +201,10 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
 
     with relay.suspended():  # Ctrl-C at the prompt interrupts at once
         passphrase = _passphrase(passphrase_file)
-    master_key = masterkey.load(home, passphrase, policy)
+    master_key = masterkey.load(home, passphrase, policy)  # checks the home manifest
+    from appliance import trust
+
+    store.require_pinned(policy, model, trust.recorded_model(home, model.name))
     train_records = records(home, policy, master_key, recipe.dataset, "train")
     eval_records = records(home, policy, master_key, recipe.dataset, "eval")
     validate_records(train_records)

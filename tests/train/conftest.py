@@ -47,9 +47,12 @@ def converted_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def train_home(tmp_path: Path, converted_model: Path) -> Home:
     """A fresh initialised home holding the default model (hard links)."""
+    from appliance.service.models import record_model
+
     home = make_home(tmp_path / "home")
     dest = home.models_dir / converted_model.name
     shutil.copytree(converted_model, dest, copy_function=os.link)
+    record_model(home, converted_model.name, PASSPHRASE.strip().encode())  # as an import would
     return home
 
 

@@ -43,6 +43,16 @@ def write_events(home: Home, events: list[dict[str, object]]) -> None:
             log.write(json.dumps(line, sort_keys=True) + "\n")
 
 
+@pytest.fixture(autouse=True)
+def _fake_homes_pass_the_trust_guard(request: pytest.FixtureRequest,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The console's fixtures are initialised-looking homes without real keys or a signed
+    manifest; the trust checks are tested in tests/trust, so they are off in this process
+    (not for tests on a real home made by init, `train_home`)."""
+    if "train_home" not in request.fixturenames:
+        monkeypatch.setattr("appliance.trust._DISABLED", True)
+
+
 def build_home(root: Path, policy: Path = DATA / "snapshot.toml") -> Home:
     """An initialised-looking home: active policy, key files, audit log, two artifacts."""
     home = Home(root)

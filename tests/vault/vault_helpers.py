@@ -6,7 +6,6 @@ directories, the active policy, a sealed vault master key and the marker written
 
 from __future__ import annotations
 
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,14 +50,13 @@ def cheap_policy_text(*, export: str = "never") -> str:
 
 def make_home(root: Path, *, export: str = "never") -> VaultHome:
     """Create an initialised home under `root`."""
+    from appliance.service.home import init_home
+
     home = Home(root)
-    for path in (home.audit_dir, home.vault_dir, home.keys_dir, home.artifacts_dir,
-                 home.policy_file.parent):
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    home.policy_file.write_text(cheap_policy_text(export=export))
+    source = root.parent / f".{root.name}-policy.toml"
+    source.write_text(cheap_policy_text(export=export))
+    init_home(home, PASSPHRASE, source)  # a real home: keys, manifest, signed audit log
     policy = load_policy(home.policy_file)
-    masterkey.create(home, PASSPHRASE, policy)
-    home.marker.write_text(json.dumps({"initialised": True}) + "\n")
     pw = root.parent / f"{root.name}.passphrase"
     pw.write_bytes(PASSPHRASE + b"\n")
     return VaultHome(home, policy, masterkey.load(home, PASSPHRASE, policy), PASSPHRASE, pw)
