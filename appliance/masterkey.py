@@ -49,18 +49,16 @@ def create(home: Home, passphrase: bytes, policy: Policy) -> None:
 
 def load(home: Home, passphrase: bytes, policy: Policy) -> bytes:
     """Unseal the master key (PassphraseError on a wrong passphrase)."""
-    path = path_of(home)
-    try:
-        blob = path.read_bytes()
-    except FileNotFoundError:
-        raise HomeError("the vault master key is missing", where=str(path),
-                        hint="run appliance init") from None
+    blob = keystore.read_sealed(path_of(home), missing="the vault master key is missing",
+                                hint="run appliance init")
     return keystore.unseal(blob, passphrase, kdf_caps(policy), CONTEXT)
 
 
 def change_passphrase(home: Home, old: bytes, new: bytes, policy: Policy) -> None:
     """Re-seal the master key under a new passphrase (the key itself is unchanged)."""
     path = path_of(home)
-    sealed = keystore.reseal(path.read_bytes(), old, new, kdf_params(policy), kdf_caps(policy),
+    blob = keystore.read_sealed(path, missing="the vault master key is missing",
+                                hint="run appliance init")
+    sealed = keystore.reseal(blob, old, new, kdf_params(policy), kdf_caps(policy),
                              CONTEXT)
     atomic_write_bytes(path, sealed)

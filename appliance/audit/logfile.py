@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -18,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from appliance.audit import merkle
-from appliance.errors import AuditError
-from appliance.fsutil import atomic_write_bytes, fsync_dir
+from appliance.errors import AuditError, NoSpaceError
+from appliance.fsutil import atomic_write_bytes, fsync_dir, is_no_space
 from appliance.home import Home
 
 LOCK_NAME = ".lock"
@@ -83,28 +84,99 @@ def append(home: Home, event: dict[str, Any]) -> int:
 
 
 def append_locked(home: Home, event: dict[str, Any]) -> int:
-    """Append under a lock the caller holds."""
+    """Append under a lock the caller holds. A torn tail left by a crash is cut off first,
+    and the cut is itself audited (its length and sha256, never its bytes)."""
     path = home.audit_log
-    last, clean = _last_line(path)
+    torn = _cut_torn_tail(path)
+    if torn is not None:
+        _append_line(home, _repair_event(torn))
+    return _append_line(home, event)
+
+
+def _append_line(home: Home, event: dict[str, Any]) -> int:
+    path = home.audit_log
+    last, _ = _last_line(path)
     seq, prev = _next_link(path, last)
     line = json.dumps({**event, "seq": seq, "prev": prev}, sort_keys=True, ensure_ascii=False,
-                      separators=(",", ":"), default=str).encode("utf-8")
-    data = (b"" if clean else b"\n") + line + b"\n"
+                      separators=(",", ":"), default=str).encode("utf-8", "backslashreplace")
     existed = path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise _write_failed(path, exc) from None
+    try:
+        _write_all(fd, line + b"\n", path)
+    finally:
+        os.close(fd)
+    if not existed:
+        fsync_dir(path.parent)
+    return seq
+
+
+def _write_all(fd: int, data: bytes, path: Path) -> None:
+    """Write and fsync `data` at the end of the log, or leave the log as it was: a failed
+    write (a full disk, an I/O error) is truncated back so no torn line remains."""
+    start = os.fstat(fd).st_size
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
         os.fsync(fd)
     except OSError as exc:
-        raise AuditError(f"cannot write the audit log: {exc.strerror}", where=str(path),
-                         hint="check free space and permissions") from None
-    finally:
-        os.close(fd)
-    if not existed:
-        fsync_dir(path.parent)
-    return seq
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+            os.fsync(fd)
+        raise _write_failed(path, exc) from None
+
+
+def _write_failed(path: Path, exc: OSError) -> AuditError | NoSpaceError:
+    if is_no_space(exc):
+        return NoSpaceError(f"no space left on the audit log {path}; the entry was not "
+                            "written and the log is unchanged")
+    return AuditError(f"cannot write the audit log: {exc.strerror}", where=str(path),
+                      hint="check free space and permissions")
+
+
+def _cut_torn_tail(path: Path) -> tuple[int, str] | None:
+    """Truncate the bytes after the last newline (a line a crash cut short); returns their
+    length and sha256, or None when the log ends cleanly. Call with the audit lock held."""
+    _, clean = _last_line(path)
+    if clean:
+        return None
+    with open(path, "r+b") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        pos = end
+        while pos > 0:
+            step = min(TAIL_CHUNK, pos)
+            handle.seek(pos - step)
+            newline = handle.read(step).rfind(b"\n")
+            if newline >= 0:
+                pos = pos - step + newline + 1
+                break
+            pos -= step
+        handle.seek(pos)
+        digest, size = hashlib.sha256(), 0
+        while chunk := handle.read(TAIL_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+        handle.truncate(pos)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return size, "sha256:" + digest.hexdigest()
+
+
+def _repair_event(torn: tuple[int, str]) -> dict[str, Any]:
+    """The audit event for a cut torn tail, through the same processors as every event."""
+    from appliance.audit.processors import CHAIN
+
+    event: dict[str, Any] = {
+        "event": "audit.repaired", "outcome": "ok", "torn_bytes": torn[0],
+        "torn_sha256": torn[1],
+        "reason": "the log ended in an incomplete line (a crash during an append); it was "
+                  "cut off before this entry"}
+    for processor in CHAIN:
+        event = dict(processor(None, "info", event))
+    return event
 
 
 def read_lines(path: Path) -> tuple[list[bytes], bool]:

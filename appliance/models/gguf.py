@@ -13,6 +13,7 @@ import struct
 from pathlib import Path
 
 from appliance.errors import ModelFormatError
+from appliance.fsutil import open_regular
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_ARCHITECTURES = frozenset({"llama"})
@@ -20,7 +21,7 @@ SUPPORTED_ARCHITECTURES = frozenset({"llama"})
 
 def check_gguf(path: Path) -> int:
     """Validate the GGUF magic and version; returns the version."""
-    with open(path, "rb") as handle:
+    with open_regular(path, error=ModelFormatError) as handle:
         head = handle.read(8)
     if len(head) < 8 or head[:4] != GGUF_MAGIC:
         raise ModelFormatError("not a GGUF file (bad magic)", where=str(path))

