@@ -20,13 +20,24 @@ from typing import Any
 
 from appliance.audit import merkle
 from appliance.errors import AuditError, NoSpaceError
-from appliance.fsutil import atomic_write_bytes, fsync_dir, is_no_space
+from appliance.fsutil import (
+    atomic_write_bytes,
+    fsync_dir,
+    is_no_space,
+    loads_json,
+    open_regular,
+    read_regular,
+)
 from appliance.home import Home
 
 LOCK_NAME = ".lock"
 CHECKPOINT_DIR = "checkpoints"
 GENESIS_PREV = "0" * 64
 TAIL_CHUNK = 1 << 16
+MAX_LOG_BYTES = 1 << 34
+"""Largest audit log read whole (16 GiB: years of entries at a few hundred bytes each)."""
+MAX_NOTE_BYTES = 64 * 1024
+"""Largest checkpoint note read (a real one is a few hundred bytes)."""
 
 
 def checkpoints_dir(home: Home) -> Path:
@@ -48,22 +59,21 @@ def locked(home: Home) -> Iterator[None]:
 
 def _last_line(path: Path) -> tuple[bytes | None, bool]:
     """The last complete line (without its newline) and whether the file ends cleanly."""
-    try:
-        with open(path, "rb") as handle:
-            end = handle.seek(0, os.SEEK_END)
-            if end == 0:
-                return None, True
-            pos, buf = end, b""
-            while pos > 0:
-                step = min(TAIL_CHUNK, pos)
-                pos -= step
-                handle.seek(pos)
-                buf = handle.read(step) + buf
-                body = buf[:-1] if buf.endswith(b"\n") else buf
-                if b"\n" in body or pos == 0:
-                    return body.rsplit(b"\n", 1)[-1], buf.endswith(b"\n")
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None, True
+    with open_regular(path, error=AuditError) as handle:
+        end = handle.seek(0, os.SEEK_END)
+        if end == 0:
+            return None, True
+        pos, buf = end, b""
+        while pos > 0:
+            step = min(TAIL_CHUNK, pos)
+            pos -= step
+            handle.seek(pos)
+            buf = handle.read(step) + buf
+            body = buf[:-1] if buf.endswith(b"\n") else buf
+            if b"\n" in body or pos == 0:
+                return body.rsplit(b"\n", 1)[-1], buf.endswith(b"\n")
     return None, True
 
 
@@ -71,7 +81,7 @@ def _next_link(path: Path, last: bytes | None) -> tuple[int, str]:
     if last is None:
         return 1, GENESIS_PREV
     try:
-        seq = int(json.loads(last)["seq"]) + 1
+        seq = int(loads_json(last)["seq"]) + 1
     except (ValueError, KeyError, TypeError):
         seq = len(read_lines(path)[0]) + 1  # a damaged tail: count instead
     return seq, merkle.leaf_hash(last).hex()
@@ -181,10 +191,9 @@ def _repair_event(torn: tuple[int, str]) -> dict[str, Any]:
 
 def read_lines(path: Path) -> tuple[list[bytes], bool]:
     """Every line without its newline, and whether the last one was torn (no newline)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return [], False
+    data = read_regular(path, max_bytes=MAX_LOG_BYTES, what="the audit log", error=AuditError)
     if not data:
         return [], False
     lines = data.split(b"\n")
@@ -199,7 +208,8 @@ def checkpoint_notes(directory: Path) -> list[tuple[str, bytes]]:
     notes = []
     for path in sorted(directory.iterdir()):
         if path.name.endswith(".note") and path.is_file() and not path.is_symlink():
-            notes.append((path.name, path.read_bytes()))
+            notes.append((path.name, read_regular(path, max_bytes=MAX_NOTE_BYTES,
+                                                  what="a checkpoint note", error=AuditError)))
     return notes
 
 

@@ -19,8 +19,22 @@ import tempfile
 from pathlib import Path
 
 from appliance.digests import root_digest, tree_manifest
-from appliance.errors import InstallError, ModelFormatError, PolicyViolation, UsageError
-from appliance.fsutil import atomic_write_text, fsync_dir, kind_of, open_regular, space_checked
+from appliance.errors import (
+    InstallError,
+    ModelFormatError,
+    NoSpaceError,
+    PolicyViolation,
+    UsageError,
+)
+from appliance.fsutil import (
+    atomic_write_text,
+    fsync_dir,
+    is_no_space,
+    kind_of,
+    no_space,
+    open_regular,
+    space_checked,
+)
 from appliance.home import Home
 from appliance.models import safety
 from appliance.models.gguf import check_gguf, convert_gguf
@@ -146,9 +160,26 @@ def import_model(home: Home, policy: Policy, source: Path,  # noqa: PLR0912, PLR
         staging.rename(dest)
         fsync_dir(home.models_dir)
         return read_record(home, name), False, skipped
+    except Exception as exc:
+        if _out_of_space(exc):  # the staging directory is removed below, before any audit
+            raise no_space(home.models_dir, f"the model store (importing {name!r}) at") \
+                from None
+        raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """True for a full disk, also when a native writer (safetensors, tokenizers) reports it
+    as its own exception type with the OS error in the text."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, NoSpaceError) or is_no_space(seen) \
+                or "No space left on device" in str(seen) or "os error 28" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _existing(home: Home, name: str, source_digest: str) -> ModelRecord | None:
