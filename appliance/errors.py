@@ -119,7 +119,7 @@ class NoSpaceError(ApplianceError):
     The writer removed what it had half-written; the line names what could not be written.
     """
 
-    default_hint = "free some space there and run the command again; nothing was half-written"
+    default_hint = "free some space there and run the command again"
 
 
 class InstallError(ApplianceError):

@@ -142,17 +142,22 @@ def parse_recipe(data: dict[str, Any], where: str = "recipe") -> Recipe:
         raise RecipeError("; ".join(problems), hint="fix the listed recipe keys") from None
 
 
-def load_recipe(path: str | Path) -> Recipe:
-    """Read and validate a recipe TOML file (a regular file of at most MAX_RECIPE_BYTES)."""
+def read_recipe_data(path: str | Path) -> dict[str, Any]:
+    """The parsed TOML of a recipe file (a regular file of at most MAX_RECIPE_BYTES, nesting
+    capped); RecipeError when it cannot be had."""
     path = Path(path)
     raw = read_regular(path, max_bytes=MAX_RECIPE_BYTES, what="the recipe file",
                        error=RecipeError)
     try:
-        data = loads_toml(decode_utf8(raw))
+        return loads_toml(decode_utf8(raw))
     except ParseProblem as exc:
         raise RecipeError(f"not valid TOML: {exc}", where=str(path),
                           hint="fix the recipe file") from None
-    return parse_recipe(data, str(path))
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a recipe TOML file."""
+    return parse_recipe(read_recipe_data(path), str(path))
 
 
 def check_against_policy(recipe: Recipe, policy: Policy) -> None:
