@@ -273,3 +273,39 @@ def test_a_named_fifo_is_not_a_passphrase_file(home: Path, fifo: Path):
     """Only an inherited /dev/fd/N pipe is read as a pipe; a FIFO on disk is refused."""
     one_line(run_child("--home", str(home), "audit", "checkpoint", "--passphrase-file",
                        str(fifo), timeout=60), 1, "FIFO")
+
+
+def test_a_file_size_limit_during_a_vault_write_is_one_audited_line(home: Path):
+    """Without root (no tmpfs), RLIMIT_FSIZE makes the vault's temp file hit the same
+    ENOSPC-like wall: NoSpaceError naming the vault, no temp file left, failure audited."""
+    limit = len(_log(home)) + 8192
+    code = f"""
+import resource, sys
+from pathlib import Path
+from appliance import masterkey
+from appliance.errors import NoSpaceError
+from appliance.home import Home
+from appliance.policy import load_policy
+from appliance.vault import store
+home = Home(Path({str(home)!r}))
+policy = load_policy(home.policy_file)
+key = masterkey.load(home, {PASSPHRASE!r}, policy)
+records = [{{"text": "record %d " % i + "x" * 400}} for i in range(200)]
+resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
+try:
+    store.write_dataset(home, policy, key, "big", records, [], {{}})
+except NoSpaceError as exc:
+    print(exc.line())
+    sys.exit(3)
+"""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.startswith("no space left on the vault (writing dataset 'big')")
+    assert sorted(p.name for p in (home / "vault").iterdir()) == [".lock"]
+    last = json.loads(_log(home).splitlines()[-1])
+    assert (last["action"], last["outcome"], last["error"]) == (
+        "dataset.write", "failed", "NoSpaceError")
