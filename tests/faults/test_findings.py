@@ -181,6 +181,20 @@ def test_deeply_nested_outside_input_is_exit_2(home: Path, pass_file: Path, tmp_
                  "--name", "m2"), 2, "nested deeper")
 
 
+def test_gguf_metadata_bombs_are_exit_2(home: Path, tmp_path: Path, cli: Callable[..., Done]):
+    """GGUF metadata with arrays nested 100 deep, or claiming 2**60 items, is one exit-2
+    line before any GGUF parser runs."""
+    from tests.faults.test_fuzz import gguf_bytes
+
+    nested = b"".join(struct.pack("<IQ", 9, 1) for _ in range(100)) + struct.pack("<IQ", 4, 0)
+    huge = struct.pack("<IQ", 8, 2**60)
+    for name, value in (("deep", nested), ("huge", huge)):
+        path = tmp_path / f"{name}.gguf"
+        path.write_bytes(gguf_bytes([(b"tokenizer.ggml.tokens", 9, value)]))
+        one_line(cli("--home", str(home), "model", "import", str(path), "--name", name), 2,
+                 "malformed GGUF metadata")
+
+
 def test_a_nesting_bomb_in_a_sealed_key_is_an_integrity_failure(home: Path, pass_file: Path,
                                                                 cli: Callable[..., Done]):
     """A sealed key file in the home replaced by a nesting bomb, or grown past any real size,

@@ -131,10 +131,25 @@ def test_model_directory_scan(config: bytes, header: bytes, length: int, honest:
         only_appliance_errors(lambda: scan_model_dir(root))
 
 
+def gguf_bytes(entries: list[tuple[bytes, int, bytes]]) -> bytes:
+    """A GGUF v3 header with no tensors and the given (key, type, encoded value) entries."""
+    import struct
+
+    out = b"GGUF" + struct.pack("<IQQ", 3, 0, len(entries))
+    for key, kind, value in entries:
+        out += struct.pack("<Q", len(key)) + key + struct.pack("<I", kind) + value
+    return out
+
+
+GGUF_SEED = gguf_bytes([(b"general.architecture", 8, b"\x05\x00\x00\x00\x00\x00\x00\x00llama"),
+                        (b"llama.block_count", 4, b"\x1e\x00\x00\x00")])
+
+
 @FUZZ
-@given(st.one_of(st.binary(max_size=64), st.binary(max_size=56).map(lambda b: b"GGUF" + b)))
+@given(st.one_of(st.binary(max_size=64), st.binary(max_size=56).map(lambda b: b"GGUF" + b),
+                 mutations(GGUF_SEED)))
 def test_gguf_header_check(data: bytes):
-    """GGUF files: the magic and version check that runs before any parser."""
+    """GGUF files: magic, version and the whole metadata section, before any parser."""
     from appliance.models.gguf import check_gguf
 
     with scratch() as root:
