@@ -252,3 +252,26 @@ def test_labeled_files(data: bytes):
     with scratch() as root:
         (root / "l.json").write_bytes(data)
         only_appliance_errors(lambda: load_labeled(root / "l.json"))
+
+
+@settings(max_examples=40, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(policy=outside(POLICY), log=outside(b'{"seq": 1}'))
+def test_the_command_line_never_reports_an_internal_error(
+        capsys: pytest.CaptureFixture[str], policy: bytes, log: bytes):
+    """Through the real CLI (`policy check`, `policy hash`, `audit verify --bundle`): an exit
+    code of the contract and no internal error or traceback, whatever the file holds."""
+    from appliance.cli.main import main
+
+    with scratch() as root:
+        (root / "p.toml").write_bytes(policy)
+        (root / "b" / "keys").mkdir(parents=True)
+        (root / "b" / "log.jsonl").write_bytes(log)
+        for args in (["policy", "check", str(root / "p.toml")],
+                     ["policy", "hash", str(root / "p.toml")],
+                     ["audit", "verify", "--bundle", str(root / "b")]):
+            capsys.readouterr()
+            code = main(args)
+            err = capsys.readouterr().err
+            assert code in (0, 1, 2), (args, code, err)
+            assert "internal error" not in err and "Traceback" not in err, (args, err)
