@@ -1,6 +1,13 @@
-"""Atomic, durable file writes: a temp file in the target directory, fsync, rename, fsync dir.
+"""Files, the one way: atomic writes, safe reads, bounded parsing, and a full disk.
 
-A crash at any moment leaves either the old file or the new one, never a half-written file.
+- Writes: a temp file in the target directory, fsync, rename, fsync dir. A crash at any
+  moment leaves either the old file or the new one, never a half-written file; a full disk
+  is `NoSpaceError` ("no space left on ...") after the temp file is removed.
+- Reads of anything from outside (or planted in the home): regular files only, refused
+  before they are opened otherwise (a FIFO would hang, a device could act on open), with a
+  size cap.
+- JSON and TOML from outside: strict UTF-8, nesting capped, lone surrogates refused; every
+  problem is one `ParseProblem` the caller turns into its own error with a location.
 """
 
 from __future__ import annotations
@@ -144,10 +151,11 @@ def open_regular(path: str | Path, *, error: type[ApplianceError]) -> Iterator[B
     handle = os.fdopen(fd, "rb")
     with handle:
         after = os.fstat(fd)
-        if not stat.S_ISREG(after.st_mode) or (after.st_dev, after.st_ino) != (
-                before.st_dev, before.st_ino):
-            raise _refusal(error, path, after.st_mode if not stat.S_ISREG(after.st_mode)
-                           else stat.S_IFIFO)
+        if not stat.S_ISREG(after.st_mode):
+            raise _refusal(error, path, after.st_mode)
+        if (after.st_dev, after.st_ino) != (before.st_dev, before.st_ino):
+            raise error("the file was replaced while it was being opened", where=str(path),
+                        hint="run the command again once nothing is changing it")
         os.set_blocking(fd, True)
         yield handle
 
