@@ -113,6 +113,15 @@ class TrainingError(ApplianceError):
     """A training run failed."""
 
 
+class NoSpaceError(ApplianceError):
+    """A write failed because the file system is full (or a file size limit was hit).
+
+    The writer removed what it had half-written; the line names what could not be written.
+    """
+
+    default_hint = "free some space there and run the command again"
+
+
 class InstallError(ApplianceError):
     """The installation does not match the lock."""
 

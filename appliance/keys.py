@@ -17,7 +17,7 @@ from typing import Any
 
 from appliance import keystore
 from appliance.errors import HomeError, IntegrityError
-from appliance.fsutil import atomic_write_bytes
+from appliance.fsutil import atomic_write_bytes, read_regular
 from appliance.home import Home
 from appliance.masterkey import kdf_caps, kdf_params
 from appliance.policy import Policy
@@ -64,13 +64,8 @@ def load_public_pem(path: Path) -> Any:
     """Read a PEM public key (size-capped); IntegrityError when it is not one."""
     from cryptography.hazmat.primitives import serialization
 
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_PEM_BYTES + 1)
-    except OSError as exc:
-        raise HomeError(f"cannot read a public key: {exc.strerror}", where=str(path)) from None
-    if len(data) > MAX_PEM_BYTES:
-        raise IntegrityError("a public key file is too large", where=str(path))
+    data = read_regular(path, max_bytes=MAX_PEM_BYTES, what="a public key file",
+                        error=HomeError)
     try:
         return serialization.load_pem_public_key(data)
     except (ValueError, TypeError):
@@ -114,12 +109,8 @@ def generate(home: Home, passphrase: bytes, policy: Policy) -> KeyFingerprints:
 def _unseal(home: Home, name: str, context: str, passphrase: bytes, policy: Policy) -> Any:
     from cryptography.hazmat.primitives import serialization
 
-    path = home.keys_dir / name
-    try:
-        blob = path.read_bytes()
-    except FileNotFoundError:
-        raise HomeError("a sealed private key is missing", where=str(path),
-                        hint="the home is incomplete; restore it from a backup") from None
+    blob = keystore.read_sealed(home.keys_dir / name, missing="a sealed private key is missing",
+                                hint="the home is incomplete; restore it from a backup")
     der = keystore.unseal(blob, passphrase, kdf_caps(policy), context)
     return serialization.load_der_private_key(der, password=None)
 

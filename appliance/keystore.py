@@ -14,14 +14,18 @@ import base64
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from appliance.errors import IntegrityError, PassphraseError
+from appliance.errors import HomeError, IntegrityError, PassphraseError
+from appliance.fsutil import loads_json, read_regular
 
 FORMAT = "appliance-sealed-v1"
 SALT_BYTES = 16
 NONCE_BYTES = 12
 KEY_BYTES = 32
+MAX_SEALED_BYTES = 64 * 1024
+"""Largest sealed file read (a sealed private key is about 1 KiB)."""
 
 
 @dataclass(frozen=True)
@@ -74,9 +78,20 @@ def seal(secret: bytes, passphrase: bytes, params: KdfParams, context: str) -> b
     return (json.dumps(header, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
+def read_sealed(path: Path, *, missing: str, hint: str) -> bytes:
+    """The bytes of a sealed file in the home: HomeError(`missing`, `hint`) when absent;
+    IntegrityError when it is not a regular file or is larger than any sealed file."""
+    if not os.path.lexists(path):
+        raise HomeError(missing, where=str(path), hint=hint)
+    return read_regular(path, max_bytes=MAX_SEALED_BYTES, what="a sealed key file",
+                        error=IntegrityError)
+
+
 def _parse(blob: bytes, caps: KdfParams) -> tuple[dict[str, Any], KdfParams]:
     try:
-        header = json.loads(blob)
+        header = loads_json(blob)
+        if not isinstance(header, dict):
+            raise ValueError("not an object")
         if header.get("format") != FORMAT or header.get("kdf") != "argon2id" \
                 or header.get("aead") != "aes-256-gcm":
             raise ValueError("unknown format")

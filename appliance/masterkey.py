@@ -61,12 +61,8 @@ def load(home: Home, passphrase: bytes, policy: Policy, *,
 
 def unseal(home: Home, passphrase: bytes, policy: Policy) -> bytes:
     """Only unseal the master key (no manifest check): init and the trust module."""
-    path = path_of(home)
-    try:
-        blob = path.read_bytes()
-    except FileNotFoundError:
-        raise HomeError("the vault master key is missing", where=str(path),
-                        hint="run appliance init") from None
+    blob = keystore.read_sealed(path_of(home), missing="the vault master key is missing",
+                                hint="run appliance init")
     return keystore.unseal(blob, passphrase, kdf_caps(policy), CONTEXT)
 
 
@@ -79,8 +75,9 @@ def change_passphrase(home: Home, old: bytes, new: bytes, policy: Policy) -> Non
     targets = [(path_of(home), CONTEXT),
                (home.keys_dir / keys.SIGNING_SEALED, keys.SIGNING_CONTEXT),
                (home.keys_dir / keys.CHECKPOINT_SEALED, keys.CHECKPOINT_CONTEXT)]
-    sealed = [(path, keystore.reseal(path.read_bytes(), old, new, kdf_params(policy),
-                                     kdf_caps(policy), context))
+    sealed = [(path, keystore.reseal(keystore.read_sealed(path, missing="a sealed key is missing",
+                                                          hint="run appliance init"),
+                                     old, new, kdf_params(policy), kdf_caps(policy), context))
               for path, context in targets if path.exists()]
     for path, blob in sealed:
         atomic_write_bytes(path, blob)

@@ -4,26 +4,81 @@ content of an environment variable (contract)."""
 from __future__ import annotations
 
 import os
+import re
+import select
+import stat
 import sys
+import time
 from pathlib import Path
 
 from appliance.errors import PassphraseError
+from appliance.fsutil import open_regular, read_capped
 
 PASSPHRASE_FILE_ENV = "APPLIANCE_PASSPHRASE_FILE"  # noqa: S105 (a variable name)
 MIN_LENGTH = 8
+MAX_BYTES = 4096
+"""Longest passphrase read (a file of /dev/zero is refused after this many bytes)."""
+PIPE_TIMEOUT_S = 30.0
+"""How long a passphrase pipe (/dev/fd/N) may take to deliver its end."""
+INHERITED_FD = re.compile(r"/(?:dev|proc/self)/fd/[0-9]+")
+"""Paths that name an inherited file descriptor; a pipe is accepted only through these."""
+
+
+def _strip_newline(data: bytes) -> bytes:
+    if data.endswith(b"\r\n"):
+        return data[:-2]
+    return data[:-1] if data.endswith(b"\n") else data
 
 
 def _from_file(path: Path) -> bytes:
+    """A passphrase file: a regular file only its owner can access (as ssh insists for
+    keys), or an inherited pipe named /dev/fd/N (how the console hands one to a child).
+    Anything else (a FIFO on disk, /dev/zero, a socket) is refused before it is read;
+    either way at most MAX_BYTES are read."""
+    where = str(path)
     try:
-        data = path.read_bytes()
+        mode = os.stat(path).st_mode
     except OSError as exc:
-        raise PassphraseError(f"cannot read the passphrase file: {exc.strerror}",
-                              where=str(path), hint="check --passphrase-file") from None
-    if data.endswith(b"\r\n"):
-        data = data[:-2]
-    elif data.endswith(b"\n"):
-        data = data[:-1]
-    return data
+        raise PassphraseError(f"cannot read the passphrase file: {exc.strerror}", where=where,
+                              hint="check --passphrase-file") from None
+    if stat.S_ISFIFO(mode) and INHERITED_FD.fullmatch(where):
+        return _strip_newline(_read_pipe(path))
+    with open_regular(path, error=PassphraseError) as handle:
+        access = os.fstat(handle.fileno()).st_mode & 0o077
+        if access:
+            raise PassphraseError(f"the passphrase file is accessible by group or others "
+                                  f"(mode {stat.S_IMODE(mode):04o})", where=where,
+                                  hint=f"chmod 600 {where}")
+        data = read_capped(handle, MAX_BYTES, what="the passphrase file", where=where,
+                           error=PassphraseError)
+    return _strip_newline(data)
+
+
+def _read_pipe(path: Path) -> bytes:
+    """Read an inherited pipe to its end: at most MAX_BYTES, within PIPE_TIMEOUT_S."""
+    where = str(path)
+    deadline = time.monotonic() + PIPE_TIMEOUT_S
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise PassphraseError("timed out waiting for the passphrase pipe",
+                                      where=where, hint="write the passphrase and close it")
+            chunk = os.read(fd, MAX_BYTES + 1 - size)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_BYTES:
+                raise PassphraseError(f"the passphrase is longer than {MAX_BYTES} bytes",
+                                      where=where, hint="use a shorter passphrase")
+    except BlockingIOError:  # pragma: no cover - select said readable
+        raise PassphraseError("cannot read the passphrase pipe", where=where) from None
+    finally:
+        os.close(fd)
 
 
 def _prompt(prompt: str, confirm: bool) -> bytes:
@@ -49,6 +104,9 @@ def read_passphrase(file: str | os.PathLike[str] | None = None, *, prompt: str =
                               hint=f"pass --passphrase-file FILE or set {PASSPHRASE_FILE_ENV}")
     if not secret:
         raise PassphraseError("the passphrase is empty", hint="use a non-empty passphrase")
+    if len(secret) > MAX_BYTES:
+        raise PassphraseError(f"the passphrase is longer than {MAX_BYTES} bytes",
+                              hint="use a shorter passphrase")
     if check_strength and len(secret) < MIN_LENGTH:
         raise PassphraseError(f"the passphrase is shorter than {MIN_LENGTH} characters",
                               hint="choose a longer passphrase")

@@ -13,6 +13,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Files the tests write (passphrase files above all) are private to their owner, as an
+# operator's must be: the appliance refuses a passphrase file others can read.
+os.umask(0o077)
+
 
 class NetworkDisabledInTestsError(RuntimeError):
     """A test tried to connect to the network."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -18,14 +19,25 @@ from pathlib import Path
 from typing import Any
 
 from appliance.audit import merkle
-from appliance.errors import AuditError
-from appliance.fsutil import atomic_write_bytes, fsync_dir
+from appliance.errors import AuditError, NoSpaceError
+from appliance.fsutil import (
+    atomic_write_bytes,
+    fsync_dir,
+    is_no_space,
+    loads_json,
+    open_regular,
+    read_regular,
+)
 from appliance.home import Home
 
 LOCK_NAME = ".lock"
 CHECKPOINT_DIR = "checkpoints"
 GENESIS_PREV = "0" * 64
 TAIL_CHUNK = 1 << 16
+MAX_LOG_BYTES = 1 << 34
+"""Largest audit log read whole (16 GiB: years of entries at a few hundred bytes each)."""
+MAX_NOTE_BYTES = 64 * 1024
+"""Largest checkpoint note read (a real one is a few hundred bytes)."""
 
 
 def checkpoints_dir(home: Home) -> Path:
@@ -47,22 +59,21 @@ def locked(home: Home) -> Iterator[None]:
 
 def _last_line(path: Path) -> tuple[bytes | None, bool]:
     """The last complete line (without its newline) and whether the file ends cleanly."""
-    try:
-        with open(path, "rb") as handle:
-            end = handle.seek(0, os.SEEK_END)
-            if end == 0:
-                return None, True
-            pos, buf = end, b""
-            while pos > 0:
-                step = min(TAIL_CHUNK, pos)
-                pos -= step
-                handle.seek(pos)
-                buf = handle.read(step) + buf
-                body = buf[:-1] if buf.endswith(b"\n") else buf
-                if b"\n" in body or pos == 0:
-                    return body.rsplit(b"\n", 1)[-1], buf.endswith(b"\n")
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None, True
+    with open_regular(path, error=AuditError) as handle:
+        end = handle.seek(0, os.SEEK_END)
+        if end == 0:
+            return None, True
+        pos, buf = end, b""
+        while pos > 0:
+            step = min(TAIL_CHUNK, pos)
+            pos -= step
+            handle.seek(pos)
+            buf = handle.read(step) + buf
+            body = buf[:-1] if buf.endswith(b"\n") else buf
+            if b"\n" in body or pos == 0:
+                return body.rsplit(b"\n", 1)[-1], buf.endswith(b"\n")
     return None, True
 
 
@@ -70,7 +81,7 @@ def _next_link(path: Path, last: bytes | None) -> tuple[int, str]:
     if last is None:
         return 1, GENESIS_PREV
     try:
-        seq = int(json.loads(last)["seq"]) + 1
+        seq = int(loads_json(last)["seq"]) + 1
     except (ValueError, KeyError, TypeError):
         seq = len(read_lines(path)[0]) + 1  # a damaged tail: count instead
     return seq, merkle.leaf_hash(last).hex()
@@ -83,23 +94,28 @@ def append(home: Home, event: dict[str, Any]) -> int:
 
 
 def append_locked(home: Home, event: dict[str, Any]) -> int:
-    """Append under a lock the caller holds."""
+    """Append under a lock the caller holds. A torn tail left by a crash is cut off first,
+    and the cut is itself audited (its length and sha256, never its bytes)."""
     path = home.audit_log
-    last, clean = _last_line(path)
+    torn = _cut_torn_tail(path)
+    if torn is not None:
+        _append_line(home, _repair_event(torn))
+    return _append_line(home, event)
+
+
+def _append_line(home: Home, event: dict[str, Any]) -> int:
+    path = home.audit_log
+    last, _ = _last_line(path)
     seq, prev = _next_link(path, last)
     line = json.dumps({**event, "seq": seq, "prev": prev}, sort_keys=True, ensure_ascii=False,
-                      separators=(",", ":"), default=str).encode("utf-8")
-    data = (b"" if clean else b"\n") + line + b"\n"
+                      separators=(",", ":"), default=str).encode("utf-8", "backslashreplace")
     existed = path.exists()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
-        raise AuditError(f"cannot write the audit log: {exc.strerror}", where=str(path),
-                         hint="check free space and permissions") from None
+        raise _write_failed(path, exc) from None
+    try:
+        _write_all(fd, line + b"\n", path)
     finally:
         os.close(fd)
     if not existed:
@@ -107,12 +123,77 @@ def append_locked(home: Home, event: dict[str, Any]) -> int:
     return seq
 
 
+def _write_all(fd: int, data: bytes, path: Path) -> None:
+    """Write and fsync `data` at the end of the log, or leave the log as it was: a failed
+    write (a full disk, an I/O error) is truncated back so no torn line remains."""
+    start = os.fstat(fd).st_size
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, start)
+            os.fsync(fd)
+        raise _write_failed(path, exc) from None
+
+
+def _write_failed(path: Path, exc: OSError) -> AuditError | NoSpaceError:
+    if is_no_space(exc):
+        return NoSpaceError(f"no space left on the audit log {path}; the entry was not "
+                            "written and the log is unchanged")
+    return AuditError(f"cannot write the audit log: {exc.strerror}", where=str(path),
+                      hint="check free space and permissions")
+
+
+def _cut_torn_tail(path: Path) -> tuple[int, str] | None:
+    """Truncate the bytes after the last newline (a line a crash cut short); returns their
+    length and sha256, or None when the log ends cleanly. Call with the audit lock held."""
+    _, clean = _last_line(path)
+    if clean:
+        return None
+    with open(path, "r+b") as handle:
+        end = handle.seek(0, os.SEEK_END)
+        pos = end
+        while pos > 0:
+            step = min(TAIL_CHUNK, pos)
+            handle.seek(pos - step)
+            newline = handle.read(step).rfind(b"\n")
+            if newline >= 0:
+                pos = pos - step + newline + 1
+                break
+            pos -= step
+        handle.seek(pos)
+        digest, size = hashlib.sha256(), 0
+        while chunk := handle.read(TAIL_CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+        handle.truncate(pos)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return size, "sha256:" + digest.hexdigest()
+
+
+def _repair_event(torn: tuple[int, str]) -> dict[str, Any]:
+    """The audit event for a cut torn tail, through the same processors as every event."""
+    from appliance.audit.processors import CHAIN
+
+    event: dict[str, Any] = {
+        "event": "audit.repaired", "outcome": "ok", "torn_bytes": torn[0],
+        "torn_sha256": torn[1],
+        "reason": "the log ended in an incomplete line (a crash during an append); it was "
+                  "cut off before this entry"}
+    for processor in CHAIN:
+        event = dict(processor(None, "info", event))
+    return event
+
+
 def read_lines(path: Path) -> tuple[list[bytes], bool]:
     """Every line without its newline, and whether the last one was torn (no newline)."""
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return [], False
+    data = read_regular(path, max_bytes=MAX_LOG_BYTES, what="the audit log", error=AuditError)
     if not data:
         return [], False
     lines = data.split(b"\n")
@@ -127,7 +208,8 @@ def checkpoint_notes(directory: Path) -> list[tuple[str, bytes]]:
     notes = []
     for path in sorted(directory.iterdir()):
         if path.name.endswith(".note") and path.is_file() and not path.is_symlink():
-            notes.append((path.name, path.read_bytes()))
+            notes.append((path.name, read_regular(path, max_bytes=MAX_NOTE_BYTES,
+                                                  what="a checkpoint note", error=AuditError)))
     return notes
 
 

@@ -8,13 +8,13 @@ tamperer can rewrite them, never the checkpoint signatures.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from appliance.audit import logfile, merkle, notes
 from appliance.audit.notes import Checkpoint
 from appliance.errors import AuditError
+from appliance.fsutil import loads_json
 
 
 @dataclass
@@ -46,7 +46,7 @@ def _chain_problem(lines: list[bytes], torn: bool) -> tuple[int, str] | None:
         if torn and number == len(lines):
             return number, f"line {number}: incomplete (torn) entry"
         try:
-            entry = json.loads(line)
+            entry = loads_json(line)
             seq, prev = entry["seq"], entry["prev"]
         except (ValueError, KeyError, TypeError):
             return number, f"line {number}: not a well-formed audit entry"

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from appliance import __version__
 from appliance.errors import EXIT_BAD_INPUT, EXIT_FAILED, ApplianceError, PolicyError
+from appliance.fsutil import is_no_space, no_space
 
 COMMAND_MODULES = (
     "appliance.cli.policy_cmd",
@@ -97,6 +98,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # the last line of defence: still one line, no traceback
         if debug:
             traceback.print_exc()
+        if is_no_space(exc):  # a full disk a writer did not name itself
+            _report(no_space(getattr(exc, "filename", None) or "the disk"))
+            return EXIT_FAILED
         sys.stderr.write(f"appliance: internal error: {type(exc).__name__} "
                          "(run again with --debug for the traceback and report it)\n")
         return EXIT_FAILED

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import DatasetFormatError
+from appliance.fsutil import ParseProblem, loads_json, read_regular
 
 MAX_FILE_BYTES = 4 * 2**30
 
@@ -32,30 +33,17 @@ def _parse(line_no: int, raw: bytes, max_bytes: int) -> RawItem:
         return RawItem(line_no, None, f"record of {len(raw)} bytes exceeds the limit of "
                        f"{max_bytes} (policy intake.max_record_bytes)", len(raw))
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return RawItem(line_no, None, f"invalid UTF-8 at byte {exc.start}", len(raw))
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        return RawItem(line_no, None, f"bad JSON: {exc.msg} (column {exc.colno})", len(raw))
+        value = loads_json(raw)
+    except ParseProblem as exc:
+        return RawItem(line_no, None, f"bad JSON: {exc}", len(raw))
     return RawItem(line_no, value, None, len(raw))
 
 
 def read_items(path: Path, max_record_bytes: int) -> tuple[str, list[RawItem]]:
     """("jsonl" | "json", items) for the dataset at `path`; DatasetFormatError when the file
-    as a whole cannot be read (missing, empty, a malformed JSON array)."""
-    try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            raise DatasetFormatError(f"file larger than {MAX_FILE_BYTES} bytes", where=str(path))
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise DatasetFormatError("no such file", where=str(path)) from exc
-    except IsADirectoryError as exc:
-        raise DatasetFormatError("is a directory, expected a .jsonl or .json file",
-                                 where=str(path)) from exc
-    except OSError as exc:
-        raise DatasetFormatError(f"cannot read: {exc.strerror}", where=str(path)) from exc
+    as a whole cannot be read (missing, not a regular file, empty, a malformed JSON array)."""
+    data = read_regular(path, max_bytes=MAX_FILE_BYTES, what="the dataset file",
+                        error=DatasetFormatError)
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
     if not data.strip():
@@ -71,12 +59,9 @@ def read_items(path: Path, max_record_bytes: int) -> tuple[str, list[RawItem]]:
 
 def _read_array(path: Path, data: bytes, max_bytes: int) -> list[RawItem]:
     try:
-        values = json.loads(data.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise DatasetFormatError(f"invalid UTF-8 at byte {exc.start}", where=str(path)) from exc
-    except json.JSONDecodeError as exc:
-        raise DatasetFormatError(f"bad JSON array: {exc.msg} at line {exc.lineno} column "
-                                 f"{exc.colno}", where=f"{path}:{exc.lineno}") from exc
+        values = loads_json(data)
+    except ParseProblem as exc:
+        raise DatasetFormatError(f"bad JSON array: {exc}", where=str(path)) from None
     if not isinstance(values, list):
         raise DatasetFormatError("a JSON file must hold an array of records", where=str(path))
     items = []

@@ -11,22 +11,95 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
+from typing import BinaryIO
 
 from appliance.errors import ModelFormatError
+from appliance.fsutil import open_regular
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_ARCHITECTURES = frozenset({"llama"})
 
 
+MAX_KV = 1 << 16
+"""Most metadata entries accepted (real files have a few dozen)."""
+MAX_TENSORS = 1 << 20
+MAX_STRING = 16 << 20
+MAX_ARRAY = 1 << 24
+MAX_ARRAY_DEPTH = 4
+"""Deepest array-of-arrays nesting accepted in the metadata (real files use 1)."""
+_SCALARS = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
+_STRING, _ARRAY = 8, 9
+
+
+class _Reader:
+    """Bounded little-endian reads over the GGUF header; every overrun is refused."""
+
+    def __init__(self, handle: BinaryIO, size: int, where: str) -> None:
+        self.handle, self.size, self.where = handle, size, where
+
+    def bad(self, message: str) -> ModelFormatError:
+        return ModelFormatError(f"malformed GGUF metadata: {message}", where=self.where,
+                                hint="use an unmodified GGUF file (llama.cpp format v2/v3)")
+
+    def take(self, n: int) -> bytes:
+        if n > self.size - self.handle.tell():
+            raise self.bad("a value runs past the end of the file")
+        return self.handle.read(n)
+
+    def number(self, fmt: str) -> int:
+        return int(struct.unpack("<" + fmt, self.take(struct.calcsize(fmt)))[0])
+
+    def skip(self, n: int) -> None:
+        if n > self.size - self.handle.tell():
+            raise self.bad("a value runs past the end of the file")
+        self.handle.seek(n, os.SEEK_CUR)
+
+    def string(self) -> bytes:
+        length = self.number("Q")
+        if length > MAX_STRING:
+            raise self.bad(f"a string of {length} bytes")
+        return self.take(length)
+
+    def value(self, kind: int, depth: int = 0) -> None:
+        if kind in _SCALARS:
+            self.skip(_SCALARS[kind])
+        elif kind == _STRING:
+            self.string()
+        elif kind == _ARRAY:
+            if depth >= MAX_ARRAY_DEPTH:
+                raise self.bad(f"arrays nested deeper than {MAX_ARRAY_DEPTH} levels")
+            item, count = self.number("I"), self.number("Q")
+            if count > MAX_ARRAY:
+                raise self.bad(f"an array of {count} items")
+            if item in _SCALARS:
+                self.skip(count * _SCALARS[item])
+            else:
+                for _ in range(count):
+                    self.value(item, depth + 1)
+        else:
+            raise self.bad(f"unknown value type {kind}")
+
+
 def check_gguf(path: Path) -> int:
-    """Validate the GGUF magic and version; returns the version."""
-    with open(path, "rb") as handle:
+    """Validate the GGUF magic, version and the whole metadata section within bounds
+    (counts, string and array sizes, nesting, nothing past the end of the file) before
+    any parser sees it; returns the version."""
+    where = str(path)
+    with open_regular(path, error=ModelFormatError) as handle:
+        size = os.fstat(handle.fileno()).st_size
         head = handle.read(8)
-    if len(head) < 8 or head[:4] != GGUF_MAGIC:
-        raise ModelFormatError("not a GGUF file (bad magic)", where=str(path))
-    (version,) = struct.unpack("<I", head[4:8])
-    if version not in (2, 3):
-        raise ModelFormatError(f"unsupported GGUF version {version}", where=str(path))
+        if len(head) < 8 or head[:4] != GGUF_MAGIC:
+            raise ModelFormatError("not a GGUF file (bad magic)", where=where)
+        (version,) = struct.unpack("<I", head[4:8])
+        if version not in (2, 3):
+            raise ModelFormatError(f"unsupported GGUF version {version}", where=where)
+        reader = _Reader(handle, size, where)
+        tensors, entries = reader.number("Q"), reader.number("Q")
+        if tensors > MAX_TENSORS or entries > MAX_KV:
+            raise reader.bad(f"{tensors} tensors and {entries} entries exceed the limits")
+        for _ in range(entries):
+            reader.string()
+            reader.value(reader.number("I"))
     return int(version)
 
 

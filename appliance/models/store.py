@@ -3,17 +3,19 @@ model directory) and `model.json` (per-file sha256, root digest, source digest).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from appliance.digests import tree_manifest
 from appliance.errors import IntegrityError, ModelFormatError, PolicyViolation
+from appliance.fsutil import loads_json, read_regular
 from appliance.home import Home
 from appliance.policy import Policy
 
 MANIFEST = "model.json"
+MAX_RECORD_BYTES = 16 << 20
+"""Largest model manifest read (one line per weight file)."""
 WEIGHTS = "weights"
 
 
@@ -50,7 +52,10 @@ def read_record(home: Home, name: str) -> ModelRecord:
     """The record of an imported model (ModelFormatError when absent or unreadable)."""
     path = model_dir(home, name)
     try:
-        data = json.loads((path / MANIFEST).read_text("utf-8"))
+        if not (path / MANIFEST).exists():
+            raise FileNotFoundError(path / MANIFEST)
+        data = loads_json(read_regular(path / MANIFEST, max_bytes=MAX_RECORD_BYTES,
+                                       what="the model manifest", error=IntegrityError))
         return ModelRecord(name=data["name"], kind=data["kind"],
                            root_digest=data["root_digest"],
                            source_digest=data["source_digest"], files=dict(data["files"]),

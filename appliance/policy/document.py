@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -12,6 +11,7 @@ import rfc8785
 from pydantic import Field, ValidationError
 
 from appliance.errors import PolicyError
+from appliance.fsutil import ParseProblem, decode_utf8, loads_toml, read_regular
 from appliance.policy._base import Name, Section
 from appliance.policy.audit import AuditPolicy
 from appliance.policy.export import ExportPolicy
@@ -25,6 +25,8 @@ from appliance.policy.storage import StoragePolicy
 from appliance.policy.training import TrainingPolicy
 
 SCHEMA_VERSION = 1
+MAX_POLICY_BYTES = 1 << 20
+"""Largest policy file read (the shipped ones are a few KiB)."""
 
 
 class Meta(Section):
@@ -131,24 +133,21 @@ def validate_policy(data: dict[str, Any], source: str = "<policy>") -> Policy:
 def parse_policy_text(text: str, source: str = "<policy>") -> Policy:
     """Parse and validate policy TOML text."""
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+        data = loads_toml(text)
+    except ParseProblem as exc:
         raise PolicyError("not valid TOML", where=source,
                           problems=[f"{source}: (toml): {exc}"]) from None
     return validate_policy(data, source)
 
 
 def load_policy(path: str | Path) -> Policy:
-    """Read, parse and validate a policy file."""
+    """Read, parse and validate a policy file (a regular file of at most MAX_POLICY_BYTES)."""
     path = Path(path)
+    raw = read_regular(path, max_bytes=MAX_POLICY_BYTES, what="the policy file",
+                       error=PolicyError)
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise PolicyError(f"cannot read the policy file: {exc.strerror}", where=str(path),
-                          hint="check the path") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
+        text = decode_utf8(raw)
+    except ParseProblem:
         raise PolicyError("the policy file is not UTF-8", where=str(path),
                           problems=[f"{path}: (toml): not valid UTF-8"]) from None
     return parse_policy_text(text, str(path))

@@ -6,7 +6,6 @@ replaced). Over-redaction: share of replaced characters outside every gold span.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,8 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import DatasetFormatError
+from appliance.fsutil import ParseProblem, loads_json, read_regular
 from appliance.scrub.engine import Analyzer, Outcome, analyze_all
 from appliance.scrub.operators import merge
+
+MAX_LABELED_BYTES = 1 << 30
+"""Largest labeled file read (the shipped test set is under a MiB)."""
 
 
 @dataclass(frozen=True)
@@ -37,10 +40,12 @@ class Labeled:
 
 def load_labeled(path: Path) -> list[Labeled]:
     """Read a presidio-research JSON list; DatasetFormatError naming the bad record."""
+    raw = read_regular(path, max_bytes=MAX_LABELED_BYTES, what="the labeled file",
+                       error=DatasetFormatError)
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DatasetFormatError(f"not a JSON file: {exc}", where=str(path)) from exc
+        data = loads_json(raw)
+    except ParseProblem as exc:
+        raise DatasetFormatError(f"not a JSON file: {exc}", where=str(path)) from None
     if not isinstance(data, list):
         raise DatasetFormatError("expected a JSON list of {full_text, spans}", where=str(path))
     out = []

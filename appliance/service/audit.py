@@ -6,18 +6,17 @@ from pathlib import Path
 from typing import Any
 
 from appliance.errors import AuditError, HomeError
-from appliance.fsutil import atomic_write_bytes
+from appliance.fsutil import atomic_write_bytes, read_regular
 from appliance.home import Home
 
 
 def _read_anchor(anchor: str | Path | None) -> bytes | None:
     if anchor is None:
         return None
-    try:
-        return Path(anchor).read_bytes()
-    except OSError as exc:
-        raise HomeError(f"cannot read the anchor checkpoint: {exc.strerror}",
-                        where=str(anchor)) from None
+    from appliance.audit.logfile import MAX_NOTE_BYTES
+
+    return read_regular(Path(anchor), max_bytes=MAX_NOTE_BYTES, what="the anchor checkpoint",
+                        error=HomeError)
 
 
 def _unlock(home: Home, passphrase: bytes) -> None:

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from appliance.fsutil import loads_json
 from appliance.home import Home
 
 SIGNATURE_FILE = "model.sig"
@@ -104,8 +105,8 @@ def key_files(home: Home) -> list[KeyFile]:
 def parse_event(number: int, raw: bytes) -> AuditEvent:
     """One log line as an AuditEvent; a line that is not a JSON object is flagged unreadable."""
     try:
-        data = json.loads(raw)
-    except ValueError:
+        data = loads_json(raw)
+    except ValueError:  # fsutil.ParseProblem: bad JSON, too deep, a lone surrogate
         data = None
     if not isinstance(data, dict):
         return AuditEvent(number, "", "(unreadable line)", "", "", readable=False)

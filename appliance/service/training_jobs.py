@@ -109,9 +109,11 @@ class EffectiveRecipe:
 def _named(path: Path) -> tuple[str, str]:
     """(dataset, base_model) a recipe file names; blanks when it does not parse (choosing
     it then shows the recipe's problems)."""
+    from appliance.train.recipe import read_recipe_data
+
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        data = read_recipe_data(path)
+    except RecipeError:
         return "", ""
     return str(data.get("dataset", "")), str(data.get("base_model", ""))
 
@@ -194,15 +196,6 @@ def recipe_toml(data: dict[str, Any], header: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _read_recipe_data(path: Path) -> dict[str, Any]:
-    try:
-        return tomllib.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise RecipeError("recipe file not found", where=str(path)) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"not valid TOML: {exc}", where=str(path)) from None
-
-
 def _check_steps(recipe: Recipe, train_records: int, limit: int) -> int:
     """The run's optimizer steps, refused the way `appliance train` refuses them."""
     from appliance.errors import PolicyViolation
@@ -224,12 +217,12 @@ def effective_recipe(home: Home, recipe_path: str | Path, dataset: str,
     does not allow."""
     from appliance.models import store as models
     from appliance.policy import load_policy
-    from appliance.train.recipe import check_against_policy, parse_recipe
+    from appliance.train.recipe import check_against_policy, parse_recipe, read_recipe_data
     from appliance.vault import store as vault
 
     home.require_initialised()
     path = Path(recipe_path)
-    data = _read_recipe_data(path)
+    data = read_recipe_data(path)
     data.update(dataset=dataset, base_model=base_model)
     recipe = parse_recipe(data, str(path))
     policy = load_policy(home.policy_file)

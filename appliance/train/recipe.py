@@ -7,15 +7,18 @@ A recipe that is well formed but asks for more than the policy allows is a Polic
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from appliance.errors import PolicyViolation, RecipeError
+from appliance.fsutil import ParseProblem, decode_utf8, loads_toml, read_regular
 from appliance.policy import Policy
 from appliance.policy._base import Name
+
+MAX_RECIPE_BYTES = 1 << 20
+"""Largest recipe file read (real recipes are under a KiB)."""
 
 
 class _Strict(BaseModel):
@@ -139,16 +142,22 @@ def parse_recipe(data: dict[str, Any], where: str = "recipe") -> Recipe:
         raise RecipeError("; ".join(problems), hint="fix the listed recipe keys") from None
 
 
+def read_recipe_data(path: str | Path) -> dict[str, Any]:
+    """The parsed TOML of a recipe file (a regular file of at most MAX_RECIPE_BYTES, nesting
+    capped); RecipeError when it cannot be had."""
+    path = Path(path)
+    raw = read_regular(path, max_bytes=MAX_RECIPE_BYTES, what="the recipe file",
+                       error=RecipeError)
+    try:
+        return loads_toml(decode_utf8(raw))
+    except ParseProblem as exc:
+        raise RecipeError(f"not valid TOML: {exc}", where=str(path),
+                          hint="fix the recipe file") from None
+
+
 def load_recipe(path: str | Path) -> Recipe:
     """Read and validate a recipe TOML file."""
-    path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise RecipeError("recipe file not found", where=str(path)) from None
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"not valid TOML: {exc}", where=str(path)) from None
-    return parse_recipe(data, str(path))
+    return parse_recipe(read_recipe_data(path), str(path))
 
 
 def check_against_policy(recipe: Recipe, policy: Policy) -> None:

@@ -27,7 +27,7 @@ from appliance.errors import (
     UsageError,
     VaultError,
 )
-from appliance.fsutil import fsync_dir
+from appliance.fsutil import fsync_dir, is_no_space, no_space, open_regular
 from appliance.home import Home
 from appliance.policy import Policy
 from appliance.vault import crypto, frames, layout
@@ -68,7 +68,7 @@ class DatasetInfo:
 
 def check_name(name: str) -> str:
     """A dataset name: letters, digits, dot, dash, underscore; at most 64 characters."""
-    if not isinstance(name, str) or not _NAME_RE.match(name):
+    if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
         raise UsageError(f"invalid dataset name {name!r}",
                          hint="use letters, digits, '.', '-' and '_' (at most 64, starting "
                               "with a letter or digit)")
@@ -191,9 +191,12 @@ def _write(home: Home, policy: Policy, master_key: bytes, name: str,
             os.link(tmp, final)  # fails rather than replace a dataset
             tmp.unlink()
             fsync_dir(final.parent)
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
+            if is_no_space(exc):  # the temp file is gone, so the audit line still fits
+                raise no_space(final.parent, f"the vault (writing dataset {name!r}) at") \
+                    from None
             raise
         size = final.stat().st_size
     return DatasetInfo(name=name, path=str(final), size_bytes=size,
@@ -212,6 +215,15 @@ def _blocks(handle: BinaryIO, length: int) -> Iterator[memoryview]:
             raise IntegrityError("verification failed")
         left -= n
         yield view[:n]
+
+
+def _open_file(home: Home, name: str, path: Path) -> contextlib.AbstractContextManager[BinaryIO]:
+    """Open a dataset file (a regular file only: a FIFO or device planted in the vault is
+    refused before it is opened)."""
+    if not os.path.lexists(path):
+        raise VaultError(f"no dataset named {name!r}", where=str(home.vault_dir),
+                         hint="appliance dataset list shows the datasets")
+    return open_regular(path, error=VaultError)
 
 
 def _failed(name: str, path: Path) -> IntegrityError:
@@ -237,17 +249,9 @@ def _open_verified(home: Home, master_key: bytes | None, name: str, *,
                    recompute_digest: bool = False) -> Iterator[_Opened]:
     """Decrypt and verify a whole dataset into memory; wipes the plaintext afterwards."""
     path = path or dataset_path(home, name)
-    try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below
-    except FileNotFoundError:
-        raise VaultError(f"no dataset named {name!r}", where=str(home.vault_dir),
-                         hint="appliance dataset list shows the datasets") from None
-    except OSError as exc:
-        raise VaultError(f"cannot read dataset {name!r}: {exc.strerror}", where=str(path),
-                         hint="check the file's permissions and the disk") from None
     plaintext = bytearray()
     try:
-        with handle:
+        with _open_file(home, name, path) as handle:
             parsed = _parse_file(handle)
             if parsed.identity.get("name") != name:
                 raise IntegrityError("verification failed")
@@ -366,11 +370,8 @@ def dataset_info(home: Home, name: str) -> DatasetInfo:
     """The public (unauthenticated) summary of one dataset, no passphrase needed."""
     path = dataset_path(home, name)
     try:
-        with open(path, "rb") as handle:
+        with _open_file(home, name, path) as handle:
             return _info(path, _parse_file(handle))
-    except FileNotFoundError:
-        raise VaultError(f"no dataset named {name!r}", where=str(home.vault_dir),
-                         hint="appliance dataset list shows the datasets") from None
     except IntegrityError:
         raise _failed(name, path) from None
 
@@ -385,7 +386,7 @@ def list_datasets(home: Home) -> list[DatasetInfo]:
     found = []
     for path in sorted(home.vault_dir.glob(f"*{SUFFIX}")):
         name = path.name[:-len(SUFFIX)]
-        if not _NAME_RE.match(name) or not path.is_file():
+        if not _NAME_RE.fullmatch(name) or not path.is_file():
             continue
         try:
             info = dataset_info(home, name)
@@ -471,7 +472,7 @@ def read_export(path: Path, policy: Policy, passphrase: bytes, split: str = "all
 
     _check_split(split)
     path = Path(path)
-    with open(path, "rb") as handle:
+    with open_regular(path, error=VaultError) as handle:
         try:
             name = str(_parse_file(handle).identity.get("name", ""))
         except IntegrityError:

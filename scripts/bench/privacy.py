@@ -37,6 +37,7 @@ def _home(root: Path, model: Path, plant: bool) -> tuple[Any, Path]:
     shutil.copytree(model, home.models_dir / model.name, copy_function=os.link)
     pass_file = root / "pass"
     pass_file.write_text(PASSPHRASE)
+    pass_file.chmod(0o600)  # a passphrase file others can read is refused
     return home, pass_file
 
 

@@ -177,6 +177,7 @@ def main() -> int:  # noqa: PLR0915 - a linear benchmark script
     model_dir = str(home.models_dir / importer.DEFAULT_NAME / "weights")
     pass_file = work / "pass"
     pass_file.write_text(PASSPHRASE)
+    pass_file.chmod(0o600)  # a passphrase file others can read is refused
     args.recipe_path = work / "recipe.toml"
     args.recipe_path.write_text(recipe_text(args))
     recs = records(args.steps * args.batch, words=args.seq_len)
