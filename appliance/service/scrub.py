@@ -270,15 +270,30 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
 
 
 def evaluate_file(path: str | Path, policy: Policy, *, workers: int | None = None,
-                  analyzer: Any = None) -> dict[str, Any]:
+                  analyzer: Any = None, baseline: str | None = None) -> dict[str, Any]:
     """Score detection on a labeled presidio-research file (contract fields, plus pooled
-    figures over the direct identifiers and the NER note)."""
+    figures over the direct identifiers and the NER note). With `baseline="presidio"`, raw
+    Presidio is scored on the same records in the same run under `baseline`, and the types
+    where the appliance does worse are listed under `below_baseline`."""
     from appliance.policy.pii import DIRECT_IDENTIFIERS
-    from appliance.scrub.evaluate import evaluate, load_labeled, summary
+    from appliance.scrub.evaluate import below, evaluate, evaluate_serial, load_labeled, summary
 
     records = load_labeled(Path(path))
     analyzer = analyzer if analyzer is not None else build_analyzer(policy)
     result = evaluate(analyzer, records, workers=workers)
     result["direct_identifiers"] = summary(result, DIRECT_IDENTIFIERS)
     result["ner"] = _ner_report(analyzer, policy)
+    if baseline is not None:
+        from appliance.scrub.baseline import BASELINES, PresidioBaseline
+        from appliance.scrub.offline import require_model
+
+        if baseline not in BASELINES:
+            raise ScrubError(f"unknown baseline {baseline!r}", where="--baseline",
+                             hint=f"choose one of: {', '.join(BASELINES)}")
+        raw = evaluate_serial(PresidioBaseline(require_model(policy.pii.ner_model).path),
+                              records)
+        raw["name"] = baseline
+        raw["direct_identifiers"] = summary(raw, DIRECT_IDENTIFIERS)
+        result["baseline"] = raw
+        result["below_baseline"] = below(result, raw)
     return result
