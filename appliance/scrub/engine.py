@@ -198,6 +198,9 @@ class Analyzer:
         ours.first_names()  # load the gazetteer once, before any worker is forked
         for recognizer in [*ours.extra_recognizers(timeout), *extra_recognizers]:
             registry.add_recognizer(recognizer)
+        from appliance.scrub.detectors import english_words
+
+        self.words = english_words(model_path) if "PERSON" in policy.entities else frozenset()
         self.nlp_engine = _spacy_engine(model_path)
         self.engine = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine,
                                      supported_languages=["en"],
@@ -267,7 +270,25 @@ class Analyzer:
                 begin = _trim_leading(text, begin, end, NOT_NAMES)
                 end = extend_name(text, end)
             detections.append(Detection(r.entity_type, begin, end, float(r.score)))
+        try:
+            detections += self._union(text, detections)
+        except TimeoutError as exc:
+            return Outcome(quarantined=f"regex timeout: {exc}")
         return Outcome(detections)
+
+    def _union(self, text: str, found: list[Detection]) -> list[Detection]:
+        """The NER-independent detectors (appliance.scrub.detectors) of the wanted types."""
+        from appliance.scrub import detectors
+
+        limit = self.policy.fail_closed.analysis_timeout_s
+        extra: list[Detection] = []
+        if "STREET_ADDRESS" in self.wanted:
+            extra += detectors.addresses(text, limit)
+        extra += [d for d in detectors.digit_runs(text, limit) if d.entity in self.wanted]
+        if "PERSON" in self.wanted:
+            extra += detectors.uncommon_words(text, self.words, limit)
+            extra += detectors.propagate(text, [*found, *extra], limit)
+        return extra
 
 
 def _trim_leading(text: str, start: int, end: int, words: frozenset[str]) -> int:

@@ -1,0 +1,238 @@
+"""Detectors merged by union with Presidio's results, each independent of the NER model.
+
+- address blocks: an anchor (house number + street suffix, a unit, a PO box, a military
+  address, a cued house number) widened over the rest of the address: the words before it
+  on its line (house number, street name) and the lines/commas after it (unit, town,
+  region, postal code, country), so that a whole multi-line address is masked, not only
+  its street line;
+- digit runs: any phone-shaped run of 8-15 digits in 2-6 groups (every country's
+  grouping), and any card-shaped run of 13-19 digits, Luhn-valid or not (a mistyped card
+  number still identifies its owner: fail closed);
+- uncommon words (after Philter, Norgeot et al. 2020): a capitalised word that is not an
+  English word of the pinned spaCy model's WordNet-derived lemma index nor a stop word is
+  taken for a name; in a record written in lower case, any such word. A name found once
+  is masked everywhere in the record, and an honorific before a name goes with it.
+
+Every regular expression runs under the analysis time limit (a timeout quarantines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+import regex  # type: ignore[import-untyped,unused-ignore]
+
+from appliance.scrub.engine import Detection
+
+_WORD = r"[^\W\d_][\w'\u2019.-]*"
+UNIT_WORDS = r"(?i:apt|apartment|suite|ste|unit|flat|studio|floor|fl|level|room|rm|box|bldg)"
+UNIT = regex.compile(rf"\b{UNIT_WORDS}\.?\s*#?\s*\d{{1,6}}[A-Za-z]?\b|#\s?\d{{1,6}}\b")
+SUFFIXES = (
+    "street st str avenue ave av road rd lane ln drive dr boulevard blvd court ct place pl "
+    "square sq terrace ter way circle cir parkway pkwy highway hwy trail trl crescent close "
+    "row alley loop plaza park pike walk path gardens grove hill mews rue via viale calle "
+    "strasse straße weg gasse allee laan plein straat vej gade gatan vägen katu utca ulica "
+    "ul rua avenida estrada cours chemin quai boulevard piazza corso carrera "
+).split()
+_SUFFIX_ALT = "|".join(sorted(set(SUFFIXES), key=len, reverse=True))
+_PREFIX_ALT = ("rue|avenue|av|via|viale|calle|place|cours|chemin|boulevard|bd|ul|piazza|corso"
+               "|rua|avenida|carrera|plac|strada|plaza|allee|avinguda")
+_GLUED = r"(?i:straat|strasse|straße|weg|vej|vegen|veien|gade|gatan|vägen|katu|laan|gasse|allee|tie)"
+
+
+def _anchors(cased: bool) -> object:
+    word = r"[^\W\d_][\w'\u2019.-]*" if not cased else r"[A-Z\u00c0-\u024f][\w'\u2019.-]*"
+    name = rf"(?!(?i:the|a|an|and|or|for|of|to|in|on|at|my|with|from|by|is|are|was)\b){word}"
+    suffix = rf"(?i:{_SUFFIX_ALT})" if not cased else (
+        rf"(?:{'|'.join(w.capitalize() for w in sorted(set(SUFFIXES), key=len, reverse=True))})")
+    return regex.compile(
+        # house number, up to four name words, a street suffix ("Str." abbreviated)
+        rf"\b\d{{1,6}}[A-Za-z]?(?:[-/]\d{{1,5}})?\s+(?:{name}\s+){{0,4}}{suffix}\b\.?"
+        # a street type before the name (rue, via, calle, ul.)
+        rf"|\b\d{{1,6}}[A-Za-z]?\s+(?i:{_PREFIX_ALT})\.?\s+{word}"
+        # a street type glued to the name (Amerveldstraat, Holmevej) then a number
+        rf"|\b[^\W\d_]+{_GLUED}\s+\d{{1,5}}[A-Za-z]?\b"
+        rf"|{UNIT.pattern}"
+        r"|\b(?i:p\.?\s?o\.?\s+box|psc|unit)\s+\d{1,6}"
+        r"|\bUS[A-Z]{1,3}\s+[^\W\d_]+|\b[ADF]PO\s+A[AEP]\s+\d{5}\b")
+
+
+ANCHORS_CASED = _anchors(cased=True)
+ANCHORS_ANY = _anchors(cased=False)
+CUES = regex.compile(
+    r"(?i:address(?:\s+is)?|addresses|sent\s+to|send\s+(?:it\s+)?to|moved\s+to|live\s+at|"
+    r"lives\s+at|living\s+at|located\s+at|office\s+is\s+at|meet\s+me\s+at|ship(?:ped)?\s+to|"
+    r"deliver(?:ed)?\s+to|taxi\s+to|arrived\s+at|resides\s+at|residing\s+at|visit\s+us\s+at|"
+    r"mail\s+to|based\s+at|find\s+us\s+at|come\s+to|is\s+at|are\s+at)"
+    r"\s*(?:here\s+they\s+are)?[:,]?\s*(?:is\s+)?(?:at\s+)?"
+    rf"(\d{{1,6}}[A-Za-z]?\s+(?:\d{{1,6}}\s+)?{_WORD})")
+_TOKEN = regex.compile(r"[^\s,;]+")
+_STOP_ADDRESS = frozenset(
+    "to at is are was for and or but in on of the a an my your his her their our this that "
+    "please thanks thank with from by if so then when where which who what why how can "
+    "could would should will you i we they he she it me us them last next".split())
+_PARTICLES = frozenset(
+    "de del della di da do dos das du des la le les van von der den ter ten op am an im y "
+    "e el al ul. ul str. st. ave. rd. dr. no. nr. nº".split())
+
+
+def _is_number(token: str) -> bool:
+    core = token.rstrip(".")
+    return any(c.isdigit() for c in core) and bool(regex.fullmatch(r"\d{1,6}[A-Za-z]?|"
+                                                                   r"[A-Z0-9]{2,4}[- ]?\d[A-Z0-9]{1,3}|\d{1,5}[-/]\d{1,5}", core))
+
+
+def _address_word(token: str, lower_ok: bool) -> bool:
+    """Could be part of an address (a number, a capitalised word, a particle)."""
+    bare = token.strip("()\"'")
+    if not bare or bare.lower() in _STOP_ADDRESS or "@" in bare:
+        return False
+    if _is_number(bare) or bare.lower() in _PARTICLES:
+        return True
+    if not bare[0].isalpha():
+        return False
+    return bare[0].isupper() or lower_ok
+
+
+def _block_start(text: str, start: int, lower_ok: bool) -> int:
+    """Move `start` left over address words on the same line."""
+    line_start = text.rfind("\n", 0, start) + 1
+    for m in reversed(list(_TOKEN.finditer(text, line_start, start))):
+        if text[m.end():start].strip(" ") not in ("", ",") or not _address_word(
+                m.group(), lower_ok) or m.group().endswith((":", ".", "!", "?")) and not \
+                _is_number(m.group()) and m.group().lower() not in _PARTICLES:
+            break
+        start = m.start()
+    return start
+
+
+def _block_end(text: str, end: int, lower_ok: bool) -> int:
+    """Move `end` right over the rest of the address (unit, town, region, postal code,
+    country), across commas and single line breaks."""
+    pos, words = end, 0
+    for m in _TOKEN.finditer(text, end):
+        gap = text[pos:m.start()]
+        if "\n\n" in gap.replace(" ", "").replace("\t", "") or gap.count(",") > 1 or words >= 10:
+            break
+        token = m.group()
+        stripped = token.lstrip("?>*-|\u2022")
+        lead = len(token) - len(stripped)
+        if not stripped:
+            continue
+        core = stripped.rstrip(".,:;!?\"')")
+        if not core or not _address_word(core, lower_ok) or regex.search(r"\d[-(]|\(\d", core):
+            break
+        pos, words = m.start() + lead + len(core), words + 1
+        tail = stripped[len(core):]
+        if any(c in tail for c in "!?:;") or (tail.startswith(".") and len(core) > 3
+                                              and not _is_number(core)):
+            break
+    return pos
+
+
+def addresses(text: str, timeout: float) -> list[Detection]:
+    """Street address blocks in `text`."""
+    lower_ok = not any(c.isupper() for c in text)
+    anchors = ANCHORS_ANY if lower_ok else ANCHORS_CASED
+    spans = [(m.start(), m.end()) for m in anchors.finditer(text, timeout=timeout)]
+    spans += [(m.start(1), m.end(1)) for m in CUES.finditer(text, timeout=timeout)]
+    out = []
+    for start, end in spans:
+        out.append(Detection("STREET_ADDRESS", _block_start(text, start, lower_ok),
+                             max(end, _block_end(text, end, lower_ok)), 0.6))
+    return out
+
+
+DIGIT_RUN = regex.compile(
+    r"(?<![\w.+-])\+?\(?\d{1,5}\)?(?:[ .\-\u2010\u2011\u2013]{1,2}\(?\d{1,6}\)?){1,6}"
+    r"(?:\s*(?:x|ext\.?)\s*\d{1,6})?(?![\w-])|(?<![\w+])\+?\d{8,19}(?!\w)")
+_DATE_LIKE = regex.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}$")
+
+
+def digit_runs(text: str, timeout: float) -> list[Detection]:
+    """Phone-shaped (8-15 digits) and card-shaped (13-19 digits) runs."""
+    out = []
+    for m in DIGIT_RUN.finditer(text, timeout=timeout):
+        run = m.group()
+        number = regex.split(r"(?i)\s*(?:x|ext)", run)[0]
+        digits = sum(c.isdigit() for c in number)
+        if _DATE_LIKE.match(number) or digits < 8:
+            continue
+        if 13 <= digits <= 19 and regex.fullmatch(r"[\d \-]+", number):
+            out.append(Detection("CREDIT_CARD", m.start(), m.start() + len(number), 0.5))
+        if digits <= 15:
+            out.append(Detection("PHONE_NUMBER", m.start(), m.end(), 0.5))
+    return out
+
+
+@lru_cache(maxsize=4)
+def english_words(model_path: Path | None) -> frozenset[str]:
+    """Lower-case English words: the pinned spaCy model's lemma index (WordNet-derived) and
+    exceptions, and spaCy's stop words. Empty without a model (then only stop words)."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    words = set(STOP_WORDS)
+    if model_path is not None and (model_path / "lemmatizer" / "lookups").is_dir():
+        from spacy.lookups import Lookups
+
+        lookups = Lookups().from_disk(model_path / "lemmatizer" / "lookups")
+        for pos, entries in lookups.get_table("lemma_index").items():
+            words.update(w for w in entries if "_" not in w)
+        for pos, table in lookups.get_table("lemma_exc").items():
+            words.update(table)
+    return frozenset(words)
+
+
+_SUFFIX_RULES = (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""),
+                 ("ing", "e"), ("ly", ""), ("er", ""), ("est", ""), ("'s", ""), ("\u2019s", ""))
+
+
+def is_english(word: str, words: frozenset[str]) -> bool:
+    """`word` (any case) or a regular inflection of it is an English word."""
+    low = word.lower()
+    if low in words:
+        return True
+    return any(low.endswith(s) and low[:-len(s)] + r in words for s, r in _SUFFIX_RULES
+               if len(low) > len(s) + 2)
+
+
+_ALPHA = regex.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
+HONORIFIC = regex.compile(r"(?i:\b(?:mr|mrs|ms|miss|mx|dr|prof|sir|dame|rev|fr|sr|jr|phd|md)\b"
+                          r"\.?\s*)$")
+
+
+def uncommon_words(text: str, words: frozenset[str], timeout: float) -> list[Detection]:
+    """Capitalised words that are not English words (all such words in a lower-case text)."""
+    if not words:
+        return []
+    lower = not any(c.isupper() for c in text)
+    out = []
+    for m in _ALPHA.finditer(text, timeout=timeout):
+        word = m.group()
+        if len(word) < 2 or not (lower or word[0].isupper()):
+            continue
+        if word.isupper() and len(word) <= 4:
+            continue  # acronyms, state codes: not names
+        if not is_english(word, words):
+            out.append(Detection("PERSON", m.start(), m.end(), 0.4))
+    return out
+
+
+def propagate(text: str, found: Iterable[Detection], timeout: float) -> list[Detection]:
+    """Every other occurrence of a detected name's words, and honorifics before names."""
+    found = list(found)
+    names = {w for d in found if d.entity == "PERSON"
+             for w in _ALPHA.findall(text[d.start:d.end]) if len(w) > 2}
+    out = []
+    if names:
+        alt = "|".join(regex.escape(n) for n in sorted(names, key=len, reverse=True))
+        out += [Detection("PERSON", m.start(), m.end(), 0.4)
+                for m in regex.finditer(rf"(?<!\w)(?:{alt})(?!\w)", text, timeout=timeout)]
+    for d in [*found, *out]:
+        if d.entity == "PERSON":
+            head = HONORIFIC.search(text, max(0, d.start - 8), d.start)
+            if head is not None:
+                out.append(Detection("PERSON", head.start(), d.start, 0.4))
+    return out
