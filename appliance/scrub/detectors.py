@@ -54,6 +54,9 @@ def _anchors(cased: bool) -> object:
         rf"|\b\d{{1,6}}[A-Za-z]?\s+(?i:{_PREFIX_ALT})\.?\s+{word}"
         # a street type glued to the name (Amerveldstraat, Holmevej) then a number
         rf"|\b[^\W\d_]+{_GLUED}\s+\d{{1,5}}[A-Za-z]?\b"
+        # house number, one to four name words, a number (European order: "Delta 116")
+        rf"|\b\d{{1,5}}[A-Za-z]?\s+{name}(?:\s+{name}){{0,3}}\s+\d{{1,5}}[A-Za-z]?\b"
+        rf"|(?<=(?i:zip|zip\s+code|postal\s+code|postcode)\s*(?:is|:)?\s*)\d{{5}}(?:-\d{{4}})?\b"
         rf"|{UNIT.pattern}"
         r"|\b(?i:p\.?\s?o\.?\s+box|psc|unit)\s+\d{1,6}"
         r"|\bUS[A-Z]{1,3}\s+[^\W\d_]+|\b[ADF]PO\s+A[AEP]\s+\d{5}\b")
@@ -73,6 +76,8 @@ _STOP_ADDRESS = frozenset(
     "to at is are was for and or but in on of the a an my your his her their our this that "
     "please thanks thank with from by if so then when where which who what why how can "
     "could would should will you i we they he she it me us them last next".split())
+_CONNECTORS = frozenset("and of u et und y e i".split())
+"""Words inside an address when an address word follows ("Trinidad and Tobago")."""
 _PARTICLES = frozenset(
     "de del della di da do dos das du des la le les van von der den ter ten op am an im y "
     "e el al ul. ul str. st. ave. rd. dr. no. nr. nº".split())
@@ -100,9 +105,10 @@ def _block_start(text: str, start: int, lower_ok: bool) -> int:
     """Move `start` left over address words on the same line."""
     line_start = text.rfind("\n", 0, start) + 1
     for m in reversed(list(_TOKEN.finditer(text, line_start, start))):
+        token = m.group()
         if text[m.end():start].strip(" ") not in ("", ",") or not _address_word(
-                m.group(), lower_ok) or m.group().endswith((":", ".", "!", "?")) and not \
-                _is_number(m.group()) and m.group().lower() not in _PARTICLES:
+                token, lower_ok) or token.endswith((":", "!", "?")) or (
+                token.endswith(".") and len(token) > 6 and not _is_number(token)):
             break
         start = m.start()
     return start
@@ -112,11 +118,20 @@ def _block_end(text: str, end: int, lower_ok: bool) -> int:
     """Move `end` right over the rest of the address (unit, town, region, postal code,
     country), across commas and single line breaks."""
     pos, words = end, 0
-    for m in _TOKEN.finditer(text, end):
+    tokens = list(_TOKEN.finditer(text, end, min(len(text), end + 400)))
+    for i, m in enumerate(tokens):
         gap = text[pos:m.start()]
-        if "\n\n" in gap.replace(" ", "").replace("\t", "") or gap.count(",") > 1 or words >= 10:
+        if gap.count(",") > 1 or words >= 12 or (
+                "\n\n" in gap.replace(" ", "").replace("\t", "")
+                and _LAST_LINE.match(text, m.start()) is None):
             break
         token = m.group()
+        if token.lower() in _CONNECTORS:
+            follow = tokens[i + 1].group() if i + 1 < len(tokens) else ""
+            if follow and _address_word(follow.rstrip(".,:;!?"), lower_ok) and \
+                    (follow[0].isupper() or follow[0].isdigit() or lower_ok):
+                continue
+            break
         stripped = token.lstrip("?>*-|\u2022")
         lead = len(token) - len(stripped)
         if not stripped:
@@ -130,6 +145,10 @@ def _block_end(text: str, end: int, lower_ok: bool) -> int:
                                               and not _is_number(core)):
             break
     return pos
+
+
+_LAST_LINE = regex.compile(r"[^\W\d_][^\n]{0,40}\d{4,6}[ \t]*(?:\n|$)")
+"""A country/town line with a postal code, after a blank line inside an address."""
 
 
 def addresses(text: str, timeout: float) -> list[Detection]:
