@@ -45,6 +45,7 @@ _GLUED = r"(?i:straat|strasse|straße|weg|vej|vegen|veien|gade|gatan|vägen|katu
 def _anchors(cased: bool) -> object:
     word = r"[^\W\d_][\w'\u2019.-]*" if not cased else r"[A-Z\u00c0-\u024f][\w'\u2019.-]*"
     name = rf"(?!(?i:the|a|an|and|or|for|of|to|in|on|at|my|with|from|by|is|are|was)\b){word}"
+    loose = rf"(?!(?i:the|a|an|and|or|for|of|to|in|on|at|my|with|from|by|is|are|was)\b)[^\W\d_][\w'\u2019.-]*"
     suffix = rf"(?i:{_SUFFIX_ALT})" if not cased else (
         rf"(?:{'|'.join(w.capitalize() for w in sorted(set(SUFFIXES), key=len, reverse=True))})")
     return regex.compile(
@@ -55,7 +56,7 @@ def _anchors(cased: bool) -> object:
         # a street type glued to the name (Amerveldstraat, Holmevej) then a number
         rf"|\b[^\W\d_]+{_GLUED}\s+\d{{1,5}}[A-Za-z]?\b"
         # house number, one to four name words, a number (European order: "Delta 116")
-        rf"|\b\d{{1,5}}[A-Za-z]?\s+{name}(?:\s+{name}){{0,3}}\s+\d{{1,5}}[A-Za-z]?\b"
+        rf"|\b\d{{1,5}}[A-Za-z]?\s+{name}(?:\s+{loose}){{0,3}}\s+\d{{1,5}}[A-Za-z]?\b"
         rf"|(?<=(?i:zip|zip\s+code|postal\s+code|postcode)\s*(?:is|:)?\s*)\d{{5}}(?:-\d{{4}})?\b"
         rf"|{UNIT.pattern}"
         r"|\b(?i:p\.?\s?o\.?\s+box|psc|unit)\s+\d{1,6}"
@@ -137,6 +138,11 @@ def _block_end(text: str, end: int, lower_ok: bool) -> int:
         if not stripped:
             continue
         core = stripped.rstrip(".,:;!?\"')")
+        if core and core[0].islower() and core.lower() not in _STOP_ADDRESS and "@" not in core \
+                and i + 1 < len(tokens) and tokens[i + 1].group()[:1].isupper() | \
+                tokens[i + 1].group()[:1].isdigit() and core == stripped:
+            pos, words = m.start() + lead + len(core), words + 1  # "Kámen u Pacova"
+            continue
         if not core or not _address_word(core, lower_ok) or regex.search(r"\d[-(]|\(\d", core):
             break
         pos, words = m.start() + lead + len(core), words + 1
@@ -166,7 +172,7 @@ def addresses(text: str, timeout: float) -> list[Detection]:
 
 DIGIT_RUN = regex.compile(
     r"(?<![\w.+-])\+?\(?\d{1,5}\)?(?:[ .\-\u2010\u2011\u2013]{1,2}\(?\d{1,6}\)?){1,6}"
-    r"(?:\s*(?:x|ext\.?)\s*\d{1,6})?(?![\w-])|(?<![\w+])\+?\d{8,19}(?!\w)")
+    r"(?:\s*(?:x|ext\.?)\s*\d{1,6})?(?!\w|-\d)|(?<![\w+])\+?\d{8,19}(?!\w)")
 _DATE_LIKE = regex.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}$")
 
 
@@ -217,6 +223,7 @@ def is_english(word: str, words: frozenset[str]) -> bool:
                if len(low) > len(s) + 2)
 
 
+_CONTRACTION = regex.compile(r"(?i)['\u2019](?:s|d|ll|re|ve|m|t)$|n['\u2019]t$")
 _ALPHA = regex.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
 HONORIFIC = regex.compile(r"(?i:\b(?:mr|mrs|ms|miss|mx|dr|prof|sir|dame|rev|fr|sr|jr|phd|md)\b"
                           r"\.?\s*)$")
@@ -230,6 +237,7 @@ def uncommon_words(text: str, words: frozenset[str], timeout: float) -> list[Det
     out = []
     for m in _ALPHA.finditer(text, timeout=timeout):
         word = m.group()
+        word = _CONTRACTION.sub("", word)
         if len(word) < 2 or not (lower or word[0].isupper()):
             continue
         if word.isupper() and len(word) <= 4:
