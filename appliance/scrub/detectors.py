@@ -5,7 +5,7 @@
   on its line (house number, street name) and the lines/commas after it (unit, town,
   region, postal code, country), so that a whole multi-line address is masked, not only
   its street line;
-- digit runs: any phone-shaped run of 8-15 digits in 2-6 groups (every country's
+- digit runs: IBAN-shaped tokens in any case, any phone-shaped run of 8-15 digits in 2-6 groups (every country's
   grouping), and any card-shaped run of 13-19 digits, Luhn-valid or not (a mistyped card
   number still identifies its owner: fail closed);
 - uncommon words (after Philter, Norgeot et al. 2020): a capitalised word that is not an
@@ -37,6 +37,8 @@ SUFFIXES = (
     "ul rua avenida estrada cours chemin quai boulevard piazza corso carrera "
 ).split()
 _SUFFIX_ALT = "|".join(sorted(set(SUFFIXES), key=len, reverse=True))
+UNIT_ANCHOR = regex.compile(r"\b(?i:apt|apartment|suite|ste|unit|flat)\.?\s*#?\s*\d{1,6}[A-Za-z]?\b")
+"""A unit that starts an address on its own (Room 4B or Floor 2 do not)."""
 _PREFIX_ALT = ("rue|avenue|av|via|viale|calle|place|cours|chemin|boulevard|bd|ul|piazza|corso"
                "|rua|avenida|carrera|plac|strada|plaza|allee|avinguda")
 _GLUED = r"(?i:straat|strasse|straße|weg|vej|vegen|veien|gade|gatan|vägen|katu|laan|gasse|allee|tie)"
@@ -58,7 +60,7 @@ def _anchors(cased: bool) -> object:
         # house number, one to four name words, a number (European order: "Delta 116")
         rf"|\b\d{{1,5}}[A-Za-z]?\s+{name}(?:\s+{loose}){{0,3}}\s+\d{{1,5}}[A-Za-z]?\b"
         rf"|(?<=(?i:zip|zip\s+code|postal\s+code|postcode)\s*(?:is|:)?\s*)\d{{5}}(?:-\d{{4}})?\b"
-        rf"|{UNIT.pattern}"
+        rf"|{UNIT_ANCHOR.pattern}"
         r"|\b(?i:p\.?\s?o\.?\s+box|psc|unit)\s+\d{1,6}"
         r"|\bUS[A-Z]{1,3}\s+[^\W\d_]+|\b[ADF]PO\s+A[AEP]\s+\d{5}\b")
 
@@ -189,7 +191,14 @@ def digit_runs(text: str, timeout: float) -> list[Detection]:
             out.append(Detection("CREDIT_CARD", m.start(), m.start() + len(number), 0.5))
         if digits <= 15:
             out.append(Detection("PHONE_NUMBER", m.start(), m.end(), 0.5))
+    out += [Detection("IBAN_CODE", m.start(), m.end(), 0.5)
+            for m in IBAN_SHAPE.finditer(text, timeout=timeout)
+            if sum(c.isdigit() for c in m.group()) >= 8]
     return out
+
+
+IBAN_SHAPE = regex.compile(r"(?i)\b[a-z]{2}\d{2}(?:[ ]?[a-z0-9]{4}){2,7}(?:[ ]?[a-z0-9]{1,4})?\b")
+"""IBAN-shaped, any case, checksum or not (fail closed, like card-shaped runs)."""
 
 
 @lru_cache(maxsize=4)
@@ -223,6 +232,8 @@ def is_english(word: str, words: frozenset[str]) -> bool:
                if len(low) > len(s) + 2)
 
 
+_AROUND = regex.compile(r"[\w/=:\\]*[\d_/=\\][\w]*$|[\w.]*@$")
+_AFTER = regex.compile(r"[\w]*[\d_]|[/=\\(]|\.[a-z]")
 _CONTRACTION = regex.compile(r"(?i)['\u2019](?:s|d|ll|re|ve|m|t)$|n['\u2019]t$")
 _ALPHA = regex.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
 HONORIFIC = regex.compile(r"(?i:\b(?:mr|mrs|ms|miss|mx|dr|prof|sir|dame|rev|fr|sr|jr|phd|md)\b"
@@ -237,6 +248,10 @@ def uncommon_words(text: str, words: frozenset[str], timeout: float) -> list[Det
     out = []
     for m in _ALPHA.finditer(text, timeout=timeout):
         word = m.group()
+        around = _AROUND.search(text, max(0, m.start() - 40), m.start())
+        after = _AFTER.match(text, m.end())
+        if (around and around.group()) or (after and after.group()):
+            continue  # part of code, a digest, a path or an identifier: not a name
         word = _CONTRACTION.sub("", word)
         if len(word) < 2 or not (lower or word[0].isupper()):
             continue

@@ -119,10 +119,11 @@ def _scrub(records: list[Any], policy: Policy, analyzer: Any, workers: int | Non
 
 
 def _check_residual(path: Path, policy: Policy, texts: list[str]) -> dict[str, int]:
-    """The independent residual pass; ScrubError above the policy's limits."""
+    """The independent residual pass over every type it can detect (listed in the policy or
+    not); ScrubError above the policy's limits (absent: 0)."""
     from appliance.scrub.residual import ResidualPass
 
-    residual, dirty = ResidualPass(policy.pii.entities).count(texts)
+    residual, dirty = ResidualPass().count(texts)
     over = {e: n for e, n in residual.items() if n > policy.pii.max_residual.get(e, 0)}
     share = dirty / len(texts) if texts else 0.0
     if over or share > policy.pii.max_residual_share:
@@ -132,6 +133,16 @@ def _check_residual(path: Path, policy: Policy, texts: list[str]) -> dict[str, i
                          where=str(path), hint="nothing was imported; inspect the file, "
                          "or raise pii.max_residual for these types if they are expected")
     return residual
+
+
+def residual_limits(residual: dict[str, int], policy: Policy) -> dict[str, dict[str, Any]]:
+    """Per type the residual pass can detect: found, allowed, and whether the policy lists
+    the type for scrubbing (a type it does not list is still looked for)."""
+    from appliance.scrub.residual import detectable_types
+
+    return {e: {"found": residual.get(e, 0), "allowed": policy.pii.max_residual.get(e, 0),
+                "scrubbed_by_policy": e in policy.pii.entities}
+            for e in sorted(set(detectable_types()) | set(residual))}
 
 
 def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
@@ -183,6 +194,7 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
         "pii": dict(sorted(scrubbed.pii.items())),
         "residual": residual,
         "residual_allowed": dict(sorted(policy.pii.max_residual.items())),
+        "residual_limits": residual_limits(residual, policy),
         "residual_share_allowed": policy.pii.max_residual_share,
         "digest": digest_of(train, eval_),  # the vault's definition: one digest everywhere
         "ner": _ner_report(analyzer, policy),
