@@ -25,6 +25,7 @@ from pathlib import Path
 import regex  # type: ignore[import-untyped,unused-ignore]
 
 from appliance.scrub.engine import Detection
+from appliance.scrub.recognizers import STREET_SUFFIXES
 
 _WORD = r"[^\W\d_][\w'\u2019.-]*"
 UNIT_WORDS = r"(?i:apt|apartment|suite|ste|unit|flat|studio|floor|fl|level|room|rm|box|bldg)"
@@ -36,8 +37,9 @@ SUFFIXES = (
     "strasse straße weg gasse allee laan plein straat vej gade gatan vägen katu utca ulica "
     "ul rua avenida estrada cours chemin quai boulevard piazza corso carrera "
 ).split()
+SUFFIXES += [w.lower() for w in STREET_SUFFIXES]
 _SUFFIX_ALT = "|".join(sorted(set(SUFFIXES), key=len, reverse=True))
-UNIT_ANCHOR = regex.compile(r"\b(?i:apt|apartment|suite|ste|unit|flat)\.?\s*#?\s*\d{1,6}[A-Za-z]?\b")
+UNIT_ANCHOR = regex.compile(r"\b(?i:apt|apartment|suite|ste|unit|flat|studio)\.?\s*#?\s*\d{1,6}[A-Za-z]?\b")
 """A unit that starts an address on its own (Room 4B or Floor 2 do not)."""
 _PREFIX_ALT = ("rue|avenue|av|via|viale|calle|place|cours|chemin|boulevard|bd|ul|piazza|corso"
                "|rua|avenida|carrera|plac|strada|plaza|allee|avinguda")
@@ -62,6 +64,9 @@ def _anchors(cased: bool) -> object:
         rf"|(?<=(?i:zip|zip\s+code|postal\s+code|postcode)\s*(?:is|:)?\s*)\d{{5}}(?:-\d{{4}})?\b"
         rf"|{UNIT_ANCHOR.pattern}"
         r"|\b(?i:p\.?\s?o\.?\s+box|psc|unit)\s+\d{1,6}"
+        # a postcode line: "3609HA", "E9 9SG", "97497 Dupuis", "87-699 Swidnica"
+        r"|(?m:^[ \t>]*(?:\d{2}-\d{3}|\d{4,5})[ \t]+[A-Z\u00c0-\u024f][\w'-]+)"
+        r"|\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b|(?m:^[ \t>]*\d{4}\s?[A-Z]{2}\b)"
         r"|\bUS[A-Z]{1,3}\s+[^\W\d_]+|\b[ADF]PO\s+A[AEP]\s+\d{5}\b")
 
 
@@ -87,9 +92,10 @@ _PARTICLES = frozenset(
 
 
 def _is_number(token: str) -> bool:
+    """A house number, unit number or postcode ("12", "12b", "07/05", "3609HA", "9SG")."""
     core = token.rstrip(".")
-    return any(c.isdigit() for c in core) and bool(regex.fullmatch(r"\d{1,6}[A-Za-z]?|"
-                                                                   r"[A-Z0-9]{2,4}[- ]?\d[A-Z0-9]{1,3}|\d{1,5}[-/]\d{1,5}", core))
+    return len(core) <= 8 and any(c.isdigit() for c in core) and bool(
+        regex.fullmatch(r"[A-Za-z0-9]+(?:[-/][A-Za-z0-9]+)?", core))
 
 
 def _address_word(token: str, lower_ok: bool) -> bool:
@@ -167,9 +173,27 @@ def addresses(text: str, timeout: float) -> list[Detection]:
     spans += [(m.start(1), m.end(1)) for m in CUES.finditer(text, timeout=timeout)]
     out = []
     for start, end in spans:
-        out.append(Detection("STREET_ADDRESS", _block_start(text, start, lower_ok),
+        start = _previous_lines(text, _block_start(text, start, lower_ok))
+        out.append(Detection("STREET_ADDRESS", start,
                              max(end, _block_end(text, end, lower_ok)), 0.6))
     return out
+
+
+_STREET_LINE = regex.compile(
+    rf"[ \t>]*(?=[^\n]*\d|[^\n]*\b(?i:{_SUFFIX_ALT}|{_PREFIX_ALT})\b)[^\n]{{3,60}}\n[ \t>]*$")
+
+
+def _previous_lines(text: str, start: int) -> int:
+    """Move `start` back over up to two preceding address lines (a street line before a
+    postcode line: it holds a number or a street type, and no stop word)."""
+    for _ in range(2):
+        line_start = text.rfind("\n", 0, max(0, text.rfind("\n", 0, start))) + 1
+        line = text[line_start:start]
+        if not line.strip() or _STREET_LINE.fullmatch(line) is None or any(
+                w.lower() in _STOP_ADDRESS for w in _TOKEN.findall(line)):
+            break
+        start = line_start + len(line) - len(line.lstrip(" \t>"))
+    return start
 
 
 DIGIT_RUN = regex.compile(
