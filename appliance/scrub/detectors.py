@@ -65,7 +65,7 @@ def _anchors(cased: bool) -> object:
         rf"|{UNIT_ANCHOR.pattern}"
         r"|\b(?i:p\.?\s?o\.?\s+box|psc|unit)\s+\d{1,6}"
         # a postcode line: "3609HA", "E9 9SG", "97497 Dupuis", "87-699 Swidnica"
-        r"|(?m:^[ \t>]*(?:\d{2}-\d{3}|\d{4,5})[ \t]+[A-Z\u00c0-\u024f][\w'-]+)"
+        r"|(?m:(?:^[ \t>]*|(?<=,[ \t]))(?:\d{2}-\d{3}|\d{4,5})[ \t]+[A-Z\u00c0-\u024f][\w'-]+)"
         r"|\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b|(?m:^[ \t>]*\d{4}\s?[A-Z]{2}\b)"
         r"|\bUS[A-Z]{1,3}\s+[^\W\d_]+|\b[ADF]PO\s+A[AEP]\s+\d{5}\b")
 
@@ -78,7 +78,9 @@ CUES = regex.compile(
     r"deliver(?:ed)?\s+to|taxi\s+to|arrived\s+at|resides\s+at|residing\s+at|visit\s+us\s+at|"
     r"mail\s+to|based\s+at|find\s+us\s+at|come\s+to|is\s+at|are\s+at)"
     r"\s*(?:here\s+they\s+are)?[:,]?\s*(?:is\s+)?(?:at\s+)?"
-    rf"(\d{{1,6}}[A-Za-z]?\s+(?:\d{{1,6}}\s+)?{_WORD})")
+    rf"(\d{{1,6}}[A-Za-z]?\s+(?:\d{{1,6}}\s+)?{_WORD}"
+    rf"|[A-Z\u00c0-\u024f][\w'.-]+(?:\s+[\w'.-]+){{0,3}}?,?\s+\d{{1,5}}[A-Za-z]?\b"
+    rf"|(?i:{_PREFIX_ALT})\s+{_WORD})")
 _TOKEN = regex.compile(r"[^\s,;]+")
 _STOP_ADDRESS = frozenset(
     "to at is are was for and or but in on of the a an my your his her their our this that "
