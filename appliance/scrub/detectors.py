@@ -27,6 +27,11 @@ import regex  # type: ignore[import-untyped,unused-ignore]
 from appliance.scrub.engine import Detection
 from appliance.scrub.recognizers import STREET_SUFFIXES
 
+DISABLED: set[str] = set()
+"""Test-only switch: names of detectors ("addresses", "digit_runs", "uncommon_words",
+"propagate") the engine skips, so tests can show each protection matters. No policy or
+command sets it."""
+
 _WORD = r"[^\W\d_][\w'\u2019.-]*"
 UNIT_WORDS = r"(?i:apt|apartment|suite|ste|unit|flat|studio|floor|fl|level|room|rm|box|bldg)"
 UNIT = regex.compile(rf"\b{UNIT_WORDS}\.?\s*#?\s*\d{{1,6}}[A-Za-z]?\b|#\s?\d{{1,6}}\b")

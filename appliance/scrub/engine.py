@@ -281,13 +281,17 @@ class Analyzer:
         from appliance.scrub import detectors
 
         limit = self.policy.fail_closed.analysis_timeout_s
+        off = detectors.DISABLED
         extra: list[Detection] = []
-        if "STREET_ADDRESS" in self.wanted:
+        if "STREET_ADDRESS" in self.wanted and "addresses" not in off:
             extra += detectors.addresses(text, limit)
-        extra += [d for d in detectors.digit_runs(text, limit) if d.entity in self.wanted]
+        if "digit_runs" not in off:
+            extra += [d for d in detectors.digit_runs(text, limit) if d.entity in self.wanted]
         if "PERSON" in self.wanted:
-            extra += detectors.uncommon_words(text, self.words, limit)
-            extra += detectors.propagate(text, [*found, *extra], limit)
+            if "uncommon_words" not in off:
+                extra += detectors.uncommon_words(text, self.words, limit)
+            if "propagate" not in off:
+                extra += detectors.propagate(text, [*found, *extra], limit)
         return extra
 
 
