@@ -5,9 +5,9 @@
   on its line (house number, street name) and the lines/commas after it (unit, town,
   region, postal code, country), so that a whole multi-line address is masked, not only
   its street line;
-- digit runs: IBAN-shaped tokens in any case, any phone-shaped run of 8-15 digits in 2-6 groups (every country's
-  grouping), and any card-shaped run of 13-19 digits, Luhn-valid or not (a mistyped card
-  number still identifies its owner: fail closed);
+- digit runs: IBAN-shaped tokens in any case, any phone-shaped run of 8-15 digits in 2-6
+  groups (every country's grouping), and any card-shaped run of 13-19 digits, Luhn-valid
+  or not (a mistyped card number still identifies its owner: fail closed);
 - uncommon words (after Philter, Norgeot et al. 2020): a capitalised word that is not an
   English word of the pinned spaCy model's WordNet-derived lemma index nor a stop word is
   taken for a name; in a record written in lower case, any such word. A name found once
@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import regex  # type: ignore[import-untyped,unused-ignore]
 
@@ -35,28 +36,110 @@ command sets it."""
 _WORD = r"[^\W\d_][\w'\u2019.-]*"
 UNIT_WORDS = r"(?i:apt|apartment|suite|ste|unit|flat|studio|floor|fl|level|room|rm|box|bldg)"
 UNIT = regex.compile(rf"\b{UNIT_WORDS}\.?\s*#?\s*\d{{1,6}}[A-Za-z]?\b|#\s?\d{{1,6}}\b")
-SUFFIXES = (
-    "street st str avenue ave av road rd lane ln drive dr boulevard blvd court ct place pl "
-    "square sq terrace ter way circle cir parkway pkwy highway hwy trail trl crescent close "
-    "row alley loop plaza park pike walk path gardens grove hill mews rue via viale calle "
-    "strasse straße weg gasse allee laan plein straat vej gade gatan vägen katu utca ulica "
-    "ul rua avenida estrada cours chemin quai boulevard piazza corso carrera "
-).split()
+SUFFIXES = [
+    "street",
+    "st",
+    "str",
+    "avenue",
+    "ave",
+    "av",
+    "road",
+    "rd",
+    "lane",
+    "ln",
+    "drive",
+    "dr",
+    "boulevard",
+    "blvd",
+    "court",
+    "ct",
+    "place",
+    "pl",
+    "square",
+    "sq",
+    "terrace",
+    "ter",
+    "way",
+    "circle",
+    "cir",
+    "parkway",
+    "pkwy",
+    "highway",
+    "hwy",
+    "trail",
+    "trl",
+    "crescent",
+    "close",
+    "row",
+    "alley",
+    "loop",
+    "plaza",
+    "park",
+    "pike",
+    "walk",
+    "path",
+    "gardens",
+    "grove",
+    "hill",
+    "mews",
+    "rue",
+    "via",
+    "viale",
+    "calle",
+    "strasse",
+    "straße",
+    "weg",
+    "gasse",
+    "allee",
+    "laan",
+    "plein",
+    "straat",
+    "vej",
+    "gade",
+    "gatan",
+    "vägen",
+    "katu",
+    "utca",
+    "ulica",
+    "ul",
+    "rua",
+    "avenida",
+    "estrada",
+    "cours",
+    "chemin",
+    "quai",
+    "boulevard",
+    "piazza",
+    "corso",
+    "carrera",
+]
 SUFFIXES += [w.lower() for w in STREET_SUFFIXES]
 _SUFFIX_ALT = "|".join(sorted(set(SUFFIXES), key=len, reverse=True))
-UNIT_ANCHOR = regex.compile(r"\b(?i:apt|apartment|suite|ste|unit|flat|studio)\.?\s*#?\s*\d{1,6}[A-Za-z]?\b")
+UNIT_ANCHOR = regex.compile(
+    r"\b(?i:apt|apartment|suite|ste|unit|flat|studio)\.?\s*#?\s*\d{1,6}[A-Za-z]?\b"
+)
 """A unit that starts an address on its own (Room 4B or Floor 2 do not)."""
-_PREFIX_ALT = ("rue|avenue|av|via|viale|calle|place|cours|chemin|boulevard|bd|ul|piazza|corso"
-               "|rua|avenida|carrera|plac|strada|plaza|allee|avinguda")
-_GLUED = r"(?i:straat|strasse|straße|weg|vej|vegen|veien|gade|gatan|vägen|katu|laan|gasse|allee|tie)"
+_PREFIX_ALT = (
+    "rue|avenue|av|via|viale|calle|place|cours|chemin|boulevard|bd|ul|piazza|corso"
+    "|rua|avenida|carrera|plac|strada|plaza|allee|avinguda"
+)
+_GLUED = (
+    r"(?i:straat|strasse|straße|weg|vej|vegen|veien|gade|gatan|vägen|katu|laan|gasse|allee|tie)"
+)
 
 
-def _anchors(cased: bool) -> object:
+def _anchors(cased: bool) -> Any:
     word = r"[^\W\d_][\w'\u2019.-]*" if not cased else r"[A-Z\u00c0-\u024f][\w'\u2019.-]*"
-    name = rf"(?!(?i:the|a|an|and|or|for|of|to|in|on|at|my|with|from|by|is|are|was)\b){word}"
-    loose = rf"(?!(?i:the|a|an|and|or|for|of|to|in|on|at|my|with|from|by|is|are|was)\b)[^\W\d_][\w'\u2019.-]*"
-    suffix = rf"(?i:{_SUFFIX_ALT})" if not cased else (
-        rf"(?:{'|'.join(w.capitalize() for w in sorted(set(SUFFIXES), key=len, reverse=True))})")
+    not_stop = r"(?!(?i:the|a|an|and|or|for|of|to|in|on|at|my|with|from|by|is|are|was)\b)"
+    name = rf"{not_stop}{word}"
+    loose = rf"{not_stop}[^\W\d_][\w'\u2019.-]*"
+    suffix = (
+        rf"(?i:{_SUFFIX_ALT})"
+        if not cased
+        else (
+            rf"(?:{'|'.join(w.capitalize() for w in sorted(set(SUFFIXES), key=len, reverse=True))})"
+        )
+    )
     return regex.compile(
         # house number, up to four name words, a street suffix ("Str." abbreviated)
         rf"\b\d{{1,6}}[A-Za-z]?(?:[-/]\d{{1,5}})?\s+(?:{name}\s+){{0,4}}{suffix}\b\.?"
@@ -72,7 +155,8 @@ def _anchors(cased: bool) -> object:
         # a postcode line: "3609HA", "E9 9SG", "97497 Dupuis", "87-699 Swidnica"
         r"|(?m:(?:^[ \t>]*|(?<=,[ \t]))(?:\d{2}-\d{3}|\d{4,5})[ \t]+[A-Z\u00c0-\u024f][\w'-]+)"
         r"|\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b|(?m:^[ \t>]*\d{4}\s?[A-Z]{2}\b)"
-        r"|\bUS[A-Z]{1,3}\s+[^\W\d_]+|\b[ADF]PO\s+A[AEP]\s+\d{5}\b")
+        r"|\bUS[A-Z]{1,3}\s+[^\W\d_]+|\b[ADF]PO\s+A[AEP]\s+\d{5}\b"
+    )
 
 
 ANCHORS_CASED = _anchors(cased=True)
@@ -85,24 +169,122 @@ CUES = regex.compile(
     r"\s*(?:here\s+they\s+are)?[:,]?\s*(?:is\s+)?(?:at\s+)?"
     rf"(\d{{1,6}}[A-Za-z]?\s+(?:\d{{1,6}}\s+)?{_WORD}"
     rf"|[A-Z\u00c0-\u024f][\w'.-]+(?:\s+[\w'.-]+){{0,3}}?,?\s+\d{{1,5}}[A-Za-z]?\b"
-    rf"|(?i:{_PREFIX_ALT})\s+{_WORD})")
+    rf"|(?i:{_PREFIX_ALT})\s+{_WORD})"
+)
 _TOKEN = regex.compile(r"[^\s,;]+")
 _STOP_ADDRESS = frozenset(
-    "to at is are was for and or but in on of the a an my your his her their our this that "
-    "please thanks thank with from by if so then when where which who what why how can "
-    "could would should will you i we they he she it me us them last next".split())
-_CONNECTORS = frozenset("and of u et und y e i".split())
+    [
+        "to",
+        "at",
+        "is",
+        "are",
+        "was",
+        "for",
+        "and",
+        "or",
+        "but",
+        "in",
+        "on",
+        "of",
+        "the",
+        "a",
+        "an",
+        "my",
+        "your",
+        "his",
+        "her",
+        "their",
+        "our",
+        "this",
+        "that",
+        "please",
+        "thanks",
+        "thank",
+        "with",
+        "from",
+        "by",
+        "if",
+        "so",
+        "then",
+        "when",
+        "where",
+        "which",
+        "who",
+        "what",
+        "why",
+        "how",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "you",
+        "i",
+        "we",
+        "they",
+        "he",
+        "she",
+        "it",
+        "me",
+        "us",
+        "them",
+        "last",
+        "next",
+    ]
+)
+_CONNECTORS = frozenset(["and", "of", "u", "et", "und", "y", "e", "i"])
 """Words inside an address when an address word follows ("Trinidad and Tobago")."""
 _PARTICLES = frozenset(
-    "de del della di da do dos das du des la le les van von der den ter ten op am an im y "
-    "e el al ul. ul str. st. ave. rd. dr. no. nr. nº".split())
+    [
+        "de",
+        "del",
+        "della",
+        "di",
+        "da",
+        "do",
+        "dos",
+        "das",
+        "du",
+        "des",
+        "la",
+        "le",
+        "les",
+        "van",
+        "von",
+        "der",
+        "den",
+        "ter",
+        "ten",
+        "op",
+        "am",
+        "an",
+        "im",
+        "y",
+        "e",
+        "el",
+        "al",
+        "ul.",
+        "ul",
+        "str.",
+        "st.",
+        "ave.",
+        "rd.",
+        "dr.",
+        "no.",
+        "nr.",
+        "nº",
+    ]
+)
 
 
 def _is_number(token: str) -> bool:
     """A house number, unit number or postcode ("12", "12b", "07/05", "3609HA", "9SG")."""
     core = token.rstrip(".")
-    return len(core) <= 8 and any(c.isdigit() for c in core) and bool(
-        regex.fullmatch(r"[A-Za-z0-9]+(?:[-/][A-Za-z0-9]+)?", core))
+    return (
+        len(core) <= 8
+        and any(c.isdigit() for c in core)
+        and bool(regex.fullmatch(r"[A-Za-z0-9]+(?:[-/][A-Za-z0-9]+)?", core))
+    )
 
 
 def _address_word(token: str, lower_ok: bool) -> bool:
@@ -122,9 +304,12 @@ def _block_start(text: str, start: int, lower_ok: bool) -> int:
     line_start = text.rfind("\n", 0, start) + 1
     for m in reversed(list(_TOKEN.finditer(text, line_start, start))):
         token = m.group()
-        if text[m.end():start].strip(" ") not in ("", ",") or not _address_word(
-                token, lower_ok) or token.endswith((":", "!", "?")) or (
-                token.endswith(".") and len(token) > 6 and not _is_number(token)):
+        if (
+            text[m.end() : start].strip(" ") not in ("", ",")
+            or not _address_word(token, lower_ok)
+            or token.endswith((":", "!", "?"))
+            or (token.endswith(".") and len(token) > 6 and not _is_number(token))
+        ):
             break
         start = m.start()
     return start
@@ -136,16 +321,24 @@ def _block_end(text: str, end: int, lower_ok: bool) -> int:
     pos, words = end, 0
     tokens = list(_TOKEN.finditer(text, end, min(len(text), end + 400)))
     for i, m in enumerate(tokens):
-        gap = text[pos:m.start()]
-        if gap.count(",") > 1 or words >= 12 or (
+        gap = text[pos : m.start()]
+        if (
+            gap.count(",") > 1
+            or words >= 12
+            or (
                 "\n\n" in gap.replace(" ", "").replace("\t", "")
-                and _LAST_LINE.match(text, m.start()) is None):
+                and _LAST_LINE.match(text, m.start()) is None
+            )
+        ):
             break
         token = m.group()
         if token.lower() in _CONNECTORS:
             follow = tokens[i + 1].group() if i + 1 < len(tokens) else ""
-            if follow and _address_word(follow.rstrip(".,:;!?"), lower_ok) and \
-                    (follow[0].isupper() or follow[0].isdigit() or lower_ok):
+            if (
+                follow
+                and _address_word(follow.rstrip(".,:;!?"), lower_ok)
+                and (follow[0].isupper() or follow[0].isdigit() or lower_ok)
+            ):
                 continue
             break
         stripped = token.lstrip("?>*-|\u2022")
@@ -153,17 +346,24 @@ def _block_end(text: str, end: int, lower_ok: bool) -> int:
         if not stripped:
             continue
         core = stripped.rstrip(".,:;!?\"')")
-        if core and core[0].islower() and core.lower() not in _STOP_ADDRESS and "@" not in core \
-                and i + 1 < len(tokens) and tokens[i + 1].group()[:1].isupper() | \
-                tokens[i + 1].group()[:1].isdigit() and core == stripped:
+        if (
+            core
+            and core[0].islower()
+            and core.lower() not in _STOP_ADDRESS
+            and "@" not in core
+            and i + 1 < len(tokens)
+            and tokens[i + 1].group()[:1].isupper() | tokens[i + 1].group()[:1].isdigit()
+            and core == stripped
+        ):
             pos, words = m.start() + lead + len(core), words + 1  # "Kámen u Pacova"
             continue
         if not core or not _address_word(core, lower_ok) or regex.search(r"\d[-(]|\(\d", core):
             break
         pos, words = m.start() + lead + len(core), words + 1
-        tail = stripped[len(core):]
-        if any(c in tail for c in "!?:;") or (tail.startswith(".") and len(core) > 3
-                                              and not _is_number(core)):
+        tail = stripped[len(core) :]
+        if any(c in tail for c in "!?:;") or (
+            tail.startswith(".") and len(core) > 3 and not _is_number(core)
+        ):
             break
     return pos
 
@@ -179,15 +379,17 @@ def addresses(text: str, timeout: float) -> list[Detection]:
     spans = [(m.start(), m.end()) for m in anchors.finditer(text, timeout=timeout)]
     spans += [(m.start(1), m.end(1)) for m in CUES.finditer(text, timeout=timeout)]
     out = []
-    for start, end in spans:
-        start = _previous_lines(text, _block_start(text, start, lower_ok))
-        out.append(Detection("STREET_ADDRESS", start,
-                             max(end, _block_end(text, end, lower_ok)), 0.6))
+    for first, end in spans:
+        start = _previous_lines(text, _block_start(text, first, lower_ok))
+        out.append(
+            Detection("STREET_ADDRESS", start, max(end, _block_end(text, end, lower_ok)), 0.6)
+        )
     return out
 
 
 _STREET_LINE = regex.compile(
-    rf"[ \t>]*(?=[^\n]*\d|[^\n]*\b(?i:{_SUFFIX_ALT}|{_PREFIX_ALT})\b)[^\n]{{3,60}}\n[ \t>]*$")
+    rf"[ \t>]*(?=[^\n]*\d|[^\n]*\b(?i:{_SUFFIX_ALT}|{_PREFIX_ALT})\b)[^\n]{{3,60}}\n[ \t>]*$"
+)
 
 
 def _previous_lines(text: str, start: int) -> int:
@@ -196,8 +398,11 @@ def _previous_lines(text: str, start: int) -> int:
     for _ in range(2):
         line_start = text.rfind("\n", 0, max(0, text.rfind("\n", 0, start))) + 1
         line = text[line_start:start]
-        if not line.strip() or _STREET_LINE.fullmatch(line) is None or any(
-                w.lower() in _STOP_ADDRESS for w in _TOKEN.findall(line)):
+        if (
+            not line.strip()
+            or _STREET_LINE.fullmatch(line) is None
+            or any(w.lower() in _STOP_ADDRESS for w in _TOKEN.findall(line))
+        ):
             break
         start = line_start + len(line) - len(line.lstrip(" \t>"))
     return start
@@ -205,7 +410,8 @@ def _previous_lines(text: str, start: int) -> int:
 
 DIGIT_RUN = regex.compile(
     r"(?<![\w.+-])\+?\(?\d{1,5}\)?(?:[ .\-\u2010\u2011\u2013]{1,2}\(?\d{1,6}\)?){1,6}"
-    r"(?:\s*(?:x|ext\.?)\s*\d{1,6})?(?!\w|-\d)|(?<![\w+])\+?\d{8,19}(?!\w)")
+    r"(?:\s*(?:x|ext\.?)\s*\d{1,6})?(?!\w|-\d)|(?<![\w+])\+?\d{8,19}(?!\w)"
+)
 _DATE_LIKE = regex.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}$")
 
 
@@ -222,9 +428,11 @@ def digit_runs(text: str, timeout: float) -> list[Detection]:
             out.append(Detection("CREDIT_CARD", m.start(), m.start() + len(number), 0.5))
         if digits <= 15:
             out.append(Detection("PHONE_NUMBER", m.start(), m.end(), 0.5))
-    out += [Detection("IBAN_CODE", m.start(), m.end(), 0.5)
-            for m in IBAN_SHAPE.finditer(text, timeout=timeout)
-            if sum(c.isdigit() for c in m.group()) >= 8]
+    out += [
+        Detection("IBAN_CODE", m.start(), m.end(), 0.5)
+        for m in IBAN_SHAPE.finditer(text, timeout=timeout)
+        if sum(c.isdigit() for c in m.group()) >= 8
+    ]
     return out
 
 
@@ -243,15 +451,27 @@ def english_words(model_path: Path | None) -> frozenset[str]:
         from spacy.lookups import Lookups
 
         lookups = Lookups().from_disk(model_path / "lemmatizer" / "lookups")
-        for pos, entries in lookups.get_table("lemma_index").items():
+        for entries in lookups.get_table("lemma_index").values():
             words.update(w for w in entries if "_" not in w)
-        for pos, table in lookups.get_table("lemma_exc").items():
+        for table in lookups.get_table("lemma_exc").values():
             words.update(table)
     return frozenset(words)
 
 
-_SUFFIX_RULES = (("ies", "y"), ("es", ""), ("s", ""), ("ed", ""), ("ed", "e"), ("ing", ""),
-                 ("ing", "e"), ("ly", ""), ("er", ""), ("est", ""), ("'s", ""), ("\u2019s", ""))
+_SUFFIX_RULES = (
+    ("ies", "y"),
+    ("es", ""),
+    ("s", ""),
+    ("ed", ""),
+    ("ed", "e"),
+    ("ing", ""),
+    ("ing", "e"),
+    ("ly", ""),
+    ("er", ""),
+    ("est", ""),
+    ("'s", ""),
+    ("\u2019s", ""),
+)
 
 
 def is_english(word: str, words: frozenset[str]) -> bool:
@@ -259,16 +479,21 @@ def is_english(word: str, words: frozenset[str]) -> bool:
     low = word.lower()
     if low in words:
         return True
-    return any(low.endswith(s) and low[:-len(s)] + r in words for s, r in _SUFFIX_RULES
-               if len(low) > len(s) + 2)
+    return any(
+        low.endswith(s) and low[: -len(s)] + r in words
+        for s, r in _SUFFIX_RULES
+        if len(low) > len(s) + 2
+    )
 
 
 _AROUND = regex.compile(r"[\w/=:\\]*[\d_/=\\][\w]*$|[\w.]*@$")
 _AFTER = regex.compile(r"[\w]*[\d_]|[/=\\(]|\.[a-z]")
 _CONTRACTION = regex.compile(r"(?i)['\u2019](?:s|d|ll|re|ve|m|t)$|n['\u2019]t$")
 _ALPHA = regex.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
-HONORIFIC = regex.compile(r"(?i:\b(?:mr|mrs|ms|miss|mx|dr|prof|sir|dame|rev|fr|sr|jr|phd|md)\b"
-                          r"\.?\s*)$")
+HONORIFIC = regex.compile(
+    r"(?i:\b(?:mr|mrs|ms|miss|mx|dr|prof|sir|dame|rev|fr|sr|jr|phd|md)\b"
+    r"\.?\s*)$"
+)
 
 
 def uncommon_words(text: str, words: frozenset[str], timeout: float) -> list[Detection]:
@@ -296,13 +521,20 @@ def uncommon_words(text: str, words: frozenset[str], timeout: float) -> list[Det
 def propagate(text: str, found: Iterable[Detection], timeout: float) -> list[Detection]:
     """Every other occurrence of a detected name's words, and honorifics before names."""
     found = list(found)
-    names = {w for d in found if d.entity == "PERSON"
-             for w in _ALPHA.findall(text[d.start:d.end]) if len(w) > 2}
+    names = {
+        w
+        for d in found
+        if d.entity == "PERSON"
+        for w in _ALPHA.findall(text[d.start : d.end])
+        if len(w) > 2
+    }
     out = []
     if names:
         alt = "|".join(regex.escape(n) for n in sorted(names, key=len, reverse=True))
-        out += [Detection("PERSON", m.start(), m.end(), 0.4)
-                for m in regex.finditer(rf"(?<!\w)(?:{alt})(?!\w)", text, timeout=timeout)]
+        out += [
+            Detection("PERSON", m.start(), m.end(), 0.4)
+            for m in regex.finditer(rf"(?<!\w)(?:{alt})(?!\w)", text, timeout=timeout)
+        ]
     for d in [*found, *out]:
         if d.entity == "PERSON":
             head = HONORIFIC.search(text, max(0, d.start - 8), d.start)

@@ -270,14 +270,17 @@ class Analyzer:
                 begin = _trim_leading(text, begin, end, NOT_NAMES)
                 end = extend_name(text, end)
             detections.append(Detection(r.entity_type, begin, end, float(r.score)))
+        return self._union(text, detections)
+
+    def _union(self, text: str, found: list[Detection]) -> Outcome:
+        """`found` and the NER-independent detectors' finds (appliance.scrub.detectors) of
+        the wanted types; a regex timeout quarantines."""
         try:
-            detections += self._union(text, detections)
+            return Outcome([*found, *self._independent(text, found)])
         except TimeoutError as exc:
             return Outcome(quarantined=f"regex timeout: {exc}")
-        return Outcome(detections)
 
-    def _union(self, text: str, found: list[Detection]) -> list[Detection]:
-        """The NER-independent detectors (appliance.scrub.detectors) of the wanted types."""
+    def _independent(self, text: str, found: list[Detection]) -> list[Detection]:
         from appliance.scrub import detectors
 
         limit = self.policy.fail_closed.analysis_timeout_s
