@@ -25,7 +25,7 @@ def _policy(args: argparse.Namespace) -> Any:
 def _eval(args: argparse.Namespace) -> int:
     from appliance.service.scrub import evaluate_file
 
-    result = evaluate_file(Path(args.file), _policy(args))
+    result = evaluate_file(Path(args.file), _policy(args), baseline=args.baseline)
     if args.json:
         print_json(result)
         return EXIT_OK
@@ -38,9 +38,28 @@ def _eval(args: argparse.Namespace) -> int:
     d = result["direct_identifiers"]
     print(f"direct identifiers: {d['masked']:.1%} masked, {d['leaked']:.1%} leaked "
           f"(n={d['n']}); over-redaction {result['over_redaction']:.1%}")
+    if "baseline" in result:
+        _print_baseline(result)
     if not result["ner"]["detects_names_and_places"]:
         print(f"WARNING: {result['ner']['warning']}")
     return EXIT_OK
+
+
+def _print_baseline(result: dict[str, Any]) -> None:
+    raw = result["baseline"]
+    print(f"baseline {raw['name']} (same records, same run): {raw['records_per_s']:.1f} "
+          "records/s")
+    print(f"{'entity':<20} {'ours masked':>12} {'base masked':>12} {'ours leaked':>12} "
+          f"{'base leaked':>12}")
+    for entity, row in raw["entities"].items():
+        mine = result["entities"][entity]
+        print(f"{entity:<20} {mine['masked']:>12.1%} {row['masked']:>12.1%} "
+              f"{mine['leaked']:>12.1%} {row['leaked']:>12.1%}")
+    d = raw["direct_identifiers"]
+    print(f"baseline direct identifiers: {d['masked']:.1%} masked, {d['leaked']:.1%} leaked; "
+          f"over-redaction {raw['over_redaction']:.1%}")
+    worse = ", ".join(result["below_baseline"]) or "none"
+    print(f"types below the baseline: {worse}")
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -52,4 +71,7 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     ev.add_argument("--json", action="store_true", help="print the scores as JSON")
     ev.add_argument("--policy", metavar="FILE", default=None,
                     help="policy to score under (default: the home's, else the shipped one)")
+    ev.add_argument("--baseline", choices=["presidio"], default=None,
+                    help="also score raw Presidio (default recognizers, same spaCy model) on "
+                         "the same records in the same run")
     ev.set_defaults(handler=_eval)

@@ -198,6 +198,9 @@ class Analyzer:
         ours.first_names()  # load the gazetteer once, before any worker is forked
         for recognizer in [*ours.extra_recognizers(timeout), *extra_recognizers]:
             registry.add_recognizer(recognizer)
+        from appliance.scrub.detectors import english_words
+
+        self.words = english_words(model_path) if "PERSON" in policy.entities else frozenset()
         self.nlp_engine = _spacy_engine(model_path)
         self.engine = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine,
                                      supported_languages=["en"],
@@ -267,7 +270,32 @@ class Analyzer:
                 begin = _trim_leading(text, begin, end, NOT_NAMES)
                 end = extend_name(text, end)
             detections.append(Detection(r.entity_type, begin, end, float(r.score)))
-        return Outcome(detections)
+        return self._union(text, detections)
+
+    def _union(self, text: str, found: list[Detection]) -> Outcome:
+        """`found` and the NER-independent detectors' finds (appliance.scrub.detectors) of
+        the wanted types; a regex timeout quarantines."""
+        try:
+            return Outcome([*found, *self._independent(text, found)])
+        except TimeoutError as exc:
+            return Outcome(quarantined=f"regex timeout: {exc}")
+
+    def _independent(self, text: str, found: list[Detection]) -> list[Detection]:
+        from appliance.scrub import detectors
+
+        limit = self.policy.fail_closed.analysis_timeout_s
+        off = detectors.DISABLED
+        extra: list[Detection] = []
+        if "STREET_ADDRESS" in self.wanted and "addresses" not in off:
+            extra += detectors.addresses(text, limit)
+        if "digit_runs" not in off:
+            extra += [d for d in detectors.digit_runs(text, limit) if d.entity in self.wanted]
+        if "PERSON" in self.wanted:
+            if "uncommon_words" not in off:
+                extra += detectors.uncommon_words(text, self.words, limit)
+            if "propagate" not in off:
+                extra += detectors.propagate(text, [*found, *extra], limit)
+        return extra
 
 
 def _trim_leading(text: str, start: int, end: int, words: frozenset[str]) -> int:

@@ -1,7 +1,8 @@
 """Score detection on a labeled file in the presidio-research format.
 
 Per gold span: masked (every alphanumeric character replaced), partial, leaked (none
-replaced). Over-redaction: share of replaced characters outside every gold span.
+replaced). Over-redaction: share of replaced characters outside every gold span. Gold labels
+of other label sets are mapped onto the appliance's names (`appliance.scrub.labels`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from appliance.errors import DatasetFormatError
 from appliance.fsutil import ParseProblem, loads_json, read_regular
 from appliance.scrub.engine import Analyzer, Outcome, analyze_all
+from appliance.scrub.labels import ours
 from appliance.scrub.operators import merge
 
 MAX_LABELED_BYTES = 1 << 30
@@ -78,7 +80,7 @@ def score(records: Sequence[Labeled], outcomes: Sequence[Outcome]) -> dict[str, 
             gold[g.start:g.end] = b"\1" * (g.end - g.start)
             chars = [i for i in range(g.start, g.end) if rec.text[i].isalnum()]
             hit = sum(covered[i] for i in chars)
-            row = counts.setdefault(g.entity, [0, 0, 0, 0])
+            row = counts.setdefault(ours(g.entity), [0, 0, 0, 0])
             row[0] += 1
             row[1 if hit == len(chars) else 3 if hit == 0 else 2] += 1
         replaced_total += sum(covered)
@@ -104,6 +106,28 @@ def evaluate(analyzer: Analyzer, records: Sequence[Labeled], *,
     """Run the analyzer over the labeled records and score it (contract fields)."""
     start = time.monotonic()
     outcomes = analyze_all(analyzer, [r.text for r in records], workers=workers)
+    return _scored(records, outcomes, start)
+
+
+def evaluate_serial(engine: Any, records: Sequence[Labeled]) -> dict[str, Any]:
+    """Score any engine with `analyze_batch(texts) -> [Outcome]` (a baseline) in-process."""
+    start = time.monotonic()
+    return _scored(records, engine.analyze_batch([r.text for r in records]), start)
+
+
+def below(result: dict[str, Any], baseline: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """Entity types where `result` masks fewer or leaks more gold spans than `baseline`."""
+    out = {}
+    for entity, theirs in baseline["entities"].items():
+        mine = result["entities"].get(entity)
+        if mine and (mine["masked"] < theirs["masked"] or mine["leaked"] > theirs["leaked"]):
+            out[entity] = {"masked": mine["masked"], "baseline_masked": theirs["masked"],
+                           "leaked": mine["leaked"], "baseline_leaked": theirs["leaked"]}
+    return out
+
+
+def _scored(records: Sequence[Labeled], outcomes: Sequence[Outcome],
+            start: float) -> dict[str, Any]:
     elapsed = max(time.monotonic() - start, 1e-9)
     result = score(records, outcomes)
     return {"records": len(records), "records_per_s": len(records) / elapsed,

@@ -3,7 +3,10 @@
 Independent of the first pass on purpose: it runs on the output with Presidio's own
 predefined recognizers for cards, e-mail, IBAN, IP, SSN and phone numbers (phonenumbers-
 based), none of which the first pass uses (it also re-runs Presidio's ITIN, NHS and crypto
-recognizers), plus the `appliance.patterns` catalogue of secrets, with no NER. Placeholders
+recognizers), plus the `appliance.patterns` catalogue of secrets, with no NER. It looks for
+every type it can detect, whatever the policy lists: a policy that drops CREDIT_CARD from
+its entities still has card numbers counted here (and refused unless `pii.max_residual`
+allows them). Placeholders
 and pseudonyms (`<PERSON>`, `<PERSON_1f3a...>`) match
 none of them. Names and places are not counted here (an NER pass over scrubbed text cannot
 tell a leaked name from an ordinary capitalised word reliably); the first pass's figures on
@@ -25,19 +28,31 @@ RESIDUAL_RECOGNIZERS = ("CreditCardRecognizer", "EmailRecognizer", "IbanRecogniz
                         "CryptoRecognizer", "UsItinRecognizer", "NhsRecognizer")
 
 
+def detectable_types() -> list[str]:
+    """Every entity type the residual pass looks for."""
+    return sorted({d.entity for d in patterns.DETECTORS} | set(RESIDUAL_TYPES))
+
+
+RESIDUAL_TYPES = ("CREDIT_CARD", "EMAIL_ADDRESS", "IBAN_CODE", "IP_ADDRESS", "US_SSN",
+                  "PHONE_NUMBER", "CRYPTO", "US_ITIN", "UK_NHS")
+"""The entity types of RESIDUAL_RECOGNIZERS (Presidio's own)."""
+
+
 class ResidualPass:
     """Counts detections per entity type in scrubbed texts."""
 
-    def __init__(self, entities: Sequence[str], score_threshold: float = 0.5) -> None:
+    def __init__(self, entities: Sequence[str] | None = None,
+                 score_threshold: float = 0.5) -> None:
         force_offline()
         from presidio_analyzer import RecognizerRegistry
 
         registry = RecognizerRegistry(supported_languages=["en"])
         registry.load_predefined_recognizers(languages=["en"])
         self.recognizers = [r for r in registry.recognizers
-                            if getattr(r, "name", "") in RESIDUAL_RECOGNIZERS
-                            and set(r.supported_entities) & set(entities)]
-        self.entities = frozenset(entities)
+                            if getattr(r, "name", "") in RESIDUAL_RECOGNIZERS]
+        detectable = {e for r in self.recognizers for e in r.supported_entities}
+        detectable |= {d.entity for d in patterns.DETECTORS}
+        self.entities = frozenset(detectable if entities is None else entities)
         self.threshold = score_threshold
 
     def find(self, text: str) -> list[tuple[str, int, int]]:

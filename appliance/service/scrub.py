@@ -119,10 +119,11 @@ def _scrub(records: list[Any], policy: Policy, analyzer: Any, workers: int | Non
 
 
 def _check_residual(path: Path, policy: Policy, texts: list[str]) -> dict[str, int]:
-    """The independent residual pass; ScrubError above the policy's limits."""
+    """The independent residual pass over every type it can detect (listed in the policy or
+    not); ScrubError above the policy's limits (absent: 0)."""
     from appliance.scrub.residual import ResidualPass
 
-    residual, dirty = ResidualPass(policy.pii.entities).count(texts)
+    residual, dirty = ResidualPass().count(texts)
     over = {e: n for e, n in residual.items() if n > policy.pii.max_residual.get(e, 0)}
     share = dirty / len(texts) if texts else 0.0
     if over or share > policy.pii.max_residual_share:
@@ -132,6 +133,16 @@ def _check_residual(path: Path, policy: Policy, texts: list[str]) -> dict[str, i
                          where=str(path), hint="nothing was imported; inspect the file, "
                          "or raise pii.max_residual for these types if they are expected")
     return residual
+
+
+def residual_limits(residual: dict[str, int], policy: Policy) -> dict[str, dict[str, Any]]:
+    """Per type the residual pass can detect: found, allowed, and whether the policy lists
+    the type for scrubbing (a type it does not list is still looked for)."""
+    from appliance.scrub.residual import detectable_types
+
+    return {e: {"found": residual.get(e, 0), "allowed": policy.pii.max_residual.get(e, 0),
+                "scrubbed_by_policy": e in policy.pii.entities}
+            for e in sorted(set(detectable_types()) | set(residual))}
 
 
 def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
@@ -183,6 +194,7 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
         "pii": dict(sorted(scrubbed.pii.items())),
         "residual": residual,
         "residual_allowed": dict(sorted(policy.pii.max_residual.items())),
+        "residual_limits": residual_limits(residual, policy),
         "residual_share_allowed": policy.pii.max_residual_share,
         "digest": digest_of(train, eval_),  # the vault's definition: one digest everywhere
         "ner": _ner_report(analyzer, policy),
@@ -270,15 +282,30 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
 
 
 def evaluate_file(path: str | Path, policy: Policy, *, workers: int | None = None,
-                  analyzer: Any = None) -> dict[str, Any]:
+                  analyzer: Any = None, baseline: str | None = None) -> dict[str, Any]:
     """Score detection on a labeled presidio-research file (contract fields, plus pooled
-    figures over the direct identifiers and the NER note)."""
+    figures over the direct identifiers and the NER note). With `baseline="presidio"`, raw
+    Presidio is scored on the same records in the same run under `baseline`, and the types
+    where the appliance does worse are listed under `below_baseline`."""
     from appliance.policy.pii import DIRECT_IDENTIFIERS
-    from appliance.scrub.evaluate import evaluate, load_labeled, summary
+    from appliance.scrub.evaluate import below, evaluate, evaluate_serial, load_labeled, summary
 
     records = load_labeled(Path(path))
     analyzer = analyzer if analyzer is not None else build_analyzer(policy)
     result = evaluate(analyzer, records, workers=workers)
     result["direct_identifiers"] = summary(result, DIRECT_IDENTIFIERS)
     result["ner"] = _ner_report(analyzer, policy)
+    if baseline is not None:
+        from appliance.scrub.baseline import BASELINES, PresidioBaseline
+        from appliance.scrub.offline import require_model
+
+        if baseline not in BASELINES:
+            raise ScrubError(f"unknown baseline {baseline!r}", where="--baseline",
+                             hint=f"choose one of: {', '.join(BASELINES)}")
+        raw = evaluate_serial(PresidioBaseline(require_model(policy.pii.ner_model).path),
+                              records)
+        raw["name"] = baseline
+        raw["direct_identifiers"] = summary(raw, DIRECT_IDENTIFIERS)
+        result["baseline"] = raw
+        result["below_baseline"] = below(result, raw)
     return result

@@ -1,0 +1,543 @@
+"""Detectors merged by union with Presidio's results, each independent of the NER model.
+
+- address blocks: an anchor (house number + street suffix, a unit, a PO box, a military
+  address, a cued house number) widened over the rest of the address: the words before it
+  on its line (house number, street name) and the lines/commas after it (unit, town,
+  region, postal code, country), so that a whole multi-line address is masked, not only
+  its street line;
+- digit runs: IBAN-shaped tokens in any case, any phone-shaped run of 8-15 digits in 2-6
+  groups (every country's grouping), and any card-shaped run of 13-19 digits, Luhn-valid
+  or not (a mistyped card number still identifies its owner: fail closed);
+- uncommon words (after Philter, Norgeot et al. 2020): a capitalised word that is not an
+  English word of the pinned spaCy model's WordNet-derived lemma index nor a stop word is
+  taken for a name; in a record written in lower case, any such word. A name found once
+  is masked everywhere in the record, and an honorific before a name goes with it.
+
+Every regular expression runs under the analysis time limit (a timeout quarantines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import regex  # type: ignore[import-untyped,unused-ignore]
+
+from appliance.scrub.engine import Detection
+from appliance.scrub.recognizers import STREET_SUFFIXES
+
+DISABLED: set[str] = set()
+"""Test-only switch: names of detectors ("addresses", "digit_runs", "uncommon_words",
+"propagate") the engine skips, so tests can show each protection matters. No policy or
+command sets it."""
+
+_WORD = r"[^\W\d_][\w'\u2019.-]*"
+UNIT_WORDS = r"(?i:apt|apartment|suite|ste|unit|flat|studio|floor|fl|level|room|rm|box|bldg)"
+UNIT = regex.compile(rf"\b{UNIT_WORDS}\.?\s*#?\s*\d{{1,6}}[A-Za-z]?\b|#\s?\d{{1,6}}\b")
+SUFFIXES = [
+    "street",
+    "st",
+    "str",
+    "avenue",
+    "ave",
+    "av",
+    "road",
+    "rd",
+    "lane",
+    "ln",
+    "drive",
+    "dr",
+    "boulevard",
+    "blvd",
+    "court",
+    "ct",
+    "place",
+    "pl",
+    "square",
+    "sq",
+    "terrace",
+    "ter",
+    "way",
+    "circle",
+    "cir",
+    "parkway",
+    "pkwy",
+    "highway",
+    "hwy",
+    "trail",
+    "trl",
+    "crescent",
+    "close",
+    "row",
+    "alley",
+    "loop",
+    "plaza",
+    "park",
+    "pike",
+    "walk",
+    "path",
+    "gardens",
+    "grove",
+    "hill",
+    "mews",
+    "rue",
+    "via",
+    "viale",
+    "calle",
+    "strasse",
+    "straße",
+    "weg",
+    "gasse",
+    "allee",
+    "laan",
+    "plein",
+    "straat",
+    "vej",
+    "gade",
+    "gatan",
+    "vägen",
+    "katu",
+    "utca",
+    "ulica",
+    "ul",
+    "rua",
+    "avenida",
+    "estrada",
+    "cours",
+    "chemin",
+    "quai",
+    "boulevard",
+    "piazza",
+    "corso",
+    "carrera",
+]
+SUFFIXES += [w.lower() for w in STREET_SUFFIXES]
+_SUFFIX_ALT = "|".join(sorted(set(SUFFIXES), key=len, reverse=True))
+UNIT_ANCHOR = regex.compile(
+    r"\b(?i:apt|apartment|suite|ste|unit|flat|studio)\.?\s*#?\s*\d{1,6}[A-Za-z]?\b"
+)
+"""A unit that starts an address on its own (Room 4B or Floor 2 do not)."""
+_PREFIX_ALT = (
+    "rue|avenue|av|via|viale|calle|place|cours|chemin|boulevard|bd|ul|piazza|corso"
+    "|rua|avenida|carrera|plac|strada|plaza|allee|avinguda"
+)
+_GLUED = (
+    r"(?i:straat|strasse|straße|weg|vej|vegen|veien|gade|gatan|vägen|katu|laan|gasse|allee|tie)"
+)
+
+
+def _anchors(cased: bool) -> Any:
+    word = r"[^\W\d_][\w'\u2019.-]*" if not cased else r"[A-Z\u00c0-\u024f][\w'\u2019.-]*"
+    not_stop = r"(?!(?i:the|a|an|and|or|for|of|to|in|on|at|my|with|from|by|is|are|was)\b)"
+    name = rf"{not_stop}{word}"
+    loose = rf"{not_stop}[^\W\d_][\w'\u2019.-]*"
+    suffix = (
+        rf"(?i:{_SUFFIX_ALT})"
+        if not cased
+        else (
+            rf"(?:{'|'.join(w.capitalize() for w in sorted(set(SUFFIXES), key=len, reverse=True))})"
+        )
+    )
+    return regex.compile(
+        # house number, up to four name words, a street suffix ("Str." abbreviated)
+        rf"\b\d{{1,6}}[A-Za-z]?(?:[-/]\d{{1,5}})?\s+(?:{name}\s+){{0,4}}{suffix}\b\.?"
+        # a street type before the name (rue, via, calle, ul.)
+        rf"|\b\d{{1,6}}[A-Za-z]?\s+(?i:{_PREFIX_ALT})\.?\s+{word}"
+        # a street type glued to the name (Amerveldstraat, Holmevej) then a number
+        rf"|\b[^\W\d_]+{_GLUED}\s+\d{{1,5}}[A-Za-z]?\b"
+        # house number, one to four name words, a number (European order: "Delta 116")
+        rf"|\b\d{{1,5}}[A-Za-z]?\s+{name}(?:\s+{loose}){{0,3}}\s+\d{{1,5}}[A-Za-z]?\b"
+        rf"|(?<=(?i:zip|zip\s+code|postal\s+code|postcode)\s*(?:is|:)?\s*)\d{{5}}(?:-\d{{4}})?\b"
+        rf"|{UNIT_ANCHOR.pattern}"
+        r"|\b(?i:p\.?\s?o\.?\s+box|psc|unit)\s+\d{1,6}"
+        # a postcode line: "3609HA", "E9 9SG", "97497 Dupuis", "87-699 Swidnica"
+        r"|(?m:(?:^[ \t>]*|(?<=,[ \t]))(?:\d{2}-\d{3}|\d{4,5})[ \t]+[A-Z\u00c0-\u024f][\w'-]+)"
+        r"|\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b|(?m:^[ \t>]*\d{4}\s?[A-Z]{2}\b)"
+        r"|\bUS[A-Z]{1,3}\s+[^\W\d_]+|\b[ADF]PO\s+A[AEP]\s+\d{5}\b"
+    )
+
+
+ANCHORS_CASED = _anchors(cased=True)
+ANCHORS_ANY = _anchors(cased=False)
+CUES = regex.compile(
+    r"(?i:address(?:\s+is)?|addresses|sent\s+to|send\s+(?:it\s+)?to|moved\s+to|live\s+at|"
+    r"lives\s+at|living\s+at|located\s+at|office\s+is\s+at|meet\s+me\s+at|ship(?:ped)?\s+to|"
+    r"deliver(?:ed)?\s+to|taxi\s+to|arrived\s+at|resides\s+at|residing\s+at|visit\s+us\s+at|"
+    r"mail\s+to|based\s+at|find\s+us\s+at|come\s+to|is\s+at|are\s+at)"
+    r"\s*(?:here\s+they\s+are)?[:,]?\s*(?:is\s+)?(?:at\s+)?"
+    rf"(\d{{1,6}}[A-Za-z]?\s+(?:\d{{1,6}}\s+)?{_WORD}"
+    rf"|[A-Z\u00c0-\u024f][\w'.-]+(?:\s+[\w'.-]+){{0,3}}?,?\s+\d{{1,5}}[A-Za-z]?\b"
+    rf"|(?i:{_PREFIX_ALT})\s+{_WORD})"
+)
+_TOKEN = regex.compile(r"[^\s,;]+")
+_STOP_ADDRESS = frozenset(
+    [
+        "to",
+        "at",
+        "is",
+        "are",
+        "was",
+        "for",
+        "and",
+        "or",
+        "but",
+        "in",
+        "on",
+        "of",
+        "the",
+        "a",
+        "an",
+        "my",
+        "your",
+        "his",
+        "her",
+        "their",
+        "our",
+        "this",
+        "that",
+        "please",
+        "thanks",
+        "thank",
+        "with",
+        "from",
+        "by",
+        "if",
+        "so",
+        "then",
+        "when",
+        "where",
+        "which",
+        "who",
+        "what",
+        "why",
+        "how",
+        "can",
+        "could",
+        "would",
+        "should",
+        "will",
+        "you",
+        "i",
+        "we",
+        "they",
+        "he",
+        "she",
+        "it",
+        "me",
+        "us",
+        "them",
+        "last",
+        "next",
+    ]
+)
+_CONNECTORS = frozenset(["and", "of", "u", "et", "und", "y", "e", "i"])
+"""Words inside an address when an address word follows ("Trinidad and Tobago")."""
+_PARTICLES = frozenset(
+    [
+        "de",
+        "del",
+        "della",
+        "di",
+        "da",
+        "do",
+        "dos",
+        "das",
+        "du",
+        "des",
+        "la",
+        "le",
+        "les",
+        "van",
+        "von",
+        "der",
+        "den",
+        "ter",
+        "ten",
+        "op",
+        "am",
+        "an",
+        "im",
+        "y",
+        "e",
+        "el",
+        "al",
+        "ul.",
+        "ul",
+        "str.",
+        "st.",
+        "ave.",
+        "rd.",
+        "dr.",
+        "no.",
+        "nr.",
+        "nº",
+    ]
+)
+
+
+def _is_number(token: str) -> bool:
+    """A house number, unit number or postcode ("12", "12b", "07/05", "3609HA", "9SG")."""
+    core = token.rstrip(".")
+    return (
+        len(core) <= 8
+        and any(c.isdigit() for c in core)
+        and bool(regex.fullmatch(r"[A-Za-z0-9]+(?:[-/][A-Za-z0-9]+)?", core))
+    )
+
+
+def _address_word(token: str, lower_ok: bool) -> bool:
+    """Could be part of an address (a number, a capitalised word, a particle)."""
+    bare = token.strip("()\"'")
+    if not bare or bare.lower() in _STOP_ADDRESS or "@" in bare:
+        return False
+    if _is_number(bare) or bare.lower() in _PARTICLES:
+        return True
+    if not bare[0].isalpha():
+        return False
+    return bare[0].isupper() or lower_ok
+
+
+def _block_start(text: str, start: int, lower_ok: bool) -> int:
+    """Move `start` left over address words on the same line."""
+    line_start = text.rfind("\n", 0, start) + 1
+    for m in reversed(list(_TOKEN.finditer(text, line_start, start))):
+        token = m.group()
+        if (
+            text[m.end() : start].strip(" ") not in ("", ",")
+            or not _address_word(token, lower_ok)
+            or token.endswith((":", "!", "?"))
+            or (token.endswith(".") and len(token) > 6 and not _is_number(token))
+        ):
+            break
+        start = m.start()
+    return start
+
+
+def _block_end(text: str, end: int, lower_ok: bool) -> int:
+    """Move `end` right over the rest of the address (unit, town, region, postal code,
+    country), across commas and single line breaks."""
+    pos, words = end, 0
+    tokens = list(_TOKEN.finditer(text, end, min(len(text), end + 400)))
+    for i, m in enumerate(tokens):
+        gap = text[pos : m.start()]
+        if (
+            gap.count(",") > 1
+            or words >= 12
+            or (
+                "\n\n" in gap.replace(" ", "").replace("\t", "")
+                and _LAST_LINE.match(text, m.start()) is None
+            )
+        ):
+            break
+        token = m.group()
+        if token.lower() in _CONNECTORS:
+            follow = tokens[i + 1].group() if i + 1 < len(tokens) else ""
+            if (
+                follow
+                and _address_word(follow.rstrip(".,:;!?"), lower_ok)
+                and (follow[0].isupper() or follow[0].isdigit() or lower_ok)
+            ):
+                continue
+            break
+        stripped = token.lstrip("?>*-|\u2022")
+        lead = len(token) - len(stripped)
+        if not stripped:
+            continue
+        core = stripped.rstrip(".,:;!?\"')")
+        if (
+            core
+            and core[0].islower()
+            and core.lower() not in _STOP_ADDRESS
+            and "@" not in core
+            and i + 1 < len(tokens)
+            and tokens[i + 1].group()[:1].isupper() | tokens[i + 1].group()[:1].isdigit()
+            and core == stripped
+        ):
+            pos, words = m.start() + lead + len(core), words + 1  # "Kámen u Pacova"
+            continue
+        if not core or not _address_word(core, lower_ok) or regex.search(r"\d[-(]|\(\d", core):
+            break
+        pos, words = m.start() + lead + len(core), words + 1
+        tail = stripped[len(core) :]
+        if any(c in tail for c in "!?:;") or (
+            tail.startswith(".") and len(core) > 3 and not _is_number(core)
+        ):
+            break
+    return pos
+
+
+_LAST_LINE = regex.compile(r"[^\W\d_][^\n]{0,40}\d{4,6}[ \t]*(?:\n|$)")
+"""A country/town line with a postal code, after a blank line inside an address."""
+
+
+def addresses(text: str, timeout: float) -> list[Detection]:
+    """Street address blocks in `text`."""
+    lower_ok = not any(c.isupper() for c in text)
+    anchors = ANCHORS_ANY if lower_ok else ANCHORS_CASED
+    spans = [(m.start(), m.end()) for m in anchors.finditer(text, timeout=timeout)]
+    spans += [(m.start(1), m.end(1)) for m in CUES.finditer(text, timeout=timeout)]
+    out = []
+    for first, end in spans:
+        start = _previous_lines(text, _block_start(text, first, lower_ok))
+        out.append(
+            Detection("STREET_ADDRESS", start, max(end, _block_end(text, end, lower_ok)), 0.6)
+        )
+    return out
+
+
+_STREET_LINE = regex.compile(
+    rf"[ \t>]*(?=[^\n]*\d|[^\n]*\b(?i:{_SUFFIX_ALT}|{_PREFIX_ALT})\b)[^\n]{{3,60}}\n[ \t>]*$"
+)
+
+
+def _previous_lines(text: str, start: int) -> int:
+    """Move `start` back over up to two preceding address lines (a street line before a
+    postcode line: it holds a number or a street type, and no stop word)."""
+    for _ in range(2):
+        line_start = text.rfind("\n", 0, max(0, text.rfind("\n", 0, start))) + 1
+        line = text[line_start:start]
+        if (
+            not line.strip()
+            or _STREET_LINE.fullmatch(line) is None
+            or any(w.lower() in _STOP_ADDRESS for w in _TOKEN.findall(line))
+        ):
+            break
+        start = line_start + len(line) - len(line.lstrip(" \t>"))
+    return start
+
+
+DIGIT_RUN = regex.compile(
+    r"(?<![\w.+-])\+?\(?\d{1,5}\)?(?:[ .\-\u2010\u2011\u2013]{1,2}\(?\d{1,6}\)?){1,6}"
+    r"(?:\s*(?:x|ext\.?)\s*\d{1,6})?(?!\w|-\d)|(?<![\w+])\+?\d{8,19}(?!\w)"
+)
+_DATE_LIKE = regex.compile(r"^\d{1,4}[./-]\d{1,2}[./-]\d{1,4}$")
+
+
+def digit_runs(text: str, timeout: float) -> list[Detection]:
+    """Phone-shaped (8-15 digits) and card-shaped (13-19 digits) runs."""
+    out = []
+    for m in DIGIT_RUN.finditer(text, timeout=timeout):
+        run = m.group()
+        number = regex.split(r"(?i)\s*(?:x|ext)", run)[0]
+        digits = sum(c.isdigit() for c in number)
+        if _DATE_LIKE.match(number) or digits < 8:
+            continue
+        if 13 <= digits <= 19 and regex.fullmatch(r"[\d \-]+", number):
+            out.append(Detection("CREDIT_CARD", m.start(), m.start() + len(number), 0.5))
+        if digits <= 15:
+            out.append(Detection("PHONE_NUMBER", m.start(), m.end(), 0.5))
+    out += [
+        Detection("IBAN_CODE", m.start(), m.end(), 0.5)
+        for m in IBAN_SHAPE.finditer(text, timeout=timeout)
+        if sum(c.isdigit() for c in m.group()) >= 8
+    ]
+    return out
+
+
+IBAN_SHAPE = regex.compile(r"(?i)\b[a-z]{2}\d{2}(?:[ ]?[a-z0-9]{4}){2,7}(?:[ ]?[a-z0-9]{1,4})?\b")
+"""IBAN-shaped, any case, checksum or not (fail closed, like card-shaped runs)."""
+
+
+@lru_cache(maxsize=4)
+def english_words(model_path: Path | None) -> frozenset[str]:
+    """Lower-case English words: the pinned spaCy model's lemma index (WordNet-derived) and
+    exceptions, and spaCy's stop words. Empty without a model (then only stop words)."""
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    words = set(STOP_WORDS)
+    if model_path is not None and (model_path / "lemmatizer" / "lookups").is_dir():
+        from spacy.lookups import Lookups
+
+        lookups = Lookups().from_disk(model_path / "lemmatizer" / "lookups")
+        for entries in lookups.get_table("lemma_index").values():
+            words.update(w for w in entries if "_" not in w)
+        for table in lookups.get_table("lemma_exc").values():
+            words.update(table)
+    return frozenset(words)
+
+
+_SUFFIX_RULES = (
+    ("ies", "y"),
+    ("es", ""),
+    ("s", ""),
+    ("ed", ""),
+    ("ed", "e"),
+    ("ing", ""),
+    ("ing", "e"),
+    ("ly", ""),
+    ("er", ""),
+    ("est", ""),
+    ("'s", ""),
+    ("\u2019s", ""),
+)
+
+
+def is_english(word: str, words: frozenset[str]) -> bool:
+    """`word` (any case) or a regular inflection of it is an English word."""
+    low = word.lower()
+    if low in words:
+        return True
+    return any(
+        low.endswith(s) and low[: -len(s)] + r in words
+        for s, r in _SUFFIX_RULES
+        if len(low) > len(s) + 2
+    )
+
+
+_AROUND = regex.compile(r"[\w/=:\\]*[\d_/=\\][\w]*$|[\w.]*@$")
+_AFTER = regex.compile(r"[\w]*[\d_]|[/=\\(]|\.[a-z]")
+_CONTRACTION = regex.compile(r"(?i)['\u2019](?:s|d|ll|re|ve|m|t)$|n['\u2019]t$")
+_ALPHA = regex.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
+HONORIFIC = regex.compile(
+    r"(?i:\b(?:mr|mrs|ms|miss|mx|dr|prof|sir|dame|rev|fr|sr|jr|phd|md)\b"
+    r"\.?\s*)$"
+)
+
+
+def uncommon_words(text: str, words: frozenset[str], timeout: float) -> list[Detection]:
+    """Capitalised words that are not English words (all such words in a lower-case text)."""
+    if not words:
+        return []
+    lower = not any(c.isupper() for c in text)
+    out = []
+    for m in _ALPHA.finditer(text, timeout=timeout):
+        word = m.group()
+        around = _AROUND.search(text, max(0, m.start() - 40), m.start())
+        after = _AFTER.match(text, m.end())
+        if (around and around.group()) or (after and after.group()):
+            continue  # part of code, a digest, a path or an identifier: not a name
+        word = _CONTRACTION.sub("", word)
+        if len(word) < 2 or not (lower or word[0].isupper()):
+            continue
+        if word.isupper() and len(word) <= 4:
+            continue  # acronyms, state codes: not names
+        if not is_english(word, words):
+            out.append(Detection("PERSON", m.start(), m.end(), 0.4))
+    return out
+
+
+def propagate(text: str, found: Iterable[Detection], timeout: float) -> list[Detection]:
+    """Every other occurrence of a detected name's words, and honorifics before names."""
+    found = list(found)
+    names = {
+        w
+        for d in found
+        if d.entity == "PERSON"
+        for w in _ALPHA.findall(text[d.start : d.end])
+        if len(w) > 2
+    }
+    out = []
+    if names:
+        alt = "|".join(regex.escape(n) for n in sorted(names, key=len, reverse=True))
+        out += [
+            Detection("PERSON", m.start(), m.end(), 0.4)
+            for m in regex.finditer(rf"(?<!\w)(?:{alt})(?!\w)", text, timeout=timeout)
+        ]
+    for d in [*found, *out]:
+        if d.entity == "PERSON":
+            head = HONORIFIC.search(text, max(0, d.start - 8), d.start)
+            if head is not None:
+                out.append(Detection("PERSON", head.start(), d.start, 0.4))
+    return out

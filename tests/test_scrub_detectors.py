@@ -1,0 +1,144 @@
+"""The NER-independent detectors, the scorer's label mapping, the baseline and the residual
+pass that looks for every type (issue 11)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from appliance.errors import ScrubError
+from appliance.policy import Policy, load_policy
+from appliance.scrub import detectors
+from appliance.scrub.engine import Analyzer, Detection, Outcome
+from appliance.scrub.evaluate import GoldSpan, Labeled, below, score
+from appliance.scrub.operators import merge
+from appliance.service.scrub import build_analyzer, evaluate_file, prepare_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _policy(**pii: Any) -> Policy:
+    data = load_policy(REPO / "policy" / "default.toml").model_dump(mode="json")
+    data["pii"].update(pii)
+    return Policy.model_validate(data)
+
+
+@pytest.fixture(scope="module")
+def analyzer() -> Analyzer:
+    """The real analyzer under the default policy."""
+    return build_analyzer(_policy())  # type: ignore[no-any-return]
+
+
+def _masked(analyzer: Analyzer, text: str, value: str) -> bool:
+    """Every alphanumeric character of `value` in `text` is covered by a detection."""
+    start = text.index(value)
+    covered = bytearray(len(text))
+    for d in merge(analyzer.analyze_batch([text])[0].detections):
+        covered[d.start:d.end] = b"\1" * (d.end - d.start)
+    return all(covered[i] for i in range(start, start + len(value)) if text[i].isalnum())
+
+
+CASES = [
+    ("digit_runs", "Please cancel card 4111 1111 1111 1112 today.", "4111 1111 1111 1112"),
+    ("digit_runs", "Ring the office on 032 385 68 19 tomorrow.", "032 385 68 19"),
+    ("addresses", "Ship it to:\nErik Larsen\nStorgata 17\n0155 Oslo\nNorway\n\nThanks",
+     "Storgata 17\n0155 Oslo\nNorway"),
+    ("addresses", "She lives at 12 Westbrook Avenue, Apt 4, Leeds LS6 2QT now.",
+     "12 Westbrook Avenue, Apt 4, Leeds LS6 2QT"),
+    ("uncommon_words", "Thank you Priyanka, the refund is on its way.", "Priyanka"),
+    ("uncommon_words", "ok so zbigniew said he would call back", "zbigniew"),
+]
+
+
+@pytest.mark.parametrize(("detector", "text", "value"), CASES)
+def test_each_detector_masks_what_ner_alone_misses(analyzer: Analyzer, detector: str,
+                                                    text: str, value: str,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Luhn-failing card, a foreign phone, multi-line and unit addresses, a first name
+    after a greeting and a lower-case name are fully masked; with that one detector
+    switched off (test-only switch) the same value is not."""
+    assert _masked(analyzer, text, value)
+    monkeypatch.setattr(detectors, "DISABLED", {detector})
+    assert not _masked(analyzer, text, value)
+
+
+def test_ordinary_text_is_left_alone(analyzer: Analyzer) -> None:
+    """Versions, times, digests, code and ordinary capitalised words are not detected."""
+    texts = ["Upgrade from version 2.3.1 to 2.4 before 10:30.",
+             "Call foo_bar() in src/main.py with retries=3.",
+             "The Committee approved the Budget on Tuesday."]
+    for text, outcome in zip(texts, analyzer.analyze_batch(texts), strict=True):
+        assert outcome.detections == [], text
+
+
+def test_scorer_maps_other_label_sets() -> None:
+    """Gold `ADDRESS`, `PER` and `PHONE` are scored as STREET_ADDRESS, PERSON, PHONE_NUMBER."""
+    text = "Ann at 1 Main St, 555 0100"
+    gold = Labeled(text, (GoldSpan("PER", 0, 3), GoldSpan("ADDRESS", 7, 16),
+                          GoldSpan("PHONE", 18, 26)))
+    result = score([gold], [Outcome([Detection("PERSON", 0, 3, 1.0)])])
+    assert set(result["entities"]) == {"PERSON", "STREET_ADDRESS", "PHONE_NUMBER"}
+    assert result["entities"]["PERSON"]["masked"] == 1.0
+    assert result["entities"]["STREET_ADDRESS"]["leaked"] == 1.0
+
+
+def test_below_names_the_types_worse_than_the_baseline() -> None:
+    """A type that masks less or leaks more than the baseline is listed; others are not."""
+    mine = {"entities": {"PERSON": {"masked": 0.9, "leaked": 0.05},
+                         "US_SSN": {"masked": 1.0, "leaked": 0.0}}}
+    theirs = {"entities": {"PERSON": {"masked": 0.95, "leaked": 0.02},
+                           "US_SSN": {"masked": 1.0, "leaked": 0.0}}}
+    assert set(below(mine, theirs)) == {"PERSON"}
+
+
+def test_eval_with_presidio_baseline(tmp_path: Path, analyzer: Analyzer) -> None:
+    """`baseline="presidio"` scores raw Presidio on the same records in the same run."""
+    sample = json.loads((REPO / "tests" / "data" / "pii_shapes" / "signature.json")
+                        .read_text())[:15]
+    path = tmp_path / "s.json"
+    path.write_text(json.dumps(sample))
+    result = evaluate_file(path, _policy(), analyzer=analyzer, workers=1, baseline="presidio")
+    raw = result["baseline"]
+    assert raw["name"] == "presidio" and raw["records"] == 15
+    assert set(raw["entities"]) == set(result["entities"])
+    assert isinstance(result["below_baseline"], dict)
+    with pytest.raises(ScrubError):
+        evaluate_file(path, _policy(), analyzer=analyzer, workers=1, baseline="nope")
+
+
+def test_residual_looks_for_types_the_policy_does_not_list(tmp_path: Path) -> None:
+    """A policy that drops CREDIT_CARD still has card numbers found by the residual pass:
+    the import is refused, and allowed only through pii.max_residual."""
+    entities = [e for e in _policy().pii.entities if e != "CREDIT_CARD"]
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"instruction": "My card is 4111 1111 1111 1111",
+                                "output": "Noted"}) + "\n")
+    policy = _policy(entities=entities)
+    with pytest.raises(ScrubError) as info:
+        prepare_dataset(path, policy, name="t", workers=1)
+    assert "CREDIT_CARD: 1" in info.value.message
+    allowed = _policy(entities=entities, max_residual={"CREDIT_CARD": 1},
+                      max_residual_share=1.0)
+    report = prepare_dataset(path, allowed, name="t", workers=1).report
+    assert report["residual"] == {"CREDIT_CARD": 1}
+    row = report["residual_limits"]["CREDIT_CARD"]
+    assert row == {"found": 1, "allowed": 1, "scrubbed_by_policy": False}
+
+
+SHAPE_FLOORS = {"multiline_address": 0.88, "signature": 0.93, "legal": 0.92,
+                "clinical": 0.92, "chat_lower": 0.84}
+"""Measured 2026-12-01 (docs/benchmarks.md) less about a point: a regression guard."""
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPE_FLOORS))
+def test_dev_shapes_hold(analyzer: Analyzer, shape: str) -> None:
+    """Each self-written dev shape keeps its measured direct-identifier masked share."""
+    from appliance.policy.pii import DIRECT_IDENTIFIERS
+    from appliance.scrub.evaluate import evaluate, load_labeled, summary
+
+    records = load_labeled(REPO / "tests" / "data" / "pii_shapes" / f"{shape}.json")
+    pooled = summary(evaluate(analyzer, records, workers=1), DIRECT_IDENTIFIERS)
+    assert pooled["masked"] >= SHAPE_FLOORS[shape]
