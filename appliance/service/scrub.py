@@ -7,8 +7,6 @@ of `import_dataset`, which writes encrypted and atomically.
 
 from __future__ import annotations
 
-import base64
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +18,8 @@ from appliance.home import Home
 from appliance.policy import Policy, load_policy, policy_digest
 from appliance.vault.frames import digest_of
 
+PSEUDONYM_KEY_INFO = b"appliance/scrub/pseudonym-key-wrap/v1"
+"""The HKDF label of the master key's subkey that wraps a kept pseudonym key."""
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): stages "read", "scrub", "residual", "write"."""
 
@@ -200,16 +200,19 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
 
 
 def wrap_pseudonym_key(master_key: bytes, name: str, key: bytes) -> str:
-    """The pseudonym key sealed under the vault master key (HKDF-SHA256 subkey, AES-256-GCM,
-    the dataset name as associated data), base64."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    """The pseudonym key sealed under the vault master key (`appliance.aead`, its own
+    subkey, the dataset name as associated data), base64."""
+    from appliance import aead
 
-    sub = HKDF(hashes.SHA256(), 32, salt=None,
-               info=b"appliance/scrub/pseudonym-key-wrap/v1").derive(master_key)
-    nonce = os.urandom(12)
-    return base64.b64encode(nonce + AESGCM(sub).encrypt(nonce, key, name.encode())).decode()
+    return aead.seal_text(master_key, PSEUDONYM_KEY_INFO, key, name.encode("utf-8"))
+
+
+def unwrap_pseudonym_key(master_key: bytes, name: str, wrapped: str) -> bytes:
+    """Inverse of wrap_pseudonym_key; IntegrityError (opaque) if changed, moved or mis-keyed."""
+    from appliance import aead
+
+    return aead.unseal_text(master_key, PSEUDONYM_KEY_INFO, wrapped, name.encode("utf-8"),
+                            what="the dataset's pseudonym key", where=f"dataset {name!r}")
 
 
 def _refuse_existing(store: Any, home: Home, name: str) -> None:
