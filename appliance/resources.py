@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from appliance.errors import InstallError
@@ -23,6 +24,12 @@ def lock_file() -> Path | None:
     """The hash-pinned lock the installation was made from, if present."""
     path = REPO_ROOT / "vendor_wheels" / "requirements.lock"
     return path if path.is_file() else None
+
+
+def lock_digest() -> str | None:
+    """sha256 of the lock the installation came from (provenance records it), if present."""
+    path = lock_file()
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest() if path else None
 
 
 DEMO_DIR = PACKAGE_DIR / "data" / "demo"
