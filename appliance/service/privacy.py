@@ -51,7 +51,7 @@ def load_canaries(home: Home, policy: Policy, master_key: bytes,
     from appliance.privacy.sealing import unseal
     from appliance.vault.store import read_metadata
 
-    metadata = read_metadata(home, policy, master_key, dataset).get("metadata") or {}
+    metadata = read_metadata(home, master_key, dataset).get("metadata") or {}
     sealed = metadata.get(SEALED_KEY)
     return unseal(master_key, dataset, sealed) if isinstance(sealed, str) else None
 
@@ -196,9 +196,9 @@ def _check_dataset(home: Home, policy: Policy, master_key: bytes, prov: dict[str
     from appliance.vault.store import read_dataset
 
     name = prov["dataset"]["name"]
-    digest = records_digest(read_dataset(home, policy, master_key, name, "train",
+    digest = records_digest(read_dataset(home, master_key, name, "train",
                                          purpose="privacy-check"),
-                            read_dataset(home, policy, master_key, name, "eval",
+                            read_dataset(home, master_key, name, "eval",
                                          purpose="privacy-check"))
     if digest != prov["dataset"].get("digest"):
         raise IntegrityError("the dataset changed since the adapter was trained",

@@ -38,7 +38,7 @@ from appliance.train import artifact, checkpoint, isolation
 from appliance.train import metrics as run_metrics
 from appliance.train.cancel import Relay
 from appliance.train.data import validate_records
-from appliance.train.recipe import Recipe, check_against_policy, load_recipe, parse_recipe
+from appliance.train.recipe import check_against_policy, load_recipe, parse_recipe
 from appliance.train.trainer import total_steps
 
 Event = dict[str, Any]
@@ -58,7 +58,7 @@ def vault_records(home: Home, policy: Policy, master_key: bytes, name: str,
     """The vault's reader: one split, decrypted in memory after the whole file verified."""
     from appliance.vault.store import read_dataset
 
-    return list(read_dataset(home, policy, master_key, name, split, purpose="train"))
+    return list(read_dataset(home, master_key, name, split, purpose="train"))
 
 
 @dataclass(frozen=True)
@@ -373,11 +373,6 @@ def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
                  eval_loss_before=eval_before.get("loss"), eval_loss_after=eval_after.get("loss"),
                  signed=True, artifact=str(target))
     return TrainResult(run_id, target, adapter_digest, eval_before, eval_after, True)
-
-
-def recipe_for(recipe: Recipe) -> dict[str, Any]:
-    """Plain data of a recipe (for the TUI)."""
-    return recipe.model_dump()
 
 
 def probe_isolation(home: Home, probe: str, **params: Any) -> list[Event]:

@@ -70,8 +70,8 @@ def test_planted_canaries_pass_through_the_scrubber(imported):
     from appliance.vault.store import read_dataset
 
     home, report, _ = imported
-    cset, policy, key = _canaries(home)
-    records = read_dataset(home, policy, key, "ds", "all")
+    cset, _, key = _canaries(home)
+    records = read_dataset(home, key, "ds", "all")
     texts = [m["content"] for r in records for m in r["messages"]]
     survivors = sum(1 for c in cset.canaries if c.repeats
                     and any(c.secret in t for t in texts))
