@@ -72,12 +72,6 @@ def canaries_for_training(home: Home, policy: Policy, master_key: bytes,
     return canaries
 
 
-def _audit_tripwire(home: Home, label: str, event: Event) -> None:
-    from appliance.service.train import audit_tripwire
-
-    audit_tripwire(home, label, event)
-
-
 def measure_adapter(home: Home, policy: Policy, *, model_dir: Path, adapter_dir: Path,
                     recipe: dict[str, Any], canaries: CanarySet, label: str,
                     on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
@@ -99,7 +93,7 @@ def measure_adapter(home: Home, policy: Policy, *, model_dir: Path, adapter_dir:
     def handle(event: Event) -> None:
         kind = event.get("type")
         if kind == "tripwire":
-            _audit_tripwire(home, label, event)
+            isolation.audit_tripwire(home, label, event)
         elif kind == "privacy_measured":
             collected["measured"] = event
         elif kind == "error":
@@ -192,14 +186,12 @@ def _check_dataset(home: Home, policy: Policy, master_key: bytes, prov: dict[str
             raise IntegrityError("the dataset's canary set is not the one the adapter was "
                                  "checked with", where=f"dataset {prov['dataset']['name']!r}")
         return
-    from appliance.service.train import records_digest
+    from appliance.vault.frames import digest_of
     from appliance.vault.store import read_dataset
 
     name = prov["dataset"]["name"]
-    digest = records_digest(read_dataset(home, master_key, name, "train",
-                                         purpose="privacy-check"),
-                            read_dataset(home, master_key, name, "eval",
-                                         purpose="privacy-check"))
+    digest = digest_of(read_dataset(home, master_key, name, "train", purpose="privacy-check"),
+                       read_dataset(home, master_key, name, "eval", purpose="privacy-check"))
     if digest != prov["dataset"].get("digest"):
         raise IntegrityError("the dataset changed since the adapter was trained",
                              where=f"dataset {name!r}")

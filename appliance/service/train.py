@@ -81,16 +81,6 @@ def records_digest(train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> 
     return digest_of(train, evals)
 
 
-def audit_tripwire(home: Home, run_id: str, event: Event) -> None:
-    """Write one tripwire report from the child to the audit log. Network attempts are
-    `network.blocked` (the namespace stopped them); process spawns are reported, since the
-    new process is inside the same namespace."""
-    action = str(event.get("action", "network.blocked"))
-    fields = {k: v for k, v in event.items() if k not in ("type", "action")}
-    outcome = "blocked" if action == "network.blocked" else "reported"
-    audit.record(home, action, outcome=outcome, run_id=run_id, **fields)
-
-
 def new_run_id() -> str:
     """A sortable, unique run id."""
     return _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
@@ -270,7 +260,7 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
         def handle(event: Event) -> None:
             kind = event.get("type")
             if kind == "tripwire":
-                audit_tripwire(home, run_id, event)
+                isolation.audit_tripwire(home, run_id, event)
             elif kind == "worker":
                 collected["workers"].append({k: v for k, v in event.items() if k != "type"})
             elif kind in ("step", "eval", "checkpoint", "resumed", "stopped"):
@@ -384,7 +374,7 @@ def probe_isolation(home: Home, probe: str, **params: Any) -> list[Event]:
 
     def handle(event: Event) -> None:
         if event.get("type") == "tripwire":
-            audit_tripwire(home, f"probe-{probe}", event)
+            isolation.audit_tripwire(home, f"probe-{probe}", event)
         events.append(event)
 
     result = isolation.run_isolated({"probe": probe, **params}, handle, iso)

@@ -20,13 +20,16 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance import netns, offline
 from appliance.errors import IsolationError
 from appliance.resources import REPO_ROOT
 from appliance.train.cancel import Relay
 from appliance.train.events import EVENT_FD_ENV, PARENT_PID_ENV, read_events
+
+if TYPE_CHECKING:
+    from appliance.home import Home
 
 FORCE_NO_NETNS_ENV = "APPLIANCE_FORCE_NO_NETNS"
 CHILD_MODULE = "appliance.train.child"
@@ -130,3 +133,15 @@ def run_isolated(job: dict[str, Any], on_event: Callable[[dict[str, Any]], None]
     for thread in threads:
         thread.join(timeout=5)
     return ChildResult(returncode, list(tail), relay is not None and relay.requested)
+
+
+def audit_tripwire(home: Home, run_id: str, event: dict[str, Any]) -> None:
+    """Write one tripwire report from the child to the audit log. Network attempts are
+    `network.blocked` (the namespace stopped them); process spawns are reported, since the
+    new process is inside the same namespace."""
+    from appliance import audit
+
+    action = str(event.get("action", "network.blocked"))
+    fields = {k: v for k, v in event.items() if k not in ("type", "action")}
+    outcome = "blocked" if action == "network.blocked" else "reported"
+    audit.record(home, action, outcome=outcome, run_id=run_id, **fields)
