@@ -105,7 +105,7 @@ def run_demo(home: Home, *, passphrase_file: str | None = None,
     from appliance.service.artifacts import verify
     from appliance.service.train import train
 
-    stage = on_stage or (lambda name, detail: None)
+    stage = on_stage or (lambda *_: None)
     secret = demo_passphrase_file(home, passphrase_file)
     _init(home, secret, stage)
     _model(home, stage)

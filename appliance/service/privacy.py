@@ -45,8 +45,7 @@ SEALED_KEY = "canaries_sealed"
 """Where the sealed canary set sits in a dataset's encrypted metadata."""
 
 
-def load_canaries(home: Home, policy: Policy, master_key: bytes,
-                  dataset: str) -> CanarySet | None:
+def load_canaries(home: Home, master_key: bytes, dataset: str) -> CanarySet | None:
     """The dataset's canary set (None when it was imported without canaries)."""
     from appliance.privacy.sealing import unseal
     from appliance.vault.store import read_metadata
@@ -62,7 +61,7 @@ def canaries_for_training(home: Home, policy: Policy, master_key: bytes,
     before any training starts if it has none. None when the check is off."""
     if not policy.privacy.check_before_signing:
         return None
-    canaries = load_canaries(home, policy, master_key, dataset)
+    canaries = load_canaries(home, master_key, dataset)
     if canaries is None:
         raise PolicyViolation(f"the policy checks canary exposure before signing, but "
                               f"dataset {dataset!r} was imported without canaries",
@@ -177,7 +176,7 @@ def _model_dir(home: Home, base: dict[str, Any]) -> Path:
     return record.weights_dir
 
 
-def _check_dataset(home: Home, policy: Policy, master_key: bytes, prov: dict[str, Any],
+def _check_dataset(home: Home, master_key: bytes, prov: dict[str, Any],
                    canaries: CanarySet) -> None:
     """The dataset in the vault is the one the adapter was trained on."""
     recorded = (prov.get("privacy") or {}).get("canary_set", {}).get("digest")
@@ -246,12 +245,12 @@ def _measure_artifact(home: Home, policy: Policy, path: Path, passphrase_file: s
                            where=str(path)) from None
     model_dir = _model_dir(home, base)
     master_key = masterkey.load(home, read_passphrase(passphrase_file), policy)
-    canaries = load_canaries(home, policy, master_key, dataset)
+    canaries = load_canaries(home, master_key, dataset)
     if canaries is None:
         raise VaultError(f"dataset {dataset!r} was imported without canaries, so there is "
                          "nothing to measure", where=str(path),
                          hint="import with --canaries (or privacy.plant_canaries) and train")
-    _check_dataset(home, policy, master_key, prov, canaries)
+    _check_dataset(home, master_key, prov, canaries)
     summary = measure_adapter(home, policy, model_dir=model_dir, adapter_dir=path,
                               recipe=recipe, canaries=canaries, label=f"artifact {path.name}",
                               on_event=on_event)

@@ -148,7 +148,7 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
     from appliance.privacy.planting import maybe_plant
 
     path = Path(path)
-    tell = progress or (lambda stage, done, total: None)
+    tell = progress or (lambda *_: None)
     checked, unique, records_in = _read(path, policy, tell)
     records, planting = maybe_plant(unique.records, policy.privacy, canaries)
     analyzer = analyzer if analyzer is not None else build_analyzer(policy)

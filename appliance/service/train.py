@@ -53,8 +53,8 @@ class RecordsProvider(Protocol):
         ...
 
 
-def vault_records(home: Home, policy: Policy, master_key: bytes, name: str,
-                  split: str) -> list[dict[str, Any]]:
+def vault_records(home: Home, policy: Policy,  # noqa: ARG001 - RecordsProvider's signature
+                  master_key: bytes, name: str, split: str) -> list[dict[str, Any]]:
     """The vault's reader: one split, decrypted in memory after the whole file verified."""
     from appliance.vault.store import read_dataset
 

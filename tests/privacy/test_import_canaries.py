@@ -50,7 +50,7 @@ def _canaries(home: Home):  # type: ignore[no-untyped-def]
 
     policy = load_policy(home.policy_file)
     key = masterkey.load(home, PASSPHRASE.strip().encode(), policy)
-    return load_canaries(home, policy, key, "ds"), policy, key
+    return load_canaries(home, key, "ds"), policy, key
 
 
 def test_import_reports_canary_counts_and_no_secret(imported):
