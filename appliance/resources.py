@@ -9,11 +9,14 @@ from appliance.errors import InstallError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
+POLICY_DIR = PACKAGE_DIR / "data" / "policy"
+"""The shipped policies, inside the package so that every install has them (copies of the
+repository's policy/*.toml, kept identical by tests/policy/test_shipped_copies.py)."""
 
 
 def shipped_policy(name: str = "default") -> Path:
-    """Path of a policy shipped in the repository's policy/ directory."""
-    path = REPO_ROOT / "policy" / f"{name}.toml"
+    """Path of a policy shipped with the package (`default` or `demo`)."""
+    path = POLICY_DIR / f"{name}.toml"
     if not path.is_file():
         raise InstallError(f"the shipped policy {name!r} is missing", where=str(path),
                            hint="reinstall the appliance with scripts/install.sh")
