@@ -26,7 +26,7 @@ Progress = Callable[[str, int, int], None]
 
 @dataclass
 class PreparedDataset:
-    """Scrubbed train and eval records, the report (contract fields and more), and the
+    """Scrubbed train and eval records, the report (docs/interface.md's fields and more), and the
     pseudonym key only when the policy keeps it."""
 
     train: list[dict[str, Any]]
@@ -139,7 +139,7 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
                     analyzer: Any = None, canaries: bool | None = None) -> PreparedDataset:
     """Read, validate, deduplicate, scrub and split the dataset at `path` under `policy`.
     With canaries (the argument, else `privacy.plant_canaries`), synthetic canaries are
-    planted after deduplication and before scrubbing (issue 8).
+    planted after deduplication and before scrubbing (docs/privacy.md).
 
     Raises DatasetFormatError (bad file, or an invalid record when intake.on_invalid is
     abort) and ScrubError (residual PII above the policy's limits). Quarantined records are
@@ -274,7 +274,7 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
 
 def evaluate_file(path: str | Path, policy: Policy, *, workers: int | None = None,
                   analyzer: Any = None) -> dict[str, Any]:
-    """Score detection on a labeled presidio-research file (contract fields, plus pooled
+    """Score detection on a labeled presidio-research file (docs/interface.md's fields, plus pooled
     figures over the direct identifiers and the NER note)."""
     from appliance.policy.pii import DIRECT_IDENTIFIERS
     from appliance.scrub.evaluate import evaluate, load_labeled, summary

@@ -202,7 +202,7 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
     if not eval_records:
         raise PolicyViolation("the dataset has no held-out eval split",
                               where="policy training.require_eval_split")
-    from appliance.service.privacy import before_signing, canaries_for_training  # issue 8
+    from appliance.service.privacy import before_signing, canaries_for_training  # docs/privacy.md
 
     canaries = canaries_for_training(home, policy, master_key, recipe.dataset)
     steps = total_steps(recipe, len(train_records))

@@ -33,7 +33,7 @@ EXTERNAL = ("policy_digest", "base_model", "dataset", "recipe", "seeds", "quanti
 INTERNAL = ("isolation", "offline", "hardware")
 DEPENDENCIES = ("base_model", "dataset", "tokenizer", "pii_model")
 RUN = ("run_id", "started", "finished", "eval", "privacy")
-BYPRODUCTS = ("eval", "privacy")  # privacy: the canary exposure check (issue 8)
+BYPRODUCTS = ("eval", "privacy")  # privacy: the canary exposure check (docs/privacy.md)
 
 
 def library_versions() -> dict[str, str]:

@@ -62,7 +62,7 @@ def main() -> int:
         from appliance.train import probes
 
         return probes.run(job, events.emit)
-    if job.get("privacy"):  # the privacy check (issue 8) measures canaries in this child
+    if job.get("privacy"):  # the privacy check (docs/privacy.md) measures canaries in this child
         from appliance.privacy import worker
 
         return worker.run(job, events.emit)
