@@ -6,8 +6,9 @@ a dependency."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
+
+from import_graph import import_statements
 
 PACKAGE = Path(__file__).resolve().parent.parent / "appliance"
 FRONTS = ("appliance.cli", "appliance.tui", "appliance.__main__")
@@ -26,20 +27,13 @@ def module_names(root: Path) -> dict[str, Path]:
 
 
 def _imported(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The package's modules that `name` imports anywhere in its source."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text("utf-8"), str(path))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                kept = package.split(".")[:len(package.split(".")) - node.level + 1]
-                base = ".".join([*kept, *([node.module] if node.module else [])])
-            for alias in node.names:
-                full = f"{base}.{alias.name}"
-                found.add(full if full in modules else base)
+    """The package's modules that `name` imports anywhere in its source (`from P import M`
+    is an import of the submodule M when there is one, else of P)."""
+    found = set()
+    for base, alias in import_statements(path.read_text("utf-8"), name,
+                                         is_package=path.name == "__init__.py"):
+        full = f"{base}.{alias}" if alias else base
+        found.add(full if full in modules else base)
     return {m for m in found if m in modules and m != name}
 
 
