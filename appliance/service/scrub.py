@@ -20,6 +20,7 @@ from appliance.vault.frames import digest_of
 
 PSEUDONYM_KEY_INFO = b"appliance/scrub/pseudonym-key-wrap/v1"
 """The HKDF label of the master key's subkey that wraps a kept pseudonym key."""
+
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): stages "read", "scrub", "residual", "write"."""
 
