@@ -1,9 +1,9 @@
 """The one exception tree of the appliance.
 
 Every error the operator can see is an `ApplianceError`. Each carries what failed, where,
-and what to do next, and an exit code per the interface contract: 1 for a refusal or a
-failure (policy violation, integrity failure, wrong passphrase, blocked network, training
-failure), 2 for bad usage or bad input (malformed policy, recipe or dataset). Integrity
+and what to do next, and an exit code per docs/interface.md: 1 for a refusal or a
+failure (policy violation, integrity failure, wrong passphrase, no network isolation,
+training failure), 2 for bad usage or bad input (malformed policy, recipe or dataset). Integrity
 failures are deliberately opaque about which check failed.
 """
 
@@ -103,10 +103,6 @@ class ScrubError(ApplianceError):
 
 class IsolationError(ApplianceError):
     """The kernel network isolation the policy requires is not available."""
-
-
-class NetworkBlocked(ApplianceError):
-    """A component tried to reach the network and was stopped."""
 
 
 class TrainingError(ApplianceError):

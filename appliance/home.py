@@ -1,6 +1,6 @@
 """The appliance home: one directory holding the audit log, the vault, keys and artifacts.
 
-Resolution order (contract): `--home DIR`, else `$APPLIANCE_HOME`, else the platform's user
+Resolution order (docs/interface.md): `--home DIR`, else `$APPLIANCE_HOME`, else the platform's user
 data directory.
 """
 
@@ -29,17 +29,17 @@ class Home:
 
     @property
     def audit_log(self) -> Path:
-        """The audit log, one JSON object per line (contract)."""
+        """The audit log, one JSON object per line (docs/interface.md)."""
         return self.audit_dir / "log.jsonl"
 
     @property
     def vault_dir(self) -> Path:
-        """Encrypted datasets (contract)."""
+        """Encrypted datasets (docs/interface.md)."""
         return self.root / "vault"
 
     @property
     def artifacts_dir(self) -> Path:
-        """One signed directory per training run (contract)."""
+        """One signed directory per training run (docs/interface.md)."""
         return self.root / "artifacts"
 
     @property

@@ -1,5 +1,5 @@
 """Reading passphrases: a non-echoing prompt or a file, never a command-line value or the
-content of an environment variable (contract)."""
+content of an environment variable (docs/interface.md)."""
 
 from __future__ import annotations
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from appliance.errors import InstallError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parent
+POLICY_DIR = PACKAGE_DIR / "data" / "policy"
+"""The shipped policies, inside the package so that every install has them (copies of the
+repository's policy/*.toml, kept identical by tests/policy/test_shipped_copies.py)."""
 
 
 def shipped_policy(name: str = "default") -> Path:
-    """Path of a policy shipped in the repository's policy/ directory."""
-    path = REPO_ROOT / "policy" / f"{name}.toml"
+    """Path of a policy shipped with the package (`default` or `demo`)."""
+    path = POLICY_DIR / f"{name}.toml"
     if not path.is_file():
         raise InstallError(f"the shipped policy {name!r} is missing", where=str(path),
                            hint="reinstall the appliance with scripts/install.sh")
@@ -23,6 +27,12 @@ def lock_file() -> Path | None:
     """The hash-pinned lock the installation was made from, if present."""
     path = REPO_ROOT / "vendor_wheels" / "requirements.lock"
     return path if path.is_file() else None
+
+
+def lock_digest() -> str | None:
+    """sha256 of the lock the installation came from (provenance records it), if present."""
+    path = lock_file()
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest() if path else None
 
 
 DEMO_DIR = PACKAGE_DIR / "data" / "demo"

@@ -54,7 +54,7 @@ def test_command_modules_register_scrub_and_import() -> None:
 
 def test_import_end_to_end_through_the_vault(run_cli: Any, tmp_path: Path,
                                              passphrase_file: Path) -> None:
-    """init, then `dataset import --json` of the demo data: contract fields, encrypted
+    """init, then `dataset import --json` of the demo data: promised fields, encrypted
     storage (no planted value on disk), a refused second import under the same name."""
     import pytest
 

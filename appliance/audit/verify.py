@@ -123,7 +123,7 @@ def verify_log(lines: list[bytes], torn: bool, stored: list[tuple[str, bytes]], 
         _fail(report, chain[0], chain[1])
     if anchor is not None:
         report.anchor = anchor.as_dict()
-        covered = _check_anchor(report, anchor, hashes, cps, covered)
+        covered = _check_anchor(report, anchor, hashes, covered)
     report.covered = covered if report.ok else 0
     report.uncovered = n - report.covered if report.ok else n
     if report.ok:
@@ -133,7 +133,7 @@ def verify_log(lines: list[bytes], torn: bool, stored: list[tuple[str, bytes]], 
 
 
 def _check_anchor(report: LogReport, anchor: Checkpoint, hashes: list[bytes],
-                  cps: list[Checkpoint], covered: int) -> int:
+                  covered: int) -> int:
     """RFC 6962 consistency between the anchor and the newest tree we can check."""
     n = len(hashes)
     if anchor.size > n:

@@ -28,7 +28,7 @@ def _demo(args: argparse.Namespace) -> int:
         from appliance.tui.app import ApplianceConsole
 
         ApplianceConsole(home, debug=bool(getattr(args, "debug", False))).run()
-        print_json(result)  # the contract's JSON line stays the last line
+        print_json(result)  # the promised JSON line (docs/interface.md) stays last
     return EXIT_OK if result["verified"] else EXIT_FAILED
 
 

@@ -2,8 +2,8 @@
 
 Each module in COMMAND_MODULES exposes `register(subparsers, common)`; its handlers receive
 the parsed arguments and return an exit code. Handlers call the service layer only. Every
-ApplianceError becomes one line on stderr and the contract's exit code; a traceback only with
---debug.
+ApplianceError becomes one line on stderr and its exit code (docs/interface.md); a traceback
+only with --debug.
 """
 
 from __future__ import annotations

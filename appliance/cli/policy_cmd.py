@@ -35,7 +35,7 @@ def _hash(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _schema(args: argparse.Namespace) -> int:
+def _schema(_args: argparse.Namespace) -> int:
     from appliance.service.policy import schema
 
     sys.stdout.write(schema())

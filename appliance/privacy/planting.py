@@ -62,8 +62,8 @@ def plant_intake(records: list[Record], policy: PrivacyPolicy,
 class NoPlanting:
     """Stands for "no canaries were planted": finishing yields nothing."""
 
-    def finish(self, train_indices: set[int],
-               scrubbed: Sequence[Sequence[str]]) -> tuple[None, None]:
+    def finish(self, train_indices: set[int],  # noqa: ARG002 - Planting.finish's signature
+               scrubbed: Sequence[Sequence[str]]) -> tuple[None, None]:  # noqa: ARG002
         """Nothing planted, nothing to report."""
         return None, None
 

@@ -103,7 +103,7 @@ def summary(result: dict[str, Any], types: Sequence[str]) -> dict[str, float]:
 
 def evaluate(analyzer: Analyzer, records: Sequence[Labeled], *,
              workers: int | None = None) -> dict[str, Any]:
-    """Run the analyzer over the labeled records and score it (contract fields)."""
+    """Run the analyzer over the labeled records and score it (the fields of docs/interface.md)."""
     start = time.monotonic()
     outcomes = analyze_all(analyzer, [r.text for r in records], workers=workers)
     return _scored(records, outcomes, start)

@@ -16,7 +16,7 @@ What each adds (chosen by measurement on tests/data/pii_dev.json, see docs/bench
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -318,8 +318,3 @@ def extra_recognizers(timeout_s: float) -> list[Any]:
     return [ApplianceCatalogueRecognizer(timeout_s), AppliancePhoneRecognizer(timeout_s),
             ApplianceAddressRecognizer(timeout_s), ApplianceNameRecognizer(timeout_s),
             ApplianceUsernameRecognizer(timeout_s), ApplianceSmallRecognizers(timeout_s)]
-
-
-def entities_of(recognizers: Iterable[Any]) -> set[str]:
-    """Union of the entity types `recognizers` support."""
-    return {e for r in recognizers for e in r.supported_entities}

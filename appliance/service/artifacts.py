@@ -73,8 +73,7 @@ def describe(home: Home, artifact: str | Path) -> dict[str, Any]:
     """`verify` plus what the console shows beside it: the active policy's digest (to
     compare with the one the artifact was trained under) and whether the policy lets
     merged weights be exported."""
-    from appliance.service.export import merge_permission
-    from appliance.service.policy import active_policy
+    from appliance.service.policy import active_policy, merge_permission
 
     result = verify(home, artifact)
     result["active_policy_digest"] = active_policy(home).digest

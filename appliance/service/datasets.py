@@ -88,7 +88,7 @@ def show_dataset(home: Home, name: str, *, passphrase_file: str | None = None,
     store.dataset_info(home, name)  # a clear "no such dataset" before asking a passphrase
     key = unlock(home, policy, "dataset.metadata", name, passphrase_file=passphrase_file,
                  passphrase=passphrase)
-    return store.read_metadata(home, policy, key, name)
+    return store.read_metadata(home, key, name)
 
 
 def verify_dataset(home: Home, name: str, *, passphrase_file: str | None = None,
@@ -99,7 +99,7 @@ def verify_dataset(home: Home, name: str, *, passphrase_file: str | None = None,
     store.dataset_info(home, name)
     key = unlock(home, policy, "dataset.verify", name, passphrase_file=passphrase_file,
                  passphrase=passphrase)
-    return {**store.verify_dataset(home, policy, key, name).as_dict(), "ok": True}
+    return {**store.verify_dataset(home, key, name).as_dict(), "ok": True}
 
 
 def sample_dataset(home: Home, name: str, *, n: int = 5, split: str = "train",
@@ -114,7 +114,7 @@ def sample_dataset(home: Home, name: str, *, n: int = 5, split: str = "train",
     store.dataset_info(home, name)
     key = unlock(home, policy, "dataset.read", name, passphrase_file=passphrase_file,
                  passphrase=passphrase)
-    records = store.read_dataset(home, policy, key, name, split, purpose="sample")
+    records = store.read_dataset(home, key, name, split, purpose="sample")
     if seed is None:
         return records[:n]
     picker = random.Random(seed)  # noqa: S311 - choosing a preview, not a secret

@@ -2,7 +2,7 @@
 
 init -> model import (default) -> dataset import (scrub, vault) -> QLoRA training in the
 isolated child (eval before/after, sign) -> verify. Each stage reports through `on_stage`;
-the result carries the contract's fields (artifact, eval_loss_before, eval_loss_after,
+the result carries the promised fields (artifact, eval_loss_before, eval_loss_after,
 verified). A rerun on the same workspace reuses the home, model and dataset and trains again.
 """
 
@@ -103,11 +103,11 @@ def _dataset(home: Home, passphrase_file: str, stage: Stage) -> None:
 def run_demo(home: Home, *, passphrase_file: str | None = None,
              on_stage: Stage | None = None,
              on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-    """Run every stage; returns the contract's result fields plus details."""
+    """Run every stage; returns the promised result fields plus details."""
     from appliance.service.artifacts import verify
     from appliance.service.train import train
 
-    stage = on_stage or (lambda name, detail: None)
+    stage = on_stage or (lambda *_: None)
     secret = demo_passphrase_file(home, passphrase_file)
     _init(home, secret, stage)
     _model(home, secret, stage)

@@ -15,20 +15,7 @@ from appliance.fsutil import fsync_dir
 from appliance.home import Home
 from appliance.models import safety, store
 from appliance.policy import Policy, load_policy
-
-REFUSED_HINT = 'an admin can set it to "after-verify"'
-
-
-def merge_permission(home: Home) -> dict[str, Any]:
-    """Whether the active policy lets merged weights leave (`export.merged_weights`), with
-    the setting and a readable reason; for the console, which shows it before asking."""
-    home.require_initialised()
-    setting = load_policy(home.policy_file).export.merged_weights
-    allowed = setting == "after-verify"
-    reason = ("allowed after the artifact verifies" if allowed else
-              f"merged weights may not leave this appliance ({REFUSED_HINT})")
-    return {"allowed": allowed, "setting": setting,
-            "reason": f'policy export.merged_weights = "{setting}": {reason}'}
+from appliance.service.policy import REFUSED_HINT
 
 
 def require_merge_allowed(home: Home, policy: Policy, artifact: Path) -> None:

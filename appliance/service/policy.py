@@ -102,6 +102,22 @@ def active_policy(home: Home) -> ActivePolicy:
     return ActivePolicy(load_policy(path), path, "shipped default")
 
 
+REFUSED_HINT = 'an admin can set it to "after-verify"'
+"""What to do when the policy forbids merged weights (export.merged_weights)."""
+
+
+def merge_permission(home: Home) -> dict[str, Any]:
+    """Whether the active policy lets merged weights leave (`export.merged_weights`), with
+    the setting and a readable reason; for the console, which shows it before asking."""
+    home.require_initialised()
+    setting = load_policy(home.policy_file).export.merged_weights
+    allowed = setting == "after-verify"
+    reason = ("allowed after the artifact verifies" if allowed else
+              f"merged weights may not leave this appliance ({REFUSED_HINT})")
+    return {"allowed": allowed, "setting": setting,
+            "reason": f'policy export.merged_weights = "{setting}": {reason}'}
+
+
 def _show(value: Any) -> str:
     """A value as compact JSON (strings quoted, lists inline), as TOML would spell it."""
     return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))

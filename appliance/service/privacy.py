@@ -45,13 +45,12 @@ SEALED_KEY = "canaries_sealed"
 """Where the sealed canary set sits in a dataset's encrypted metadata."""
 
 
-def load_canaries(home: Home, policy: Policy, master_key: bytes,
-                  dataset: str) -> CanarySet | None:
+def load_canaries(home: Home, master_key: bytes, dataset: str) -> CanarySet | None:
     """The dataset's canary set (None when it was imported without canaries)."""
     from appliance.privacy.sealing import unseal
     from appliance.vault.store import read_metadata
 
-    metadata = read_metadata(home, policy, master_key, dataset).get("metadata") or {}
+    metadata = read_metadata(home, master_key, dataset).get("metadata") or {}
     sealed = metadata.get(SEALED_KEY)
     return unseal(master_key, dataset, sealed) if isinstance(sealed, str) else None
 
@@ -62,7 +61,7 @@ def canaries_for_training(home: Home, policy: Policy, master_key: bytes,
     before any training starts if it has none. None when the check is off."""
     if not policy.privacy.check_before_signing:
         return None
-    canaries = load_canaries(home, policy, master_key, dataset)
+    canaries = load_canaries(home, master_key, dataset)
     if canaries is None:
         raise PolicyViolation(f"the policy checks canary exposure before signing, but "
                               f"dataset {dataset!r} was imported without canaries",
@@ -70,12 +69,6 @@ def canaries_for_training(home: Home, policy: Policy, master_key: bytes,
                               hint="re-import it with appliance dataset import --canaries "
                                    "(or privacy.plant_canaries = true)")
     return canaries
-
-
-def _audit_tripwire(home: Home, label: str, event: Event) -> None:
-    from appliance.service.train import audit_tripwire
-
-    audit_tripwire(home, label, event)
 
 
 def measure_adapter(home: Home, policy: Policy, *, model_dir: Path, adapter_dir: Path,
@@ -100,7 +93,7 @@ def measure_adapter(home: Home, policy: Policy, *, model_dir: Path, adapter_dir:
     def handle(event: Event) -> None:
         kind = event.get("type")
         if kind == "tripwire":
-            _audit_tripwire(home, label, event)
+            isolation.audit_tripwire(home, label, event)
         elif kind == "privacy_measured":
             collected["measured"] = event
         elif kind == "error":
@@ -185,7 +178,7 @@ def _model_dir(home: Home, base: dict[str, Any]) -> Path:
     return record.weights_dir
 
 
-def _check_dataset(home: Home, policy: Policy, master_key: bytes, prov: dict[str, Any],
+def _check_dataset(home: Home, master_key: bytes, prov: dict[str, Any],
                    canaries: CanarySet) -> None:
     """The dataset in the vault is the one the adapter was trained on."""
     recorded = (prov.get("privacy") or {}).get("canary_set", {}).get("digest")
@@ -194,14 +187,12 @@ def _check_dataset(home: Home, policy: Policy, master_key: bytes, prov: dict[str
             raise IntegrityError("the dataset's canary set is not the one the adapter was "
                                  "checked with", where=f"dataset {prov['dataset']['name']!r}")
         return
-    from appliance.service.train import records_digest
+    from appliance.vault.frames import digest_of
     from appliance.vault.store import read_dataset
 
     name = prov["dataset"]["name"]
-    digest = records_digest(read_dataset(home, policy, master_key, name, "train",
-                                         purpose="privacy-check"),
-                            read_dataset(home, policy, master_key, name, "eval",
-                                         purpose="privacy-check"))
+    digest = digest_of(read_dataset(home, master_key, name, "train", purpose="privacy-check"),
+                       read_dataset(home, master_key, name, "eval", purpose="privacy-check"))
     if digest != prov["dataset"].get("digest"):
         raise IntegrityError("the dataset changed since the adapter was trained",
                              where=f"dataset {name!r}")
@@ -256,12 +247,12 @@ def _measure_artifact(home: Home, policy: Policy, path: Path, passphrase_file: s
                            where=str(path)) from None
     model_dir = _model_dir(home, base)
     master_key = masterkey.load(home, read_passphrase(passphrase_file), policy)
-    canaries = load_canaries(home, policy, master_key, dataset)
+    canaries = load_canaries(home, master_key, dataset)
     if canaries is None:
         raise VaultError(f"dataset {dataset!r} was imported without canaries, so there is "
                          "nothing to measure", where=str(path),
                          hint="import with --canaries (or privacy.plant_canaries) and train")
-    _check_dataset(home, policy, master_key, prov, canaries)
+    _check_dataset(home, master_key, prov, canaries)
     summary = measure_adapter(home, policy, model_dir=model_dir, adapter_dir=path,
                               recipe=recipe, canaries=canaries, label=f"artifact {path.name}",
                               on_event=on_event)

@@ -7,8 +7,6 @@ of `import_dataset`, which writes encrypted and atomically.
 
 from __future__ import annotations
 
-import base64
-import os
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,13 +18,16 @@ from appliance.home import Home
 from appliance.policy import Policy, load_policy, policy_digest
 from appliance.vault.frames import digest_of
 
+PSEUDONYM_KEY_INFO = b"appliance/scrub/pseudonym-key-wrap/v1"
+"""The HKDF label of the master key's subkey that wraps a kept pseudonym key."""
+
 Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): stages "read", "scrub", "residual", "write"."""
 
 
 @dataclass
 class PreparedDataset:
-    """Scrubbed train and eval records, the report (contract fields and more), and the
+    """Scrubbed train and eval records, the report (docs/interface.md's fields and more), and the
     pseudonym key only when the policy keeps it."""
 
     train: list[dict[str, Any]]
@@ -150,7 +151,7 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
                     analyzer: Any = None, canaries: bool | None = None) -> PreparedDataset:
     """Read, validate, deduplicate, scrub and split the dataset at `path` under `policy`.
     With canaries (the argument, else `privacy.plant_canaries`), synthetic canaries are
-    planted after deduplication and before scrubbing (issue 8).
+    planted after deduplication and before scrubbing (docs/privacy.md).
 
     Raises DatasetFormatError (bad file, or an invalid record when intake.on_invalid is
     abort) and ScrubError (residual PII above the policy's limits). Quarantined records are
@@ -159,7 +160,7 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
     from appliance.privacy.planting import maybe_plant
 
     path = Path(path)
-    tell = progress or (lambda stage, done, total: None)
+    tell = progress or (lambda *_: None)
     checked, unique, records_in = _read(path, policy, tell)
     records, planting = maybe_plant(unique.records, policy.privacy, canaries)
     analyzer = analyzer if analyzer is not None else build_analyzer(policy)
@@ -212,16 +213,19 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
 
 
 def wrap_pseudonym_key(master_key: bytes, name: str, key: bytes) -> str:
-    """The pseudonym key sealed under the vault master key (HKDF-SHA256 subkey, AES-256-GCM,
-    the dataset name as associated data), base64."""
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+    """The pseudonym key sealed under the vault master key (`appliance.aead`, its own
+    subkey, the dataset name as associated data), base64."""
+    from appliance import aead
 
-    sub = HKDF(hashes.SHA256(), 32, salt=None,
-               info=b"appliance/scrub/pseudonym-key-wrap/v1").derive(master_key)
-    nonce = os.urandom(12)
-    return base64.b64encode(nonce + AESGCM(sub).encrypt(nonce, key, name.encode())).decode()
+    return aead.seal_text(master_key, PSEUDONYM_KEY_INFO, key, name.encode("utf-8"))
+
+
+def unwrap_pseudonym_key(master_key: bytes, name: str, wrapped: str) -> bytes:
+    """Inverse of wrap_pseudonym_key; IntegrityError (opaque) if changed, moved or mis-keyed."""
+    from appliance import aead
+
+    return aead.unseal_text(master_key, PSEUDONYM_KEY_INFO, wrapped, name.encode("utf-8"),
+                            what="the dataset's pseudonym key", where=f"dataset {name!r}")
 
 
 def _refuse_existing(store: Any, home: Home, name: str) -> None:
@@ -283,7 +287,7 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
 
 def evaluate_file(path: str | Path, policy: Policy, *, workers: int | None = None,
                   analyzer: Any = None, baseline: str | None = None) -> dict[str, Any]:
-    """Score detection on a labeled presidio-research file (contract fields, plus pooled
+    """Score detection on a labeled presidio-research file (docs/interface.md's fields, plus pooled
     figures over the direct identifiers and the NER note). With `baseline="presidio"`, raw
     Presidio is scored on the same records in the same run under `baseline`, and the types
     where the appliance does worse are listed under `below_baseline`."""

@@ -38,7 +38,7 @@ from appliance.train import artifact, checkpoint, isolation
 from appliance.train import metrics as run_metrics
 from appliance.train.cancel import Relay
 from appliance.train.data import validate_records
-from appliance.train.recipe import Recipe, check_against_policy, load_recipe, parse_recipe
+from appliance.train.recipe import check_against_policy, load_recipe, parse_recipe
 from appliance.train.trainer import total_steps
 
 Event = dict[str, Any]
@@ -53,12 +53,12 @@ class RecordsProvider(Protocol):
         ...
 
 
-def vault_records(home: Home, policy: Policy, master_key: bytes, name: str,
-                  split: str) -> list[dict[str, Any]]:
+def vault_records(home: Home, policy: Policy,  # noqa: ARG001 - RecordsProvider's signature
+                  master_key: bytes, name: str, split: str) -> list[dict[str, Any]]:
     """The vault's reader: one split, decrypted in memory after the whole file verified."""
     from appliance.vault.store import read_dataset
 
-    return list(read_dataset(home, policy, master_key, name, split, purpose="train"))
+    return list(read_dataset(home, master_key, name, split, purpose="train"))
 
 
 @dataclass(frozen=True)
@@ -79,15 +79,6 @@ def records_digest(train: list[dict[str, Any]], evals: list[dict[str, Any]]) -> 
     from appliance.vault.frames import digest_of
 
     return digest_of(train, evals)
-
-
-def audit_tripwire(home: Home, run_id: str, event: Event) -> None:
-    """Write one tripwire report from the child to the audit log, as an `attempted` action:
-    the tripwire sees what was tried, not whether the sandbox stopped it (the sandbox's
-    guarantees, not this report, say that)."""
-    action = str(event.get("action", "network.attempt"))
-    fields = {k: v for k, v in event.items() if k not in ("type", "action")}
-    audit.record(home, action, outcome="attempted", run_id=run_id, **fields)
 
 
 def new_run_id() -> str:
@@ -214,7 +205,7 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
     if not eval_records:
         raise PolicyViolation("the dataset has no held-out eval split",
                               where="policy training.require_eval_split")
-    from appliance.service.privacy import before_signing, canaries_for_training  # issue 8
+    from appliance.service.privacy import before_signing, canaries_for_training  # docs/privacy.md
 
     canaries = canaries_for_training(home, policy, master_key, recipe.dataset)
     steps = total_steps(recipe, len(train_records))
@@ -274,7 +265,7 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
         def handle(event: Event) -> None:
             kind = event.get("type")
             if kind == "tripwire":
-                audit_tripwire(home, run_id, event)
+                isolation.audit_tripwire(home, run_id, event)
             elif kind == "worker":
                 collected["workers"].append({k: v for k, v in event.items() if k != "type"})
             elif kind in ("step", "eval", "checkpoint", "resumed", "stopped"):
@@ -381,11 +372,6 @@ def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
     return TrainResult(run_id, target, adapter_digest, eval_before, eval_after, True)
 
 
-def recipe_for(recipe: Recipe) -> dict[str, Any]:
-    """Plain data of a recipe (for the TUI)."""
-    return recipe.model_dump()
-
-
 def probe_isolation(home: Home, probe: str, **params: Any) -> list[Event]:
     """Run an isolation self-test in the trainer child ("network": connect to
     params host/port by every route; "nf4": a real NF4 forward pass on params model_dir).
@@ -395,7 +381,7 @@ def probe_isolation(home: Home, probe: str, **params: Any) -> list[Event]:
 
     def handle(event: Event) -> None:
         if event.get("type") == "tripwire":
-            audit_tripwire(home, f"probe-{probe}", event)
+            isolation.audit_tripwire(home, f"probe-{probe}", event)
         events.append(event)
 
     model_dir = params.get("model_dir")

@@ -51,7 +51,7 @@ class SignResult:
 
 @dataclass
 class VerifyResult:
-    """The outcome of verifying an artifact directory (contract fields first)."""
+    """The outcome of verifying an artifact directory (docs/interface.md's fields first)."""
 
     ok: bool
     reason: str

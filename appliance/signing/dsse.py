@@ -87,12 +87,3 @@ def open_bundle(data: bytes, public_key: Any) -> dict[str, Any]:
     except (ValueError, KeyError, TypeError, AttributeError, binascii.Error, InvalidSignature):
         raise SigningError("the signature does not verify") from None
     return statement
-
-
-def bundle_hint(data: bytes) -> str | None:
-    """The key hint a bundle names (unverified), or None."""
-    try:
-        hint = json.loads(data)["verificationMaterial"]["publicKey"]["hint"]
-    except (ValueError, KeyError, TypeError):
-        return None
-    return hint if isinstance(hint, str) else None

@@ -3,7 +3,7 @@ Provenance v1 predicate. Digests, counts and settings only; never dataset text.
 
 The training engineer passes a plain dict; recognised keys land where SLSA puts them:
 - externalParameters: policy_digest, base_model, dataset, recipe, seeds, quantization, scrub
-- internalParameters: isolation, offline, audit checkpoint (filled in here), hardware
+- internalParameters: isolation, offline, hardware (from train.artifact), audit checkpoint (here)
 - resolvedDependencies: base_model, dataset, tokenizer, pii_model ({name, digest} each),
   the lock file and the appliance's own source (filled in here)
 - runDetails: run_id, started, finished, eval (as a byproduct)
@@ -13,7 +13,6 @@ Unknown keys are kept under externalParameters.extra.
 from __future__ import annotations
 
 import hashlib
-import platform
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 from appliance import __version__
 from appliance.errors import SigningError
 from appliance.patterns import find
-from appliance.resources import PACKAGE_DIR, lock_file
+from appliance.resources import PACKAGE_DIR, lock_digest
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -34,7 +33,7 @@ EXTERNAL = ("policy_digest", "base_model", "dataset", "recipe", "seeds", "quanti
 INTERNAL = ("isolation", "offline", "hardware")
 DEPENDENCIES = ("base_model", "dataset", "tokenizer", "pii_model")
 RUN = ("run_id", "started", "finished", "eval", "privacy")
-BYPRODUCTS = ("eval", "privacy")  # privacy: the canary exposure check (issue 8)
+BYPRODUCTS = ("eval", "privacy")  # privacy: the canary exposure check (docs/privacy.md)
 
 
 def library_versions() -> dict[str, str]:
@@ -55,20 +54,6 @@ def source_digest(root: Path = PACKAGE_DIR) -> str:
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(hashlib.sha256(path.read_bytes()).digest())
     return "sha256:" + digest.hexdigest()
-
-
-def lock_digest() -> str | None:
-    """sha256 of vendor_wheels/requirements.lock, when present."""
-    path = lock_file()
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest() if path else None
-
-
-def hardware() -> dict[str, Any]:
-    """What this machine is (no host names or serial numbers)."""
-    import os
-
-    return {"machine": platform.machine(), "system": platform.system(),
-            "python": platform.python_version(), "cpus": os.cpu_count()}
 
 
 def _descriptor(name: str, value: Any) -> dict[str, Any] | None:
@@ -106,7 +91,6 @@ def build(subject: str, content_digest: str, info: dict[str, Any], *,
     if extra:
         external["extra"] = extra
     internal = {k: info[k] for k in INTERNAL if k in info}
-    internal.setdefault("hardware", hardware())
     internal["audit_checkpoint"] = checkpoint
     internal["signer"] = signer
     internal["library_versions"] = library_versions()

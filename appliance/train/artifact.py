@@ -10,7 +10,6 @@ rename: an artifact directory never exists unsigned.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import platform
@@ -21,7 +20,7 @@ from typing import Any
 from appliance import __version__, offline
 from appliance.fsutil import atomic_write_text, fsync_dir
 from appliance.home import Home
-from appliance.resources import lock_file
+from appliance.resources import lock_digest
 from appliance.signing.provenance import library_versions
 
 NVIDIA_PROC = Path("/proc/driver/nvidia/gpus")
@@ -49,12 +48,6 @@ def gpu_name(root: Path = NVIDIA_PROC) -> str | None:
                 if key.strip() == "Model" and value.strip():
                     return value.strip()
     return None
-
-
-def lock_digest() -> str | None:
-    """sha256 of the hash-pinned lock the installation came from."""
-    path = lock_file()
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest() if path else None
 
 
 def provenance(*, run_id: str, policy_digest: str, model: dict[str, Any],

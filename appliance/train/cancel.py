@@ -101,7 +101,8 @@ class Relay:
         for pid in list(self._ready):
             self._kill(pid, signal.SIGKILL)
 
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002
+        # signal.signal's handler signature
         self.requests += 1
         self._deliver()
 

@@ -22,13 +22,16 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance import sandbox
 from appliance.passphrase import PASSPHRASE_FILE_ENV
 from appliance.train.cancel import Relay
 from appliance.train.events import EVENT_FD_ENV, read_events
 from appliance.train.tripwire import WORK_DIRS_ENV
+
+if TYPE_CHECKING:
+    from appliance.home import Home
 
 FORCE_NO_NETNS_ENV = sandbox.FORCE_UNAVAILABLE_ENV
 CHILD_MODULE = "appliance.train.child"
@@ -143,3 +146,14 @@ def _signal_target(outer: int, inner: int) -> int:
     if inner == outer:  # no PID namespace (the test-only weakened sandbox)
         return outer
     return sandbox.host_pid(outer, inner) or outer
+
+
+def audit_tripwire(home: Home, run_id: str, event: dict[str, Any]) -> None:
+    """Write one tripwire report from the child to the audit log, as an `attempted` action:
+    the tripwire sees what was tried, not whether the sandbox stopped it (the sandbox's
+    guarantees, not this report, say that)."""
+    from appliance import audit
+
+    action = str(event.get("action", "network.attempt"))
+    fields = {k: v for k, v in event.items() if k not in ("type", "action")}
+    audit.record(home, action, outcome="attempted", run_id=run_id, **fields)

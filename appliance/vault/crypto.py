@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import os
 from typing import Any
 
@@ -179,8 +178,3 @@ def wipe(buffer: bytearray) -> None:
 
     if buffer:
         ctypes.memset((ctypes.c_char * len(buffer)).from_buffer(buffer), 0, len(buffer))
-
-
-def constant_time_equal(a: str, b: str) -> bool:
-    """Compare two digests without an early exit."""
-    return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))

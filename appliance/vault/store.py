@@ -299,7 +299,7 @@ def _check_split(split: str) -> None:
         raise UsageError(f"unknown split {split!r}", hint="use train, eval or all")
 
 
-def read_dataset(home: Home, policy: Policy, master_key: bytes, name: str,
+def read_dataset(home: Home, master_key: bytes, name: str,
                  split: str = "train", *, purpose: str = "read") -> list[dict[str, Any]]:
     """The records of one split ("train", "eval" or "all"), decrypted in memory only and
     returned only after the whole file verified."""
@@ -323,7 +323,7 @@ class LoadedDataset:
     metadata: dict[str, Any]
 
 
-def load_dataset(home: Home, policy: Policy, master_key: bytes, name: str, *,
+def load_dataset(home: Home, master_key: bytes, name: str, *,
                  purpose: str = "train") -> LoadedDataset:
     """Both splits, the digest and the metadata of a dataset, decrypted once, in memory
     only, after the whole file verified (what a training run needs)."""
@@ -339,7 +339,7 @@ def load_dataset(home: Home, policy: Policy, master_key: bytes, name: str, *,
     return loaded
 
 
-def read_metadata(home: Home, policy: Policy, master_key: bytes, name: str) -> dict[str, Any]:
+def read_metadata(home: Home, master_key: bytes, name: str) -> dict[str, Any]:
     """The verified public summary and the encrypted metadata (e.g. the scrub report)."""
     with _audited(home, "dataset.metadata", name) as extra, \
             _open_verified(home, master_key, name) as opened:
@@ -353,7 +353,7 @@ def read_metadata(home: Home, policy: Policy, master_key: bytes, name: str) -> d
     return result
 
 
-def verify_dataset(home: Home, policy: Policy, master_key: bytes, name: str, *,
+def verify_dataset(home: Home, master_key: bytes, name: str, *,
                    recompute_digest: bool = True) -> DatasetInfo:
     """Decrypt and verify a whole dataset in memory (the key, every chunk, the end of the
     stream, and with `recompute_digest` the records' digest) without returning any record."""

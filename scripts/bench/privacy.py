@@ -1,4 +1,4 @@
-"""Benchmark of the privacy check (issue 8): positive and negative control on real training.
+"""Benchmark of the privacy check (docs/privacy.md): positive and negative control on real training.
 
 Positive control: canaries planted 1, 4 and 16 times into records that go to training
 unscrubbed (test path only). Negative control: the same records and canaries imported

@@ -8,7 +8,7 @@ interleaved in blocks of 500 so both see the same load on a shared machine. Base
 recognizers, `analyze(text)` per record. Ours: detection (NER-only pipeline, nlp.pipe
 batches, prefiltered recognizers, process pool) plus anonymisation of every record. Engine
 load time is excluded for both. Recall: share of direct-identifier gold spans fully masked.
-The last line is one JSON object (scripts/bench.sh contract).
+The last line is one JSON object (what scripts/bench.sh promises, docs/interface.md).
 """
 
 from __future__ import annotations

@@ -205,7 +205,7 @@ def main() -> int:  # noqa: PLR0915 - a linear benchmark script
         if event["type"] == "done":
             peak.update(event)
 
-    def provider(home_: Any, policy: Any, key: bytes, name: str, split: str
+    def provider(_home: Any, _policy: Any, _key: bytes, _name: str, split: str
                  ) -> list[dict[str, Any]]:
         return recs if split == "train" else evals
 

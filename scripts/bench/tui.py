@@ -296,7 +296,7 @@ def main() -> None:
         torch_loaded = any(heavy for _, _, heavy in runs)
         from appliance.tui.screens import overview
 
-        overview.doctor = lambda home: []
+        overview.doctor = lambda _home: []
         results = {}
         for situation in ("idle", "job", "job-nice0", "gil", "gil-5ms"):
             results[situation] = _summary(asyncio.run(latencies(home, situation)))

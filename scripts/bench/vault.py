@@ -112,11 +112,11 @@ def _throughput(home: Home, policy: Any, key: bytes, gb: float, repeat: int) -> 
         parsed = layout.parse(handle, size)
         data_key = crypto.unwrap_with_master(key, parsed.envelope, parsed.prefix)
         handle.seek(parsed.body_offset)
-        best = _race(lambda: store.verify_dataset(home, policy, key, "big",
+        best = _race(lambda: store.verify_dataset(home, key, "big",
                                                   recompute_digest=False),
                      data_key, parsed.prefix, handle.read(parsed.body_len), repeat)
     ours, raw = best["ours"], min(best["raw_one_call"], best["raw_1mib"])
-    deep = _timed(lambda: store.verify_dataset(home, policy, key, "big"))
+    deep = _timed(lambda: store.verify_dataset(home, key, "big"))
     path.unlink()
     mb = parsed.body_len / 1e6
     return {"file_bytes": size, "ours_mb_s": mb / ours, "raw_mb_s": mb / raw,
@@ -145,7 +145,7 @@ def _load(home: Home, policy: Any, key: bytes, *, mb: float, repeat: int,
         return list(json.loads(array.read_bytes()))
 
     def vault() -> list[Any]:
-        return store.read_dataset(home, policy, key, "load", "train", purpose="bench")
+        return store.read_dataset(home, key, "load", "train", purpose="bench")
 
     assert vault() == plaintext_per_line() == plaintext_single_pass()
     best = _interleaved({"ours": vault, "base": plaintext_per_line,

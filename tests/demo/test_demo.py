@@ -10,7 +10,7 @@ import pytest
 
 @pytest.mark.slow
 def test_demo_ends_in_a_verified_artifact_with_lower_eval_loss(run_cli, tmp_path: Path):
-    """`appliance demo` runs every stage and ends with the contract's JSON line: a verified
+    """`appliance demo` runs every stage and ends with the promised JSON line: a verified
     artifact whose held-out loss is below the base model's."""
     home = tmp_path / "demo-home"
     done = run_cli("demo", "--home", str(home), "--no-tui", timeout=3600)

@@ -50,7 +50,7 @@ def _canaries(home: Home):  # type: ignore[no-untyped-def]
 
     policy = load_policy(home.policy_file)
     key = masterkey.load(home, PASSPHRASE.strip().encode(), policy)
-    return load_canaries(home, policy, key, "ds"), policy, key
+    return load_canaries(home, key, "ds"), policy, key
 
 
 def test_import_reports_canary_counts_and_no_secret(imported):
@@ -70,8 +70,8 @@ def test_planted_canaries_pass_through_the_scrubber(imported):
     from appliance.vault.store import read_dataset
 
     home, report, _ = imported
-    cset, policy, key = _canaries(home)
-    records = read_dataset(home, policy, key, "ds", "all")
+    cset, _, key = _canaries(home)
+    records = read_dataset(home, key, "ds", "all")
     texts = [m["content"] for r in records for m in r["messages"]]
     survivors = sum(1 for c in cset.canaries if c.repeats
                     and any(c.secret in t for t in texts))

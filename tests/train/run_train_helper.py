@@ -28,7 +28,7 @@ def main() -> int:
     try:
         result = train(home, None if resume else recipe, resume=resume,
                        passphrase_file=pass_file, records=memory_records(), on_event=show)
-    except ApplianceError as exc:  # like the CLI: one line on stderr, the contract's code
+    except ApplianceError as exc:  # like the CLI: one line on stderr, the promised code
         sys.stderr.write(f"appliance: {exc.line()}\n")
         return exc.exit_code
     print(result.artifact_dir, flush=True)

@@ -1,4 +1,4 @@
-"""The trust commands as the contract describes them: init, keys, audit, verify."""
+"""The trust commands as docs/interface.md describes them: init, keys, audit, verify."""
 
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ def test_wrong_passphrase_is_refused_with_exit_1(cli_home, run_cli, tmp_path):
 
 
 def test_verify_command_json_fields_and_exit_codes(cli_home, run_cli):
-    """`verify DIR --json` reports the contract fields; exit 0 signed, 1 once altered."""
+    """`verify DIR --json` reports the promised fields; exit 0 signed, 1 once altered."""
     from appliance import audit
     from appliance.home import Home
     from appliance.signing import sign_artifact

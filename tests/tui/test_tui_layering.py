@@ -3,10 +3,11 @@ service layer, and the core never imports Textual or Rich."""
 
 from __future__ import annotations
 
-import ast
 import subprocess
 import sys
 from pathlib import Path
+
+from import_graph import import_statements
 
 REPO = Path(__file__).resolve().parents[2]
 PACKAGE = REPO / "appliance"
@@ -17,17 +18,8 @@ UI_LIBRARIES = ("textual", "rich")
 def imported_modules(source: str, module: str) -> set[str]:
     """Absolute names of every module `source` (the module `module`) imports."""
     names: set[str] = set()
-    package = module.rsplit(".", 1)[0]
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
-                base = ".".join([*parts, base] if base else parts)
-            names.add(base)
-            names.update(f"{base}.{alias.name}" for alias in node.names)
+    for base, name in import_statements(source, module):
+        names.update([base, f"{base}.{name}"] if name else [base])
     return names
 
 

@@ -63,8 +63,8 @@ def test_round_trip_leaves_no_plaintext(vhome: VaultHome, tmp_path: Path) -> Non
                  for c in canaries]
         store.write_dataset(home, policy, key, "canary", train, train[:10],
                             {{"report": canaries[0]}})
-        back = store.read_dataset(home, policy, key, "canary", "all")
-        meta = store.read_metadata(home, policy, key, "canary")
+        back = store.read_dataset(home, key, "canary", "all")
+        meta = store.read_metadata(home, key, "canary")
         assert back == train + train[:10] and meta["metadata"]["report"] == canaries[0]
         print("ok")
     """)
@@ -130,5 +130,5 @@ def test_sigkill_mid_write_leaves_no_partial_dataset(vhome: VaultHome, tmp_path:
     listed = [i.name for i in store.list_datasets(vhome.home)]
     assert listed == ["complete"]
     assert sorted(p.name for p in vhome.home.vault_dir.iterdir()) == [".lock", "complete.vault"]
-    assert store.read_dataset(vhome.home, vhome.policy, vhome.master_key, "complete") \
+    assert store.read_dataset(vhome.home, vhome.master_key, "complete") \
         == [{"t": "fine"}]

@@ -33,7 +33,7 @@ def _write(vh: VaultHome, name: str, train: list[Any], eval_: list[Any] | None =
 
 
 def _read(vh: VaultHome, name: str, split: str = "all") -> list[dict[str, Any]]:
-    return store.read_dataset(vh.home, vh.policy, vh.master_key, name, split)
+    return store.read_dataset(vh.home, vh.master_key, name, split)
 
 
 def _plaintext_size(train: list[Any], meta: dict[str, Any]) -> int:
@@ -67,7 +67,7 @@ def test_empty_dataset_round_trips(vhome: VaultHome) -> None:
     assert (info.train_count, info.eval_count) == (0, 0)
     for split in ("train", "eval", "all"):
         assert _read(vhome, "empty", split) == []
-    meta = store.read_metadata(vhome.home, vhome.policy, vhome.master_key, "empty")
+    meta = store.read_metadata(vhome.home, vhome.master_key, "empty")
     assert meta["metadata"] == {"note": "nothing"}
 
 
@@ -82,7 +82,7 @@ def test_records_and_metadata_round_trip_with_splits(vhome: VaultHome) -> None:
     assert _read(vhome, "mixed", "train") == train
     assert _read(vhome, "mixed", "eval") == eval_
     assert _read(vhome, "mixed", "all") == train + eval_
-    shown = store.read_metadata(vhome.home, vhome.policy, vhome.master_key, "mixed")
+    shown = store.read_metadata(vhome.home, vhome.master_key, "mixed")
     assert shown["metadata"] == meta and shown["verified"] is True
     assert shown["digest"] == info.digest
 
@@ -235,7 +235,7 @@ def test_export_rewraps_for_recipient(vhome_export: VaultHome, tmp_path: Path) -
     other = make_home(tmp_path / "other")
     os.replace(out, other.home.vault_dir / "e.vault")
     with pytest.raises(IntegrityError):
-        store.read_dataset(other.home, other.policy, other.master_key, "e")
+        store.read_dataset(other.home, other.master_key, "e")
 
 
 _json_leaf = st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) \
@@ -261,7 +261,7 @@ def test_deep_verify_recomputes_the_digest(vhome: VaultHome) -> None:
     """A file sealed correctly but carrying a wrong digest (a faulty writer with the key)
     passes the AEAD, and `verify_dataset` catches it by re-hashing the records."""
     good = _write(vhome, "good", [{"v": 1}])
-    assert store.verify_dataset(vhome.home, vhome.policy, vhome.master_key, "good") == \
+    assert store.verify_dataset(vhome.home, vhome.master_key, "good") == \
         store.dataset_info(vhome.home, "good")
     wrong = "sha256:" + "0" * 64
     identity = {"format": layout.FORMAT_NAME, "version": 1, "dataset_id": "f" * 32,
@@ -279,14 +279,14 @@ def test_deep_verify_recomputes_the_digest(vhome: VaultHome) -> None:
         prefix + layout.encode_envelope(envelope) + body + layout.encode_trailer(summary))
     assert _read(vhome, "liar") == [{"v": 1}]
     with pytest.raises(IntegrityError, match="'liar'"):
-        store.verify_dataset(vhome.home, vhome.policy, vhome.master_key, "liar")
+        store.verify_dataset(vhome.home, vhome.master_key, "liar")
     assert good.digest != wrong
 
 
 def test_load_dataset_returns_both_splits_and_provenance(vhome: VaultHome) -> None:
     """load_dataset gives train, eval, digest, id and metadata from one verified read."""
     info = _write(vhome, "t", [{"q": 1}, {"q": 2}], [{"q": 3}], {"report": {"n": 3}})
-    loaded = store.load_dataset(vhome.home, vhome.policy, vhome.master_key, "t")
+    loaded = store.load_dataset(vhome.home, vhome.master_key, "t")
     assert loaded.train == [{"q": 1}, {"q": 2}] and loaded.eval == [{"q": 3}]
     assert (loaded.digest, loaded.dataset_id) == (info.digest, info.dataset_id)
     assert loaded.metadata == {"report": {"n": 3}}

@@ -21,7 +21,7 @@ def _expect_refused(vh: VaultHome, name: str, data: bytes) -> None:
     path = vh.home.vault_dir / f"{name}.vault"
     path.write_bytes(data)
     with pytest.raises(IntegrityError) as err:
-        store.read_dataset(vh.home, vh.policy, vh.master_key, name, "all",
+        store.read_dataset(vh.home, vh.master_key, name, "all",
                            purpose="tamper-test")
     assert f"dataset {name!r}" in err.value.line() and err.value.exit_code == 1
 
@@ -124,7 +124,7 @@ def test_deleted_duplicated_swapped_chunks_are_refused(
     for body in variants:
         _expect_refused(vh, "large", head + b"".join(body) + tail)
     (vh.home.vault_dir / "large.vault").write_bytes(head + b"".join(chunks) + tail)
-    assert len(store.read_dataset(vh.home, vh.policy, vh.master_key, "large", "all")) == 440
+    assert len(store.read_dataset(vh.home, vh.master_key, "large", "all")) == 440
 
 
 def test_spliced_headers_and_files_are_refused(vhome: VaultHome, tmp_path: Path) -> None:
@@ -164,7 +164,7 @@ def test_wrong_master_key_and_passphrase_are_refused(small: tuple[VaultHome, byt
 
     vh, _ = small
     with pytest.raises(IntegrityError):
-        store.read_dataset(vh.home, vh.policy, os.urandom(32), "small")
+        store.read_dataset(vh.home, os.urandom(32), "small")
     with pytest.raises(PassphraseError):
         masterkey.load(vh.home, b"not the passphrase", vh.policy)
 

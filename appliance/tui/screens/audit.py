@@ -76,7 +76,7 @@ class AuditScreen(Page):
         if event.input.id == "filter":
             self.action_refresh()
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
+    def on_input_submitted(self, event: Input.Submitted) -> None:  # noqa: ARG002 - Textual handler
         """Enter moves to the table."""
         self.query_one("#events", DataTable).focus()
 
@@ -129,7 +129,7 @@ class AuditScreen(Page):
                                   "with appliance audit verify --bundle DIR")
             self.action_refresh()
 
-    def job_failed(self, job: str, line: str) -> None:
+    def job_failed(self, job: str, line: str) -> None:  # noqa: ARG002 - overrides Page's
         """Stop the table's loading indicator."""
         if job == "events":
             self.query_one("#events").loading = False

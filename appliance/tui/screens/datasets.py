@@ -120,7 +120,8 @@ class DatasetsScreen(ListPage):
                         short_digest(r.get("digest"))])
         return headers, out
 
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+    def check_action(self, action: str,  # Textual's hook, its signature
+                     parameters: tuple[object, ...]) -> bool | None:  # noqa: ARG002
         """`x` only while an import runs."""
         if action == "cancel_import":
             return self.importing is not None

@@ -104,7 +104,7 @@ class ListPage(Page):
             status = f"{len(rows)} item(s)" if rows else self.EMPTY
             self.query_one("#list-status", Static).update(status)
 
-    def job_failed(self, job: str, line: str) -> None:
+    def job_failed(self, job: str, line: str) -> None:  # noqa: ARG002 - overrides Page's
         """Stop the loading indicators; the banner says why."""
         if job == "list":
             self.query_one("#records").loading = False

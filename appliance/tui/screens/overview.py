@@ -194,7 +194,7 @@ class OverviewScreen(Page):
             self._fill("#audit-panel", _audit_text(result.audit, chain))
             self._fill("#runs-panel", _runs_text(result.runs))
 
-    def job_failed(self, job: str, line: str) -> None:
+    def job_failed(self, job: str, line: str) -> None:  # noqa: ARG002 - overrides Page's
         """Stop the loading indicators of the failed job's panels."""
         panels = ["#doctor-panel"] if job == "doctor" else \
             ["#home-panel", "#keys-panel", "#audit-panel", "#runs-panel"]

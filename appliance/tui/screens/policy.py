@@ -133,7 +133,7 @@ class PolicyScreen(Page):
         elif job == "diff":
             self._show_diff(*result)
 
-    def job_failed(self, job: str, line: str) -> None:
+    def job_failed(self, job: str, line: str) -> None:  # noqa: ARG002 - overrides Page's
         """Stop the loading indicator."""
         self.query_one("#policy-view" if job == "load" else "#policy-diff").loading = False
 

@@ -405,7 +405,7 @@ class TrainScreen(Page):
         elif job == "check":
             self._checked(result)
 
-    def job_failed(self, job: str, line: str) -> None:
+    def job_failed(self, job: str, line: str) -> None:  # noqa: ARG002 - overrides Page's
         """Stop the loading indicator; a refused recipe is marked (the banner says why)."""
         if job == "choices":
             self.query_one("#train-setup").loading = False

@@ -94,7 +94,7 @@ class FormModal(ModalScreen[Any]):
         """Close without a result."""
         self.dismiss(None)
 
-    def submits_now(self, field: Input) -> bool:
+    def submits_now(self, field: Input) -> bool:  # noqa: ARG002 - subclasses read `field`
         """Whether Enter in `field` submits at once (default: only from the last field)."""
         return False
 
