@@ -147,9 +147,11 @@ def _write_failed(path: Path, exc: OSError) -> AuditError | NoSpaceError:
                       hint="check free space and permissions")
 
 
-def _cut_torn_tail(path: Path) -> tuple[int, str] | None:
-    """Truncate the bytes after the last newline (a line a crash cut short); returns their
-    length and sha256, or None when the log ends cleanly. Call with the audit lock held."""
+def _cut_torn_tail(path: Path) -> tuple[int, str, bool] | None:
+    """Repair a log that does not end in a newline (call with the audit lock held): a whole
+    entry that only lost its newline gets it back; anything else after the last newline (a
+    line a crash cut short) is truncated. Returns (bytes, their sha256, kept), or None when
+    the log ends cleanly."""
     _, clean = _last_line(path)
     if clean:
         return None
@@ -165,25 +167,41 @@ def _cut_torn_tail(path: Path) -> tuple[int, str] | None:
                 break
             pos -= step
         handle.seek(pos)
-        digest, size = hashlib.sha256(), 0
+        digest, size, head = hashlib.sha256(), 0, b""
         while chunk := handle.read(TAIL_CHUNK):
             digest.update(chunk)
+            head += chunk[:max(0, MAX_NOTE_BYTES - len(head))]
             size += len(chunk)
-        handle.truncate(pos)
+        kept = size <= MAX_NOTE_BYTES and _is_entry(head)
+        if kept:
+            handle.write(b"\n")
+        else:
+            handle.truncate(pos)
         handle.flush()
         os.fsync(handle.fileno())
-    return size, "sha256:" + digest.hexdigest()
+    return size, "sha256:" + digest.hexdigest(), kept
 
 
-def _repair_event(torn: tuple[int, str]) -> dict[str, Any]:
-    """The audit event for a cut torn tail, through the same processors as every event."""
+def _is_entry(raw: bytes) -> bool:
+    """True when `raw` is a complete audit entry (an object with its seq and prev)."""
+    try:
+        entry = loads_json(raw)
+    except ValueError:
+        return False
+    return isinstance(entry, dict) and isinstance(entry.get("seq"), int) \
+        and isinstance(entry.get("prev"), str)
+
+
+def _repair_event(torn: tuple[int, str, bool]) -> dict[str, Any]:
+    """The audit event for a repaired tail, through the same processors as every event."""
     from appliance.audit.processors import CHAIN
 
-    event: dict[str, Any] = {
-        "event": "audit.repaired", "outcome": "ok", "torn_bytes": torn[0],
-        "torn_sha256": torn[1],
-        "reason": "the log ended in an incomplete line (a crash during an append); it was "
-                  "cut off before this entry"}
+    size, digest, kept = torn
+    reason = ("the last entry had lost its newline; the newline was restored" if kept else
+              "the log ended in an incomplete line (a crash during an append); it was cut "
+              "off before this entry")
+    event: dict[str, Any] = {"event": "audit.repaired", "outcome": "ok", "torn_bytes": size,
+                             "torn_sha256": digest, "kept": kept, "reason": reason}
     for processor in CHAIN:
         event = dict(processor(None, "info", event))
     return event

@@ -77,6 +77,21 @@ def test_a_torn_tail_from_a_crash_is_cut_and_the_repair_audited(home: Path,
     assert cli("--home", str(home), "audit", "verify").code == 0
 
 
+def test_a_whole_last_entry_that_lost_its_newline_is_kept(home: Path,
+                                                          cli: Callable[..., Done]):
+    """Only a partial line is cut: a complete last entry missing just its newline gets it
+    back (nothing an attacker can delete by removing one byte), and that is audited too."""
+    log = home / "audit" / "log.jsonl"
+    before = log.read_bytes().splitlines()
+    log.write_bytes(log.read_bytes()[:-1])
+    assert cli("--home", str(home), "dataset", "list").code == 0
+    after = log.read_bytes().splitlines()
+    assert after[:len(before)] == before
+    repaired = json.loads(after[len(before)])
+    assert repaired["action"] == "audit.repaired" and repaired["kept"] is True
+    assert cli("--home", str(home), "audit", "verify").code == 0
+
+
 def test_without_the_repair_a_torn_tail_poisons_the_log(home: Path, cli: Callable[..., Done],
                                                        monkeypatch: pytest.MonkeyPatch):
     """Control: with the repair switched off the next entry is glued to the torn bytes and
