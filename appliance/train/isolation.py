@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from appliance import sandbox
 from appliance.passphrase import PASSPHRASE_FILE_ENV
+from appliance.sandbox.network import LOOPBACK_ONLY, NetworkStep
 from appliance.train.cancel import Relay
 from appliance.train.events import EVENT_FD_ENV, read_events
 from appliance.train.tripwire import WORK_DIRS_ENV
@@ -68,11 +69,13 @@ def secret_paths(passphrase_file: str | Path | None = None) -> tuple[Path, ...]:
 
 
 def child_spec(*, read_only: tuple[Path, ...] = (), writable: tuple[Path, ...] = (),
-               passphrase_file: str | Path | None = None) -> sandbox.Spec:
-    """The sandbox of one job: what it reads, where it writes, the secrets kept out."""
+               passphrase_file: str | Path | None = None,
+               network: NetworkStep = LOOPBACK_ONLY) -> sandbox.Spec:
+    """The sandbox of one job: what it reads, where it writes (the first writable directory
+    is its working directory), the secrets kept out, and its network step."""
     workdir = writable[0] if writable else None
     return sandbox.Spec(read_only=read_only, writable=writable, workdir=workdir,
-                        secrets=secret_paths(passphrase_file))
+                        secrets=secret_paths(passphrase_file), network=network)
 
 
 def run_isolated(job: dict[str, Any], on_event: Callable[[dict[str, Any]], None],
