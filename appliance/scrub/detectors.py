@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -504,9 +505,8 @@ def name_gazetteer() -> frozenset[str]:
     import importlib
     import pkgutil
 
+    from faker.providers import person
     from spacy.lang.en.stop_words import STOP_WORDS
-
-    import faker.providers.person as person
 
     names: set[str] = set()
     for module in pkgutil.iter_modules(person.__path__):
@@ -579,7 +579,7 @@ def propagate(text: str, found: Iterable[Detection], timeout: float) -> list[Det
         head = HONORIFIC.search(text, max(0, d.start - 10), d.start)
         if head is not None:
             out.append(Detection("PERSON", head.start(), d.start, 0.4))
-    for left, right in zip(persons, persons[1:], strict=False):
+    for left, right in pairwise(persons):
         if 0 < right.start - left.end <= 20 and _BRIDGE.fullmatch(
                 text, left.end, right.start) is not None:
             out.append(Detection("PERSON", left.end, right.start, 0.4))  # "Jet van den Heuvel"
