@@ -126,6 +126,8 @@ def test_residual_looks_for_types_the_policy_does_not_list(tmp_path: Path) -> No
     assert report["residual"] == {"CREDIT_CARD": 1}
     row = report["residual_limits"]["CREDIT_CARD"]
     assert row == {"found": 1, "allowed": 1, "scrubbed_by_policy": False}
+    assert report["residual_limits"]["EMAIL_ADDRESS"]["scrubbed_by_policy"] is True
+    assert report["scrubber_limits"]["can_miss"] and "%" in report["scrubber_limits"]["measured"]
 
 
 SHAPE_FLOORS = {"multiline_address": 0.88, "signature": 0.93, "legal": 0.92,

@@ -157,6 +157,7 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
     withheld, never passed through."""
     from appliance.intake.split import eval_indices
     from appliance.privacy.planting import maybe_plant
+    from appliance.scrub.limits import scrubber_limits
 
     path = Path(path)
     tell = progress or (lambda stage, done, total: None)
@@ -195,6 +196,7 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
         "residual": residual,
         "residual_allowed": dict(sorted(policy.pii.max_residual.items())),
         "residual_limits": residual_limits(residual, policy),
+        "scrubber_limits": scrubber_limits(),
         "residual_share_allowed": policy.pii.max_residual_share,
         "digest": digest_of(train, eval_),  # the vault's definition: one digest everywhere
         "ner": _ner_report(analyzer, policy),
