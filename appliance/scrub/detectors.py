@@ -166,10 +166,11 @@ CUES = regex.compile(
     r"(?i:address(?:\s+is)?|addresses|sent\s+to|send\s+(?:it\s+)?to|moved\s+to|live\s+at|"
     r"lives\s+at|living\s+at|located\s+at|office\s+is\s+at|meet\s+me\s+at|ship(?:ped)?\s+to|"
     r"deliver(?:ed)?\s+to|taxi\s+to|arrived\s+at|resides\s+at|residing\s+at|visit\s+us\s+at|"
-    r"mail\s+to|based\s+at|find\s+us\s+at|come\s+to|is\s+at|are\s+at)"
+    r"mail\s+to|based\s+at|find\s+us\s+at|come\s+to|is\s+at|are\s+at|i'?m\s+at|"
+    r"we'?re\s+at|staying\s+at)"
     r"\s*(?:here\s+they\s+are)?[:,]?\s*(?:is\s+)?(?:at\s+)?"
     rf"(\d{{1,6}}[A-Za-z]?\s+(?:\d{{1,6}}\s+)?{_WORD}"
-    rf"|[A-Z\u00c0-\u024f][\w'.-]+(?:\s+[\w'.-]+){{0,3}}?,?\s+\d{{1,5}}[A-Za-z]?\b"
+    rf"|[^\W\d_][\w'.-]+(?:\s+[\w'.-]+){{0,3}}?,?\s+\d{{1,5}}(?:-\d{{1,5}}|[A-Za-z])?\b"
     rf"|(?i:{_PREFIX_ALT})\s+{_WORD})"
 )
 _TOKEN = regex.compile(r"[^\s,;]+")
