@@ -126,6 +126,8 @@ def test_residual_looks_for_types_the_policy_does_not_list(tmp_path: Path) -> No
     assert report["residual"] == {"CREDIT_CARD": 1}
     row = report["residual_limits"]["CREDIT_CARD"]
     assert row == {"found": 1, "allowed": 1, "scrubbed_by_policy": False}
+    assert report["residual_limits"]["EMAIL_ADDRESS"]["scrubbed_by_policy"] is True
+    assert report["scrubber_limits"]["can_miss"] and "%" in report["scrubber_limits"]["measured"]
 
 
 SHAPE_FLOORS = {"multiline_address": 0.88, "signature": 0.93, "legal": 0.92,
@@ -142,3 +144,21 @@ def test_dev_shapes_hold(analyzer: Analyzer, shape: str) -> None:
     records = load_labeled(REPO / "tests" / "data" / "pii_shapes" / f"{shape}.json")
     pooled = summary(evaluate(analyzer, records, workers=1), DIRECT_IDENTIFIERS)
     assert pooled["masked"] >= SHAPE_FLOORS[shape]
+
+
+def test_surrogate_operator_is_realistic_consistent_and_keyed() -> None:
+    """`surrogate` gives a person a fake name (same value, same fake; other key, other fake)
+    and keeps the pseudonym for types a realistic fake would trip the residual pass on."""
+    from appliance.scrub.operators import Anonymizer
+
+    ops = {"PERSON": "surrogate", "PHONE_NUMBER": "surrogate"}
+    pii = _policy(operators=ops).pii
+    text = "Laura Smith called 415-555-0134; laura  smith again."
+    spans = [Detection("PERSON", 0, 11, 1.0), Detection("PHONE_NUMBER", 19, 31, 1.0),
+             Detection("PERSON", 33, 45, 1.0)]
+    out = Anonymizer(pii, b"k" * 32).apply(text, spans)
+    first, rest = out.split(" called ")
+    assert "Laura" not in out and "555-0134" not in out and "<" not in first
+    assert first == rest.split("; ")[1].removesuffix(" again.")  # one person, one fake
+    assert rest.startswith("<PHONE_NUMBER_")
+    assert Anonymizer(pii, b"j" * 32).apply(text, spans).split(" called ")[0] != first

@@ -72,6 +72,10 @@ def _import(args: argparse.Namespace) -> int:
     pii = ", ".join(f"{k} {v}" for k, v in report["pii"].items()) or "none"
     print(f"PII replaced: {pii}")
     print(f"residual after scrubbing: {report['residual'] or 'none'}")
+    if report.get("scrubber_limits"):
+        limits = report["scrubber_limits"]
+        print(f"the scrubber can still miss: {'; '.join(limits['can_miss'])}")
+        print(f"measured: {limits['measured']} ({limits['details']})")
     if not report["ner"]["detects_names_and_places"]:
         print(f"WARNING: {report['ner']['warning']}")
     if report.get("canaries"):

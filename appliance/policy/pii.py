@@ -8,7 +8,7 @@ from pydantic import Field
 
 from appliance.policy._base import Digest, Section
 
-Operator = Literal["placeholder", "pseudonym", "mask", "redact", "hash"]
+Operator = Literal["placeholder", "pseudonym", "surrogate", "mask", "redact", "hash"]
 
 DIRECT_IDENTIFIERS = (
     "PERSON",
@@ -91,7 +91,10 @@ class PiiPolicy(Section):
             {"PERSON": "pseudonym", "EMAIL_ADDRESS": "pseudonym"})
     )
     """Operator per entity type: placeholder (`<PERSON>`), pseudonym (keyed HMAC surrogate,
-    stable within a dataset), mask (`*`), redact (removed), hash (keyed sha256)."""
+    stable within a dataset), surrogate (a realistic fake name, street address or place,
+    chosen by the same key: one value keeps one fake within a dataset; other types get the
+    pseudonym, since the residual pass would count a realistic fake phone or e-mail), mask
+    (`*`), redact (removed), hash (keyed sha256)."""
     keep_pseudonym_key: bool = False
     """Keep the per-dataset pseudonym key (encrypted in the vault) after import; otherwise it
     is destroyed so surrogates cannot be linked back."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import lru_cache
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -165,10 +166,11 @@ CUES = regex.compile(
     r"(?i:address(?:\s+is)?|addresses|sent\s+to|send\s+(?:it\s+)?to|moved\s+to|live\s+at|"
     r"lives\s+at|living\s+at|located\s+at|office\s+is\s+at|meet\s+me\s+at|ship(?:ped)?\s+to|"
     r"deliver(?:ed)?\s+to|taxi\s+to|arrived\s+at|resides\s+at|residing\s+at|visit\s+us\s+at|"
-    r"mail\s+to|based\s+at|find\s+us\s+at|come\s+to|is\s+at|are\s+at)"
+    r"mail\s+to|based\s+at|find\s+us\s+at|come\s+to|is\s+at|are\s+at|i'?m\s+at|"
+    r"we'?re\s+at|staying\s+at)"
     r"\s*(?:here\s+they\s+are)?[:,]?\s*(?:is\s+)?(?:at\s+)?"
     rf"(\d{{1,6}}[A-Za-z]?\s+(?:\d{{1,6}}\s+)?{_WORD}"
-    rf"|[A-Z\u00c0-\u024f][\w'.-]+(?:\s+[\w'.-]+){{0,3}}?,?\s+\d{{1,5}}[A-Za-z]?\b"
+    rf"|[^\W\d_][\w'.-]+(?:\s+[\w'.-]+){{0,3}}?,?\s+\d{{1,5}}(?:-\d{{1,5}}|[A-Za-z])?\b"
     rf"|(?i:{_PREFIX_ALT})\s+{_WORD})"
 )
 _TOKEN = regex.compile(r"[^\s,;]+")
@@ -491,42 +493,79 @@ _AFTER = regex.compile(r"[\w]*[\d_]|[/=\\(]|\.[a-z]")
 _CONTRACTION = regex.compile(r"(?i)['\u2019](?:s|d|ll|re|ve|m|t)$|n['\u2019]t$")
 _ALPHA = regex.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
 HONORIFIC = regex.compile(
-    r"(?i:\b(?:mr|mrs|ms|miss|mx|dr|prof|sir|dame|rev|fr|sr|jr|phd|md)\b"
-    r"\.?\s*)$"
+    r"(?i:\b(?:mr|mrs|ms|miss|mx|dr|prof|sir|dame|rev|fr|sr|jr|phd|md|pan|pani|herr|frau"
+    r"|sig|sig\.ra|sra|mme|mlle|dott|ing|dipl|mag)\b\.?\s*)$"
 )
 
 
-def uncommon_words(text: str, words: frozenset[str], timeout: float) -> list[Detection]:
-    """Capitalised words that are not English words (all such words in a lower-case text)."""
+@lru_cache(maxsize=1)
+def name_gazetteer() -> frozenset[str]:
+    """Given and family names of every locale the Faker package ships (about 44,000;
+    census- and registry-derived lists, none from an evaluation set), lower-cased, less
+    stop words."""
+    import importlib
+    import pkgutil
+
+    from faker.providers import person
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    names: set[str] = set()
+    for module in pkgutil.iter_modules(person.__path__):
+        provider = getattr(importlib.import_module(f"{person.__name__}.{module.name}"),
+                           "Provider", None)
+        for attr in ("first_names", "first_names_male", "first_names_female",
+                     "first_names_nonbinary", "last_names"):
+            values = getattr(provider, attr, None)
+            if not isinstance(values, (list, tuple, dict, set, frozenset)):
+                continue
+            names.update(v.lower() for v in values if isinstance(v, str) and len(v) > 2)
+    return frozenset(names - set(STOP_WORDS))
+
+
+def _sentence_initial(text: str, start: int) -> bool:
+    before = text[max(0, start - 4):start].rstrip(" \t\"'(*>-")
+    return not before or before[-1] in ".!?:\n;"
+
+
+def uncommon_words(text: str, words: frozenset[str], timeout: float,
+                   names: frozenset[str] = frozenset()) -> list[Detection]:
+    """Capitalised words that are not English words, or that are known names not at the
+    start of a sentence; in a lower-case text, every such word and every known name."""
     if not words:
         return []
     lower = not any(c.isupper() for c in text)
     out = []
     for m in _ALPHA.finditer(text, timeout=timeout):
-        word = m.group()
         around = _AROUND.search(text, max(0, m.start() - 40), m.start())
         after = _AFTER.match(text, m.end())
         if (around and around.group()) or (after and after.group()):
             continue  # part of code, a digest, a path or an identifier: not a name
-        word = _CONTRACTION.sub("", word)
+        word = _CONTRACTION.sub("", m.group())
         if len(word) < 2 or not (lower or word[0].isupper()):
             continue
         if word.isupper() and len(word) <= 4:
             continue  # acronyms, state codes: not names
-        if not is_english(word, words):
-            out.append(Detection("PERSON", m.start(), m.end(), 0.4))
+        known = word.lower() in names and (lower or not _sentence_initial(text, m.start()))
+        if known or not is_english(word, words):
+            out.append(Detection("PERSON", m.start(), m.start() + len(word), 0.4))
     return out
+
+
+_BRIDGE = regex.compile(
+    r"(?:\s+|\s+(?:(?i:van|von|de|del|della|der|den|di|da|du|dos|das|le|la|ten|ter|bin|ibn|"
+    r"al|el|y|\'s|st\.?|mac|mc|o\')\s+){1,3})")
 
 
 def propagate(text: str, found: Iterable[Detection], timeout: float) -> list[Detection]:
     """Every other occurrence of a detected name's words, and honorifics before names."""
     found = list(found)
+    lower = not any(c.isupper() for c in text)
     names = {
         w
         for d in found
         if d.entity == "PERSON"
         for w in _ALPHA.findall(text[d.start : d.end])
-        if len(w) > 2
+        if len(w) > 2 and (w[0].isupper() or lower) and w.lower() not in _STOP_ADDRESS
     }
     out = []
     if names:
@@ -535,9 +574,14 @@ def propagate(text: str, found: Iterable[Detection], timeout: float) -> list[Det
             Detection("PERSON", m.start(), m.end(), 0.4)
             for m in regex.finditer(rf"(?<!\w)(?:{alt})(?!\w)", text, timeout=timeout)
         ]
-    for d in [*found, *out]:
-        if d.entity == "PERSON":
-            head = HONORIFIC.search(text, max(0, d.start - 8), d.start)
-            if head is not None:
-                out.append(Detection("PERSON", head.start(), d.start, 0.4))
+    persons = sorted((d for d in [*found, *out] if d.entity == "PERSON"),
+                     key=lambda d: d.start)
+    for d in persons:
+        head = HONORIFIC.search(text, max(0, d.start - 10), d.start)
+        if head is not None:
+            out.append(Detection("PERSON", head.start(), d.start, 0.4))
+    for left, right in pairwise(persons):
+        if 0 < right.start - left.end <= 20 and _BRIDGE.fullmatch(
+                text, left.end, right.start) is not None:
+            out.append(Detection("PERSON", left.end, right.start, 0.4))  # "Jet van den Heuvel"
     return out

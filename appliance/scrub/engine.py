@@ -198,9 +198,11 @@ class Analyzer:
         ours.first_names()  # load the gazetteer once, before any worker is forked
         for recognizer in [*ours.extra_recognizers(timeout), *extra_recognizers]:
             registry.add_recognizer(recognizer)
-        from appliance.scrub.detectors import english_words
+        from appliance.scrub.detectors import english_words, name_gazetteer
 
-        self.words = english_words(model_path) if "PERSON" in policy.entities else frozenset()
+        person = "PERSON" in policy.entities
+        self.words = english_words(model_path) if person else frozenset()
+        self.names = name_gazetteer() if person else frozenset()
         self.nlp_engine = _spacy_engine(model_path)
         self.engine = AnalyzerEngine(registry=registry, nlp_engine=self.nlp_engine,
                                      supported_languages=["en"],
@@ -292,7 +294,7 @@ class Analyzer:
             extra += [d for d in detectors.digit_runs(text, limit) if d.entity in self.wanted]
         if "PERSON" in self.wanted:
             if "uncommon_words" not in off:
-                extra += detectors.uncommon_words(text, self.words, limit)
+                extra += detectors.uncommon_words(text, self.words, limit, self.names)
             if "propagate" not in off:
                 extra += detectors.propagate(text, [*found, *extra], limit)
         return extra

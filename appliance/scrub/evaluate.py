@@ -115,11 +115,15 @@ def evaluate_serial(engine: Any, records: Sequence[Labeled]) -> dict[str, Any]:
     return _scored(records, engine.analyze_batch([r.text for r in records]), start)
 
 
-def below(result: dict[str, Any], baseline: dict[str, Any]) -> dict[str, dict[str, float]]:
-    """Entity types where `result` masks fewer or leaks more gold spans than `baseline`."""
+def below(result: dict[str, Any], baseline: dict[str, Any],
+          types: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+    """Entity types (of `types`, default all) where `result` masks fewer or leaks more gold
+    spans than `baseline`."""
     out = {}
     for entity, theirs in baseline["entities"].items():
         mine = result["entities"].get(entity)
+        if types is not None and entity not in types:
+            continue
         if mine and (mine["masked"] < theirs["masked"] or mine["leaked"] > theirs["leaked"]):
             out[entity] = {"masked": mine["masked"], "baseline_masked": theirs["masked"],
                            "leaked": mine["leaked"], "baseline_leaked": theirs["leaked"]}

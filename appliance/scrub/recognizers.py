@@ -128,7 +128,8 @@ ZIP = regex.compile(
 LICENCE = regex.compile(
     r"(?<=(?i:driver'?s?\s+licen[cs]e|driving\s+licen[cs]e|\bDL|licen[cs]e)\s*(?:no\.?|number|#)?"
     r"\s*(?:is\s+|was\s+)?[:#]?\s*)"
-    r"([A-Z]{0,2}\d[\d -]{4,16}\d|[A-Z]\d{3}-\d{4}-\d{4}|(?=[A-Z]*\d)[A-Z0-9]{5,20})\b")
+    r"([A-Za-z]{0,2}\d[\d -]{4,16}\d|[A-Za-z]\d{3}-\d{4}-\d{4}"
+    r"|(?=[A-Za-z]*\d)[A-Za-z0-9]{5,20})\b")
 PHONE = regex.compile(
     r"(?<![\w+])(?:(?:\+|00)\d{1,3}[ .-]?|1[ .-])?\(?\d{3}\)?[ .-]?\d{3}[ .-]?\d{4}"
     r"(?:\s*(?:x|ext\.?|extension)\s*\d{1,6})?\b"

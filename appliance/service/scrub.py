@@ -158,6 +158,7 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
     withheld, never passed through."""
     from appliance.intake.split import eval_indices
     from appliance.privacy.planting import maybe_plant
+    from appliance.scrub.limits import scrubber_limits
 
     path = Path(path)
     tell = progress or (lambda *_: None)
@@ -196,6 +197,7 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
         "residual": residual,
         "residual_allowed": dict(sorted(policy.pii.max_residual.items())),
         "residual_limits": residual_limits(residual, policy),
+        "scrubber_limits": scrubber_limits(),
         "residual_share_allowed": policy.pii.max_residual_share,
         "digest": digest_of(train, eval_),  # the vault's definition: one digest everywhere
         "ner": _ner_report(analyzer, policy),
@@ -290,7 +292,8 @@ def evaluate_file(path: str | Path, policy: Policy, *, workers: int | None = Non
     """Score detection on a labeled presidio-research file (docs/interface.md's fields, plus pooled
     figures over the direct identifiers and the NER note). With `baseline="presidio"`, raw
     Presidio is scored on the same records in the same run under `baseline`, and the types
-    where the appliance does worse are listed under `below_baseline`."""
+    the policy scrubs (and the direct identifiers) where the appliance does worse are listed
+    under `below_baseline` (types it does not scrub, such as DATE_TIME, are not compared)."""
     from appliance.policy.pii import DIRECT_IDENTIFIERS
     from appliance.scrub.evaluate import below, evaluate, evaluate_serial, load_labeled, summary
 
@@ -311,5 +314,6 @@ def evaluate_file(path: str | Path, policy: Policy, *, workers: int | None = Non
         raw["name"] = baseline
         raw["direct_identifiers"] = summary(raw, DIRECT_IDENTIFIERS)
         result["baseline"] = raw
-        result["below_baseline"] = below(result, raw)
+        result["below_baseline"] = below(result, raw, [*DIRECT_IDENTIFIERS,
+                                                       *policy.pii.entities])
     return result

