@@ -21,16 +21,15 @@ def passphrase_file(args: argparse.Namespace) -> str | None:
     return str(value) if value else None
 
 
-def optional_passphrase(args: argparse.Namespace, without: str) -> bytes | None:
+def optional_passphrase(args: argparse.Namespace) -> bytes | None:
     """The passphrase when one is available (a file, $APPLIANCE_PASSPHRASE_FILE or a
-    terminal); otherwise None, with one warning line saying what is lost (`without`)."""
+    terminal); otherwise None (the caller says what is lost, once the command succeeded)."""
     import os
 
     from appliance.passphrase import PASSPHRASE_FILE_ENV, read_passphrase
 
     if passphrase_file(args) or os.environ.get(PASSPHRASE_FILE_ENV) or sys.stdin.isatty():
         return read_passphrase(passphrase_file(args))
-    sys.stderr.write(f"appliance: no passphrase available: {without}\n")
     return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from appliance.cli._common import (
@@ -24,8 +25,7 @@ def _import(args: argparse.Namespace) -> int:
     if not args.default and not args.name:
         raise UsageError("model import PATH needs --name NAME")
     result = import_model(home_of(args), args.path, args.name, default=args.default,
-                          passphrase=optional_passphrase(args, "the model is not recorded in "
-                                                         "the home manifest"))
+                          passphrase=optional_passphrase(args))
     if args.json:
         print_json(result)
     else:
@@ -33,6 +33,10 @@ def _import(args: argparse.Namespace) -> int:
         allowed = "allowed by the policy" if result["allowed"] else "NOT allowed by the policy"
         print(f"{result['name']}: {state} ({result['kind']}); root {result['root_digest']}; "
               f"source {result['source_digest']}; {allowed}")
+    if not result["recorded"]:
+        sys.stderr.write("appliance: no passphrase available: the model is not recorded in "
+                         "the home manifest (training refuses it unless the policy pins its "
+                         "root digest; import again with --passphrase-file to record it)\n")
     return EXIT_OK
 
 

@@ -131,7 +131,7 @@ def verified_copy(home: Home, artifact: str | Path) -> Iterator[tuple[Path, dict
     verification changes nothing. The copy is removed afterwards."""
     src = Path(artifact)
     if src.is_symlink() or not src.is_dir():
-        raise IntegrityError("the artifact is not a directory", where=str(src))
+        raise IntegrityError("not an artifact directory", where=str(src))
     home.runs_dir.mkdir(mode=0o700, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".verified-", dir=home.runs_dir) as private:
         copy = Path(private) / (src.name or "artifact")
