@@ -7,6 +7,7 @@ lines. Written here from scratch (no sentence or value of any evaluation set is 
 Output: tests/data/pii_shapes/<shape>.json in the presidio-research format.
 
     .venv/bin/python scripts/gen_pii_shapes.py
+    .venv/bin/python scripts/gen_pii_shapes.py --seed 7100 --out tests/data/pii_shapes_heldout
 """
 
 from __future__ import annotations
@@ -87,7 +88,9 @@ def clinical(rng: random.Random) -> dict[str, object]:
         b.lit("Referred by Dr. ").val("PERSON", f.last_name()).lit(" for chest pain. ")
         b.lit("Lives at ").val("STREET_ADDRESS", _address(f, True)).lit(" with spouse.")
     elif choice == 1:
-        b.lit("SSN on file ").val("US_SSN", Faker("en_US").ssn()).lit("; emergency contact ")
+        us = Faker("en_US")
+        us.seed_instance(rng.randrange(2**31))
+        b.lit("SSN on file ").val("US_SSN", us.ssn()).lit("; emergency contact ")
         b.val("PERSON", f.first_name()).lit(" (daughter), ").val("PHONE_NUMBER", f.phone_number())
         b.lit(". BP 128/82, HR 74.")
     else:
@@ -147,10 +150,16 @@ SHAPES: dict[str, Callable[[random.Random], dict[str, object]]] = {
 
 def main() -> int:
     """Write every shape."""
-    out = ROOT / "tests" / "data" / "pii_shapes"
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seed", type=int, default=1100, help="first seed (one per shape)")
+    parser.add_argument("--out", type=Path, default=ROOT / "tests" / "data" / "pii_shapes")
+    args = parser.parse_args()
+    out = args.out
     out.mkdir(parents=True, exist_ok=True)
     for i, (name, make) in enumerate(SHAPES.items()):
-        rng = random.Random(1100 + i)
+        rng = random.Random(args.seed + i)
         records = [make(rng) for _ in range(N)]
         (out / f"{name}.json").write_text(json.dumps(records, ensure_ascii=False, indent=1))
         print(f"{name}: {len(records)} records")

@@ -121,9 +121,12 @@ UNIT_ANCHOR = regex.compile(
 )
 """A unit that starts an address on its own (Room 4B or Floor 2 do not)."""
 _PREFIX_ALT = (
-    "rue|avenue|av|via|viale|calle|place|cours|chemin|boulevard|bd|ul|piazza|corso"
-    "|rua|avenida|carrera|plac|strada|plaza|allee|avinguda"
+    "rue|avenue|av|via|viale|vicolo|contrada|stretto|largo|borgo|rotonda|calle|camino|paseo"
+    "|pasaje|ronda|carretera|travesía|place|cours|chemin|impasse|allée|boulevard|bd|ul|ulica"
+    "|aleja|al|piazza|corso|rua|travessa|alameda|avenida|carrera|plac|strada|plaza|allee"
+    "|avinguda"
 )
+_ARTICLES = r"(?i:de|del|della|di|da|du|des|la|le|do|dos|das|van|von)"
 _GLUED = (
     r"(?i:straat|strasse|straße|weg|vej|vegen|veien|gade|gatan|vägen|katu|laan|gasse|allee|tie)"
 )
@@ -134,6 +137,8 @@ def _anchors(cased: bool) -> Any:
     not_stop = r"(?!(?i:the|a|an|and|or|for|of|to|in|on|at|my|with|from|by|is|are|was)\b)"
     name = rf"{not_stop}{word}"
     loose = rf"{not_stop}[^\W\d_][\w'\u2019.-]*"
+    prefix = (rf"(?i:{_PREFIX_ALT})" if not cased else
+              "(?:" + "|".join(w.capitalize() for w in _PREFIX_ALT.split("|")) + ")")
     suffix = (
         rf"(?i:{_SUFFIX_ALT})"
         if not cased
@@ -145,7 +150,10 @@ def _anchors(cased: bool) -> Any:
         # house number, up to four name words, a street suffix ("Str." abbreviated)
         rf"\b\d{{1,6}}[A-Za-z]?(?:[-/]\d{{1,5}})?\s+(?:{name}\s+){{0,4}}{suffix}\b\.?"
         # a street type before the name (rue, via, calle, ul.)
-        rf"|\b\d{{1,6}}[A-Za-z]?\s+(?i:{_PREFIX_ALT})\.?\s+{word}"
+        rf"|\b\d{{1,6}}[A-Za-z]?,?\s+(?i:{_PREFIX_ALT})\.?\s+(?:{_ARTICLES}\s+)*{word}"
+        # a street type first, the name, then the number ("Via Dimas Bonilla 40",
+        # "Stretto Azeglio, 7"); capitalised in cased text ("via email" is not a street)
+        rf"|\b{prefix}\.?\s+(?:{loose}\s+){{0,4}}?{loose},?\s+\d{{1,5}}[A-Za-z]?\b"
         # a street type glued to the name (Amerveldstraat, Holmevej) then a number
         rf"|\b[^\W\d_]+{_GLUED}\s+\d{{1,5}}[A-Za-z]?\b"
         # house number, one to four name words, a number (European order: "Delta 116")
@@ -154,7 +162,7 @@ def _anchors(cased: bool) -> Any:
         rf"|{UNIT_ANCHOR.pattern}"
         r"|\b(?i:p\.?\s?o\.?\s+box|psc|unit)\s+\d{1,6}"
         # a postcode line: "3609HA", "E9 9SG", "97497 Dupuis", "87-699 Swidnica"
-        r"|(?m:(?:^[ \t>]*|(?<=,[ \t]))(?:\d{2}-\d{3}|\d{4,5})[ \t]+[A-Z\u00c0-\u024f][\w'-]+)"
+        r"|(?m:(?:^[ \t>]*|(?<=,[ \t]))(?:\d{2}-\d{3}|\d{4,5}),?[ \t]+[A-Z\u00c0-\u024f][\w'-]+)"
         r"|\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b|(?m:^[ \t>]*\d{4}\s?[A-Z]{2}\b)"
         r"|\bUS[A-Z]{1,3}\s+[^\W\d_]+|\b[ADF]PO\s+A[AEP]\s+\d{5}\b"
     )
@@ -289,13 +297,27 @@ def _is_number(token: str) -> bool:
     )
 
 
+_PREFIXES = frozenset(_PREFIX_ALT.split("|"))
+
+
+@lru_cache(maxsize=1)
+def _stop_words() -> frozenset[str]:
+    from spacy.lang.en.stop_words import STOP_WORDS
+
+    return frozenset(STOP_WORDS)
+
+
 def _address_word(token: str, lower_ok: bool) -> bool:
     """Could be part of an address (a number, a capitalised word, a particle)."""
     bare = token.strip("()\"'")
+    if len(bare) == 2 and bare.isupper() and bare.isalpha():
+        return True  # a state or province code (IN, OR, ME), never a stop word here
     if not bare or bare.lower() in _STOP_ADDRESS or "@" in bare:
         return False
-    if _is_number(bare) or bare.lower() in _PARTICLES:
+    if _is_number(bare) or bare.lower() in _PARTICLES or bare.lower() in _PREFIXES:
         return True
+    if bare[0].islower() and bare.lower() in _stop_words():
+        return False
     if not bare[0].isalpha():
         return False
     return bare[0].isupper() or lower_ok
@@ -352,6 +374,7 @@ def _block_end(text: str, end: int, lower_ok: bool) -> int:
             core
             and core[0].islower()
             and core.lower() not in _STOP_ADDRESS
+            and core.lower() not in _stop_words()
             and "@" not in core
             and i + 1 < len(tokens)
             and tokens[i + 1].group()[:1].isupper() | tokens[i + 1].group()[:1].isdigit()
@@ -359,10 +382,13 @@ def _block_end(text: str, end: int, lower_ok: bool) -> int:
         ):
             pos, words = m.start() + lead + len(core), words + 1  # "Kámen u Pacova"
             continue
-        if not core or not _address_word(core, lower_ok) or regex.search(r"\d[-(]|\(\d", core):
-            break
-        pos, words = m.start() + lead + len(core), words + 1
+        if not core or not _address_word(core, lower_ok) or (
+                sum(c.isdigit() for c in core) > 6 and regex.search(r"\d[-(]|\(\d", core)):
+            break  # a phone number starts: not part of the address
         tail = stripped[len(core) :]
+        if ":" in tail:
+            break  # "Mobile:", "Tel:" start the next field
+        pos, words = m.start() + lead + len(core), words + 1
         if any(c in tail for c in "!?:;") or (
             tail.startswith(".") and len(core) > 3 and not _is_number(core)
         ):
