@@ -11,10 +11,11 @@ from typing import Any
 
 from appliance import audit
 from appliance.errors import IntegrityError, PolicyViolation, UsageError
+from appliance.export import signed
 from appliance.fsutil import fsync_dir
 from appliance.home import Home
 from appliance.models import safety, store
-from appliance.policy import Policy, load_policy
+from appliance.policy import Policy, load_policy, policy_digest
 
 REFUSED_HINT = 'an admin can set it to "after-verify"'
 
@@ -48,21 +49,47 @@ def refuse_if_forbidden(home: Home, artifact: str | Path) -> None:
     require_merge_allowed(home, load_policy(home.policy_file), Path(artifact))
 
 
-def merge(home: Home, artifact: str | Path, out: str | Path) -> dict[str, Any]:
+def merge(home: Home, artifact: str | Path, out: str | Path,
+          passphrase_file: str | None = None) -> dict[str, Any]:
     """Verify `artifact`, then write merged weights (safetensors), config and tokenizer to
-    `out` (which must not exist). Audited either way."""
-    from appliance.service.artifacts import verify
-
+    `out` (which must not exist), signed like an artifact with provenance naming the
+    adapter artifact's root digest (`appliance.export.signed`). Audited either way."""
     home.require_initialised()
     policy = load_policy(home.policy_file)
     art, dest = Path(artifact), Path(out)
+    result, prov, base = _verified_inputs(home, policy, art, dest, "export.merge")
+    from appliance.passphrase import read_passphrase
+
+    passphrase = read_passphrase(passphrase_file)  # before the (long) merge, not after it
+    with signed.staged(dest) as staging:
+        merged_digest = _merge_into(base.weights_dir, art, staging)
+        info = signed.export_provenance(
+            kind="merge", artifact=art, verified=result, policy_digest=policy_digest(policy),
+            output={"weights_root_digest": merged_digest, "dtype": "float32",
+                    "format": "safetensors"})
+        sig = signed.sign_and_place(home, staging, dest, info, passphrase,
+                                    signed.MERGED_BUILD_TYPE)
+    audit.record(home, "export.merge", artifact=art.name, base_model=base.root_digest,
+                 adapter_sha256=prov.get("adapter_sha256"), merged_root_digest=merged_digest,
+                 root_digest=sig["root_digest"], adapter_root_digest=result["root_digest"])
+    return {"artifact": str(art), "out": str(dest), "base_model": base.name,
+            "merged_root_digest": merged_digest, "root_digest": sig["root_digest"],
+            "adapter_root_digest": result["root_digest"], "signer": sig["signer"],
+            "signed": True}
+
+
+def _verified_inputs(home: Home, policy: Policy, art: Path, dest: Path, action: str
+                     ) -> tuple[dict[str, Any], dict[str, Any], store.ModelRecord]:
+    """Policy gate, fresh output, verified artifact, its base model imported and intact:
+    (verification result, the artifact's provenance, the base model record)."""
+    from appliance.service.artifacts import verify
+
     require_merge_allowed(home, policy, art)
     if dest.exists():
-        raise UsageError("the output directory already exists", where=str(dest))
+        raise UsageError("the output already exists", where=str(dest))
     result = verify(home, art)
     if not result["ok"]:
-        audit.record(home, "export.merge", outcome="refused", artifact=art.name,
-                     reason="verify")
+        audit.record(home, action, outcome="refused", artifact=art.name, reason="verify")
         raise IntegrityError("the artifact does not verify; nothing was merged",
                              where=str(art), hint=str(result.get("reason", "")))
     prov = json.loads((art / "provenance.json").read_text("utf-8"))
@@ -74,11 +101,48 @@ def merge(home: Home, artifact: str | Path, out: str | Path) -> dict[str, Any]:
     base = matches[0]
     store.require_allowed(policy, base)
     store.verify_weights(base)
-    merged_digest = _merge_into(base.weights_dir, art, dest)
-    audit.record(home, "export.merge", artifact=art.name, base_model=base.root_digest,
-                 adapter_sha256=prov.get("adapter_sha256"), merged_root_digest=merged_digest)
-    return {"artifact": str(art), "out": str(dest), "base_model": base.name,
-            "merged_root_digest": merged_digest}
+    return result, prov, base
+
+
+def export_gguf(home: Home, artifact: str | Path, out: str | Path, qtype: str = "f16",
+                passphrase_file: str | None = None) -> dict[str, Any]:
+    """Verify `artifact`, merge it into its base model, and write the merged model as one
+    GGUF file (`model.gguf`, F16 or Q8_0) with an Ollama `Modelfile` into the new directory
+    `out`, signed like an artifact (build type gguf-export/v1). Gated like `export merge`
+    (merged weights leave the appliance). Audited either way."""
+    from appliance.export import gguf_writer
+    from appliance.passphrase import read_passphrase
+
+    home.require_initialised()
+    if qtype not in gguf_writer.TYPES:
+        raise UsageError(f"unknown GGUF type {qtype!r}", where="--type",
+                         hint=f"one of {', '.join(gguf_writer.TYPES)}")
+    policy = load_policy(home.policy_file)
+    art, dest = Path(artifact), Path(out)
+    result, _, base = _verified_inputs(home, policy, art, dest, "export.gguf")
+    passphrase = read_passphrase(passphrase_file)
+    with signed.staged(dest) as staging:
+        merged = staging.parent / ".merged-float32"  # never dest's name: staging has it
+        merged_digest = _merge_into(base.weights_dir, art, merged)
+        staging.mkdir()
+        wrote = gguf_writer.write_gguf(merged, staging / "model.gguf", qtype,
+                                       f"{base.name}-{art.name}")
+        shutil.rmtree(merged)
+        (staging / "Modelfile").write_text(gguf_writer.modelfile(
+            "model.gguf", f"ollama create NAME -f Modelfile (signed export of {art.name})"))
+        info = signed.export_provenance(
+            kind="gguf", artifact=art, verified=result, policy_digest=policy_digest(policy),
+            output={"merged_root_digest": merged_digest, "gguf_type": qtype,
+                    "tensors": wrote["tensors"], "format": "gguf"})
+        sig = signed.sign_and_place(home, staging, dest, info, passphrase,
+                                    signed.GGUF_BUILD_TYPE)
+    audit.record(home, "export.gguf", artifact=art.name, base_model=base.root_digest,
+                 adapter_root_digest=result["root_digest"], root_digest=sig["root_digest"],
+                 gguf_type=qtype)
+    return {"artifact": str(art), "out": str(dest), "gguf": str(dest / "model.gguf"),
+            "type": qtype, "tensors": wrote["tensors"], "root_digest": sig["root_digest"],
+            "adapter_root_digest": result["root_digest"], "signer": sig["signer"],
+            "signed": True}
 
 
 def _merge_into(base_dir: Path, art: Path, dest: Path) -> str:

@@ -4,7 +4,8 @@ Provenance v1 predicate. Digests, counts and settings only; never dataset text.
 The training engineer passes a plain dict; recognised keys land where SLSA puts them:
 - externalParameters: policy_digest, base_model, dataset, recipe, seeds, quantization, scrub
 - internalParameters: isolation, offline, audit checkpoint (filled in here), hardware
-- resolvedDependencies: base_model, dataset, tokenizer, pii_model ({name, digest} each),
+- resolvedDependencies: base_model, dataset, tokenizer, pii_model, adapter (an export's
+  source artifact) ({name, digest} each),
   the lock file and the appliance's own source (filled in here)
 - runDetails: run_id, started, finished, eval (as a byproduct)
 Unknown keys are kept under externalParameters.extra.
@@ -36,7 +37,7 @@ LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "saf
              "pydantic")
 EXTERNAL = ("policy_digest", "base_model", "dataset", "recipe", "seeds", "quantization", "scrub")
 INTERNAL = ("isolation", "offline", "hardware")
-DEPENDENCIES = ("base_model", "dataset", "tokenizer", "pii_model")
+DEPENDENCIES = ("base_model", "dataset", "tokenizer", "pii_model", "adapter")
 RUN = ("run_id", "started", "finished", "eval", "privacy")
 BYPRODUCTS = ("eval", "privacy")  # privacy: the canary exposure check (issue 8)
 
@@ -202,6 +203,8 @@ def summarize(statement: dict[str, Any]) -> dict[str, Any]:
         "policy_digest": external.get("policy_digest"),
         "base_model": external.get("base_model"),
         "dataset": external.get("dataset"),
+        "build_type": build_def.get("buildType"),
+        "adapter": _dependency(deps, "adapter"),
         "tokenizer": _dependency(deps, "tokenizer"),
         "pii_model": _dependency(deps, "pii_model"),
         "audit_checkpoint": internal.get("audit_checkpoint"),

@@ -85,7 +85,10 @@ def test_documented_dsse_check_accepts_then_refuses(exported: tuple[Path, Path],
 
 def test_build_type_and_builder_uris_name_files_in_the_repository() -> None:
     """The URIs in every statement resolve to documents at the paths they name."""
-    for uri in (provenance.BUILD_TYPE, provenance.BUILDER_ID):
+    from appliance.export.signed import GGUF_BUILD_TYPE, MERGED_BUILD_TYPE
+
+    for uri in (provenance.BUILD_TYPE, provenance.BUILDER_ID, MERGED_BUILD_TYPE,
+                GGUF_BUILD_TYPE):
         assert uri.startswith(provenance.DOCS_URI)
         path = REPO / uri.removeprefix(provenance.DOCS_URI)
         assert path.is_file(), uri
