@@ -22,10 +22,14 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _gguf(args: argparse.Namespace) -> int:
-    from appliance.service.export import export_gguf
+    from appliance.service.export import export_gguf, export_gguf_adapter
 
-    result = export_gguf(home_of(args), args.artifact, args.out, args.type,
-                         passphrase_file(args))
+    if args.adapter_only:
+        result = export_gguf_adapter(home_of(args), args.artifact, args.out,
+                                     passphrase_file(args))
+    else:
+        result = export_gguf(home_of(args), args.artifact, args.out, args.type,
+                             passphrase_file(args))
     if args.json:
         print_json(result)
     else:
@@ -53,5 +57,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                            "signatures")
     gguf.add_argument("--type", choices=("f16", "q8_0"), default="f16",
                       help="tensor type of the matrices (default f16)")
+    gguf.add_argument("--adapter-only", action="store_true",
+                      help="write the LoRA adapter alone as a llama.cpp GGUF adapter "
+                           "(adapter.gguf, F32; no merged weights)")
     gguf.add_argument("--json", action="store_true", help="print the result as JSON")
     gguf.set_defaults(handler=_gguf)

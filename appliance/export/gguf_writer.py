@@ -153,3 +153,57 @@ def modelfile(gguf_name: str, template_note: str) -> str:
         'PARAMETER stop "<|im_end|>"',
         "",
     ])
+
+
+def write_lora_gguf(adapter_dir: Path, base_config: dict[str, Any], out: Path,
+                    name: str) -> dict[str, Any]:
+    """Write a PEFT LoRA adapter (safetensors) as a llama.cpp GGUF LoRA adapter: per target
+    module `<gguf name>.lora_a` [rank, in] and `.lora_b` [out, rank] in F32, B's rows in
+    GGML's rotary layout for q/k (so B·A permutes like the base weight), and the scale
+    `adapter.lora.alpha`. Returns what it wrote."""
+    import gguf
+    import numpy as np
+    from safetensors import safe_open
+
+    config = json.loads((adapter_dir / "adapter_config.json").read_text("utf-8"))
+    if base_config.get("model_type") != "llama":
+        raise ModelFormatError("only adapters of llama models can be written to GGUF",
+                               where=str(adapter_dir))
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, int(base_config["num_hidden_layers"]))
+    writer = gguf.GGUFWriter(str(out), gguf.MODEL_ARCH_NAMES[gguf.MODEL_ARCH.LLAMA])
+    writer.add_name(name)
+    writer.add_type(gguf.GGUFType.ADAPTER)
+    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
+    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(config["lora_alpha"]))
+    heads = {"q_proj": int(base_config["num_attention_heads"]),
+             "k_proj": int(base_config["num_key_value_heads"])}
+    written = []
+    with safe_open(str(adapter_dir / "adapter_model.safetensors"), framework="numpy") as handle:
+        for key in sorted(handle.keys()):
+            hf, _, part = key.removeprefix("base_model.model.").rpartition(".lora_")
+            if part not in ("A.weight", "B.weight"):
+                raise ModelFormatError(f"not a LoRA tensor: {key}", where=str(adapter_dir))
+            target = names.get_name(hf + ".weight", try_suffixes=(".weight",))
+            if target is None:
+                raise ModelFormatError(f"no GGUF name for {key}", where=str(adapter_dir))
+            array = handle.get_tensor(key).astype(np.float32)
+            module = hf.rpartition(".")[2]
+            if part == "B.weight" and module in heads:
+                array = _permute(array, heads[module])
+            suffix = ".lora_a" if part == "A.weight" else ".lora_b"
+            writer.add_tensor(target + suffix, array)
+            written.append(target + suffix)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return {"type": "lora-f32", "tensors": len(written), "names": written,
+            "alpha": float(config["lora_alpha"]), "rank": int(config["r"])}
+
+
+def adapter_modelfile(adapter_name: str, note: str) -> str:
+    """An Ollama Modelfile applying the GGUF LoRA adapter beside it to a base model GGUF."""
+    return modelfile("BASE_MODEL.gguf", note).replace(
+        "FROM ./BASE_MODEL.gguf",
+        "# FROM: the base model as GGUF (the same weights the adapter was trained on)\n"
+        f"FROM ./BASE_MODEL.gguf\nADAPTER ./{adapter_name}")

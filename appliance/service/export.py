@@ -145,6 +145,59 @@ def export_gguf(home: Home, artifact: str | Path, out: str | Path, qtype: str = 
             "signed": True}
 
 
+def export_gguf_adapter(home: Home, artifact: str | Path, out: str | Path,
+                        passphrase_file: str | None = None) -> dict[str, Any]:
+    """Verify `artifact` and write its LoRA adapter as a llama.cpp GGUF adapter
+    (`adapter.gguf`, F32) with an Ollama `Modelfile` (`ADAPTER ./adapter.gguf` on a base
+    GGUF) into the new directory `out`, signed like an artifact. No merged weights leave,
+    so `export.merged_weights` does not apply; audited as `export.gguf`."""
+    from appliance.export import gguf_writer
+    from appliance.passphrase import read_passphrase
+    from appliance.service.artifacts import verify
+
+    home.require_initialised()
+    policy = load_policy(home.policy_file)
+    art, dest = Path(artifact), Path(out)
+    if dest.exists():
+        raise UsageError("the output already exists", where=str(dest))
+    result = verify(home, art)
+    if not result["ok"]:
+        audit.record(home, "export.gguf", outcome="refused", artifact=art.name,
+                     reason="verify")
+        raise IntegrityError("the artifact does not verify; nothing was written",
+                             where=str(art), hint=str(result.get("reason", "")))
+    for path in art.iterdir():
+        safety.refuse_unsafe_name(path, art)
+    safety.check_safetensors(art / "adapter_model.safetensors")
+    prov = json.loads((art / "provenance.json").read_text("utf-8"))
+    matches = [r for r in store.list_records(home)
+               if r.root_digest == prov["base_model"]["digest"]]
+    if not matches:
+        raise UsageError("the base model is not imported in this home", where=str(art),
+                         hint="appliance model import it first (its config is needed)")
+    base_config = json.loads((matches[0].weights_dir / "config.json").read_text("utf-8"))
+    passphrase = read_passphrase(passphrase_file)
+    with signed.staged(dest) as staging:
+        staging.mkdir()
+        wrote = gguf_writer.write_lora_gguf(art, base_config, staging / "adapter.gguf",
+                                            f"{matches[0].name}-{art.name}-lora")
+        (staging / "Modelfile").write_text(gguf_writer.adapter_modelfile(
+            "adapter.gguf", f"ollama create NAME -f Modelfile (signed adapter of {art.name})"))
+        info = signed.export_provenance(
+            kind="gguf-adapter", artifact=art, verified=result,
+            policy_digest=policy_digest(policy),
+            output={"gguf_type": wrote["type"], "tensors": wrote["tensors"],
+                    "rank": wrote["rank"], "alpha": wrote["alpha"], "format": "gguf-lora"})
+        sig = signed.sign_and_place(home, staging, dest, info, passphrase,
+                                    signed.GGUF_BUILD_TYPE)
+    audit.record(home, "export.gguf", artifact=art.name, adapter_root_digest=result["root_digest"],
+                 root_digest=sig["root_digest"], gguf_type="lora")
+    return {"artifact": str(art), "out": str(dest), "gguf": str(dest / "adapter.gguf"),
+            "type": wrote["type"], "tensors": wrote["tensors"], "root_digest": sig["root_digest"],
+            "adapter_root_digest": result["root_digest"], "signer": sig["signer"],
+            "signed": True}
+
+
 def _merge_into(base_dir: Path, art: Path, dest: Path) -> str:
     """Load base (full precision) + adapter (safetensors only), merge, save atomically."""
     from appliance import offline

@@ -35,7 +35,7 @@ for name in sys.argv[3:]:
     g = AutoModelForCausalLM.from_pretrained(folder + "/" + name, gguf_file="model.gguf",
                                              dtype=torch.float32)
     gtok = AutoTokenizer.from_pretrained(folder + "/" + name, gguf_file="model.gguf")
-    diffs, agree, total, same_ids = [], 0, 0, True
+    diffs, means, scale, agree, total, same_ids = [], [], 0.0, 0, 0, True
     for prompt in ("What colour is item 3?", "The capital of France is",
                    "Add the numbers 2 and 3."):
         ids = tok.apply_chat_template([{"role": "user", "content": prompt}],
@@ -46,10 +46,13 @@ for name in sys.argv[3:]:
         with torch.no_grad():
             a, b = ref(ids).logits[0], g(ids).logits[0]
         diffs.append(float((a - b).abs().max()))
+        means.append(float((a - b).abs().mean()))
+        scale = max(scale, float(a.abs().max()))
         agree += int((a.argmax(-1) == b.argmax(-1)).sum())
         total += a.shape[0]
-    out[name] = {"max_abs_diff": max(diffs), "top1_agreement": agree / total,
-                 "same_token_ids": same_ids}
+    out[name] = {"max_abs_diff": max(diffs), "mean_abs_diff": sum(means) / len(means),
+                 "max_abs_logit": scale, "top1_agreement": agree / total,
+                 "positions": total, "same_token_ids": same_ids}
 print(json.dumps(out))
 """
 
@@ -101,8 +104,9 @@ def test_gguf_reader_sees_the_expected_tensors_and_metadata(exported: dict[str, 
 
 def test_gguf_logits_match_the_merged_model(exported: dict[str, Any]) -> None:
     """Loaded back by transformers (inside a network namespace), the F16 file's logits are
-    within 0.1 of the merged float32 model's and Q8_0's within 1.0, with the same top-1
-    token at (nearly) every position; the tokenizer round-trips."""
+    within 0.1 of the merged float32 model's with the same top-1 token everywhere; Q8_0's
+    within a tenth of the largest logit, mean error under 0.2, top-1 the same at 90 % of
+    positions or more; the tokenizer round-trips."""
     root: Path = exported["root"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("APPLIANCE")}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(root / "hf"),
@@ -114,7 +118,9 @@ def test_gguf_logits_match_the_merged_model(exported: dict[str, Any]) -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     print("gguf logit check:", json.dumps(result))
     assert result["f16"]["max_abs_diff"] < 0.1 and result["f16"]["top1_agreement"] == 1.0
-    assert result["q8_0"]["max_abs_diff"] < 1.0 and result["q8_0"]["top1_agreement"] >= 0.9
+    q8 = result["q8_0"]
+    assert q8["max_abs_diff"] < 0.1 * q8["max_abs_logit"] and q8["mean_abs_diff"] < 0.2
+    assert q8["top1_agreement"] >= 0.9
     assert result["f16"]["same_token_ids"] and result["q8_0"]["same_token_ids"]
 
 
@@ -146,3 +152,46 @@ def test_gguf_export_is_signed_and_verifies_upstream(exported: dict[str, Any],
         handle.seek(1000)
         handle.write(bytes([byte[0] ^ 0x01]))
     assert not verify(home, flipped)["ok"]
+
+
+def test_adapter_only_gguf_applies_like_the_merge(exported: dict[str, Any],
+                                                  tmp_path: Path) -> None:
+    """`--adapter-only` writes a llama.cpp LoRA GGUF (general.type adapter, lora alpha,
+    lora_a/lora_b per target module) with a Modelfile naming it, signed; its scaled B·A is
+    exactly the merged export's change to the base weight in GGUF layout (B's rows follow
+    the rotary permutation of q/k)."""
+    import gguf
+    import numpy as np
+    from safetensors import safe_open
+
+    from appliance.export.gguf_writer import _permute
+    from appliance.service.artifacts import verify
+    from appliance.service.export import export_gguf_adapter
+    from tests.train.conftest import PASSPHRASE
+
+    home: Home = exported["home"]
+    pass_file = tmp_path / "pass"
+    pass_file.write_text(PASSPHRASE)
+    out = export_gguf_adapter(home, exported["artifact"], tmp_path / "lora", str(pass_file))
+    folder = Path(out["out"])
+    assert verify(home, folder)["ok"] and "ADAPTER ./adapter.gguf" in \
+        (folder / "Modelfile").read_text()
+    reader = gguf.GGUFReader(str(folder / "adapter.gguf"))
+    assert reader.fields["general.type"].contents() == "adapter"
+    assert reader.fields["adapter.type"].contents() == "lora"
+    alpha = reader.fields["adapter.lora.alpha"].contents()
+    lora = {t.name: np.array(t.data) for t in reader.tensors}
+    assert len(lora) == 30 * 2 * 2 and {"blk.0.attn_q.weight.lora_a",
+                                        "blk.29.attn_v.weight.lora_b"} <= set(lora)
+    rank = lora["blk.0.attn_q.weight.lora_a"].shape[0]
+    name = "model.layers.0.self_attn.q_proj.weight"
+    base_dir = home.models_dir / "smollm2-135m-instruct" / "weights"
+    layouts = []
+    for folder_ in (base_dir, exported["root"] / "merged"):
+        with safe_open(str(folder_ / "model.safetensors"), framework="numpy") as handle:
+            layouts.append(_permute(handle.get_tensor(name), 9))  # GGUF layout
+    delta = (alpha / rank) * lora["blk.0.attn_q.weight.lora_b"] @ \
+        lora["blk.0.attn_q.weight.lora_a"]
+    scale = float(np.abs(delta).max())
+    assert scale > 0
+    assert float(np.abs(layouts[1] - layouts[0] - delta).max()) <= 0.01 * scale
