@@ -133,6 +133,7 @@ import torch, bitsandbytes as bnb
 from bitsandbytes import cextension
 cuda = torch.cuda.is_available()
 print(json.dumps({"torch": torch.__version__, "bnb": bnb.__version__,
+  "build": f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU",
   "backend": str(cextension.BNB_BACKEND), "cuda": cuda,
   "gpu": torch.cuda.get_device_name(0) if cuda else None,
   "cpu": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count()}))
@@ -152,10 +153,13 @@ def check_accelerator() -> Check:
     except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError, IndexError):
         return Check("accelerator", True, False,
                      "torch and bitsandbytes do not import (run scripts/install.sh)")
-    device = f"CUDA GPU {info['gpu']}" if info["cuda"] else \
+    device = f"CUDA GPU {info['gpu']} usable" if info["cuda"] else \
         f"CPU only ({info['cores']} cores, {info['cpu']})"
-    return Check("accelerator", True, True, f"{device}; torch {info['torch']}, "
-                 f"bitsandbytes {info['bnb']} backend {info['backend']}")
+    if not info["cuda"] and info.get("build", "CPU") != "CPU":
+        device += ": no usable GPU for this CUDA build"
+    return Check("accelerator", True, True, f"{device}; torch {info['torch']} "
+                 f"({info.get('build', '?')} build), bitsandbytes {info['bnb']} backend "
+                 f"{info['backend']}")
 
 
 def check_disk(home: Home) -> Check:

@@ -8,11 +8,19 @@
 # Environment: APPLIANCE_VENV (default .venv), APPLIANCE_LOCK (default
 # vendor_wheels/requirements.lock), APPLIANCE_WHEELS (default vendor_wheels), PYTHON,
 # APPLIANCE_INSTALL_SELF=0 (install only the locked dependencies).
+#
+# scripts/install.sh --cuda installs the GPU build instead: vendor_wheels/requirements-cuda.lock
+# from vendor_wheels/cuda/ (filled by scripts/vendor.sh --cuda), the same way.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${APPLIANCE_VENV:-$root/.venv}
-lock=${APPLIANCE_LOCK:-$root/vendor_wheels/requirements.lock}
-wheels=${APPLIANCE_WHEELS:-$root/vendor_wheels}
+if [ "${1:-}" = "--cuda" ]; then
+  lock=${APPLIANCE_LOCK:-$root/vendor_wheels/requirements-cuda.lock}
+  wheels=${APPLIANCE_WHEELS:-$root/vendor_wheels/cuda}
+else
+  lock=${APPLIANCE_LOCK:-$root/vendor_wheels/requirements.lock}
+  wheels=${APPLIANCE_WHEELS:-$root/vendor_wheels}
+fi
 python=${PYTHON:-python3}
 
 die() { echo "install.sh: $*" >&2; exit 1; }

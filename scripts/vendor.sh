@@ -5,10 +5,18 @@
 #
 # The CPU build of torch is not on the public index: it is found through pip's find-links
 # (PIP_FIND_LINKS, or TORCH_CPU_WHEELS=DIR naming a folder holding torch-2.13.0+cpu).
+#
+# scripts/vendor.sh --cuda fills vendor_wheels/cuda/ from vendor_wheels/requirements-cuda.lock
+# instead (the CUDA build of torch and its nvidia-* wheels: several GB).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-lock=${APPLIANCE_LOCK:-$root/vendor_wheels/requirements.lock}
-dest=${APPLIANCE_WHEELS:-$root/vendor_wheels}
+if [ "${1:-}" = "--cuda" ]; then
+  lock=${APPLIANCE_LOCK:-$root/vendor_wheels/requirements-cuda.lock}
+  dest=${APPLIANCE_WHEELS:-$root/vendor_wheels/cuda}
+else
+  lock=${APPLIANCE_LOCK:-$root/vendor_wheels/requirements.lock}
+  dest=${APPLIANCE_WHEELS:-$root/vendor_wheels}
+fi
 python=${PYTHON:-python3}
 links=()
 # Every manylinux tag an x86-64 glibc 2.28 machine accepts (pip does not expand them itself).

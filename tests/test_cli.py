@@ -56,10 +56,11 @@ def test_unknown_flag_is_usage_error(run_cli):
 
 def test_cli_start_up_imports_nothing_heavy():
     """Building the whole parser and importing appliance pulls in no torch, transformers,
-    presidio, spacy or textual."""
+    presidio, spacy, textual or datasets."""
     code = ("import sys, appliance, appliance.cli.main as m; m.build_parser();"
             "heavy = [n for n in ('torch', 'transformers', 'presidio_analyzer', 'spacy',"
-            " 'textual', 'peft', 'bitsandbytes') if n in sys.modules]; print(heavy)")
+            " 'textual', 'peft', 'bitsandbytes', 'datasets', 'pyarrow', 'pandas')"
+            " if n in sys.modules]; print(heavy)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=REPO, check=True, env={"PYTHONPATH": str(REPO)})
     assert done.stdout.strip() == "[]"

@@ -163,3 +163,49 @@ def test_air_gapped_install_from_vendored_wheels_then_doctor(tmp_path):
     assert report["ok"] is True
     checks = {c["name"]: c for c in report["checks"]}
     assert checks["dependencies"]["ok"] and checks["network-routes"]["ok"]
+
+
+CUDA_LOCK = REPO / "vendor_wheels" / "requirements-cuda.lock"
+CUDA_WHEELS = REPO / "vendor_wheels" / "cuda"
+
+
+def _pins(path: Path) -> dict[str, str]:
+    return {line.split("==")[0].lower(): line.split("==")[1].split()[0]
+            for line in _requirements(path.read_text())}
+
+
+def test_cuda_lock_is_hashed_takes_cuda_torch_and_follows_the_cpu_lock():
+    """The GPU lock pins every line with == and a hash, takes torch's CUDA build with its
+    nvidia-* libraries, and pins every package the CPU lock also has to the same version."""
+    for line in _requirements(CUDA_LOCK.read_text()):
+        assert re.match(r"^[A-Za-z0-9._-]+==\S+ ", line) and "--hash=sha256:" in line, line
+    cpu, cuda = _pins(LOCK), _pins(CUDA_LOCK)
+    assert cuda["torch"] == cpu["torch"].removesuffix("+cpu") and "triton" in cuda
+    assert {"nvidia-cublas", "nvidia-cudnn-cu13", "nvidia-nccl-cu13"} <= set(cuda)
+    assert {k: v for k, v in cuda.items() if k in cpu and k != "torch"} == \
+        {k: v for k, v in cpu.items() if k != "torch"}
+
+
+@pytest.mark.slow
+@pytestmark_netns
+@pytest.mark.netns
+def test_cuda_lock_installs_offline_and_imports_without_a_gpu(tmp_path):
+    """scripts/install.sh --cuda from vendor_wheels/cuda/ (scripts/vendor.sh --cuda, several
+    GB) inside an empty network namespace; the CUDA build imports on a machine without a GPU
+    and doctor names the build."""
+    if len(list(CUDA_WHEELS.glob("*.whl"))) < len(_requirements(CUDA_LOCK.read_text())):
+        pytest.skip("vendor_wheels/cuda/ is not filled (run scripts/vendor.sh --cuda)")
+    venv = tmp_path / "venv"
+    env = {**os.environ, "APPLIANCE_VENV": str(venv)}
+    done = subprocess.run(["unshare", "--net", str(REPO / "scripts" / "install.sh"), "--cuda"],
+                          env=env, capture_output=True, text=True, timeout=1800, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    probe = subprocess.run(["unshare", "--net", str(venv / "bin" / "python"), "-c",
+                            "import torch, bitsandbytes; print(torch.version.cuda)"],
+                           capture_output=True, text=True, timeout=300, check=False)
+    assert probe.returncode == 0 and probe.stdout.strip() not in ("", "None"), probe.stderr
+    doctor = subprocess.run(["unshare", "--net", str(venv / "bin" / "appliance"), "doctor",
+                             "--json", "--home", str(tmp_path / "home")], capture_output=True,
+                            text=True, timeout=300, check=False)
+    checks = {c["name"]: c for c in json.loads(doctor.stdout.strip().splitlines()[-1])["checks"]}
+    assert "CUDA" in checks["accelerator"]["detail"]

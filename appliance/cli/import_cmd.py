@@ -59,7 +59,8 @@ def _import(args: argparse.Namespace) -> int:
     progress = JsonProgress() if args.json_events else _progress
     report = import_dataset(home_of(args), args.file, args.name,
                             passphrase_file=passphrase_file(args), progress=progress,
-                            canaries=True if getattr(args, "canaries", False) else None)
+                            canaries=True if getattr(args, "canaries", False) else None,
+                            columns=getattr(args, "columns", None))
     if args.json_events:
         _emit({"type": "report", "report": report})
         return EXIT_OK
@@ -90,7 +91,8 @@ def add_import_action(actions: Any, common: argparse.ArgumentParser) -> None:
     """Add `import` to the `dataset` group's sub-parsers."""
     parser = add_command(actions, common, "import", "validate, deduplicate, scrub, split and "
                          "encrypt a dataset into the vault")
-    parser.add_argument("file", help="JSONL or JSON array, Alpaca or chat records")
+    parser.add_argument("file", help="JSONL, JSON array, Parquet, CSV or a datasets "
+                                     "save_to_disk directory; Alpaca, chat or ShareGPT records")
     parser.add_argument("--name", required=True, help="the dataset's name in the vault")
     output = parser.add_mutually_exclusive_group()
     output.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -99,4 +101,7 @@ def add_import_action(actions: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--canaries", action="store_true",
                         help="plant privacy canaries before scrubbing (as "
                              "privacy.plant_canaries = true does)")
+    parser.add_argument("--columns", metavar="MAP", default=None,
+                        help="ShareGPT-like column mapping, e.g. turns=dialog,from=speaker,"
+                             "value=text,bot=assistant (defaults: conversations, from, value)")
     parser.set_defaults(handler=_import)

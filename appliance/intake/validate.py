@@ -1,4 +1,5 @@
-"""Validate raw items as Alpaca or chat records, detect the file's shape, refuse mixtures."""
+"""Validate raw items as Alpaca or chat records (ShareGPT `conversations` become chat
+records, `appliance.intake.sharegpt`), detect the file's shape, refuse mixtures."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from appliance.errors import DatasetFormatError
+from appliance.intake import sharegpt
 from appliance.intake.reader import RawItem
 
 Shape = Literal["alpaca", "chat"]
-ROLES = ("system", "user", "assistant")
+ROLES = ("system", "user", "assistant", "tool")
 ALPACA_KEYS = ("instruction", "input", "output")
 
 
@@ -64,8 +66,11 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
-def check(value: Any) -> tuple[Shape, dict[str, Any], set[str]]:
+def check(value: Any, columns: sharegpt.ColumnMap = sharegpt.DEFAULT
+          ) -> tuple[Shape, dict[str, Any], set[str]]:
     """(shape, canonical record, ignored keys) or ValueError with the reason."""
+    if sharegpt.applies(value, columns):
+        value = sharegpt.to_chat(value, columns)
     if not isinstance(value, dict):
         raise ValueError(f"wrong schema: expected an object, got {type(value).__name__}")
     if "messages" in value and ("instruction" in value or "output" in value):
@@ -95,7 +100,8 @@ def check(value: Any) -> tuple[Shape, dict[str, Any], set[str]]:
     raise ValueError("wrong schema: neither Alpaca (instruction, output) nor chat (messages)")
 
 
-def validate(items: list[RawItem], *, where: str) -> Validated:
+def validate(items: list[RawItem], *, where: str,
+             columns: sharegpt.ColumnMap = sharegpt.DEFAULT) -> Validated:
     """Check every item; refuse a file mixing shapes (naming lines of each)."""
     records: list[Record] = []
     rejected: list[tuple[int, str]] = []
@@ -105,7 +111,7 @@ def validate(items: list[RawItem], *, where: str) -> Validated:
             rejected.append((item.line, item.problem))
             continue
         try:
-            shape, data, extra = check(item.value)
+            shape, data, extra = check(item.value, columns)
         except ValueError as exc:
             rejected.append((item.line, str(exc)))
             continue

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import struct
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from appliance.errors import ModelFormatError
 from appliance.fsutil import open_regular
@@ -101,6 +101,45 @@ def check_gguf(path: Path) -> int:
             reader.string()
             reader.value(reader.number("I"))
     return int(version)
+
+
+def gguf_origin(path: Path) -> dict[str, Any]:
+    """What the GGUF file says about itself (file type, licence), recorded at import so a
+    dequantised base model's provenance can say which quantisation it came from."""
+    import gguf
+
+    def field(key: str) -> Any:
+        entry = reader.fields.get(key)
+        if entry is None or not entry.data:
+            return None
+        part = entry.parts[entry.data[0]]
+        return bytes(part).decode("utf-8", "replace") if entry.types[0] == \
+            gguf.GGUFValueType.STRING else int(part[0])
+
+    try:
+        reader = gguf.GGUFReader(str(path))
+        file_type = field("general.file_type")
+        license_ = field("general.license")
+    except (ValueError, KeyError, IndexError, OSError) as exc:
+        raise ModelFormatError(f"GGUF metadata could not be read: {exc}", where=str(path)) \
+            from None
+    try:
+        type_name = gguf.LlamaFileType(file_type).name if file_type is not None else None
+    except ValueError:
+        type_name = f"unknown({file_type})"
+    return {"format": "gguf", "file": path.name, "file_type": type_name,
+            "license": license_ if isinstance(license_, str) else None,
+            "conversion": "dequantised to float32 safetensors (transformers "
+                          f"{_version('transformers')}, gguf {_version('gguf')})"}
+
+
+def _version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "absent"
 
 
 def convert_gguf(gguf_path: Path, out_dir: Path) -> None:

@@ -37,7 +37,7 @@ from appliance.fsutil import (
 )
 from appliance.home import Home
 from appliance.models import safety
-from appliance.models.gguf import check_gguf, convert_gguf
+from appliance.models.gguf import check_gguf, convert_gguf, gguf_origin
 from appliance.models.store import MANIFEST, WEIGHTS, ModelRecord, model_dir, read_record
 from appliance.policy import Policy
 
@@ -122,6 +122,7 @@ def import_model(home: Home, policy: Policy, source: Path,  # noqa: PLR0912, PLR
             source_hex = _copy_hashed(source, copy)
             check_gguf(copy)
             kind = "gguf"
+            origin = gguf_origin(copy)
             source_digest = "sha256:" + source_hex
             existing = _existing(home, name, source_digest)
             if existing is not None:
@@ -131,6 +132,7 @@ def import_model(home: Home, policy: Policy, source: Path,  # noqa: PLR0912, PLR
         else:
             files = safety.scan_model_dir(source)
             kind = "safetensors"
+            origin = {"format": "safetensors", "conversion": None}
             copied: list[tuple[str, str]] = []
             for path in files:
                 rel = path.relative_to(source).as_posix()
@@ -153,6 +155,7 @@ def import_model(home: Home, policy: Policy, source: Path,  # noqa: PLR0912, PLR
         data.pop("path")
         data["source_name"] = source.name
         data["skipped"] = skipped
+        data["origin"] = origin
         atomic_write_text(staging / MANIFEST, json.dumps(data, indent=2, sort_keys=True))
         if dest.exists():
             raise UsageError(f"a different model named {name!r} is already imported",

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from appliance.errors import DatasetFormatError, ScrubError, VaultError
+from appliance.errors import DatasetFormatError, ScrubError, UsageError, VaultError
 from appliance.home import Home
 from appliance.policy import Policy, load_policy, policy_digest
 from appliance.vault.frames import digest_of
@@ -57,21 +57,34 @@ def _ner_report(analyzer: Any, policy: Policy) -> dict[str, Any]:
                        "cue patterns"}
 
 
-def _read(path: Path, policy: Policy, tell: Progress) -> tuple[Any, Any, int]:
+def column_mapping(spec: str | None) -> Any:
+    """The ShareGPT column mapping of `--columns` (None: the default); UsageError if bad."""
+    from appliance.intake import sharegpt
+
+    if spec is None:
+        return sharegpt.DEFAULT
+    try:
+        return sharegpt.parse_columns(spec)
+    except ValueError as exc:
+        raise UsageError(str(exc), where="--columns") from None
+
+
+def _read(path: Path, policy: Policy, tell: Progress,
+          columns: Any = None) -> tuple[Any, Any, int]:
     """Read, validate and deduplicate: (validated, deduped, records_in)."""
     from appliance.intake.dedupe import dedupe
-    from appliance.intake.reader import read_items
+    from appliance.intake.formats import read_any, unit
     from appliance.intake.validate import validate
 
     intake = policy.intake
-    _, items = read_items(path, intake.max_record_bytes)
+    kind, items = read_any(path, intake.max_record_bytes)
     if len(items) > intake.max_records:
         raise DatasetFormatError(f"{len(items)} records exceed the policy's limit of "
                                  f"{intake.max_records} (intake.max_records)", where=str(path))
-    checked = validate(items, where=str(path))
+    checked = validate(items, where=str(path), columns=columns or column_mapping(None))
     tell("read", len(items), len(items))
     if checked.rejected and intake.on_invalid == "abort":
-        shown = "; ".join(f"line {line}: {why}" for line, why in checked.rejected[:5])
+        shown = "; ".join(f"{unit(kind)} {line}: {why}" for line, why in checked.rejected[:5])
         more = f" and {len(checked.rejected) - 5} more" if len(checked.rejected) > 5 else ""
         raise DatasetFormatError(f"{len(checked.rejected)} invalid record(s): {shown}{more}",
                                  where=str(path), hint="fix them, or set intake.on_invalid = "
@@ -148,7 +161,8 @@ def residual_limits(residual: dict[str, int], policy: Policy) -> dict[str, dict[
 
 def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
                     progress: Progress | None = None, workers: int | None = None,
-                    analyzer: Any = None, canaries: bool | None = None) -> PreparedDataset:
+                    analyzer: Any = None, canaries: bool | None = None,
+                    columns: Any = None) -> PreparedDataset:
     """Read, validate, deduplicate, scrub and split the dataset at `path` under `policy`.
     With canaries (the argument, else `privacy.plant_canaries`), synthetic canaries are
     planted after deduplication and before scrubbing (docs/privacy.md).
@@ -162,7 +176,7 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
 
     path = Path(path)
     tell = progress or (lambda *_: None)
-    checked, unique, records_in = _read(path, policy, tell)
+    checked, unique, records_in = _read(path, policy, tell, columns)
     records, planting = maybe_plant(unique.records, policy.privacy, canaries)
     analyzer = analyzer if analyzer is not None else build_analyzer(policy)
     scrubbed = _scrub(records, policy, analyzer, workers, tell)
@@ -241,7 +255,8 @@ def _refuse_existing(store: Any, home: Home, name: str) -> None:
 
 def import_dataset(home: Home, path: str | Path, name: str, *,
                    passphrase_file: str | None = None, progress: Progress | None = None,
-                   workers: int | None = None, canaries: bool | None = None) -> dict[str, Any]:
+                   workers: int | None = None, canaries: bool | None = None,
+                   columns: str | None = None) -> dict[str, Any]:
     """Prepare the dataset and write it encrypted into the vault; returns the report.
 
     Fails before any scrubbing when the vault is unavailable or the passphrase is wrong."""
@@ -249,13 +264,14 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
     from appliance.passphrase import read_passphrase
     from appliance.vault import store
 
+    column_map = column_mapping(columns)  # a bad mapping is bad usage, before anything else
     home.require_initialised()
     _refuse_existing(store, home, name)  # before the (long) scrub, not after it
     policy = load_policy(home.policy_file)
     master_key = masterkey.load(home, read_passphrase(passphrase_file), policy)
     try:
         prepared = prepare_dataset(path, policy, name=name, progress=progress, workers=workers,
-                                   canaries=canaries)
+                                   canaries=canaries, columns=column_map)
     except (DatasetFormatError, ScrubError) as exc:
         audit.record(home, "dataset.import", outcome="refused", name=name,
                      reason=type(exc).__name__)

@@ -34,7 +34,7 @@ from appliance.fsutil import atomic_write_text
 from appliance.home import Home
 from appliance.models import store
 from appliance.policy import Policy, load_policy, policy_digest
-from appliance.train import artifact, checkpoint, isolation
+from appliance.train import artifact, checkpoint, isolation, modelcard
 from appliance.train import metrics as run_metrics
 from appliance.train.cancel import Relay
 from appliance.train.data import validate_records
@@ -326,6 +326,7 @@ def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         shutil.copy2(adapter_src / name, staging / name)
     shutil.copy2(run_dir / "metrics.jsonl", staging / "metrics.jsonl")
+    artifact.make_portable(staging, model.weights_dir, model.name)
     adapter_digest = "sha256:" + file_sha256(staging / "adapter_model.safetensors")
     strip = ("type",)
     eval_before = {k: v for k, v in (state.get("eval_before") or
@@ -348,7 +349,8 @@ def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
     atomic_write_text(staging / "report.json", json.dumps(report, indent=2, sort_keys=True))
     finished = _dt.datetime.now(_dt.UTC).isoformat()
     prov = artifact.provenance(
-        run_id=run_id, policy_digest=state["policy_digest"], model=state["base_model"],
+        run_id=run_id, policy_digest=state["policy_digest"],
+        model={**state["base_model"], **artifact.base_model_info(model)},
         dataset={"name": state["dataset"]["name"], "digest": state["dataset_digest"],
                  "train_records": state["dataset"]["train_records"],
                  "eval_records": state["dataset"]["eval_records"]},
@@ -360,6 +362,7 @@ def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
         adapter_digest=adapter_digest, started=state["started"], finished=finished)
     if "privacy" in collected:
         prov["privacy"] = collected["privacy"]
+    modelcard.write_card(staging, prov)
     target = home.artifacts_dir / run_id
     artifact.finalize_artifact(home, staging, target, prov, passphrase)
     shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)

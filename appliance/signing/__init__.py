@@ -3,9 +3,9 @@
 An artifact directory, once signed, holds:
 - its content files (adapter weights, config, metrics...),
 - `signer.pub.pem`: the signer's public key (the policy pins its fingerprint),
-- `provenance.sigstore.json`: a DSSE bundle over the SLSA provenance statement, whose subject
-  is the *content digest*: the model-signing root digest over every file except the two
-  signature files,
+- `provenance.sigstore.json`: a DSSE bundle over the SLSA provenance statement, whose
+  subjects are every file except the two signature files, each by its own sha256 (their
+  model-signing root digest is the *content digest*),
 - `model.sig`: the model-signing v1.0 bundle over every file except itself (provenance
   included). Its subject digest is the artifact's *root digest*, equal to what the upstream
   `model_signing` verifier computes.
@@ -86,7 +86,7 @@ def _check_dir(artifact: Path) -> None:
 
 
 def sign_artifact(home: Home, artifact_dir: str | Path, passphrase: bytes,
-                  provenance: dict[str, Any]) -> SignResult:
+                  provenance: dict[str, Any], build_type: str | None = None) -> SignResult:
     """Sign every file of `artifact_dir` and a provenance statement about it.
 
     Writes `signer.pub.pem`, `provenance.sigstore.json` and `model.sig` atomically (removed
@@ -103,7 +103,7 @@ def sign_artifact(home: Home, artifact_dir: str | Path, passphrase: bytes,
                                hint="an artifact is signed once")
     written: list[Path] = []
     try:
-        return _sign(home, artifact, passphrase, provenance, written)
+        return _sign(home, artifact, passphrase, provenance, written, build_type)
     except BaseException as exc:
         for path in written:
             with contextlib.suppress(OSError):
@@ -115,13 +115,14 @@ def sign_artifact(home: Home, artifact_dir: str | Path, passphrase: bytes,
 
 
 def _sign(home: Home, artifact: Path, passphrase: bytes, info: dict[str, Any],
-          written: list[Path]) -> SignResult:
+          written: list[Path], build_type: str | None) -> SignResult:
     from appliance import audit, keys
     from appliance.audit.processors import scrub_text
     from appliance.policy import load_policy
     from appliance.signing import dsse
     from appliance.signing import provenance as prov
 
+    build_type = build_type or prov.BUILD_TYPE
     tree_manifest(artifact)  # refuses symlinks and special files before anything is written
     subject = scrub_text(artifact.name)  # a directory name could carry PII; keep it out
     policy = load_policy(home.policy_file)
@@ -132,8 +133,10 @@ def _sign(home: Home, artifact: Path, passphrase: bytes, info: dict[str, Any],
     checkpoint = audit.checkpoint(home).as_dict()
     written.append(artifact / SIGNER_KEY)
     atomic_write_bytes(artifact / SIGNER_KEY, keys.public_pem(key.public_key()), 0o644)
-    content = root_digest(tree_manifest(artifact, exclude=(SIGNATURE, PROVENANCE)))
-    statement = prov.build(subject, content, info, checkpoint=checkpoint, signer=signer)
+    files = tree_manifest(artifact, exclude=(SIGNATURE, PROVENANCE))
+    content = root_digest(files)
+    statement = prov.build(subject, content, info, checkpoint=checkpoint, signer=signer,
+                           files=files, build_type=build_type)
     written.append(artifact / PROVENANCE)
     atomic_write_bytes(artifact / PROVENANCE, dsse.sign_statement(statement, key), 0o644)
     manifest = tree_manifest(artifact, exclude=(SIGNATURE,))
@@ -230,17 +233,28 @@ def _verify(artifact: Path, trusted: set[str], result: VerifyResult) -> None:
     result.files = len(manifest)
     statement = dsse.open_bundle(_read_small(artifact / PROVENANCE, "the provenance"),
                                  public_key)
-    content = root_digest([(p, d) for p, d in manifest if p != PROVENANCE])
-    result.content_digest = content
-    _check_provenance(statement, content, result)
+    files = [(p, d) for p, d in manifest if p != PROVENANCE]
+    result.content_digest = root_digest(files)
+    _check_provenance(statement, files, result)
 
 
-def _check_provenance(statement: dict[str, Any], content: str, result: VerifyResult) -> None:
+def _subjects_match(subject: list[Any], files: list[tuple[str, str]]) -> bool:
+    """One subject per content file with its sha256, or (artifacts signed before per-file
+    subjects) one subject for the content root digest."""
+    if len(subject) == 1 and \
+            "sha256:" + subject[0]["digest"]["sha256"] == root_digest(files):
+        return True
+    named = {str(s["name"]): str(s["digest"]["sha256"]) for s in subject}
+    return len(named) == len(subject) and named == dict(files)
+
+
+def _check_provenance(statement: dict[str, Any], files: list[tuple[str, str]],
+                      result: VerifyResult) -> None:
     from appliance.signing.provenance import PREDICATE_TYPE, summarize
 
     try:
-        ok = (statement["predicateType"] == PREDICATE_TYPE and len(statement["subject"]) == 1
-              and "sha256:" + statement["subject"][0]["digest"]["sha256"] == content)
+        ok = (statement["predicateType"] == PREDICATE_TYPE
+              and _subjects_match(statement["subject"], files))
         summary = summarize(statement) if ok else {}
     except (KeyError, TypeError, IndexError, AttributeError, StopIteration):
         ok = False

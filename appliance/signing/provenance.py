@@ -3,8 +3,9 @@ Provenance v1 predicate. Digests, counts and settings only; never dataset text.
 
 The training engineer passes a plain dict; recognised keys land where SLSA puts them:
 - externalParameters: policy_digest, base_model, dataset, recipe, seeds, quantization, scrub
-- internalParameters: isolation, offline, hardware (from train.artifact), audit checkpoint (here)
-- resolvedDependencies: base_model, dataset, tokenizer, pii_model ({name, digest} each),
+- internalParameters: isolation, offline, audit checkpoint (filled in here), hardware
+- resolvedDependencies: base_model, dataset, tokenizer, pii_model, adapter (an export's
+  source artifact) ({name, digest} each),
   the lock file and the appliance's own source (filled in here)
 - runDetails: run_id, started, finished, eval (as a byproduct)
 Unknown keys are kept under externalParameters.extra.
@@ -24,14 +25,18 @@ from appliance.resources import PACKAGE_DIR, lock_digest
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
-BUILD_TYPE = "https://appliance.local/buildtypes/qlora-adapter/v1"
-BUILDER_ID = "https://appliance.local/builder/air-gapped-appliance"
+DOCS_URI = "https://appliance.local/"
+"""The URIs below name documents in this repository: the path after this prefix is the
+file's path from the repository root (`docs/buildtypes/...`); `appliance.local` is a
+namespace, not a host to fetch from (the appliance is air-gapped)."""
+BUILD_TYPE = DOCS_URI + "docs/buildtypes/qlora-adapter/v1.md"
+BUILDER_ID = DOCS_URI + "docs/buildtypes/builder.md"
 LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "safetensors",
              "presidio-analyzer", "presidio-anonymizer", "spacy", "cryptography", "structlog",
              "pydantic")
 EXTERNAL = ("policy_digest", "base_model", "dataset", "recipe", "seeds", "quantization", "scrub")
 INTERNAL = ("isolation", "offline", "hardware")
-DEPENDENCIES = ("base_model", "dataset", "tokenizer", "pii_model")
+DEPENDENCIES = ("base_model", "dataset", "tokenizer", "pii_model", "adapter")
 RUN = ("run_id", "started", "finished", "eval", "privacy")
 BYPRODUCTS = ("eval", "privacy")  # privacy: the canary exposure check (docs/privacy.md)
 
@@ -81,9 +86,19 @@ def _check_clean(value: Any, path: str = "provenance") -> None:
             _check_clean(item, f"{path}.{i}")
 
 
+def subjects(files: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """SLSA subjects: every content file by its own path and sha256 (what `sha256sum`
+    prints for it), so a standard in-toto verifier can match each file."""
+    return [{"name": path, "digest": {"sha256": digest}} for path, digest in files]
+
+
 def build(subject: str, content_digest: str, info: dict[str, Any], *,
-          checkpoint: dict[str, Any], signer: str) -> dict[str, Any]:
-    """The provenance statement for an artifact whose content root digest is given."""
+          checkpoint: dict[str, Any], signer: str,
+          files: list[tuple[str, str]] | None = None,
+          build_type: str = BUILD_TYPE) -> dict[str, Any]:
+    """The provenance statement for an artifact's content: one subject per file when
+    `files` (path, hex sha256) is given, else one subject for the content root digest
+    (the form of artifacts signed before per-file subjects)."""
     _check_clean(info)
     external = {k: info[k] for k in EXTERNAL if k in info}
     extra = {k: v for k, v in info.items() if k not in (*EXTERNAL, *INTERNAL, *DEPENDENCIES,
@@ -106,11 +121,11 @@ def build(subject: str, content_digest: str, info: dict[str, Any], *,
         metadata_["invocationId"] = str(info["run_id"])
     return {
         "_type": STATEMENT_TYPE,
-        "subject": [{"name": subject,
-                     "digest": {"sha256": content_digest.removeprefix("sha256:")}}],
+        "subject": subjects(files) if files is not None else
+        [{"name": subject, "digest": {"sha256": content_digest.removeprefix("sha256:")}}],
         "predicateType": PREDICATE_TYPE,
         "predicate": {
-            "buildDefinition": {"buildType": BUILD_TYPE, "externalParameters": external,
+            "buildDefinition": {"buildType": build_type, "externalParameters": external,
                                 "internalParameters": internal,
                                 "resolvedDependencies": deps},
             "runDetails": {
@@ -172,6 +187,8 @@ def summarize(statement: dict[str, Any]) -> dict[str, Any]:
         "policy_digest": external.get("policy_digest"),
         "base_model": external.get("base_model"),
         "dataset": external.get("dataset"),
+        "build_type": build_def.get("buildType"),
+        "adapter": _dependency(deps, "adapter"),
         "tokenizer": _dependency(deps, "tokenizer"),
         "pii_model": _dependency(deps, "pii_model"),
         "audit_checkpoint": internal.get("audit_checkpoint"),

@@ -2,6 +2,11 @@
 metrics.jsonl and provenance.json, assembled in a staging directory and renamed into
 place in one step.
 
+The adapter is portable: `adapter_config.json` names the base model by its name (never a
+path inside the home), the base model's tokenizer files and chat template travel with it,
+and a Hugging Face model card (`README.md`, `appliance.train.modelcard`) describes it; all
+of them are written before signing, so the signature covers them.
+
 Signing happens in `finalize_artifact()`, which calls
 `appliance.signing.sign_artifact(home, artifact_dir, passphrase, provenance)` before the
 rename: an artifact directory never exists unsigned.
@@ -50,6 +55,53 @@ def gpu_name(root: Path = NVIDIA_PROC) -> str | None:
     return None
 
 
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                   "chat_template.jinja", "tokenizer.model", "vocab.json", "merges.txt",
+                   "added_tokens.json")
+"""The base model's files that make `AutoTokenizer.from_pretrained(ARTIFACT)` work, chat
+template included, copied when the base has them."""
+
+UPSTREAM = {"sha256:b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53":
+            "HuggingFaceTB/SmolLM2-135M-Instruct"}
+"""Hugging Face repositories of base models the appliance ships, by source digest (the
+model card's `base_model`); any other base is named by its imported name."""
+
+
+def base_model_info(record: Any) -> dict[str, Any]:
+    """The base model as provenance records it: name, root and source digests, per-file
+    digests, and its origin (format, and for a GGUF the file, its quantisation and the
+    dequantisation that made the safetensors weights trained against)."""
+    try:
+        manifest = json.loads((record.path / "model.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        manifest = {}
+    origin = manifest.get("origin") or {"format": record.kind,
+                                        "file": manifest.get("source_name")}
+    info = {"name": record.name, "digest": record.root_digest,
+            "source_digest": record.source_digest, "files": dict(record.files),
+            "origin": origin}
+    if record.source_digest in UPSTREAM:
+        info["upstream"] = UPSTREAM[record.source_digest]
+    return info
+
+
+def make_portable(staging: Path, weights_dir: Path, model_name: str) -> list[str]:
+    """Name the base model in `adapter_config.json` by `model_name` and copy the base
+    model's tokenizer files beside the adapter; returns the files copied."""
+    config_path = staging / "adapter_config.json"
+    config = json.loads(config_path.read_text("utf-8"))
+    config["base_model_name_or_path"] = model_name
+    config["revision"] = None
+    atomic_write_text(config_path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+    copied = []
+    for name in TOKENIZER_FILES:
+        source = weights_dir / name
+        if source.is_file() and not source.is_symlink():
+            shutil.copyfile(source, staging / name)
+            copied.append(name)
+    return copied
+
+
 def provenance(*, run_id: str, policy_digest: str, model: dict[str, Any],
                dataset: dict[str, Any], tokenizer_digest: str, recipe: dict[str, Any],
                isolation: str, evals: dict[str, Any], adapter_digest: str,
@@ -60,7 +112,8 @@ def provenance(*, run_id: str, policy_digest: str, model: dict[str, Any],
         "run_id": run_id, "started": started, "finished": finished,
         "policy_digest": policy_digest,
         "base_model": {"name": model["name"], "digest": model["root_digest"],
-                       "source_digest": model["source_digest"]},
+                       "source_digest": model["source_digest"],
+                       **{k: model[k] for k in ("files", "origin", "upstream") if k in model}},
         "dataset": dataset,
         "tokenizer": {"name": f"{model['name']}/tokenizer.json", "digest": tokenizer_digest},
         "recipe": recipe, "seeds": {"seed": recipe.get("seed"), "threads": recipe.get("threads")},

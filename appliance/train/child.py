@@ -29,7 +29,7 @@ EXIT_FAILED = 1
 # Jobs other than training, by `job["kind"]`: the module's run(job, emit) -> exit status.
 # A new ML-stack job (inference, a format conversion) is one more entry here.
 JOBS = {"probe": "appliance.train.probes", "privacy": "appliance.privacy.worker",
-        "merge": "appliance.train.merge"}
+        "merge": "appliance.train.merge", "gguf": "appliance.export.gguf_job"}
 
 
 def _die_with_parent() -> None:

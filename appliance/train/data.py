@@ -9,7 +9,7 @@ from typing import Any
 
 from appliance.errors import DatasetFormatError
 
-ROLES = frozenset({"system", "user", "assistant"})
+ROLES = frozenset({"system", "user", "assistant", "tool"})
 IGNORE = -100
 
 
@@ -26,8 +26,8 @@ def to_messages(record: Any, index: int) -> list[dict[str, str]]:
         for turn in messages:
             if (not isinstance(turn, dict) or turn.get("role") not in ROLES
                     or not isinstance(turn.get("content"), str)):
-                raise DatasetFormatError("each message needs role (system, user or "
-                                         "assistant) and string content", where=where)
+                raise DatasetFormatError("each message needs role (system, user, "
+                                         "assistant or tool) and string content", where=where)
             out.append({"role": turn["role"], "content": turn["content"]})
         if not any(m["role"] == "assistant" for m in out):
             raise DatasetFormatError("a chat record needs at least one assistant message",

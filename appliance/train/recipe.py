@@ -81,6 +81,9 @@ class TrainSettings(_Strict):
     """Longest tokenised sequence; longer ones are truncated."""
     checkpoint_every: int = Field(default=50, ge=1)
     """Optimizer steps between checkpoints."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass instead of keeping them (less memory,
+    about a third more compute; non-reentrant, so gradients are unchanged)."""
     log_every: int = Field(default=1, ge=1)
     """Optimizer steps between progress events."""
 

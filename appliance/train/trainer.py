@@ -117,6 +117,9 @@ def load_model(model_dir: str, recipe: Recipe, device: Any) -> tuple[Any, Any]:
         kwargs["device_map"] = {"": device.index or 0}
     model = AutoModelForCausalLM.from_pretrained(model_dir, **kwargs)
     keep_4bit_layers_differentiable(model)
+    if recipe.train.gradient_checkpointing:
+        model.gradient_checkpointing_enable(  # type: ignore[no-untyped-call,unused-ignore]
+            gradient_checkpointing_kwargs={"use_reentrant": False})
     if device.type != "cuda":
         model.to(device)
     torch.manual_seed(recipe.seed)

@@ -37,12 +37,46 @@ def test_merge_verifies_first_then_writes_safetensors(train_home: Home, pass_fil
     result = train(train_home, write_recipe(tmp_path / "r.toml", steps=1, ckpt=5),
                    passphrase_file=str(pass_file), records=memory_records())
     assert result.signed
-    out = merge(train_home, result.artifact_dir, tmp_path / "merged")
+    out = merge(train_home, result.artifact_dir, tmp_path / "merged", str(pass_file))
     merged = Path(out["out"])
     assert (merged / "model.safetensors").is_file() and (merged / "config.json").is_file()
     assert not list(merged.glob("*.bin"))
+    _check_signed_export(train_home, merged, result.artifact_dir, tmp_path)
     report = result.artifact_dir / "report.json"
     report.write_text(report.read_text() + " ")
     with pytest.raises(IntegrityError):
-        merge(train_home, result.artifact_dir, tmp_path / "merged2")
+        merge(train_home, result.artifact_dir, tmp_path / "merged2", str(pass_file))
     assert not (tmp_path / "merged2").exists()
+
+
+def _check_signed_export(home: Home, merged: Path, artifact: Path, tmp_path: Path) -> None:
+    """The export verifies (appliance and upstream model_signing with the exported key), its
+    provenance names the adapter artifact's root digest and the merged build type, and a
+    flipped byte in the weights is refused."""
+    import shutil
+    import subprocess
+    import sys
+
+    from appliance import keys
+    from appliance.service.artifacts import verify
+
+    checked = verify(home, merged)
+    assert checked["ok"], checked["reason"]
+    prov = checked["provenance"]
+    assert prov["adapter"]["digest"] == verify(home, artifact)["root_digest"]
+    assert prov["build_type"].endswith("docs/buildtypes/merged-model/v1.md")
+    keys.export_public(home, tmp_path)
+    cli = Path(sys.executable).with_name("model_signing")
+    upstream = subprocess.run([str(cli), "verify", "key", str(merged), "--signature",
+                               str(merged / "model.sig"), "--public_key",
+                               str(tmp_path / keys.SIGNING_PUBLIC)],
+                              capture_output=True, text=True, timeout=300, check=False)
+    assert upstream.returncode == 0, upstream.stdout + upstream.stderr
+    flipped = tmp_path / "flipped"
+    shutil.copytree(merged, flipped)
+    with open(flipped / "model.safetensors", "r+b") as handle:
+        handle.seek(-7, 2)
+        byte = handle.read(1)
+        handle.seek(-7, 2)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    assert not verify(home, flipped)["ok"]

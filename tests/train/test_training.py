@@ -72,7 +72,8 @@ def test_train_artifact_report_and_no_leak(train_home: Home, pass_file: Path,
     assert art == train_home.artifacts_dir / result.run_id
     assert {p.name for p in art.iterdir()} >= {"adapter_config.json",
                                                 "adapter_model.safetensors", "report.json",
-                                                "metrics.jsonl", "provenance.json"}
+                                                "metrics.jsonl", "provenance.json",
+                                                "README.md"}
     report = json.loads((art / "report.json").read_text())
     assert report["eval"]["before"]["loss"] > 0 and report["eval"]["after"]["loss"] > 0
     assert report["eval"]["before"]["perplexity"] > 1
@@ -82,6 +83,12 @@ def test_train_artifact_report_and_no_leak(train_home: Home, pass_file: Path,
     assert prov["adapter_sha256"] == result.adapter_sha256
     assert prov["isolation"]["network"].startswith("unshare")
     assert prov["libraries"]["bitsandbytes"] != "absent" and prov["seeds"]["seed"] == 7
+    # portable (issue 15): the base by name, its GGUF origin, tokenizer and model card
+    assert json.loads((art / "adapter_config.json").read_text())[
+        "base_model_name_or_path"] == "smollm2-135m-instruct"
+    assert prov["base_model"]["origin"]["file_type"] == "MOSTLY_Q4_1"
+    assert (art / "chat_template.jinja").is_file() and (art / "tokenizer.json").is_file()
+    assert (art / "README.md").read_text().startswith("---\nbase_model: ")
     steps = [e for e in events if e["type"] == "step"]
     assert [e["step"] for e in steps] == [1, 2]
     assert all({"loss", "lr", "tokens_per_s", "eta_s", "epoch"} <= set(e) for e in steps)

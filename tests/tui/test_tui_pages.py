@@ -469,7 +469,7 @@ def test_real_trained_artifact_provenance_then_export_merged(
     by the demo policy, merges it in a child into safetensors weights."""
     from appliance.models import store
     from appliance.service.train import train
-    from tests.train.conftest import memory_records, write_recipe
+    from tests.train.conftest import PASSPHRASE, memory_records, write_recipe
 
     result = train(train_home, write_recipe(tmp_path / "r.toml", steps=1, ckpt=5),
                    passphrase_file=str(pass_file), records=memory_records())
@@ -497,8 +497,12 @@ def test_real_trained_artifact_provenance_then_export_merged(
         await type_text(pilot, "merged")
         await pilot.press("enter")
         await settle(pilot)
+        await type_text(pilot, PASSPHRASE.strip())  # the merged weights are signed
+        await pilot.press("enter")
+        await settle(pilot)
         assert banner(app).startswith(f"✓ merged {result.run_id} into merged (sha256:")
 
     drive(app, script)
     assert (tmp_path / "merged" / "model.safetensors").is_file()
+    assert (tmp_path / "merged" / "model.sig").is_file()
     assert not list((tmp_path / "merged").glob("*.bin"))

@@ -133,11 +133,19 @@ class ArtifactsScreen(ListPage):
         def export_to(out: str | None) -> None:
             if not out:
                 return
-            self.query_one("#artifact-job", JobStatus).start(
-                f"verifying {run}, then merging it into the base model's weights -> {out}")
-            self.run_child("export", ChildJob(self.home, [
-                "export", "merge", str(self.home.artifacts_dir / run), "--out", out,
-                "--json"]))
+
+            def merge_signed(secret: bytes | None) -> None:
+                if secret is None:
+                    return
+                self.query_one("#artifact-job", JobStatus).start(
+                    f"verifying {run}, then merging it into the base model's weights and "
+                    f"signing them -> {out}")
+                self.run_child("export", ChildJob(self.home, [
+                    "export", "merge", str(self.home.artifacts_dir / run), "--out", out,
+                    "--json"], passphrase=secret))
+
+            self.app.push_screen(PassphraseModal(escape(
+                "Passphrase, to sign the merged weights:")), merge_signed)
 
         self.app.push_screen(PathModal(escape(f"Export {run} as merged safetensors weights "
                                               "into a new directory:")), export_to)

@@ -1,0 +1,38 @@
+"""The sandboxed side of `appliance export gguf` (job `"kind": "gguf"`): convert merged
+safetensors weights (`mode` "model") or a LoRA adapter (`mode` "adapter") into a GGUF file
+with `appliance.export.gguf_writer`, writing only into the staging directory the parent
+made. The parent signs the result and moves it into place."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+Emit = Callable[..., None]
+
+
+def run(job: dict[str, Any], emit: Emit) -> int:
+    """Write job['out'] from job['source']; 0 after `done` (what was written), else 1 after
+    `error`."""
+    from appliance.errors import ApplianceError
+    from appliance.export import gguf_writer
+
+    try:
+        if job["mode"] == "model":
+            wrote = gguf_writer.write_gguf(Path(job["source"]), Path(job["out"]),
+                                           job["qtype"], job["name"])
+        else:
+            config = json.loads(Path(job["base_config"]).read_text("utf-8"))
+            wrote = gguf_writer.write_lora_gguf(Path(job["source"]), config,
+                                                Path(job["out"]), job["name"])
+    except Exception as exc:
+        message = exc.line() if isinstance(exc, ApplianceError) else str(exc)[:300]
+        emit("error", kind=type(exc).__name__, message=message)
+        if os.environ.get("APPLIANCE_DEBUG"):
+            raise
+        return 1
+    emit("done", **{k: v for k, v in wrote.items() if k != "names"})
+    return 0
