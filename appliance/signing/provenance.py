@@ -33,8 +33,9 @@ LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "saf
 EXTERNAL = ("policy_digest", "base_model", "dataset", "recipe", "seeds", "quantization", "scrub")
 INTERNAL = ("isolation", "offline", "hardware")
 DEPENDENCIES = ("base_model", "dataset", "tokenizer", "pii_model")
-RUN = ("run_id", "started", "finished", "eval", "privacy")
-BYPRODUCTS = ("eval", "privacy")  # privacy: the canary exposure check (issue 8)
+RUN = ("run_id", "started", "finished", "eval", "privacy", "evaluation")
+BYPRODUCTS = ("eval", "privacy", "evaluation")  # privacy: canaries (issue 8); evaluation:
+# the evaluation gates and the best checkpoint (issue 14)
 
 
 def library_versions() -> dict[str, str]:
