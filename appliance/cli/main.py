@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "appliance.cli.demo_cmd",
     "appliance.cli.export_cmd",
     "appliance.cli.privacy_cmd",
+    "appliance.cli.generate_cmd",
 )
 
 

@@ -66,6 +66,10 @@ def main() -> int:
         from appliance.privacy import worker
 
         return worker.run(job, events.emit)
+    if job.get("generate"):  # answers from a signed adapter (issue 14)
+        from appliance.train import generate
+
+        return generate.run(job, events.emit)
     try:
         if launcher:
             from appliance.train import launcher as launch

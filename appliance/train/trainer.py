@@ -114,10 +114,24 @@ def load_model(model_dir: str, recipe: Recipe, device: Any) -> tuple[Any, Any]:
     """Tokenizer and the base model (NF4 for qlora) wrapped with fresh LoRA adapters."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    model = load_base(model_dir, recipe, device)
+    torch.manual_seed(recipe.seed)
+    lora = LoraConfig(r=recipe.lora.rank, lora_alpha=recipe.lora.alpha,
+                      lora_dropout=recipe.lora.dropout,
+                      target_modules=list(recipe.lora.target_modules), bias="none",
+                      task_type="CAUSAL_LM")
+    return tokenizer, get_peft_model(model, lora)
+
+
+def load_base(model_dir: str, recipe: Recipe, device: Any) -> Any:
+    """The base model as the recipe loads it (NF4 for qlora), safetensors only."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     dtype = getattr(torch, recipe.quantization.compute_dtype)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": True,
                               "dtype": dtype}
     if recipe.method == "qlora":
@@ -131,12 +145,7 @@ def load_model(model_dir: str, recipe: Recipe, device: Any) -> tuple[Any, Any]:
     keep_4bit_layers_differentiable(model)
     if device.type != "cuda":
         model.to(device)
-    torch.manual_seed(recipe.seed)
-    lora = LoraConfig(r=recipe.lora.rank, lora_alpha=recipe.lora.alpha,
-                      lora_dropout=recipe.lora.dropout,
-                      target_modules=list(recipe.lora.target_modules), bias="none",
-                      task_type="CAUSAL_LM")
-    return tokenizer, get_peft_model(model, lora)
+    return model
 
 
 def keep_4bit_layers_differentiable(model: Any) -> int:
