@@ -7,11 +7,11 @@ import math
 
 import pytest
 
+from appliance.errors import RecipeError
 from appliance.policy.evaluation import EvaluationPolicy
 from appliance.train import gates
 from appliance.train.recipe import GuardSettings, parse_recipe
 from appliance.train.watch import EarlyStop, Guard
-from appliance.errors import RecipeError
 
 
 @pytest.mark.parametrize("loss", [math.nan, math.inf, -math.inf])
