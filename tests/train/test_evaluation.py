@@ -102,7 +102,7 @@ def test_overtraining_is_refused_and_early_stopping_signs_the_best(
     lr = 20 * DEMO_LR
     home = _with_model(_lenient_home(tmp_path / "over"), converted_model)
     recipe = tmp_path / "over.toml"
-    recipe.write_text(OVERTRAIN.format(lr=lr, steps=12, every=0, early="false"))
+    recipe.write_text(OVERTRAIN.format(lr=lr, steps=8, every=0, early="false"))
     with pytest.raises(PolicyViolation, match=r"not signed: evaluation\.max_eval_loss_rise: "
                                               r"held-out loss \d\.\d{4} -> \d+\.\d{4}") as exc:
         train(home, recipe, passphrase_file=str(pass_file), records=memory_records())
@@ -116,7 +116,7 @@ def test_overtraining_is_refused_and_early_stopping_signs_the_best(
     print("refused:", exc.value)
 
     home2 = _with_model(_lenient_home(tmp_path / "early"), converted_model)
-    recipe.write_text(OVERTRAIN.format(lr=lr, steps=12, every=1, early="true"))
+    recipe.write_text(OVERTRAIN.format(lr=lr, steps=8, every=1, early="true"))
     events: list[dict[str, Any]] = []
     result = train(home2, recipe, passphrase_file=str(pass_file), records=memory_records(),
                    on_event=events.append)
@@ -127,7 +127,7 @@ def test_overtraining_is_refused_and_early_stopping_signs_the_best(
     report = json.loads((result.artifact_dir / "report.json").read_text())
     evaluation = report["evaluation"]
     assert evaluation["passed"] is True and evaluation["best"]["loss"] == pytest.approx(best_seen)
-    assert "early_stop" in evaluation and evaluation["early_stop"]["step"] < 12
+    assert "early_stop" in evaluation and evaluation["early_stop"]["step"] < 8
     prov = json.loads((result.artifact_dir / "provenance.json").read_text())
     assert prov["evaluation"]["best"]["step"] == evaluation["best"]["step"]
     assert any(e["action"] == "train.early_stop" for e in _audit(home2))
