@@ -24,6 +24,13 @@ class EvaluationPolicy(Section):
     min_format_compliance: float = Field(default=0.0, ge=0.0, le=1.0)
     """Smallest share of held-out generations that satisfy the recipe's output format
     (eval.format_regex or eval.format_schema); applies when the recipe sets one."""
+    min_exact_match: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Smallest share of held-out generations equal to their reference answer (after
+    trimming white space)."""
+    min_consistency: float = Field(default=0.0, ge=0.0, le=1.0)
+    """Smallest mean consistency over the held-out prompts (recipe
+    eval.consistency_samples: the share of k sampled answers equal to the most common
+    one); applies when the recipe measures it."""
     min_distinct_2: float = Field(default=0.3, ge=0.0, le=1.0)
     """Smallest share of distinct word bigrams in the generated samples (a repetition
     guard: degenerate, looping output scores near 0)."""

@@ -359,7 +359,7 @@ def _gate(home: Home, policy: Policy, recipe: Recipe, run_id: str, state: dict[s
         policy.evaluation, eval_before=eval_before, eval_after=collected["eval_after"],
         general_before=state.get("general_before") or collected.get("general_before"),
         general_after=collected.get("general_after"),
-        completions=[str(s.get("completion", "")) for s in collected["samples"]],
+        samples=collected["samples"],
         format_regex=recipe.eval.format_regex)
     if "best" in collected:
         best = collected["best"]

@@ -4,8 +4,9 @@ numbers, before anything is signed. Plain Python (the parent runs it; no torch).
 Checks: the held-out loss must not rise (more than evaluation.max_eval_loss_rise), the
 perplexity on the shipped general-text set may rise at most
 evaluation.max_general_perplexity_rise, the share of generations matching the recipe's
-format must reach evaluation.min_format_compliance, and the generations' distinct-bigram
-share must reach evaluation.min_distinct_2 (a repetition guard).
+format must reach evaluation.min_format_compliance, exact matches with the reference
+answers evaluation.min_exact_match, repeated-sampling consistency evaluation.min_consistency,
+and the generations' distinct-bigram share evaluation.min_distinct_2 (a repetition guard).
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ def _rise(before: float, after: float) -> float:
 
 def verdict(limits: EvaluationPolicy, *, eval_before: dict[str, Any],
             eval_after: dict[str, Any], general_before: dict[str, Any] | None,
-            general_after: dict[str, Any] | None, completions: list[str],
+            general_after: dict[str, Any] | None, samples: list[dict[str, Any]],
             format_regex: str | None) -> dict[str, Any]:
     """Every check with its numbers; `passed` is False when one fails (numbers only, never
     text: this goes into the signed report and the provenance)."""
     checks: list[dict[str, Any]] = []
+    completions = [str(x.get("completion", "")) for x in samples]
 
     def check(limit: str, threshold: float, value: float, ok: bool, detail: str) -> None:
         checks.append({"limit": f"evaluation.{limit}", "threshold": threshold,
@@ -68,6 +70,19 @@ def verdict(limits: EvaluationPolicy, *, eval_before: dict[str, Any],
               compliance >= limits.min_format_compliance,
               f"format compliance {compliance:.0%} of {len(completions)} generations (limit "
               f"{limits.min_format_compliance:.0%})")
+    if samples:
+        exact = sum(1 for x in samples if x.get("exact_match")) / len(samples)
+        check("min_exact_match", limits.min_exact_match, exact,
+              exact >= limits.min_exact_match,
+              f"exact match {exact:.0%} of {len(samples)} generations (limit "
+              f"{limits.min_exact_match:.0%})")
+    consistent = [float(x["consistency"]) for x in samples if "consistency" in x]
+    consistency = sum(consistent) / len(consistent) if consistent else None
+    if consistency is not None:
+        check("min_consistency", limits.min_consistency, consistency,
+              consistency >= limits.min_consistency,
+              f"consistency {consistency:.0%} over {len(consistent)} prompts (limit "
+              f"{limits.min_consistency:.0%})")
     distinct = distinct_n(completions)
     if distinct is not None:
         check("min_distinct_2", limits.min_distinct_2, distinct,
@@ -77,6 +92,7 @@ def verdict(limits: EvaluationPolicy, *, eval_before: dict[str, Any],
     return {"passed": all(c["passed"] for c in checks), "enforced": limits.enforce,
             "checks": checks,
             "metrics": {"eval_loss_rise": rise, "format_compliance": compliance,
+                        "consistency": consistency,
                         "distinct_2": distinct,
                         "general_perplexity_before": (general_before or {}).get("perplexity"),
                         "general_perplexity_after": (general_after or {}).get("perplexity")}}

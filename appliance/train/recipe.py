@@ -106,6 +106,12 @@ class EvalSettings(_Strict):
     """A regular expression every held-out generation must match in full (Python `re`,
     fullmatch); the share that does is the format compliance the policy's
     evaluation.min_format_compliance checks. None: no format check."""
+    consistency_samples: int = Field(default=0, ge=0, le=32)
+    """Repeated sampling (k) per held-out generation prompt: the share of k sampled answers
+    equal to the most common one is the consistency the policy's
+    evaluation.min_consistency checks (0: not measured)."""
+    temperature: float = Field(default=0.7, gt=0.0, le=2.0)
+    """Sampling temperature of the consistency samples."""
 
     @model_validator(mode="after")
     def _consistent(self) -> EvalSettings:

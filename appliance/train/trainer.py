@@ -209,24 +209,42 @@ def evaluate(model: Any, examples: list[Example], pad_id: int, batch_size: int,
 
 def generate(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]],
              max_new: int, device: Any,
-             should_stop: Callable[[], bool] = lambda: False) -> list[dict[str, Any]]:
-    """Greedy completions for held-out prompts (fewer when `should_stop` turns true)."""
+             should_stop: Callable[[], bool] = lambda: False, *, samples: int = 0,
+             temperature: float = 0.7, seed: int = 0) -> list[dict[str, Any]]:
+    """Greedy completions for held-out prompts (fewer when `should_stop` turns true), each
+    with whether it equals the reference answer exactly and, with `samples` = k > 0, the
+    share of k sampled answers that agree with the most common one (consistency)."""
     import torch
 
     model.eval()
     out = []
+    pad = tokenizer.pad_token_id or tokenizer.eos_token_id
     with torch.no_grad():
         for index, messages in enumerate(conversations):
             if should_stop():
                 break
             ids = torch.tensor([prompt_ids(tokenizer, messages)], device=device)
-            gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                 max_new_tokens=max_new, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-            text = tokenizer.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)
+
+            def decode(gen: Any, prompt: Any = ids) -> str:
+                return str(tokenizer.decode(gen[0, prompt.shape[1]:], skip_special_tokens=True))
+
+            text = decode(model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                         max_new_tokens=max_new, do_sample=False,
+                                         pad_token_id=pad))
             last_user = [m["content"] for m in messages if m["role"] == "user"][-1:]
-            out.append({"index": index, "prompt": (last_user[0] if last_user else "")[:300],
-                        "completion": text})
+            reference = [m["content"] for m in messages if m["role"] == "assistant"][-1]
+            row: dict[str, Any] = {"index": index,
+                                   "prompt": (last_user[0] if last_user else "")[:300],
+                                   "completion": text,
+                                   "exact_match": text.strip() == reference.strip()}
+            if samples:
+                torch.manual_seed(seed * 1_000_003 + index)
+                drawn = [decode(model.generate(
+                    input_ids=ids, attention_mask=torch.ones_like(ids),
+                    max_new_tokens=max_new, do_sample=True, temperature=temperature,
+                    top_k=0, top_p=1.0, pad_token_id=pad)).strip() for _ in range(samples)]
+                row["consistency"] = max(drawn.count(a) for a in drawn) / samples
+            out.append(row)
     model.train()
     return out
 
@@ -436,7 +454,9 @@ def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - li
     if not world.main:
         return 0
     samples = generate(model, tokenizer, eval_msgs[:recipe.eval.generations],
-                       recipe.eval.generation_tokens, device, lambda: stop.requested)
+                       recipe.eval.generation_tokens, device, lambda: stop.requested,
+                       samples=recipe.eval.consistency_samples,
+                       temperature=recipe.eval.temperature, seed=recipe.seed)
     if stop.requested:
         return stopped()
     emit("generations", samples=samples)

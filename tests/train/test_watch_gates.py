@@ -67,7 +67,8 @@ def _verdict(after: float, ppl_after: float = 10.0, completions: list[str] | Non
     return gates.verdict(EvaluationPolicy(**limits), eval_before={"loss": 1.63},
                          eval_after={"loss": after}, general_before={"perplexity": 10.0},
                          general_after={"perplexity": ppl_after},
-                         completions=completions or ["a fine varied answer here"],
+                         samples=[{"completion": c, "exact_match": c == "exact"}
+                                  for c in completions or ["a fine varied answer here"]],
                          format_regex=regex)
 
 
@@ -91,3 +92,17 @@ def test_gates_perplexity_format_and_repetition() -> None:
     loop = _verdict(1.5, completions=["the the the the the the the the the"])
     assert "min_distinct_2" in gates.refusal(loop)
     assert gates.distinct_n(["a b c d"]) == 1.0
+
+
+def test_gates_exact_match_and_consistency() -> None:
+    """Exact match with the reference and sampled-answer consistency fail under their
+    limits and are only checked for consistency when the recipe measured it."""
+    result = _verdict(1.5, completions=["exact", "other words here"], min_exact_match=0.75)
+    assert "min_exact_match" in gates.refusal(result) and "50%" in gates.refusal(result)
+    assert "evaluation.min_consistency" not in {c["limit"] for c in result["checks"]}
+    low = gates.verdict(EvaluationPolicy(min_consistency=0.8), eval_before={"loss": 1.0},
+                        eval_after={"loss": 0.9}, general_before=None, general_after=None,
+                        samples=[{"completion": "a b c", "consistency": 0.5},
+                                 {"completion": "d e f", "consistency": 1.0}],
+                        format_regex=None)
+    assert "evaluation.min_consistency: consistency 75% over 2 prompts" in gates.refusal(low)
