@@ -32,6 +32,7 @@ COMMAND_MODULES = (
     "appliance.cli.export_cmd",
     "appliance.cli.privacy_cmd",
     "appliance.cli.generate_cmd",
+    "appliance.cli.chat_cmd",
 )
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,32 @@ from appliance.service.train import train
 from tests.train.conftest import memory_records, write_recipe
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def _chat_in_tmux(home: Home, artifact: Path, tmp_path: Path) -> None:
+    """`appliance chat` in a real terminal: a typed question gets base and adapter answers,
+    an empty line ends the session."""
+    from tests.tui.test_tui_terminal import TMUX, Terminal
+
+    if TMUX is None:
+        pytest.skip("tmux is not installed")
+    term = Terminal(tmp_path / "tmux.sock", "chat")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    term.start(f"{sys.executable} -m appliance --home {home.root} chat {artifact} "
+               "--compare-base --max-tokens 6", REPO, env)
+    try:
+        term.wait_for(lambda t: "you> " in t, "the chat prompt", timeout=120)
+        term.keys("What colour is item 5?", literal=True)
+        term.keys("Enter")
+        screen = term.wait_for(lambda t: "adapter> " in t, "the answer", timeout=900)
+        assert "base> " in screen
+        term.keys("Enter")
+        end = time.monotonic() + 60
+        while term.alive() and time.monotonic() < end:
+            time.sleep(0.2)
+        assert not term.alive()
+    finally:
+        term.close()
 
 
 def test_prompts_file_errors_name_the_line(tmp_path: Path) -> None:
@@ -81,6 +108,8 @@ def test_generate_compare_base_in_the_child_and_tampered_refused(
     event = [e for e in audit if e["action"] == "generate"][-1]
     assert event["answers"] == 2 and event["compare_base"] is True
     assert "What colour" not in json.dumps(event)
+
+    _chat_in_tmux(train_home, result.artifact_dir, tmp_path)
 
     target = result.artifact_dir / "adapter_config.json"
     target.write_text(target.read_text().replace('"r": 4', '"r": 5'))
