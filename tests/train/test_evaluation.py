@@ -57,10 +57,14 @@ def _audit(home: Home) -> list[dict[str, Any]]:
     return [json.loads(x) for x in home.audit_log.read_text().splitlines()]
 
 
-def _lenient_home(root: Path) -> Home:
+def _lenient_home(root: Path, general_rise: float | None = None) -> Home:
     """A home whose policy allows the over-training learning rate (the gates decide)."""
     text = shipped_policy("demo").read_text().replace(
         "[training.limits]\n", "[training.limits]\nmax_learning_rate = 0.05\n")
+    if general_rise is not None:
+        text = text.replace("[evaluation]", "[evaluation]\nmax_general_perplexity_rise = "
+                            f"{general_rise}", 1)
+        text = text.replace("max_general_perplexity_rise = 1.0", "", 1)
     return make_home(root, text)
 
 
@@ -93,16 +97,13 @@ def test_injected_nan_stops_the_run_within_one_step(train_home: Home, pass_file:
 
 
 @pytest.mark.slow
-def test_overtraining_is_refused_and_early_stopping_signs_the_best(
-        tmp_path: Path, pass_file: Path, converted_model: Path) -> None:
-    """20x the demo's learning rate: without early stopping the held-out loss rises and the
-    run is refused at signing naming the limit and the numbers (its adapter kept); with
-    early stopping the best checkpoint is signed, its held-out loss within 1% of the best
-    seen during training."""
-    lr = 20 * DEMO_LR
+def test_overtraining_is_refused_at_signing(tmp_path: Path, pass_file: Path,
+                                            converted_model: Path) -> None:
+    """20x the demo's learning rate without early stopping: the held-out loss rises and the
+    run is refused at signing naming the limit and the numbers; its adapter stays."""
     home = _with_model(_lenient_home(tmp_path / "over"), converted_model)
     recipe = tmp_path / "over.toml"
-    recipe.write_text(OVERTRAIN.format(lr=lr, steps=8, every=0, early="false"))
+    recipe.write_text(OVERTRAIN.format(lr=20 * DEMO_LR, steps=8, every=0, early="false"))
     with pytest.raises(PolicyViolation, match=r"not signed: evaluation\.max_eval_loss_rise: "
                                               r"held-out loss \d\.\d{4} -> \d+\.\d{4}") as exc:
         train(home, recipe, passphrase_file=str(pass_file), records=memory_records())
@@ -115,10 +116,19 @@ def test_overtraining_is_refused_and_early_stopping_signs_the_best(
     assert "evaluation.max_eval_loss_rise" in refused[-1]["failed"]
     print("refused:", exc.value)
 
-    home2 = _with_model(_lenient_home(tmp_path / "early"), converted_model)
-    recipe.write_text(OVERTRAIN.format(lr=lr, steps=8, every=1, early="true"))
+
+@pytest.mark.slow
+def test_early_stopping_signs_the_best_checkpoint(tmp_path: Path, pass_file: Path,
+                                                  converted_model: Path) -> None:
+    """The same recipe with early stopping signs the best checkpoint, its held-out loss
+    within 1% of the best seen during training. (Even that checkpoint raises general-text
+    perplexity about 3.6x at this learning rate, so this test allows 10x: it is about the
+    held-out gate and early stopping; the perplexity gate refuses the run above.)"""
+    home = _with_model(_lenient_home(tmp_path / "early", general_rise=9.0), converted_model)
+    recipe = tmp_path / "early.toml"
+    recipe.write_text(OVERTRAIN.format(lr=20 * DEMO_LR, steps=8, every=1, early="true"))
     events: list[dict[str, Any]] = []
-    result = train(home2, recipe, passphrase_file=str(pass_file), records=memory_records(),
+    result = train(home, recipe, passphrase_file=str(pass_file), records=memory_records(),
                    on_event=events.append)
     during = [e["loss"] for e in events if e["type"] == "eval" and e["phase"] == "during"]
     best_seen = min(during)
@@ -126,9 +136,10 @@ def test_overtraining_is_refused_and_early_stopping_signs_the_best(
     assert result.eval_after["loss"] < result.eval_before["loss"]
     report = json.loads((result.artifact_dir / "report.json").read_text())
     evaluation = report["evaluation"]
-    assert evaluation["passed"] is True and evaluation["best"]["loss"] == pytest.approx(best_seen)
-    assert "early_stop" in evaluation and evaluation["early_stop"]["step"] < 8
+    assert evaluation["passed"] is True
+    assert evaluation["best"]["loss"] == pytest.approx(best_seen)
+    assert evaluation["early_stop"]["step"] < 8
     prov = json.loads((result.artifact_dir / "provenance.json").read_text())
     assert prov["evaluation"]["best"]["step"] == evaluation["best"]["step"]
-    assert any(e["action"] == "train.early_stop" for e in _audit(home2))
+    assert any(e["action"] == "train.early_stop" for e in _audit(home))
     print("early stop:", evaluation["best"], during, result.eval_before, result.eval_after)
