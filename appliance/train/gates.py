@@ -27,8 +27,8 @@ def distinct_n(texts: list[str], n: int = 2) -> float | None:
 
 
 def format_compliance(texts: list[str], pattern: str | None) -> float | None:
-    """Share of `texts` that fully match `pattern` (None: no pattern or no text)."""
-    if pattern is None or not texts:
+    """Share of `texts` that fully match `pattern` (None: no pattern, empty, or no text)."""
+    if not pattern or not texts:
         return None
     compiled = re.compile(pattern, re.DOTALL)
     return sum(1 for t in texts if compiled.fullmatch(t.strip())) / len(texts)

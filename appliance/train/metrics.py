@@ -23,8 +23,8 @@ def append(path: Path, event: dict[str, Any]) -> None:
 def rewind(path: Path, step: int | None) -> int:
     """Keep the lines up to checkpoint `step` (lines without a step, such as the first
     evaluation, stay; the final evaluations and the choice of the best checkpoint go,
-    since a resumed run always makes them again); None (a restart from step 0) keeps nothing. Unreadable lines go. Returns the
-    number of lines dropped."""
+    since a resumed run always makes them again); None (a restart from step 0) keeps
+    nothing. Unreadable lines go. Returns the number of lines dropped."""
     if not path.is_file():
         return 0
     kept, dropped = [], 0

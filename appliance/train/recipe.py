@@ -102,10 +102,10 @@ class EvalSettings(_Strict):
     general_paragraphs: int = Field(default=64, ge=0, le=1000)
     """Paragraphs of the shipped general-text set whose perplexity is measured before and
     after training (a regression guard; 0: not measured)."""
-    format_regex: str | None = None
+    format_regex: str = ""
     """A regular expression every held-out generation must match in full (Python `re`,
     fullmatch); the share that does is the format compliance the policy's
-    evaluation.min_format_compliance checks. None: no format check."""
+    evaluation.min_format_compliance checks. Empty: no format check."""
     consistency_samples: int = Field(default=0, ge=0, le=32)
     """Repeated sampling (k) per held-out generation prompt: the share of k sampled answers
     equal to the most common one is the consistency the policy's
@@ -117,7 +117,7 @@ class EvalSettings(_Strict):
     def _consistent(self) -> EvalSettings:
         if self.early_stopping and not self.every:
             raise ValueError("early_stopping needs evaluations during training (every > 0)")
-        if self.format_regex is not None:
+        if self.format_regex:
             try:
                 re.compile(self.format_regex)
             except re.error as exc:
