@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "appliance" / "data" / "general" / "paragraphs.jsonl"
-MODULES = (
+MODULE_LIST = (
     "argparse collections json logging pathlib subprocess threading asyncio email http.client "
     "unittest typing datetime decimal fractions statistics random heapq bisect functools "
     "itertools contextlib dataclasses enum string textwrap difflib csv sqlite3 zipfile tarfile "
@@ -29,7 +29,8 @@ MODULES = (
     "shlex cmd pdb timeit trace tracemalloc gc warnings traceback doctest pydoc venv zipimport "
     "importlib pkgutil runpy sysconfig platform errno io os time uuid ipaddress mailbox "
     "mimetypes smtplib imaplib ftplib poplib wave colorsys turtle graphlib concurrent.futures "
-    "multiprocessing asyncio.tasks asyncio.streams").split()
+    "multiprocessing asyncio.tasks asyncio.streams")
+MODULES = MODULE_LIST.split()
 CODE_STARTS = (" ", "\t", ">>>", "-", "*", "|", "=")
 
 
