@@ -32,6 +32,8 @@ COMMAND_MODULES = (
     "appliance.cli.demo_cmd",
     "appliance.cli.export_cmd",
     "appliance.cli.privacy_cmd",
+    "appliance.cli.generate_cmd",
+    "appliance.cli.chat_cmd",
 )
 
 

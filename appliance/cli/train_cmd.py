@@ -24,9 +24,19 @@ def _progress(event: dict[str, Any]) -> None:
                          f"eta {eta // 60}m{eta % 60:02d}s ")
         if event["step"] == event["total_steps"]:
             sys.stderr.write("\n")
-    elif kind == "eval":
-        sys.stderr.write(f"eval {event['phase']}: loss {event['loss']:.4f} perplexity "
-                         f"{event['perplexity']:.2f} ({event['records']} records)\n")
+    elif kind in ("eval", "general"):
+        at = f" at step {event['step']}" if "step" in event else ""
+        what = "held-out" if kind == "eval" else "general-text"
+        sys.stderr.write(f"\n{what} eval {event['phase']}{at}: loss {event['loss']:.4f} "
+                         f"perplexity {event['perplexity']:.2f} ({event['records']} "
+                         "records)\n")
+    elif kind == "early_stop":
+        sys.stderr.write(f"\nearly stop at step {event['step']}: no improvement for "
+                         f"{event['patience']} evaluations (best: step {event['best_step']})\n")
+    elif kind == "best":
+        sys.stderr.write(f"adapter kept: step {event['step']} ({event['reason']})\n")
+    elif kind == "guard":
+        sys.stderr.write(f"\nguard at step {event['step']}: {event['message']}\n")
     elif kind == "checkpoint":
         sys.stderr.write(f"\ncheckpoint at step {event['step']}\n")
     elif kind == "resumed":

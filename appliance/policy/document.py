@@ -14,6 +14,7 @@ from appliance.errors import PolicyError
 from appliance.fsutil import ParseProblem, decode_utf8, loads_toml, read_regular
 from appliance.policy._base import Name, Section
 from appliance.policy.audit import AuditPolicy
+from appliance.policy.evaluation import EvaluationPolicy
 from appliance.policy.export import ExportPolicy
 from appliance.policy.intake import IntakePolicy
 from appliance.policy.models import ModelsPolicy
@@ -64,6 +65,8 @@ class Policy(Section):
     """Artifact signatures and trusted keys."""
     privacy: PrivacyPolicy = Field(default_factory=PrivacyPolicy)
     """Canary exposure check of trained adapters."""
+    evaluation: EvaluationPolicy = Field(default_factory=EvaluationPolicy)
+    """Early stopping and the evaluation limits checked before signing."""
     export: ExportPolicy = Field(default_factory=ExportPolicy)
     """What may leave the appliance."""
 

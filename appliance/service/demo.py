@@ -1,9 +1,10 @@
 """The embedded demo: the whole pipeline on shipped synthetic data and the default model.
 
 init -> model import (default) -> dataset import (scrub, vault) -> QLoRA training in the
-isolated child (eval before/after, sign) -> verify. Each stage reports through `on_stage`;
-the result carries the promised fields (artifact, eval_loss_before, eval_loss_after,
-verified). A rerun on the same workspace reuses the home, model and dataset and trains again.
+isolated child (held-out loss before, during and after; the evaluation gates; sign) ->
+verify -> two sample answers, base model against the adapter. Each stage reports through
+`on_stage`; the result carries the fields docs/interface.md promises (artifact,
+eval_loss_before, eval_loss_after, verified). A rerun on the same workspace reuses the home, model and dataset and trains again.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from appliance.resources import PACKAGE_DIR, shipped_policy
 DEMO_DIR = PACKAGE_DIR / "data" / "demo"
 DATASET = DEMO_DIR / "dataset.jsonl"
 RECIPE = DEMO_DIR / "recipe.toml"
+PROMPTS = DEMO_DIR / "prompts.jsonl"
 DATASET_NAME = "demo"
 PASSPHRASE_NAME = "demo.passphrase"  # noqa: S105 (a file name)
 
@@ -118,6 +120,7 @@ def run_demo(home: Home, *, passphrase_file: str | None = None,
     if before is None or after is None:
         raise TrainingError("the run finished without eval results", where=str(result.artifact_dir))
     stage("eval", f"held-out loss {before:.4f} -> {after:.4f}")
+    gates = _gates(result.artifact_dir, stage)
     verdict = verify(home, result.artifact_dir)
     stage("verify", f"signature and every file: {'ok' if verdict['ok'] else verdict['reason']}")
     from appliance import keys
@@ -125,8 +128,38 @@ def run_demo(home: Home, *, passphrase_file: str | None = None,
     fps = keys.fingerprints(home)
     stage("keys", f"write down off this machine: signing key {fps.signing}, checkpoint key "
           f"{fps.checkpoint} (auditors pin them with --trusted-key)")
+    samples = _samples(home, result.artifact_dir, stage) if verdict["ok"] else []
     return {"artifact": str(result.artifact_dir), "eval_loss_before": before,
             "eval_loss_after": after, "verified": bool(verdict["ok"]),
             "root_digest": verdict.get("root_digest"), "signer": verdict.get("signer"),
             "fingerprints": {"signing": fps.signing, "checkpoint": fps.checkpoint},
-            "home": str(home.root)}
+            "home": str(home.root), "evaluation": gates, "samples": samples}
+
+
+def _gates(artifact: Path, stage: Stage) -> dict[str, Any]:
+    """The signed report's evaluation gates, one stage line each."""
+    import json
+
+    evaluation = json.loads((artifact / "report.json").read_text("utf-8"))["evaluation"]
+    best = evaluation.get("best")
+    if best:
+        stage("eval", f"adapter of step {best['step']} kept: {best['reason']}")
+    for check in evaluation["checks"]:
+        stage("gate", f"{'pass' if check['passed'] else 'FAIL'} {check['limit']}: "
+              f"{check['detail']}")
+    return {"passed": evaluation["passed"],
+            "checks": {c["limit"]: c["value"] for c in evaluation["checks"]}}
+
+
+def _samples(home: Home, artifact: Path, stage: Stage) -> list[dict[str, Any]]:
+    """The shipped sample prompts answered by the base model and by the adapter."""
+    from appliance.service.generate import generate, read_prompts
+
+    stage("try", "two sample prompts, base model against the adapter, in the isolated child")
+    rows = generate(home, artifact, read_prompts(PROMPTS), compare_base=True,
+                    max_new_tokens=40)
+    for row in rows:
+        stage("try", f"> {row['prompt']}")
+        stage("try", f"  base:    {row['base']}")
+        stage("try", f"  adapter: {row['adapter']}")
+    return rows

@@ -34,14 +34,17 @@ from appliance.fsutil import atomic_write_text
 from appliance.home import Home
 from appliance.models import store
 from appliance.policy import Policy, load_policy, policy_digest
-from appliance.train import artifact, checkpoint, isolation, modelcard
+from appliance.train import artifact, checkpoint, gates, general, isolation, modelcard
 from appliance.train import metrics as run_metrics
 from appliance.train.cancel import Relay
 from appliance.train.data import validate_records
-from appliance.train.recipe import check_against_policy, load_recipe, parse_recipe
+from appliance.train.recipe import Recipe, check_against_policy, load_recipe, parse_recipe
 from appliance.train.trainer import total_steps
 
 Event = dict[str, Any]
+INJECT_NAN_ENV = "APPLIANCE_TEST_INJECT_NAN_STEP"
+"""Test-only (not a product option, not in the policy or the recipe): multiply the loss of
+this optimizer step by NaN in the trainer, to show that the guard stops the run at once."""
 
 
 class RecordsProvider(Protocol):
@@ -168,6 +171,10 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
         if state.get("status") == "done":
             raise UsageError(f"run {run_id!r} already finished",
                              where=state.get("artifact", str(run_dir)))
+        if state.get("status") == "refused":
+            raise UsageError(f"run {run_id!r} was refused at signing by the evaluation "
+                             "limits; its adapter stays for inspection", where=str(run_dir),
+                             hint="start a new run")
         recipe = parse_recipe(state["recipe"], f"{run_dir}/run.json")
         if processes is not None and processes != recipe.processes:
             raise UsageError("--processes applies to new runs; a resumed run keeps the "
@@ -259,7 +266,11 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
                "model_dir": str(model.weights_dir.absolute()),
                "recipe": recipe.model_dump(), "train": train_records, "eval": eval_records,
                "checkpoint_key": key.hex() if key else None,
-               "resume": from_step is not None, "adapter_out": str(adapter_out.absolute())}
+               "resume": from_step is not None, "adapter_out": str(adapter_out.absolute()),
+               "general": general.paragraphs(recipe.eval.general_paragraphs),
+               "patience": policy.evaluation.patience,
+               "min_delta": policy.evaluation.min_delta,
+               "inject_nan_at_step": int(os.environ.get(INJECT_NAN_ENV) or 0)}
         collected: dict[str, Any] = {"errors": [], "samples": [], "workers": []}
 
         def handle(event: Event) -> None:
@@ -268,13 +279,16 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
                 isolation.audit_tripwire(home, run_id, event)
             elif kind == "worker":
                 collected["workers"].append({k: v for k, v in event.items() if k != "type"})
-            elif kind in ("step", "eval", "checkpoint", "resumed", "stopped"):
+            elif kind in ("step", "eval", "general", "checkpoint", "resumed", "stopped",
+                          "guard", "early_stop", "best"):
                 run_metrics.append(metrics, event)
-                if kind == "eval":
-                    collected[f"eval_{event['phase']}"] = event
+                if kind in ("eval", "general"):
+                    collected[f"{kind}_{event['phase']}"] = event
                     if event["phase"] == "before":
-                        state["eval_before"] = event
+                        state[f"{kind}_before"] = event
                         atomic_write_text(run_dir / "run.json", json.dumps(state, indent=2))
+                if kind in ("guard", "early_stop", "best"):
+                    collected[kind] = event
                 if kind == "stopped":
                     collected["stopped"] = event
             elif kind == "generations":
@@ -292,6 +306,8 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
         result = isolation.run_isolated(job, handle, iso, spec=spec, relay=relay,
                                         launch=recipe.processes > 1,
                                         echo_output=echo_child_output)
+        if "guard" in collected:
+            raise _guard_stop(home, run_id, collected["guard"])
         if "stopped" in collected:
             stopped = collected["stopped"]
             raise _cancelled(home, run_id, steps, step=int(stopped.get("step") or 0),
@@ -307,11 +323,62 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
             raise TrainingError(f"training failed: {why}", where=f"run {run_id}",
                                 hint=f"run again with --debug to see the trainer's output; "
                                      f"resume with appliance train --resume {run_id}")
+        if "early_stop" in collected:
+            early = collected["early_stop"]
+            audit.record(home, "train.early_stop", run_id=run_id, step=early["step"],
+                         best_step=early["best_step"], best_loss=early["best_loss"],
+                         patience=early["patience"],
+                         reason="held-out loss did not improve for "
+                                f"{early['patience']} evaluations")
+        collected["evaluation"] = _gate(home, policy, recipe, run_id, state, collected)
         if canaries is not None:  # the canary exposure check, before anything is signed
             collected["privacy"] = before_signing(
                 home, policy, canaries, adapter_dir=adapter_out, run_dir=run_dir,
                 model_dir=model.weights_dir, recipe=state["recipe"], run_id=run_id)
         return _finish(home, model, run_id, run_dir, state, collected, iso.detail, passphrase)
+
+
+def _guard_stop(home: Home, run_id: str, trip: Event) -> TrainingError:
+    """Audit a guard's stop and build the error that reports it."""
+    audit.record(home, "train.guard", outcome="stopped", run_id=run_id, step=trip["step"],
+                 reason=trip["kind"], value=trip["value"])
+    return TrainingError(f"training stopped by a guard at step {trip['step']}: "
+                         f"{trip['message']}", where=f"run {run_id}",
+                         hint="lower optim.learning_rate or check the data; nothing was signed")
+
+
+def _gate(home: Home, policy: Policy, recipe: Recipe, run_id: str, state: dict[str, Any],
+          collected: dict[str, Any]) -> dict[str, Any]:
+    """The policy's evaluation limits on the run's numbers; refuses a failing run before
+    anything is signed (its adapter and checkpoints stay in the run directory)."""
+    eval_before = state.get("eval_before") or collected.get("eval_before", {})
+    result = gates.verdict(
+        policy.evaluation, eval_before=eval_before, eval_after=collected["eval_after"],
+        general_before=state.get("general_before") or collected.get("general_before"),
+        general_after=collected.get("general_after"),
+        samples=collected["samples"],
+        format_regex=recipe.eval.format_regex)
+    if "best" in collected:
+        best = collected["best"]
+        result["best"] = {k: best[k] for k in ("step", "final_step", "loss", "evaluations",
+                                               "reason")}
+    if "early_stop" in collected:
+        result["early_stop"] = {k: collected["early_stop"][k]
+                                for k in ("step", "best_step", "patience")}
+    result["general_text"] = general.SOURCE
+    failed = [c["limit"] for c in result["checks"] if not c["passed"]]
+    audit.record(home, "train.evaluation", outcome="passed" if not failed else
+                 "refused" if policy.evaluation.enforce else "recorded", run_id=run_id,
+                 failed=failed, checks={c["limit"]: c["value"] for c in result["checks"]})
+    if failed and policy.evaluation.enforce:
+        run_dir = home.runs_dir / run_id
+        state.update(status="refused", evaluation=result)
+        atomic_write_text(run_dir / "run.json", json.dumps(state, indent=2))
+        raise PolicyViolation(f"not signed: {gates.refusal(result)}", where=f"run {run_id}",
+                              hint=f"the adapter stays in {run_dir / 'adapter'} for "
+                                   "inspection; lower the learning rate or enable "
+                                   "eval.early_stopping")
+    return result
 
 
 def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
@@ -346,6 +413,7 @@ def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
                                                    key=lambda w: int(w.get("rank", 0)))}
     if "privacy" in collected:
         report["privacy"] = collected["privacy"]
+    report["evaluation"] = collected["evaluation"]
     atomic_write_text(staging / "report.json", json.dumps(report, indent=2, sort_keys=True))
     finished = _dt.datetime.now(_dt.UTC).isoformat()
     prov = artifact.provenance(
@@ -362,6 +430,7 @@ def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
         adapter_digest=adapter_digest, started=state["started"], finished=finished)
     if "privacy" in collected:
         prov["privacy"] = collected["privacy"]
+    prov["evaluation"] = collected["evaluation"]
     modelcard.write_card(staging, prov)
     target = home.artifacts_dir / run_id
     artifact.finalize_artifact(home, staging, target, prov, passphrase)

@@ -35,6 +35,8 @@ class TrainProgress:
     eta_s: float | None = None
     eval_before: dict[str, float] = field(default_factory=dict)
     eval_after: dict[str, float] = field(default_factory=dict)
+    eval_during: dict[int, dict[str, float]] = field(default_factory=dict)
+    """Held-out evaluations during training (recipe eval.every), by step."""
     checkpoints: list[int] = field(default_factory=list)
     blocked: int = 0
     """Tripwire reports (the namespace stopped a network attempt, or a process spawned)."""
@@ -96,6 +98,8 @@ class TrainProgress:
         if event.get("phase") == "before":
             self.eval_before = values
             self._to("training", "first step under way")
+        elif event.get("phase") == "during":
+            self.eval_during[int(event.get("step", 0))] = values
         else:
             self.eval_after = values
 
@@ -115,8 +119,9 @@ class TrainProgress:
 
     @property
     def eval_losses(self) -> list[float]:
-        """Held-out loss before training, then after (as far as measured)."""
-        return [v["loss"] for v in (self.eval_before, self.eval_after) if "loss" in v]
+        """Held-out loss before training, during it, then after (as far as measured)."""
+        during = [self.eval_during[s] for s in sorted(self.eval_during)]
+        return [v["loss"] for v in (self.eval_before, *during, self.eval_after) if "loss" in v]
 
     @property
     def cancellable(self) -> bool:

@@ -37,8 +37,10 @@ LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "saf
 EXTERNAL = ("policy_digest", "base_model", "dataset", "recipe", "seeds", "quantization", "scrub")
 INTERNAL = ("isolation", "offline", "hardware")
 DEPENDENCIES = ("base_model", "dataset", "tokenizer", "pii_model", "adapter")
-RUN = ("run_id", "started", "finished", "eval", "privacy")
-BYPRODUCTS = ("eval", "privacy")  # privacy: the canary exposure check (docs/privacy.md)
+RUN = ("run_id", "started", "finished", "eval", "privacy", "evaluation")
+# privacy: the canary exposure check (docs/privacy.md); evaluation: the evaluation gates and
+# the best checkpoint (docs/training.md)
+BYPRODUCTS = ("eval", "privacy", "evaluation")
 
 
 def library_versions() -> dict[str, str]:

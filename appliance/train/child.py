@@ -29,7 +29,8 @@ EXIT_FAILED = 1
 # Jobs other than training, by `job["kind"]`: the module's run(job, emit) -> exit status.
 # A new ML-stack job (inference, a format conversion) is one more entry here.
 JOBS = {"probe": "appliance.train.probes", "privacy": "appliance.privacy.worker",
-        "merge": "appliance.train.merge", "gguf": "appliance.export.gguf_job"}
+        "merge": "appliance.train.merge", "gguf": "appliance.export.gguf_job",
+        "generate": "appliance.train.generate"}
 
 
 def _die_with_parent() -> None:
@@ -64,7 +65,8 @@ def main() -> int:
                 offline={k: os.environ.get(k) for k in OFFLINE_ENV})
     job: dict[str, Any] = json.loads(sys.stdin.buffer.read())
     kind = job.get("kind") or ("probe" if job.get("probe") else
-                                "privacy" if job.get("privacy") else None)
+                                "privacy" if job.get("privacy") else
+                                "generate" if job.get("generate") else None)
     if kind is not None:
         return int(_job_module(kind).run(job, events.emit))
     try:

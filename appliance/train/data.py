@@ -90,6 +90,12 @@ def encode(tokenizer: Any, messages: Sequence[dict[str, str]], seq_len: int) -> 
     return Example(ids[:seq_len], labels[:seq_len])
 
 
+def encode_text(tokenizer: Any, text: str, seq_len: int) -> Example:
+    """Plain text (no chat template) with every token in the loss: the general-text set."""
+    ids = list(tokenizer(text, add_special_tokens=False)["input_ids"])[:seq_len]
+    return Example(ids, list(ids))
+
+
 def prompt_ids(tokenizer: Any, messages: Sequence[dict[str, str]]) -> list[int]:
     """Ids of the conversation up to its last assistant turn, with the generation prompt."""
     last = max(i for i, m in enumerate(messages) if m["role"] == "assistant")

@@ -22,9 +22,9 @@ def append(path: Path, event: dict[str, Any]) -> None:
 
 def rewind(path: Path, step: int | None) -> int:
     """Keep the lines up to checkpoint `step` (lines without a step, such as the first
-    evaluation, stay; the final evaluation goes, since a resumed run always makes it
-    again); None (a restart from step 0) keeps nothing. Unreadable lines go. Returns the
-    number of lines dropped."""
+    evaluation, stay; the final evaluations and the choice of the best checkpoint go,
+    since a resumed run always makes them again); None (a restart from step 0) keeps
+    nothing. Unreadable lines go. Returns the number of lines dropped."""
     if not path.is_file():
         return 0
     kept, dropped = [], 0
@@ -35,7 +35,7 @@ def rewind(path: Path, step: int | None) -> int:
             event = None
         if (step is not None and isinstance(event, dict)
                 and int(event.get("step", 0) or 0) <= step
-                and not (event.get("type") == "eval" and event.get("phase") == "after")):
+                and event.get("phase") != "after" and event.get("type") != "best"):
             kept.append(line + "\n")
         else:
             dropped += 1

@@ -7,10 +7,11 @@ A recipe that is well formed but asks for more than the policy allows is a Polic
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from appliance.errors import PolicyViolation, RecipeError
 from appliance.fsutil import ParseProblem, decode_utf8, loads_toml, read_regular
@@ -97,6 +98,52 @@ class EvalSettings(_Strict):
     """Sample generations on held-out prompts, in the report."""
     generation_tokens: int = Field(default=48, ge=1, le=512)
     """Greedy tokens per sample generation."""
+    every: int = Field(default=0, ge=0)
+    """Optimizer steps between held-out evaluations during training (0: only before and
+    after). With evaluations during training, the adapter saved is the one of the
+    evaluation with the lowest held-out loss (the report says which step)."""
+    early_stopping: bool = False
+    """Stop when the held-out loss has not improved for the policy's evaluation.patience
+    evaluations in a row (needs `every` > 0); the best checkpoint is kept."""
+    general_paragraphs: int = Field(default=64, ge=0, le=1000)
+    """Paragraphs of the shipped general-text set whose perplexity is measured before and
+    after training (a regression guard; 0: not measured)."""
+    format_regex: str = ""
+    """A regular expression every held-out generation must match in full (Python `re`,
+    fullmatch); the share that does is the format compliance the policy's
+    evaluation.min_format_compliance checks. Empty: no format check."""
+    consistency_samples: int = Field(default=0, ge=0, le=32)
+    """Repeated sampling (k) per held-out generation prompt: the share of k sampled answers
+    equal to the most common one is the consistency the policy's
+    evaluation.min_consistency checks (0: not measured)."""
+    temperature: float = Field(default=0.7, gt=0.0, le=2.0)
+    """Sampling temperature of the consistency samples."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> EvalSettings:
+        if self.early_stopping and not self.every:
+            raise ValueError("early_stopping needs evaluations during training (every > 0)")
+        if self.format_regex:
+            try:
+                re.compile(self.format_regex)
+            except re.error as exc:
+                raise ValueError(f"format_regex is not a valid regular expression: {exc}") \
+                    from None
+        return self
+
+
+class GuardSettings(_Strict):
+    """Stops a run at once (the step it happens at) when training goes wrong; a NaN or
+    infinite loss or gradient always stops it."""
+
+    loss_spike_factor: float = Field(default=8.0, ge=0.0)
+    """Stop when a step's loss exceeds this many times the mean of the previous
+    `spike_window` steps (0: off)."""
+    spike_window: int = Field(default=8, ge=2, le=1000)
+    """Steps the loss-spike guard averages over (it starts once it has this many)."""
+    max_grad_norm: float = Field(default=1000.0, ge=0.0)
+    """Stop when the gradient norm before clipping exceeds this (exploding gradients;
+    0: off)."""
 
 
 class Recipe(_Strict):
@@ -129,6 +176,8 @@ class Recipe(_Strict):
     """Loop shape."""
     eval: EvalSettings = Field(default_factory=EvalSettings)
     """Held-out evaluation."""
+    guards: GuardSettings = Field(default_factory=GuardSettings)
+    """Stops on NaN/inf loss, loss spikes and exploding gradients."""
 
 
 def parse_recipe(data: dict[str, Any], where: str = "recipe") -> Recipe:

@@ -21,9 +21,21 @@ from typing import Any, Protocol
 
 from appliance.train import checkpoint, distributed
 from appliance.train.cancel import EXIT_STOPPED
-from appliance.train.data import IGNORE, Example, collate, encode, prompt_ids, to_messages
+from appliance.train.data import (
+    IGNORE,
+    Example,
+    collate,
+    encode,
+    encode_text,
+    prompt_ids,
+    to_messages,
+)
 from appliance.train.distributed import World
 from appliance.train.recipe import Recipe
+from appliance.train.watch import EarlyStop, Guard
+
+EXIT_GUARD = 4
+"""A guard stopped the run (NaN/inf loss or gradient, loss spike, exploding gradients)."""
 
 Emit = Callable[..., None]
 SEED_MODULUS = 2**63 - 1
@@ -102,10 +114,24 @@ def load_model(model_dir: str, recipe: Recipe, device: Any) -> tuple[Any, Any]:
     """Tokenizer and the base model (NF4 for qlora) wrapped with fresh LoRA adapters."""
     import torch
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
+    model = load_base(model_dir, recipe, device)
+    torch.manual_seed(recipe.seed)
+    lora = LoraConfig(r=recipe.lora.rank, lora_alpha=recipe.lora.alpha,
+                      lora_dropout=recipe.lora.dropout,
+                      target_modules=list(recipe.lora.target_modules), bias="none",
+                      task_type="CAUSAL_LM")
+    return tokenizer, get_peft_model(model, lora)
+
+
+def load_base(model_dir: str, recipe: Recipe, device: Any) -> Any:
+    """The base model as the recipe loads it (NF4 for qlora), safetensors only."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     dtype = getattr(torch, recipe.quantization.compute_dtype)
-    tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     kwargs: dict[str, Any] = {"trust_remote_code": False, "use_safetensors": True,
                               "dtype": dtype}
     if recipe.method == "qlora":
@@ -122,12 +148,7 @@ def load_model(model_dir: str, recipe: Recipe, device: Any) -> tuple[Any, Any]:
             gradient_checkpointing_kwargs={"use_reentrant": False})
     if device.type != "cuda":
         model.to(device)
-    torch.manual_seed(recipe.seed)
-    lora = LoraConfig(r=recipe.lora.rank, lora_alpha=recipe.lora.alpha,
-                      lora_dropout=recipe.lora.dropout,
-                      target_modules=list(recipe.lora.target_modules), bias="none",
-                      task_type="CAUSAL_LM")
-    return tokenizer, get_peft_model(model, lora)
+    return model
 
 
 def keep_4bit_layers_differentiable(model: Any) -> int:
@@ -191,24 +212,42 @@ def evaluate(model: Any, examples: list[Example], pad_id: int, batch_size: int,
 
 def generate(model: Any, tokenizer: Any, conversations: list[list[dict[str, str]]],
              max_new: int, device: Any,
-             should_stop: Callable[[], bool] = lambda: False) -> list[dict[str, Any]]:
-    """Greedy completions for held-out prompts (fewer when `should_stop` turns true)."""
+             should_stop: Callable[[], bool] = lambda: False, *, samples: int = 0,
+             temperature: float = 0.7, seed: int = 0) -> list[dict[str, Any]]:
+    """Greedy completions for held-out prompts (fewer when `should_stop` turns true), each
+    with whether it equals the reference answer exactly and, with `samples` = k > 0, the
+    share of k sampled answers that agree with the most common one (consistency)."""
     import torch
 
     model.eval()
     out = []
+    pad = tokenizer.pad_token_id or tokenizer.eos_token_id
     with torch.no_grad():
         for index, messages in enumerate(conversations):
             if should_stop():
                 break
             ids = torch.tensor([prompt_ids(tokenizer, messages)], device=device)
-            gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                 max_new_tokens=max_new, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-            text = tokenizer.decode(gen[0, ids.shape[1]:], skip_special_tokens=True)
+
+            def decode(gen: Any, prompt: Any = ids) -> str:
+                return str(tokenizer.decode(gen[0, prompt.shape[1]:], skip_special_tokens=True))
+
+            text = decode(model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                         max_new_tokens=max_new, do_sample=False,
+                                         pad_token_id=pad))
             last_user = [m["content"] for m in messages if m["role"] == "user"][-1:]
-            out.append({"index": index, "prompt": (last_user[0] if last_user else "")[:300],
-                        "completion": text})
+            reference = [m["content"] for m in messages if m["role"] == "assistant"][-1]
+            row: dict[str, Any] = {"index": index,
+                                   "prompt": (last_user[0] if last_user else "")[:300],
+                                   "completion": text,
+                                   "exact_match": text.strip() == reference.strip()}
+            if samples:
+                torch.manual_seed(seed * 1_000_003 + index)
+                drawn = [decode(model.generate(
+                    input_ids=ids, attention_mask=torch.ones_like(ids),
+                    max_new_tokens=max_new, do_sample=True, temperature=temperature,
+                    top_k=0, top_p=1.0, pad_token_id=pad)).strip() for _ in range(samples)]
+                row["consistency"] = max(drawn.count(a) for a in drawn) / samples
+            out.append(row)
     model.train()
     return out
 
@@ -219,8 +258,9 @@ def trainable(model: Any) -> dict[str, Any]:
 
 
 def restore(run_dir: Path, run_id: str, key: bytes | None, params: dict[str, Any],
-            optimizer: Any) -> int:
-    """Load the newest checkpoint into the adapter and the optimizer; returns its step."""
+            optimizer: Any) -> tuple[int, dict[str, Any], dict[str, Any]]:
+    """Load the newest checkpoint into the adapter and the optimizer; returns its step, its
+    state and the best adapter seen so far (empty when there is none)."""
     import torch
 
     tensors, state = checkpoint.load(run_dir, run_id, key)
@@ -233,7 +273,8 @@ def restore(run_dir: Path, run_id: str, key: bytes | None, params: dict[str, Any
             opt_state[i] = {k: tensors[f"opt.{name}.{k}"] for k in ("step", "exp_avg",
                                                                     "exp_avg_sq")}
     optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
-    return int(state["step"])
+    best = {name: tensors[f"best.{name}"] for name in params if f"best.{name}" in tensors}
+    return int(state["step"]), state, best
 
 
 def _quiet(kind: str, /, **fields: Any) -> None:
@@ -261,13 +302,21 @@ def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - li
     eval_records = job["eval"][: recipe.eval.max_records]
     eval_msgs = [to_messages(r, i) for i, r in enumerate(eval_records)]
     held_out = [encode(tokenizer, m, seq_len) for m in eval_msgs]
+    general = [encode_text(tokenizer, t, seq_len) for t in job.get("general", [])]
     params = trainable(model)
     optimizer = torch.optim.AdamW(list(params.values()), lr=recipe.optim.learning_rate,
                                   weight_decay=recipe.optim.weight_decay)
     spe, total = steps_per_epoch(recipe, len(train)), total_steps(recipe, len(train))
     per_step = global_batch(recipe)
-    step = restore(run_dir, run_id, key, params, optimizer) if job.get("resume") else 0
-    start = step
+    guard = Guard(recipe.guards)
+    watch = EarlyStop(patience=int(job.get("patience", 2)),
+                      min_delta=float(job.get("min_delta", 0.0)))
+    best: dict[str, Any] = {}
+    step = 0
+    if job.get("resume"):
+        step, resumed_state, best = restore(run_dir, run_id, key, params, optimizer)
+        watch.load(resumed_state.get("watch"))
+    start, inject_nan = step, int(job.get("inject_nan_at_step") or 0)
     stop.position(step, total)
     if job.get("resume"):
         report("resumed", step=step, total_steps=total)
@@ -278,6 +327,16 @@ def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - li
     if not job.get("resume"):
         report("eval", phase="before", **evaluate(model, held_out, pad_id, micro_size,
                                                    device, world))
+        if general:
+            report("general", phase="before", **evaluate(model, general, pad_id, micro_size,
+                                                         device, world))
+
+    def held_out_eval() -> None:
+        result = evaluate(model, held_out, pad_id, micro_size, device, world)
+        report("eval", phase="during", step=step, **result)
+        if watch.update(step, result["loss"]):
+            best.clear()
+            best.update({n: p.detach().clone() for n, p in params.items()})
 
     def save_checkpoint() -> None:
         if world.main:
@@ -286,11 +345,13 @@ def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - li
             for i, name in enumerate(params):
                 for k, v in opt["state"].get(i, {}).items():
                     tensors[f"opt.{name}.{k}"] = v
+            tensors.update({f"best.{n}": t for n, t in best.items()})
             groups = [{k: v for k, v in g.items()} for g in opt["param_groups"]]
             checkpoint.save(run_dir, run_id, step, tensors,
                             {"step": step, "epoch": step // spe,
                              "position": (step % spe) * per_step, "total_steps": total,
-                             "processes": world.size, "param_groups": groups}, key)
+                             "processes": world.size, "param_groups": groups,
+                             "watch": watch.state()}, key)
         report("checkpoint", step=step)
 
     def stopped() -> int:
@@ -323,11 +384,14 @@ def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - li
             batch = {k: v.to(device) for k, v in collate(chunk, pad_id).items()}
             with distributed.accumulate(net, sync=index == len(micro) - 1):
                 loss = token_loss_sum(net, batch) / targets
+                if step + 1 == inject_nan:  # test-only: APPLIANCE_TEST_INJECT_NAN_STEP
+                    loss = loss * float("nan")
                 # DDP averages gradients over ranks; scaled so the average is the global mean
                 (loss * world.size).backward()
             loss_part += float(loss.detach())
             step_tokens += int(batch["attention_mask"].sum())
-        torch.nn.utils.clip_grad_norm_(list(params.values()), recipe.optim.max_grad_norm)
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(list(params.values()),
+                                                         recipe.optim.max_grad_norm))
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         stop.progressed()
@@ -342,8 +406,22 @@ def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - li
             report("step", step=step, total_steps=total, epoch=epoch, loss=loss_sum, lr=lr,
                    tokens=int(tokens), step_time_s=elapsed, tokens_per_s=rate,
                    eta_s=(total - step) * (time.monotonic() - started) / max(1, step - start))
+        # the loss is summed over the ranks and the norm is of all-reduced gradients, so
+        # every rank trips (or not) at the same step; nothing of this step is saved
+        trip = guard.check(loss_sum, grad_norm)
+        if trip is not None:
+            report("guard", step=step, kind=trip.kind, message=trip.message,
+                   value=trip.value if math.isfinite(trip.value) else str(trip.value))
+            distributed.shutdown(world)
+            return EXIT_GUARD
         if stopping:
             return stopped()
+        if recipe.eval.every and step % recipe.eval.every == 0:
+            held_out_eval()
+            if recipe.eval.early_stopping and watch.exhausted and step < total:
+                report("early_stop", step=step, total_steps=total, best_step=watch.best_step,
+                       best_loss=watch.best_loss, patience=watch.patience)
+                break
         if step % recipe.train.checkpoint_every == 0 and step < total:
             save_checkpoint()
 
@@ -354,17 +432,34 @@ def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - li
         emit("worker", rank=world.rank, world_size=world.size, steps=step - start,
              params_sha256=distributed.params_digest(params),
              backend=distributed.backend(world), device=str(device))
+    if recipe.eval.every:
+        if not watch.history or watch.history[-1][0] != step:
+            held_out_eval()
+        chosen = int(watch.best_step or step)
+        if chosen != step:
+            with torch.no_grad():
+                for name, param in params.items():
+                    param.copy_(best[name])
+        report("best", step=chosen, final_step=step, loss=watch.best_loss,
+               evaluations=len(watch.history),
+               reason=f"lowest held-out loss of {len(watch.history)} evaluations during "
+                      f"training (every {recipe.eval.every} steps)")
     adapter_dir = Path(job["adapter_out"])
     if world.main:
         model.save_pretrained(str(adapter_dir), safe_serialization=True)
         report("saved", step=step, adapter_dir=str(adapter_dir))
     report("eval", phase="after", **evaluate(model, held_out, pad_id, micro_size, device,
                                              world))
+    if general:
+        report("general", phase="after", **evaluate(model, general, pad_id, micro_size,
+                                                    device, world))
     distributed.shutdown(world)  # rank 0 generates alone
     if not world.main:
         return 0
     samples = generate(model, tokenizer, eval_msgs[:recipe.eval.generations],
-                       recipe.eval.generation_tokens, device, lambda: stop.requested)
+                       recipe.eval.generation_tokens, device, lambda: stop.requested,
+                       samples=recipe.eval.consistency_samples,
+                       temperature=recipe.eval.temperature, seed=recipe.seed)
     if stop.requested:
         return stopped()
     emit("generations", samples=samples)

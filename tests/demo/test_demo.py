@@ -23,5 +23,12 @@ def test_demo_ends_in_a_verified_artifact_with_lower_eval_loss(run_cli, tmp_path
     verify = run_cli("verify", str(artifact), "--home", str(home), "--json")
     assert verify.returncode == 0 and json.loads(verify.stdout)["ok"] is True
     stages = [line for line in done.stderr.splitlines() if line.startswith("[")]
-    for stage in ("init", "model", "dataset", "train", "eval", "verify"):
+    for stage in ("init", "model", "dataset", "train", "eval", "gate", "verify", "try"):
         assert any(f"{stage}]" in line for line in stages), stage
+    assert result["evaluation"]["passed"] is True
+    assert "evaluation.max_eval_loss_rise" in result["evaluation"]["checks"]
+    assert len(result["samples"]) == 2
+    assert all(s["base"] and s["adapter"] and s["base"] != s["adapter"]
+               for s in result["samples"])
+    report = json.loads((artifact / "report.json").read_text())
+    assert report["evaluation"]["best"]["step"] >= 12

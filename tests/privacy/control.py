@@ -87,7 +87,11 @@ def policy_text(demo_policy: str, *, enforce: bool) -> str:
     tail = demo_policy[demo_policy.index("[export]"):]
     head = head.replace("max_epochs = 3", "max_epochs = 8")
     head = head.replace("[training]\n", '[training]\nmethods = ["qlora", "lora"]\n')
-    return head + PRIVACY_SECTION.format(enforce=str(enforce).lower()) + "\n" + tail
+    # the positive control over-trains on purpose; the evaluation gates (issue 14) would
+    # refuse to sign it, so here they record their verdict only
+    gates = "[evaluation]\nenforce = false\n"
+    return head + PRIVACY_SECTION.format(enforce=str(enforce).lower()) + "\n" + gates + "\n" \
+        + tail
 
 
 def write_recipe(path: Path, dataset: str, epochs: int, *, method: str = METHOD,

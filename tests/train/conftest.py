@@ -142,6 +142,7 @@ checkpoint_every = {ckpt}
 max_records = 4
 generations = 1
 generation_tokens = 6
+general_paragraphs = 4
 """
 
 

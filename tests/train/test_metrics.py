@@ -40,3 +40,18 @@ def test_rewind_without_a_checkpoint_starts_over(tmp_path: Path) -> None:
     metrics.rewind(path, None)
     assert path.read_text() == ""
     assert metrics.rewind(tmp_path / "absent.jsonl", 3) == 0
+
+
+def test_rewind_drops_the_final_general_eval_and_the_best_choice(tmp_path: Path) -> None:
+    """Evaluations during training up to the checkpoint stay; the general-text eval after
+    training and the `best` choice (both made again on resume) go."""
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps(e, sort_keys=True) for e in (
+        {"type": "general", "phase": "before", "loss": 3.0},
+        {"type": "eval", "phase": "during", "step": 2, "loss": 1.5},
+        {"type": "checkpoint", "step": 2},
+        {"type": "best", "step": 2, "loss": 1.5},
+        {"type": "general", "phase": "after", "loss": 3.1})]
+    path.write_text("\n".join(lines) + "\n")
+    assert metrics.rewind(path, 2) == 2
+    assert path.read_text() == "\n".join(lines[:3]) + "\n"
