@@ -4,7 +4,8 @@ init -> model import (default) -> dataset import (scrub, vault) -> QLoRA trainin
 isolated child (held-out loss before, during and after; the evaluation gates; sign) ->
 verify -> two sample answers, base model against the adapter. Each stage reports through
 `on_stage`; the result carries the fields docs/interface.md promises (artifact,
-eval_loss_before, eval_loss_after, verified). A rerun on the same workspace reuses the home, model and dataset and trains again.
+eval_loss_before, eval_loss_after, verified). A rerun on the same workspace reuses the
+home, model and dataset and trains again.
 """
 
 from __future__ import annotations
