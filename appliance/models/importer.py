@@ -82,7 +82,7 @@ def _source_size(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
 
 
-def import_model(home: Home, policy: Policy, source: Path,  # noqa: PLR0912, PLR0915
+def import_model(home: Home, policy: Policy, source: Path,  # noqa: C901, PLR0912, PLR0915 - one linear import, split later
                  name: str) -> tuple[ModelRecord,
                                                                             bool, list[str]]:
     """Import `source` (a model directory or a .gguf file) as `name`.

@@ -90,7 +90,7 @@ def nsenter_parent_net(job: dict[str, Any]) -> tuple[bool, str]:
     return False, (done.stderr.strip().splitlines() or ["?"])[-1][:200]
 
 
-def unshare_user(job: dict[str, Any]) -> tuple[bool, str]:
+def unshare_user(job: dict[str, Any]) -> tuple[bool, str]:  # noqa: ARG001 - one signature for every escape
     """unshare() a new user namespace (to gain capabilities there), directly and by the
     unshare command."""
     libc = _libc()
@@ -160,7 +160,7 @@ def write_outside(job: dict[str, Any]) -> tuple[bool, str]:
     return False, "; ".join(refused)
 
 
-def raise_capabilities(job: dict[str, Any]) -> tuple[bool, str]:
+def raise_capabilities(job: dict[str, Any]) -> tuple[bool, str]:  # noqa: ARG001 - one signature for every escape
     """Raise CAP_SYS_ADMIN into the ambient set; success if any effective capability."""
     libc = _libc()
     rc = libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAP_SYS_ADMIN, 0, 0)

@@ -79,7 +79,8 @@ def child_spec(*, read_only: tuple[Path, ...] = (), writable: tuple[Path, ...] =
 
 
 def run_isolated(job: dict[str, Any], on_event: Callable[[dict[str, Any]], None],
-                 isolation: Isolation, *, spec: sandbox.Spec | None = None,
+                 isolation: Isolation,  # noqa: ARG001 - proof that require_isolation() passed
+                 *, spec: sandbox.Spec | None = None,
                  relay: Relay | None = None, launch: bool = False, tail_lines: int = 60,
                  echo_output: bool = False) -> ChildResult:
     """Run one job in the isolated child, calling `on_event` for every event it sends.
