@@ -1,5 +1,5 @@
 """The NER-independent detectors, the scorer's label mapping, the baseline and the residual
-pass that looks for every type (issue 11)."""
+pass that looks for every type."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""One test per fault finding of issue 13, run against the real commands: each bad input or
+"""One test per fault finding (SECURITY.md, faults and bad input), run against the real commands: each bad input or
 fault is one clear `appliance: ...` line with the contract's exit code, never an internal
 error, a traceback or a hang."""
 

@@ -87,7 +87,7 @@ def policy_text(demo_policy: str, *, enforce: bool) -> str:
     tail = demo_policy[demo_policy.index("[export]"):]
     head = head.replace("max_epochs = 3", "max_epochs = 8")
     head = head.replace("[training]\n", '[training]\nmethods = ["qlora", "lora"]\n')
-    # the positive control over-trains on purpose; the evaluation gates (issue 14) would
+    # the positive control over-trains on purpose; the evaluation gates (docs/training.md) would
     # refuse to sign it, so here they record their verdict only
     gates = "[evaluation]\nenforce = false\n"
     return head + PRIVACY_SECTION.format(enforce=str(enforce).lower()) + "\n" + gates + "\n" \

@@ -83,7 +83,7 @@ def test_train_artifact_report_and_no_leak(train_home: Home, pass_file: Path,
     assert prov["adapter_sha256"] == result.adapter_sha256
     assert prov["isolation"]["network"].startswith("unshare")
     assert prov["libraries"]["bitsandbytes"] != "absent" and prov["seeds"]["seed"] == 7
-    # portable (issue 15): the base by name, its GGUF origin, tokenizer and model card
+    # portable (docs/verifying.md): the base by name, its GGUF origin, tokenizer and model card
     assert json.loads((art / "adapter_config.json").read_text())[
         "base_model_name_or_path"] == "smollm2-135m-instruct"
     assert prov["base_model"]["origin"]["file_type"] == "MOSTLY_Q4_1"

@@ -1,4 +1,4 @@
-"""Attacks by someone who can write the home but does not know the passphrase (issue 13).
+"""Attacks by someone who can write the home but does not know the passphrase (SECURITY.md, trust anchors).
 
 Each runs the real command against the attacked home and expects one clear refusal line;
 where the protection is `appliance.trust`, the same attack is shown to succeed with the
