@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 
-from appliance import netns, resources, sandbox
+from appliance import netns, resources, sandbox, trust
 from appliance.errors import ApplianceError
 from appliance.home import Home
 from appliance.policy import Policy
@@ -201,7 +201,7 @@ def check_home(home: Home) -> Check:
 
     if home.is_initialised():
         try:
-            home.require_initialised()
+            trust.require_home(home)
         except ApplianceError as exc:
             return Check("home", True, False, exc.line())
         return Check("home", False, True, f"{home.root} is initialised")

@@ -130,12 +130,13 @@ def _refusal(error: type[ApplianceError], path: Path, mode: int) -> ApplianceErr
 
 
 @contextlib.contextmanager
-def open_regular(path: str | Path, *, error: type[ApplianceError]) -> Iterator[BinaryIO]:
+def open_regular(path: str | Path, *, error: type[ApplianceError],
+                 what: str = "the file") -> Iterator[BinaryIO]:
     """Open a regular file for reading, refusing FIFOs, devices, sockets and directories
     before they are opened (a FIFO would block, a device could have effects on open).
 
     The file is opened non-blocking and checked again with fstat, so a swap between the
-    check and the open is refused too. Every problem is `error` naming the path.
+    check and the open is refused too. Every problem is `error` naming `what` and the path.
     """
     path = Path(path)
     try:
@@ -144,9 +145,10 @@ def open_regular(path: str | Path, *, error: type[ApplianceError]) -> Iterator[B
             raise _refusal(error, path, before.st_mode)
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise error("no such file", where=str(path), hint="check the path") from None
+        raise error(f"cannot read {what}: no such file", where=str(path),
+                    hint="check the path") from None
     except OSError as exc:
-        raise error(f"cannot read: {exc.strerror}", where=str(path),
+        raise error(f"cannot read {what}: {exc.strerror}", where=str(path),
                     hint="check the path and its permissions") from None
     handle = os.fdopen(fd, "rb")
     with handle:
@@ -176,7 +178,7 @@ def read_capped(handle: BinaryIO, max_bytes: int, *, what: str, where: str,
 def read_regular(path: str | Path, *, max_bytes: int, what: str = "the file",
                  error: type[ApplianceError]) -> bytes:
     """The whole content of a regular file of at most `max_bytes` (see open_regular)."""
-    with open_regular(path, error=error) as handle:
+    with open_regular(path, error=error, what=what) as handle:
         return read_capped(handle, max_bytes, what=what, where=str(path), error=error)
 
 

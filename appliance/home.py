@@ -71,15 +71,12 @@ class Home:
         """True when init completed in this home."""
         return self.marker.is_file()
 
-    def require_initialised(self, *, allow_policy_change: bool = False) -> None:
-        """Raise HomeError unless init completed here; then the checks every command makes
-        without the passphrase (`appliance.trust.guard`: permissions, keys, active policy)."""
+    def require_initialised(self) -> None:
+        """Raise HomeError unless init completed here. Commands check their home through
+        `appliance.trust.require_home`, which adds the checks made without the passphrase."""
         if not self.is_initialised():
             raise HomeError("the appliance home is not initialised", where=str(self.root),
                             hint="run appliance init (or pass --home DIR)")
-        from appliance import trust
-
-        trust.guard(self, allow_policy_change=allow_policy_change)
 
 
 def default_home_dir() -> Path:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance import keystore
+from appliance import keystore, masterkey
 from appliance.errors import HomeError, IntegrityError
 from appliance.fsutil import atomic_write_bytes, read_regular
 from appliance.home import Home
@@ -159,3 +159,18 @@ def export_public(home: Home, out: Path) -> list[Path]:
         atomic_write_bytes(out / name, public_pem(key), 0o644)
         written.append(out / name)
     return written
+
+
+def change_passphrase(home: Home, old: bytes, new: bytes, policy: Policy) -> None:
+    """Re-seal the master key and both private keys under a new passphrase (the keys
+    themselves are unchanged, so every signature, MAC and dataset stays valid). All three
+    are re-sealed in memory before the first is written."""
+    targets = [(masterkey.path_of(home), masterkey.CONTEXT),
+               (home.keys_dir / SIGNING_SEALED, SIGNING_CONTEXT),
+               (home.keys_dir / CHECKPOINT_SEALED, CHECKPOINT_CONTEXT)]
+    sealed = [(path, keystore.reseal(keystore.read_sealed(path, missing="a sealed key is missing",
+                                                          hint="run appliance init"),
+                                     old, new, kdf_params(policy), kdf_caps(policy), context))
+              for path, context in targets if path.exists()]
+    for path, blob in sealed:
+        atomic_write_bytes(path, blob)

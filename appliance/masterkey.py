@@ -47,37 +47,9 @@ def create(home: Home, passphrase: bytes, policy: Policy) -> bytes:
     return key
 
 
-def load(home: Home, passphrase: bytes, policy: Policy, *,
-         allow_policy_change: bool = False) -> bytes:
-    """Unseal the master key (PassphraseError on a wrong passphrase) and open the process's
-    trust session: the home manifest's MAC and everything it binds are checked (refused,
-    naming what changed), and a checkpoint is signed at exit (`appliance.trust`)."""
-    from appliance import trust
-
-    key = unseal(home, passphrase, policy)
-    trust.open_session(home, key, passphrase, policy, allow_policy_change=allow_policy_change)
-    return key
-
-
 def unseal(home: Home, passphrase: bytes, policy: Policy) -> bytes:
-    """Only unseal the master key (no manifest check): init and the trust module."""
+    """Unseal the master key (PassphraseError on a wrong passphrase), with no manifest
+    check: commands unlock through `appliance.trust.unlock`, which opens the trust session."""
     blob = keystore.read_sealed(path_of(home), missing="the vault master key is missing",
                                 hint="run appliance init")
     return keystore.unseal(blob, passphrase, kdf_caps(policy), CONTEXT)
-
-
-def change_passphrase(home: Home, old: bytes, new: bytes, policy: Policy) -> None:
-    """Re-seal the master key and both private keys under a new passphrase (the keys
-    themselves are unchanged, so every signature, MAC and dataset stays valid). All three
-    are re-sealed in memory before the first is written."""
-    from appliance import keys
-
-    targets = [(path_of(home), CONTEXT),
-               (home.keys_dir / keys.SIGNING_SEALED, keys.SIGNING_CONTEXT),
-               (home.keys_dir / keys.CHECKPOINT_SEALED, keys.CHECKPOINT_CONTEXT)]
-    sealed = [(path, keystore.reseal(keystore.read_sealed(path, missing="a sealed key is missing",
-                                                          hint="run appliance init"),
-                                     old, new, kdf_params(policy), kdf_caps(policy), context))
-              for path, context in targets if path.exists()]
-    for path, blob in sealed:
-        atomic_write_bytes(path, blob)

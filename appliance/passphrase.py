@@ -43,7 +43,7 @@ def _from_file(path: Path) -> bytes:
                               hint="check --passphrase-file") from None
     if stat.S_ISFIFO(mode) and INHERITED_FD.fullmatch(where):
         return _strip_newline(_read_pipe(path))
-    with open_regular(path, error=PassphraseError) as handle:
+    with open_regular(path, error=PassphraseError, what="the passphrase file") as handle:
         access = os.fstat(handle.fileno()).st_mode & 0o077
         if access:
             raise PassphraseError(f"the passphrase file is accessible by group or others "

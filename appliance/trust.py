@@ -252,8 +252,31 @@ def close(home: Home) -> None:
 
 
 def forget(home: Home) -> None:
-    """Drop this process's session for `home` without writing (tests, init)."""
+    """Drop this process's session and checkpoint key for `home` without writing (tests,
+    init)."""
+    from appliance import audit
+
     _SESSIONS.pop(home.root.absolute(), None)
+    audit.forget(home)
+
+
+def require_home(home: Home, *, allow_policy_change: bool = False) -> None:
+    """What every command checks of its home without the passphrase: init completed, then
+    `guard` (permissions, keys against home.json and the manifest, the active policy)."""
+    home.require_initialised()
+    guard(home, allow_policy_change=allow_policy_change)
+
+
+def unlock(home: Home, passphrase: bytes, policy: Any, *,
+           allow_policy_change: bool = False) -> bytes:
+    """Unseal the master key (PassphraseError on a wrong passphrase) and open this
+    process's trust session: the home manifest's MAC and everything it binds are checked
+    (refused, naming what changed), and a checkpoint is signed at exit."""
+    from appliance import masterkey
+
+    key = masterkey.unseal(home, passphrase, policy)
+    open_session(home, key, passphrase, policy, allow_policy_change=allow_policy_change)
+    return key
 
 
 def _close_all() -> None:

@@ -115,12 +115,9 @@ def unlock(home: Home, passphrase: bytes, policy: Any = None, *, key: Any = None
 
 
 def forget(home: Home) -> None:
-    """Drop this process's checkpoint key for `home` (no more automatic checkpoints), and
-    its manifest session."""
-    from appliance import trust
-
+    """Drop this process's checkpoint key for `home` (no more automatic checkpoints);
+    `appliance.trust.forget` also drops the manifest session."""
     _SIGNERS.pop(_key(home), None)
-    trust.forget(home)
 
 
 def unlocked(home: Home) -> bool:

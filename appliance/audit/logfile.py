@@ -61,7 +61,7 @@ def _last_line(path: Path) -> tuple[bytes | None, bool]:
     """The last complete line (without its newline) and whether the file ends cleanly."""
     if not os.path.lexists(path):
         return None, True
-    with open_regular(path, error=AuditError) as handle:
+    with open_regular(path, error=AuditError, what="the audit log") as handle:
         end = handle.seek(0, os.SEEK_END)
         if end == 0:
             return None, True

@@ -85,7 +85,7 @@ def check_gguf(path: Path) -> int:
     (counts, string and array sizes, nesting, nothing past the end of the file) before
     any parser sees it; returns the version."""
     where = str(path)
-    with open_regular(path, error=ModelFormatError) as handle:
+    with open_regular(path, error=ModelFormatError, what="the model file") as handle:
         size = os.fstat(handle.fileno()).st_size
         head = handle.read(8)
         if len(head) < 8 or head[:4] != GGUF_MAGIC:

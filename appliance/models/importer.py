@@ -68,8 +68,8 @@ def _copy_hashed(src: Path, dst: Path) -> str:
     """Copy `src` to `dst`, returning the sha256 of exactly the bytes written."""
     digest = hashlib.sha256()
     dst.parent.mkdir(parents=True, exist_ok=True)
-    with open_regular(src, error=ModelFormatError) as fin, space_checked(dst.parent), \
-            open(dst, "xb") as fout:
+    with open_regular(src, error=ModelFormatError, what="the model file") as fin, \
+            space_checked(dst.parent), open(dst, "xb") as fout:
         while chunk := fin.read(1 << 20):
             digest.update(chunk)
             fout.write(chunk)

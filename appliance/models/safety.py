@@ -72,7 +72,7 @@ def check_config(path: Path) -> dict[str, Any]:
 def check_safetensors(path: Path) -> dict[str, Any]:
     """Validate a safetensors file's header without a native parser; returns the header."""
     where = str(path)
-    with open_regular(path, error=ModelFormatError) as handle:
+    with open_regular(path, error=ModelFormatError, what="the model file") as handle:
         size = os.fstat(handle.fileno()).st_size
         if size < 8:
             raise ModelFormatError("safetensors file shorter than its 8-byte header length",

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from appliance.scrub.engine import Detection, Outcome
+from appliance.scrub.detection import Detection
+from appliance.scrub.engine import Outcome
 from appliance.scrub.offline import force_offline
 
 BASELINES = ("presidio",)

@@ -26,7 +26,7 @@ from typing import Any
 
 import regex  # type: ignore[import-untyped,unused-ignore]
 
-from appliance.scrub.engine import Detection
+from appliance.scrub.detection import Detection
 from appliance.scrub.recognizers import STREET_SUFFIXES
 
 DISABLED: set[str] = set()

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance.policy.pii import PiiPolicy
+from appliance.scrub.detection import Detection
 from appliance.scrub.offline import force_offline, single_blas_thread
 
 NER_LABELS = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION",
@@ -40,16 +41,6 @@ recall on the dev set, a third of the time; Presidio's region-looping phone reco
 the slowest of all), and US driver licences from the cued licence recognizer (Presidio's
 weak licence pattern fires on ordinary words). Presidio's own recognizers for those types
 run in the residual pass, which is therefore independent of the first pass."""
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One detected span."""
-
-    entity: str
-    start: int
-    end: int
-    score: float
 
 
 @dataclass

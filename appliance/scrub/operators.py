@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 from appliance.policy.pii import PiiPolicy
-from appliance.scrub.engine import Detection
+from appliance.scrub.detection import Detection
 
 KEY_BYTES = 32
 SURROGATES = {"PERSON": "name", "STREET_ADDRESS": "street_address", "LOCATION": "city"}

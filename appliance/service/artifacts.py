@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from appliance import trust
 from appliance.errors import IntegrityError
 from appliance.home import Home
 
@@ -23,11 +24,11 @@ def trusted_keys(home: Home, policy_path: str | Path | None = None) -> set[str]:
     from appliance.policy import load_policy
 
     if policy_path is None:
-        home.require_initialised()
+        trust.require_home(home)
     policy = load_policy(policy_path if policy_path is not None else home.policy_file)
     trusted = set(policy.signing.trusted_keys)
     if policy.signing.trust_home_key and home.is_initialised():
-        home.require_initialised()  # the home key must be the one home.json and the manifest name
+        trust.require_home(home)  # the home key must be the one home.json and the manifest name
         trusted.add(keys.fingerprint(keys.signing_public_key(home)))
     return trusted
 
@@ -47,7 +48,7 @@ def verify(home: Home, artifact: str | Path, policy_path: str | Path | None = No
 
         raise UsageError("the trust root names no signing key", where=str(trusted_key))
     if pinned is not None and home.is_initialised():
-        home.require_initialised()
+        trust.require_home(home)
     result = verify_artifact(artifact, pinned or trusted_keys(home, policy_path))
     if home.is_initialised():
         audit.record(home, "artifact.verified", outcome="ok" if result.ok else "failed",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from appliance import trust
 from appliance.errors import AuditError, HomeError
 from appliance.fsutil import atomic_write_bytes, read_regular
 from appliance.home import Home
@@ -22,11 +23,11 @@ def _read_anchor(anchor: str | Path | None) -> bytes | None:
 def _unlock(home: Home, passphrase: bytes) -> None:
     """Unseal the master key: checks the home manifest, holds the checkpoint key, and signs
     a checkpoint (and updates the manifest) at exit."""
-    from appliance import audit, masterkey
+    from appliance import audit
     from appliance.policy import load_policy
 
     policy = load_policy(home.policy_file)
-    masterkey.load(home, passphrase, policy)
+    trust.unlock(home, passphrase, policy)
     if not audit.unlocked(home):  # the trust session unlocks it; not when switched off
         audit.unlock(home, passphrase, policy)
 
@@ -71,7 +72,7 @@ def verify_home(home: Home, anchor: str | Path | None = None,
     from appliance.audit.notes import origin_for
     from appliance.audit.verify import verify_log
 
-    home.require_initialised()  # keys against home.json and the signed manifest
+    trust.require_home(home)  # keys against home.json and the signed manifest
     anchor_note = _read_anchor(anchor)
     key = keys.checkpoint_public_key(home)
     with logfile.locked(home):
@@ -122,7 +123,7 @@ def checkpoint_now(home: Home, passphrase: bytes, out: str | Path | None = None
     from appliance import audit
     from appliance.audit import logfile
 
-    home.require_initialised()
+    trust.require_home(home)
     _unlock(home, passphrase)
     audit.record(home, "audit.checkpointed", anchor_exported=out is not None)
     cp = audit.checkpoint(home)
@@ -137,7 +138,7 @@ def export_bundle(home: Home, out: str | Path, passphrase: bytes | None) -> dict
     from appliance import audit
     from appliance.audit import bundle
 
-    home.require_initialised()
+    trust.require_home(home)
     audit.record(home, "audit.exported")
     if passphrase is not None:
         _unlock(home, passphrase)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from appliance import audit, masterkey
+from appliance import audit, keys, trust
 from appliance.errors import PassphraseError, PolicyViolation, UsageError
 from appliance.home import Home
 from appliance.passphrase import MIN_LENGTH, read_passphrase
@@ -23,7 +23,7 @@ from appliance.vault import store
 
 def active_policy(home: Home) -> Policy:
     """The initialised home's active policy."""
-    home.require_initialised()
+    trust.require_home(home)
     return load_policy(home.policy_file)
 
 
@@ -32,7 +32,7 @@ def unlock(home: Home, policy: Policy, action: str, name: str | None = None, *,
     """The vault master key, from the passphrase (given, from a file, or prompted)."""
     try:
         secret = passphrase if passphrase is not None else read_passphrase(passphrase_file)
-        return masterkey.load(home, secret, policy)
+        return trust.unlock(home, secret, policy)
     except PassphraseError as exc:
         audit.record(home, action, outcome="failed", dataset=name, error="PassphraseError")
         if name is None:
@@ -166,5 +166,5 @@ def change_passphrase(home: Home, *, passphrase_file: str | None = None,
     if new == old:
         raise PassphraseError("the new passphrase is the same as the current one",
                               hint="choose a different passphrase")
-    masterkey.change_passphrase(home, old, new, policy)
+    keys.change_passphrase(home, old, new, policy)
     audit.record(home, "passphrase.change", datasets=len(store.list_datasets(home)))

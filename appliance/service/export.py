@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from appliance import audit
+from appliance import audit, trust
 from appliance.errors import IntegrityError, PolicyViolation, TrainingError, UsageError
 from appliance.export import signed
 from appliance.fsutil import fsync_dir
@@ -34,7 +34,7 @@ def require_merge_allowed(home: Home, policy: Policy, artifact: Path) -> None:
 def refuse_if_forbidden(home: Home, artifact: str | Path) -> None:
     """The console's `e` on an artifact: the same audited refusal `export merge` gives when
     the policy forbids merging; nothing when it allows it."""
-    home.require_initialised()
+    trust.require_home(home)
     require_merge_allowed(home, load_policy(home.policy_file), Path(artifact))
 
 
@@ -46,7 +46,7 @@ def merge(home: Home, artifact: str | Path, out: str | Path,
     in the sandbox and reads only the verified copy. Audited either way."""
     from appliance.passphrase import read_passphrase
 
-    home.require_initialised()
+    trust.require_home(home)
     policy = load_policy(home.policy_file)
     art, dest = Path(artifact), Path(out)
     with _verified_inputs(home, policy, art, dest, "export.merge") as (copy, result, prov, base):
@@ -112,7 +112,7 @@ def export_gguf(home: Home, artifact: str | Path, out: str | Path, qtype: str = 
     from appliance.export import gguf_writer
     from appliance.passphrase import read_passphrase
 
-    home.require_initialised()
+    trust.require_home(home)
     if qtype not in gguf_writer.TYPES:
         raise UsageError(f"unknown GGUF type {qtype!r}", where="--type",
                          hint=f"one of {', '.join(gguf_writer.TYPES)}")
@@ -156,7 +156,7 @@ def export_gguf_adapter(home: Home, artifact: str | Path, out: str | Path,
     from appliance.export import gguf_writer
     from appliance.passphrase import read_passphrase
 
-    home.require_initialised()
+    trust.require_home(home)
     policy = load_policy(home.policy_file)
     art, dest = Path(artifact), Path(out)
     with _verified_inputs(home, policy, art, dest, "export.gguf", gate=False) as (

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from appliance import audit
+from appliance import audit, trust
 from appliance.errors import DatasetFormatError, IntegrityError, TrainingError, UsageError
 from appliance.home import Home
 from appliance.models import store
@@ -113,7 +113,7 @@ def generate(home: Home, artifact: str | Path, prompts: list[Conversation], *,
     `compare_base`, `base`; answers PII-masked. `on_answer` sees each row as it comes."""
     from appliance.service.artifacts import verified_copy
 
-    home.require_initialised()
+    trust.require_home(home)
     policy = load_policy(home.policy_file)
     artifact = Path(artifact).absolute()
     iso = isolation.require_isolation()

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from appliance import __version__
+from appliance import __version__, trust
 from appliance.errors import HomeError, PolicyError
 from appliance.fsutil import atomic_write_bytes, atomic_write_text
 from appliance.home import Home
@@ -49,7 +49,7 @@ def _refuse_existing(home: Home) -> None:
 def init_home(home: Home, passphrase: bytes, policy_path: str | Path | None = None) -> InitResult:
     """Create a complete home; refuses any existing non-empty directory. The marker is
     written last, so a home without it is known to be incomplete."""
-    from appliance import audit, keys, masterkey, trust
+    from appliance import audit, keys, masterkey
     from appliance.audit.notes import origin_for
     from appliance.policy import load_policy, policy_digest
     from appliance.resources import shipped_policy
@@ -89,10 +89,10 @@ def init_home(home: Home, passphrase: bytes, policy_path: str | Path | None = No
 def export_keys(home: Home, out: str | Path) -> dict[str, Any]:
     """Write the home's public keys (PEM) and `trust-root.json` (their fingerprints, for
     `--trusted-key`) into `out` for auditors; records `keys.exported`."""
-    from appliance import audit, keys, trust
+    from appliance import audit, keys
     from appliance.audit.notes import origin_for
 
-    home.require_initialised()
+    trust.require_home(home)
     written = keys.export_public(home, Path(out))
     fps = keys.fingerprints(home)
     written.append(trust.write_trust_root(Path(out), fps.signing, fps.checkpoint,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from appliance import audit
+from appliance import audit, trust
 from appliance.errors import ApplianceError
 from appliance.home import Home
 from appliance.models import importer, store
@@ -14,7 +14,7 @@ from appliance.policy import Policy, load_policy
 
 def active_policy(home: Home) -> Policy:
     """The home's active policy."""
-    home.require_initialised()
+    trust.require_home(home)
     return load_policy(home.policy_file)
 
 
@@ -25,9 +25,8 @@ def import_model(home: Home, source: str | None, name: str | None, *,
     the converted weights and their record is refused by every command holding it."""
     policy = active_policy(home)
     if passphrase is not None:
-        from appliance import masterkey
 
-        masterkey.load(home, passphrase, policy)  # checks the manifest before adding to it
+        trust.unlock(home, passphrase, policy)  # checks the manifest before adding to it
     if default:
         path = importer.default_gguf()
         name = name or importer.DEFAULT_NAME
@@ -102,9 +101,8 @@ def list_models(home: Home) -> list[dict[str, Any]]:
 def record_model(home: Home, name: str, passphrase: bytes) -> dict[str, str]:
     """Record an imported model's digests in the home manifest (what `model import` does
     with the passphrase), for a model directory placed by other means."""
-    from appliance import masterkey
 
-    masterkey.load(home, passphrase, active_policy(home))
+    trust.unlock(home, passphrase, active_policy(home))
     record = store.read_record(home, name)
     _record_in_manifest(home, record)
     return {"name": record.name, "root_digest": record.root_digest}

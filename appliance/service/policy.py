@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from appliance import trust
 from appliance.errors import PolicyError
 from appliance.home import Home
 from appliance.policy import Policy, load_policy, policy_digest, schema_text
@@ -96,7 +97,7 @@ ABSENT = "(absent)"
 def active_policy(home: Home) -> ActivePolicy:
     """The home's active policy when the home is initialised, else the shipped default."""
     if home.is_initialised():
-        home.require_initialised()  # a hand-edited active policy is refused, not shown
+        trust.require_home(home)  # a hand-edited active policy is refused, not shown
         return ActivePolicy(load_policy(home.policy_file), home.policy_file, "home")
     path = shipped_policy("default")
     return ActivePolicy(load_policy(path), path, "shipped default")
@@ -109,7 +110,7 @@ REFUSED_HINT = 'an admin can set it to "after-verify"'
 def merge_permission(home: Home) -> dict[str, Any]:
     """Whether the active policy lets merged weights leave (`export.merged_weights`), with
     the setting and a readable reason; for the console, which shows it before asking."""
-    home.require_initialised()
+    trust.require_home(home)
     setting = load_policy(home.policy_file).export.merged_weights
     allowed = setting == "after-verify"
     reason = ("allowed after the artifact verifies" if allowed else
@@ -181,7 +182,7 @@ def plan_apply(home: Home, path: str | Path) -> tuple[Policy, list[PolicyChange]
     else is checked as usual)."""
     from appliance import manifest, trust
 
-    home.require_initialised(allow_policy_change=True)
+    trust.require_home(home, allow_policy_change=True)
     new = load_policy(path)
     edited = trust.active_digest(home) != manifest.read(home).body.policy_digest
     return new, diff_policies(load_policy(home.policy_file), new), edited
@@ -190,13 +191,13 @@ def plan_apply(home: Home, path: str | Path) -> tuple[Policy, list[PolicyChange]
 def apply_policy(home: Home, path: str | Path, passphrase: bytes) -> dict[str, Any]:
     """Make `path` the active policy: the passphrase opens the home (manifest checked), the
     old and new digests are audited and the manifest records the new one."""
-    from appliance import audit, manifest, masterkey, trust
+    from appliance import audit, manifest, trust
     from appliance.fsutil import atomic_write_bytes
 
     new, changes, _ = plan_apply(home, path)
     raw = Path(path).read_bytes()
     current = load_policy(home.policy_file)
-    masterkey.load(home, passphrase, current, allow_policy_change=True)
+    trust.unlock(home, passphrase, current, allow_policy_change=True)
     recorded = manifest.read(home).body.policy_digest
     new_digest = policy_digest(new)
     atomic_write_bytes(home.policy_file, raw, 0o600)

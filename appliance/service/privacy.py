@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from appliance import audit
+from appliance import audit, trust
 from appliance.errors import (
     ApplianceError,
     IntegrityError,
@@ -205,7 +205,7 @@ def check_artifact(home: Home, artifact: str | Path, *, passphrase_file: str | N
     measure the dataset's canaries on its adapter."""
     from appliance.service.artifacts import verified_copy
 
-    home.require_initialised()
+    trust.require_home(home)
     policy = load_policy(home.policy_file)
     path = Path(artifact)
     with verified_copy(home, path) as (copy, verified):  # measure only the verified copy
@@ -234,7 +234,6 @@ def _measure_artifact(home: Home, policy: Policy, path: Path, passphrase_file: s
                       on_event: Callable[[Event], None] | None,
                       ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Find the base model and the canaries of a verified artifact and measure them."""
-    from appliance import masterkey
     from appliance.passphrase import read_passphrase
 
     try:
@@ -246,7 +245,7 @@ def _measure_artifact(home: Home, policy: Policy, path: Path, passphrase_file: s
         raise SigningError("the artifact has no usable training provenance",
                            where=str(path)) from None
     model_dir = _model_dir(home, base)
-    master_key = masterkey.load(home, read_passphrase(passphrase_file), policy)
+    master_key = trust.unlock(home, read_passphrase(passphrase_file), policy)
     canaries = load_canaries(home, master_key, dataset)
     if canaries is None:
         raise VaultError(f"dataset {dataset!r} was imported without canaries, so there is "

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from appliance import trust
 from appliance.errors import DatasetFormatError, ScrubError, UsageError, VaultError
 from appliance.home import Home
 from appliance.policy import Policy, load_policy, policy_digest
@@ -260,15 +261,15 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
     """Prepare the dataset and write it encrypted into the vault; returns the report.
 
     Fails before any scrubbing when the vault is unavailable or the passphrase is wrong."""
-    from appliance import audit, masterkey
+    from appliance import audit
     from appliance.passphrase import read_passphrase
     from appliance.vault import store
 
     column_map = column_mapping(columns)  # a bad mapping is bad usage, before anything else
-    home.require_initialised()
+    trust.require_home(home)
     _refuse_existing(store, home, name)  # before the (long) scrub, not after it
     policy = load_policy(home.policy_file)
-    master_key = masterkey.load(home, read_passphrase(passphrase_file), policy)
+    master_key = trust.unlock(home, read_passphrase(passphrase_file), policy)
     try:
         prepared = prepare_dataset(path, policy, name=name, progress=progress, workers=workers,
                                    canaries=canaries, columns=column_map)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from appliance import audit
+from appliance import audit, trust
 from appliance.digests import file_sha256
 from appliance.errors import (
     DatasetFormatError,
@@ -159,7 +159,7 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
            recipe_path: str | Path | None, *, resume: str | None, passphrase_file: str | None,
            records: RecordsProvider, on_event: Callable[[Event], None] | None,
            echo_child_output: bool, processes: int | None, relay: Relay) -> TrainResult:
-    home.require_initialised()
+    trust.require_home(home)
     policy = load_policy(home.policy_file)
     if resume:
         run_id = resume
@@ -195,13 +195,10 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
     store.require_allowed(policy, model)
     iso = isolation.require_isolation()
     store.verify_weights(model)
-    from appliance import masterkey
 
     with relay.suspended():  # Ctrl-C at the prompt interrupts at once
         passphrase = _passphrase(passphrase_file)
-    master_key = masterkey.load(home, passphrase, policy)  # checks the home manifest
-    from appliance import trust
-
+    master_key = trust.unlock(home, passphrase, policy)  # checks the home manifest
     store.require_pinned(policy, model, trust.recorded_model(home, model.name))
     train_records = records(home, policy, master_key, recipe.dataset, "train")
     eval_records = records(home, policy, master_key, recipe.dataset, "eval")

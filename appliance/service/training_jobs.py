@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from appliance import trust
 from appliance.errors import RecipeError, UsageError
 from appliance.home import Home
 from appliance.service.jobs import ChildJob
@@ -220,7 +221,7 @@ def effective_recipe(home: Home, recipe_path: str | Path, dataset: str,
     from appliance.train.recipe import check_against_policy, parse_recipe, read_recipe_data
     from appliance.vault import store as vault
 
-    home.require_initialised()
+    trust.require_home(home)
     path = Path(recipe_path)
     data = read_recipe_data(path)
     data.update(dataset=dataset, base_model=base_model)

@@ -223,7 +223,7 @@ def _open_file(home: Home, name: str, path: Path) -> contextlib.AbstractContextM
     if not os.path.lexists(path):
         raise VaultError(f"no dataset named {name!r}", where=str(home.vault_dir),
                          hint="appliance dataset list shows the datasets")
-    return open_regular(path, error=VaultError)
+    return open_regular(path, error=VaultError, what="a vault file")
 
 
 def _failed(name: str, path: Path) -> IntegrityError:
@@ -472,7 +472,7 @@ def read_export(path: Path, policy: Policy, passphrase: bytes, split: str = "all
 
     _check_split(split)
     path = Path(path)
-    with open_regular(path, error=VaultError) as handle:
+    with open_regular(path, error=VaultError, what="a vault file") as handle:
         try:
             name = str(_parse_file(handle).identity.get("name", ""))
         except IntegrityError:

@@ -29,7 +29,8 @@ os.environ.update(SINGLE_THREAD_ENV)  # one BLAS thread per process, for both en
 
 from appliance.policy import load_policy  # noqa: E402
 from appliance.policy.pii import DIRECT_IDENTIFIERS  # noqa: E402
-from appliance.scrub.engine import Detection, Outcome, analyze_all  # noqa: E402
+from appliance.scrub.detection import Detection  # noqa: E402
+from appliance.scrub.engine import Outcome, analyze_all  # noqa: E402
 from appliance.scrub.evaluate import load_labeled, score, summary  # noqa: E402
 from appliance.scrub.offline import require_model  # noqa: E402
 from appliance.scrub.operators import Anonymizer, merge, new_key  # noqa: E402

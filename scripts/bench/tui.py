@@ -176,7 +176,7 @@ generations = 0
 def training_home(root: Path) -> Path:
     """A real home for the training situations: the demo policy, the default base model
     imported, 96 synthetic chat records (no PII) encrypted in the vault, one recipe."""
-    from appliance import masterkey
+    from appliance import trust
     from appliance.home import Home
     from appliance.models import importer
     from appliance.policy import load_policy
@@ -192,7 +192,7 @@ def training_home(root: Path) -> Path:
                              {"role": "assistant", "content": f"Item {i} is made of "
                               f"{('oak', 'steel', 'glass', 'clay')[i % 4]}, batch {i * 7}."}]}
                for i in range(96)]
-    key = masterkey.load(home, TRAIN_PASSPHRASE, policy)
+    key = trust.unlock(home, TRAIN_PASSPHRASE, policy)
     write_dataset(home, policy, key, "bench", records[:88], records[88:], {})
     (root / "recipes").mkdir()
     (root / "recipes" / "bench.toml").write_text(TRAIN_RECIPE)

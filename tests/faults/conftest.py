@@ -98,11 +98,11 @@ def pass_file(tmp_path: Path) -> Path:
 @pytest.fixture
 def home(tmp_path: Path, fast_policy: Path) -> Path:
     """An initialised home (fast KDF); the test process holds no key."""
-    from appliance import audit
+    from appliance import trust
     from appliance.home import Home
     from appliance.service.home import init_home
 
     root = tmp_path / "home"
     init_home(Home(root), PASSPHRASE, fast_policy)
-    audit.forget(Home(root))
+    trust.forget(Home(root))
     return root

@@ -1,4 +1,5 @@
-"""One test per fault finding (SECURITY.md, faults and bad input), run against the real commands: each bad input or
+"""One test per fault finding (SECURITY.md: faults), run against the real commands: each
+bad input or
 fault is one clear `appliance: ...` line with the contract's exit code, never an internal
 error, a traceback or a hang."""
 
@@ -311,14 +312,14 @@ def test_a_file_size_limit_during_a_vault_write_is_one_audited_line(home: Path):
     code = f"""
 import resource, sys
 from pathlib import Path
-from appliance import masterkey
+from appliance import trust
 from appliance.errors import NoSpaceError
 from appliance.home import Home
 from appliance.policy import load_policy
 from appliance.vault import store
 home = Home(Path({str(home)!r}))
 policy = load_policy(home.policy_file)
-key = masterkey.load(home, {PASSPHRASE!r}, policy)
+key = trust.unlock(home, {PASSPHRASE!r}, policy)
 records = [{{"text": "record %d " % i + "x" * 400}} for i in range(200)]
 resource.setrlimit(resource.RLIMIT_FSIZE, ({limit}, {limit}))
 try:

@@ -20,6 +20,7 @@ CHILD = r'''
 import contextlib, io, json, os, sys
 from pathlib import Path
 
+from appliance import trust
 from appliance import audit
 from appliance.cli.main import main
 from appliance.home import Home
@@ -60,7 +61,7 @@ def tail(home):
 
 home = Home(mnt / "home")
 init_home(home, pass_file.read_bytes().strip(), policy)
-audit.forget(home)
+trust.forget(home)
 h = ("--home", str(home.root))
 out = {}
 fill(16 * 1024)

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from appliance import trust
 from appliance.home import Home
 
 SEED = 20261122
@@ -105,7 +106,6 @@ def store_unscrubbed(home: Home, passphrase: bytes, name: str,
                      records: list[dict[str, Any]]) -> dict[str, Any]:
     """Plant the policy's canaries and write the records to the vault WITHOUT scrubbing
     (the positive control); every planted record trains, a few unplanted ones evaluate."""
-    from appliance import masterkey
     from appliance.policy import load_policy
     from appliance.privacy.canaries import CanarySet, make_canaries, placements, plant
     from appliance.privacy.sealing import seal
@@ -114,7 +114,7 @@ def store_unscrubbed(home: Home, passphrase: bytes, name: str,
 
     policy = load_policy(home.policy_file)
     privacy = policy.privacy
-    key = masterkey.load(home, passphrase, policy)
+    key = trust.unlock(home, passphrase, policy)
     canaries = make_canaries(SEED, tuple(privacy.canary_repeats), tuple(privacy.canary_kinds),
                              privacy.canary_controls)
     where = placements(records, canaries, SEED)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance import trust
 from appliance.home import Home
 from appliance.resources import shipped_policy
 from tests.privacy.control import base_records
@@ -44,12 +45,11 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Home, dict, Path
 
 
 def _canaries(home: Home):  # type: ignore[no-untyped-def]
-    from appliance import masterkey
     from appliance.policy import load_policy
     from appliance.service.privacy import load_canaries
 
     policy = load_policy(home.policy_file)
-    key = masterkey.load(home, PASSPHRASE.strip().encode(), policy)
+    key = trust.unlock(home, PASSPHRASE.strip().encode(), policy)
     return load_canaries(home, key, "ds"), policy, key
 
 
@@ -100,7 +100,6 @@ def test_dataset_show_and_the_audit_log_hold_no_canary_secret(imported):
 
 def test_training_refuses_early_when_the_dataset_has_no_canaries(tmp_path):
     """Policy asks for the check, dataset has no canaries: PolicyViolation before training."""
-    from appliance import masterkey
     from appliance.errors import PolicyViolation
     from appliance.policy import load_policy
     from appliance.service.privacy import canaries_for_training
@@ -109,7 +108,7 @@ def test_training_refuses_early_when_the_dataset_has_no_canaries(tmp_path):
     text = _policy_text().replace("plant_canaries = true", "check_before_signing = true")
     home = make_home(tmp_path / "home", text)
     policy = load_policy(home.policy_file)
-    key = masterkey.load(home, PASSPHRASE.strip().encode(), policy)
+    key = trust.unlock(home, PASSPHRASE.strip().encode(), policy)
     write_dataset(home, policy, key, "plain", base_records(4), base_records(1), {})
     with pytest.raises(PolicyViolation, match="without canaries"):
         canaries_for_training(home, policy, key, "plain")

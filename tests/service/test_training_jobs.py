@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance import trust
 from appliance.errors import ModelFormatError, PolicyViolation, RecipeError, UsageError
 from appliance.home import Home
 from appliance.resources import demo_recipe
@@ -33,13 +34,12 @@ REPO = Path(__file__).resolve().parents[2]
 
 def _home_with_dataset(tmp_path: Path, train: int = 10) -> Home:
     """A real initialised home (demo policy) with one encrypted dataset named `tiny`."""
-    from appliance import masterkey
     from appliance.policy import load_policy
     from appliance.vault.store import write_dataset
 
     home = make_home(tmp_path / "home")
     policy = load_policy(home.policy_file)
-    key = masterkey.load(home, b"correct horse battery staple", policy)
+    key = trust.unlock(home, b"correct horse battery staple", policy)
     records = (CHAT * (train // len(CHAT) + 1))[:train]
     write_dataset(home, policy, key, "tiny", records, CHAT[:2], {})
     return home

@@ -81,7 +81,7 @@ def test_train_artifact_report_and_no_leak(train_home: Home, pass_file: Path,
     prov = json.loads((art / "provenance.json").read_text())
     assert prov["base_model"]["source_digest"].startswith("sha256:b179c952")
     assert prov["adapter_sha256"] == result.adapter_sha256
-    assert prov["isolation"]["network"].startswith("unshare")
+    assert prov["isolation"]["network"].startswith("bubblewrap")
     assert prov["libraries"]["bitsandbytes"] != "absent" and prov["seeds"]["seed"] == 7
     # portable (docs/verifying.md): the base by name, its GGUF origin, tokenizer and model card
     assert json.loads((art / "adapter_config.json").read_text())[

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from appliance import trust
 from appliance.home import Home
 
 FAST_POLICY = Path(__file__).resolve().parent / "fast-policy.toml"
@@ -28,11 +29,10 @@ def passphrase() -> bytes:
 @pytest.fixture
 def initialised_home(tmp_path: Path) -> Iterator[Home]:
     """A complete home created by init under the fast policy; the process holds no key."""
-    from appliance import audit
     from appliance.service.home import init_home
 
     home = Home(tmp_path / "home")
     init_home(home, PASSPHRASE, FAST_POLICY)
-    audit.forget(home)
+    trust.forget(home)
     yield home
-    audit.forget(home)
+    trust.forget(home)

@@ -1,4 +1,4 @@
-"""Attacks by someone who can write the home but does not know the passphrase (SECURITY.md, trust anchors).
+"""Attacks by someone who can write the home but does not know the passphrase (SECURITY.md).
 
 Each runs the real command against the attacked home and expects one clear refusal line;
 where the protection is `appliance.trust`, the same attack is shown to succeed with the
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import audit, keys, trust
+from appliance import keys, trust
 from appliance.audit import logfile, merkle, notes
 from appliance.cli.main import main
 from appliance.home import Home
@@ -41,7 +41,7 @@ def _home(tmp_path: Path, name: str = "home") -> Home:
     home = Home(tmp_path / name)
     init_home(home, PASSPHRASE, FAST_POLICY)
     trust.close(home)  # what init's process does at exit
-    audit.forget(home)
+    trust.forget(home)
     return home
 
 
@@ -52,7 +52,7 @@ def _run(home: Home, capsys: pytest.CaptureFixture[str], *args: str) -> tuple[in
         code = main(["--home", str(home.root), *args])
         trust.close(home)  # the exit checkpoint and manifest update of a real process
     finally:
-        audit.forget(home)
+        trust.forget(home)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -69,7 +69,7 @@ def _artifact(home: Home, tmp_path: Path, name: str) -> Path:
     (art / "adapter_model.safetensors").write_bytes(os.urandom(256))
     sign_artifact(home, art, PASSPHRASE, PROVENANCE_INFO)
     trust.close(home)
-    audit.forget(home)
+    trust.forget(home)
     return art
 
 
@@ -242,7 +242,7 @@ def test_open_home_keys_or_policy_directories_are_refused(tmp_path, capsys, pass
     root.mkdir()
     root.chmod(0o777)
     init_home(Home(root), PASSPHRASE, FAST_POLICY)
-    audit.forget(Home(root))
+    trust.forget(Home(root))
     assert stat.S_IMODE(root.stat().st_mode) == 0o700
     home = Home(root)
     for path in (home.root, home.keys_dir, home.policy_file.parent):
@@ -279,7 +279,7 @@ def test_check_then_use_swap_does_not_reach_the_user(tmp_path):
         (art / "adapter_model.safetensors").write_bytes(b"swapped after verification")
         assert result["ok"] and copy != art
         assert (copy / "adapter_model.safetensors").read_bytes() == signed
-    audit.forget(home)
+    trust.forget(home)
     (art / "link").symlink_to(art / "adapter_model.safetensors")
     from appliance.errors import IntegrityError
 
@@ -378,14 +378,13 @@ def test_training_refuses_weights_no_authenticated_record_names(tmp_path, capsys
 
 
 def _dataset(home: Home) -> None:
-    from appliance import masterkey
     from appliance.policy import load_policy
     from appliance.vault.store import write_dataset
 
     chat = {"messages": [{"role": "user", "content": "hi"},
                          {"role": "assistant", "content": "hello"}]}
     policy = load_policy(home.policy_file)
-    write_dataset(home, policy, masterkey.load(home, PASSPHRASE, policy), "ds", [chat] * 4,
+    write_dataset(home, policy, trust.unlock(home, PASSPHRASE, policy), "ds", [chat] * 4,
                   [chat], {})
     trust.close(home)
-    audit.forget(home)
+    trust.forget(home)

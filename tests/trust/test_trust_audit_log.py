@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import audit, keys
+from appliance import audit, keys, trust
 from appliance.audit import logfile, notes
 from appliance.errors import IntegrityError
 from appliance.home import Home
@@ -33,7 +33,7 @@ def _fill(home: Home, passphrase: bytes, total: int) -> None:
     while len(_lines(home)) < total:
         audit.record(home, "test.event", count=len(_lines(home)))
     audit.checkpoint(home)
-    audit.forget(home)
+    trust.forget(home)
 
 
 def _verify(home: Home, anchor: Path | None = None) -> dict:
@@ -74,7 +74,7 @@ def test_checkpoints_follow_the_policy_interval(initialised_home, passphrase):
     audit.unlock(initialised_home, passphrase)
     for i in range(9):
         audit.record(initialised_home, "test.event", i=i)
-    audit.forget(initialised_home)
+    trust.forget(initialised_home)
     sizes = [int(name[:12]) for name, _ in
              logfile.checkpoint_notes(logfile.checkpoints_dir(initialised_home))]
     assert sizes == [2, 6, 10]
@@ -195,7 +195,7 @@ def test_forged_or_foreign_checkpoint_files_fail(initialised_home):
 def _anchor(home: Home, passphrase: bytes, tmp_path: Path) -> Path:
     out = tmp_path / "anchor.note"
     service.checkpoint_now(home, passphrase, out)
-    audit.forget(home)
+    trust.forget(home)
     return out
 
 
@@ -236,7 +236,7 @@ def test_anchor_detects_history_rewritten_by_a_key_holder(initialised_home, pass
     audit._SIGNERS[initialised_home.root] = audit._Signer(
         key, notes.origin_for(keys.fingerprint(key.public_key())), 100)
     audit.checkpoint(initialised_home)
-    audit.forget(initialised_home)
+    trust.forget(initialised_home)
     local = _verify(initialised_home)
     assert not local["ok"]  # the chain link still names line 2
     report = _verify(initialised_home, anchor)
@@ -267,7 +267,7 @@ def test_bundle_verifies_elsewhere_and_detects_tampering(initialised_home, passp
     """An exported bundle verifies without the home; an edited bundle log fails."""
     bundle = tmp_path / "bundle"
     summary = service.export_bundle(initialised_home, bundle, passphrase)
-    audit.forget(initialised_home)
+    trust.forget(initialised_home)
     assert summary["entries"] == 3 and (bundle / "keys" / keys.SIGNING_PUBLIC).is_file()
     report = service.verify_bundle(bundle, trusted_key=summary["checkpoint_key"])
     assert report["ok"] and report["uncovered"] == 0

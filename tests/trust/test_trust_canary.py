@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance import audit
+from appliance import audit, trust
 from appliance.errors import ApplianceError, HomeError
 from appliance.service import artifacts
 from appliance.service import audit as audit_service
@@ -84,7 +84,7 @@ def test_canaries_in_artifact_names_and_files_stay_out_of_signatures_and_log(
     artifacts.verify(initialised_home, tmp_path / f"{PHONE} {CARD}")  # missing directory
     (artifact / f"{NAME}_{SSN}.txt").unlink()
     audit_service.checkpoint_now(initialised_home, passphrase)
-    audit.forget(initialised_home)
+    trust.forget(initialised_home)
     _assert_clean(initialised_home.root)
     assert audit_service.verify_home(initialised_home)["ok"]
 

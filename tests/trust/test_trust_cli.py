@@ -119,7 +119,7 @@ def test_wrong_passphrase_is_refused_with_exit_1(cli_home, run_cli, tmp_path):
 
 def test_verify_command_json_fields_and_exit_codes(cli_home, run_cli):
     """`verify DIR --json` reports the promised fields; exit 0 signed, 1 once altered."""
-    from appliance import audit
+    from appliance import trust
     from appliance.home import Home
     from appliance.signing import sign_artifact
 
@@ -128,7 +128,7 @@ def test_verify_command_json_fields_and_exit_codes(cli_home, run_cli):
     artifact.mkdir()
     (artifact / "adapter_model.safetensors").write_bytes(b"\x00" * 128)
     sign_artifact(Home(home), artifact, b"correct horse battery staple", {"run_id": "run-1"})
-    audit.forget(Home(home))
+    trust.forget(Home(home))
     done = run_cli("verify", str(artifact), "--json", env=env)
     result = json.loads(done.stdout)
     assert done.returncode == 0 and result["ok"] is True

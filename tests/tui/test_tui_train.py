@@ -16,6 +16,7 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Select
 
+from appliance import trust
 from appliance.home import Home
 from appliance.tui.app import ApplianceConsole
 from appliance.tui.screens.train import TrainScreen
@@ -65,12 +66,11 @@ generations = 0
 def ready_home(train_home: Home) -> Home:  # noqa: F811 - the imported fixture
     """A real home (demo policy, the default model imported) with an encrypted dataset
     `tiny` and three recipes in HOME/recipes: tiny, one over the policy, one malformed."""
-    from appliance import masterkey
     from appliance.policy import load_policy
     from appliance.vault.store import write_dataset
 
     policy = load_policy(train_home.policy_file)
-    key = masterkey.load(train_home, PASSPHRASE.strip().encode(), policy)
+    key = trust.unlock(train_home, PASSPHRASE.strip().encode(), policy)
     write_dataset(train_home, policy, key, "tiny", CHAT[:8] + ALPACA[:2], CHAT[8:] + ALPACA[2:],
                   {})
     recipes = train_home.root / "recipes"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from vault_helpers import VaultHome, make_home
 
+from appliance import trust
 from appliance.errors import IntegrityError, PassphraseError
 from appliance.vault import crypto, layout, store
 
@@ -160,11 +161,10 @@ def test_spliced_headers_and_files_are_refused(vhome: VaultHome, tmp_path: Path)
 
 def test_wrong_master_key_and_passphrase_are_refused(small: tuple[VaultHome, bytes]) -> None:
     """Another master key fails verification; a wrong passphrase is a PassphraseError."""
-    from appliance import masterkey
 
     vh, _ = small
     with pytest.raises(IntegrityError):
         store.read_dataset(vh.home, os.urandom(32), "small")
     with pytest.raises(PassphraseError):
-        masterkey.load(vh.home, b"not the passphrase", vh.policy)
+        trust.unlock(vh.home, b"not the passphrase", vh.policy)
 

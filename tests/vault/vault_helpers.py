@@ -10,7 +10,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from appliance import masterkey
+from appliance import trust
 from appliance.home import Home
 from appliance.policy import Policy, load_policy
 from appliance.resources import shipped_policy
@@ -59,7 +59,7 @@ def make_home(root: Path, *, export: str = "never") -> VaultHome:
     policy = load_policy(home.policy_file)
     pw = root.parent / f"{root.name}.passphrase"
     pw.write_bytes(PASSPHRASE + b"\n")
-    return VaultHome(home, policy, masterkey.load(home, PASSPHRASE, policy), PASSPHRASE, pw)
+    return VaultHome(home, policy, trust.unlock(home, PASSPHRASE, policy), PASSPHRASE, pw)
 
 
 def copy_home(src: VaultHome, dst: Path) -> VaultHome:
