@@ -57,11 +57,16 @@ def check_permissions(home: Home) -> None:
 
 # --- what the home holds now ----------------------------------------------------------------
 def _marker_keys(home: Home) -> dict[str, Any]:
+    """The key fingerprints `home.json` names; {} when it cannot be read (a special file,
+    too large, too deep, not JSON), which the checks then report as a mismatch."""
+    from appliance.fsutil import ParseProblem, loads_json, read_regular
+
     try:
-        with open(home.marker, "rb") as handle:
-            keys = json.loads(handle.read(_MAX_TRUST_FILE))["keys"]
+        raw = read_regular(home.marker, max_bytes=_MAX_TRUST_FILE, what="home.json",
+                           error=HomeError)
+        keys = loads_json(raw)["keys"]
         return keys if isinstance(keys, dict) else {}
-    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+    except (ApplianceError, ParseProblem, KeyError, TypeError):
         return {}
 
 

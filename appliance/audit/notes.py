@@ -21,7 +21,7 @@ from appliance.errors import AuditError
 SIG_PREFIX = "\u2014 "
 ED25519_TYPE = b"\x01"
 MAX_NOTE_BYTES = 8192
-_ORIGIN_RE = re.compile(r"^[\x21-\x7e]{1,255}$")
+_ORIGIN_RE = re.compile(r"[\x21-\x7e]{1,255}")
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ def _parse_body(body: str) -> Checkpoint:
     if len(lines) < 4 or lines[-1] != "":
         raise ValueError("body too short")
     origin, size_text, root_text = lines[0], lines[1], lines[2]
-    if not _ORIGIN_RE.match(origin) or not re.fullmatch(r"0|[1-9][0-9]{0,18}", size_text):
+    if not _ORIGIN_RE.fullmatch(origin) or not re.fullmatch(r"0|[1-9][0-9]{0,18}", size_text):
         raise ValueError("bad origin or size")
     root = base64.b64decode(root_text, validate=True)
     if len(root) != 32:

@@ -339,3 +339,14 @@ except NoSpaceError as exc:
     last = json.loads(_log(home).splitlines()[-1])
     assert (last["action"], last["outcome"], last["error"]) == (
         "dataset.write", "failed", "NoSpaceError")
+
+
+def test_a_nesting_bomb_or_fifo_as_home_json_is_one_line(home: Path, cli: Callable[..., Done]):
+    """`home.json` replaced by a nesting bomb names no keys, so the guard refuses the home
+    (exit 1, one line); replaced by a FIFO it is not an initialised home: nothing hangs."""
+    marker = home / "home.json"
+    marker.write_bytes(b"[" * 20_000)
+    one_line(cli("--home", str(home), "dataset", "list"), 1)
+    marker.unlink()
+    os.mkfifo(marker)
+    one_line(run_child("--home", str(home), "dataset", "list", timeout=60), 1, "not initialised")
