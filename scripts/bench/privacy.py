@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from appliance.resources import shipped_policy  # noqa: E402
+from appliance.service.models import record_model  # noqa: E402
 from tests.privacy import control  # noqa: E402
 from tests.train.conftest import PASSPHRASE, make_home  # noqa: E402
 
@@ -35,6 +36,8 @@ def _home(root: Path, model: Path, plant: bool) -> tuple[Any, Path]:
         text = text.replace("plant_canaries = false", "plant_canaries = true")
     home = make_home(root / "home", text)
     shutil.copytree(model, home.models_dir / model.name, copy_function=os.link)
+    # a model placed by hand is trained on only once the manifest records it
+    record_model(home, model.name, PASSPHRASE.strip().encode())
     pass_file = root / "pass"
     pass_file.write_text(PASSPHRASE)
     pass_file.chmod(0o600)  # a passphrase file others can read is refused

@@ -167,6 +167,7 @@ def main() -> int:  # noqa: PLR0915 - a linear benchmark script
     from appliance.home import Home
     from appliance.models import importer
     from appliance.policy import load_policy
+    from appliance.service.models import record_model
     from appliance.service.train import train
 
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
@@ -174,6 +175,9 @@ def main() -> int:  # noqa: PLR0915 - a linear benchmark script
     if not (home.models_dir / importer.DEFAULT_NAME).exists():
         importer.import_model(home, load_policy(home.policy_file), importer.default_gguf(),
                               importer.DEFAULT_NAME)
+        # training needs an authenticated record of the weights (what `model import` with
+        # the passphrase writes)
+        record_model(home, importer.DEFAULT_NAME, PASSPHRASE.strip().encode())
     model_dir = str(home.models_dir / importer.DEFAULT_NAME / "weights")
     pass_file = work / "pass"
     pass_file.write_text(PASSPHRASE)

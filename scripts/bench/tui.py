@@ -182,12 +182,14 @@ def training_home(root: Path) -> Path:
     from appliance.policy import load_policy
     from appliance.resources import shipped_policy
     from appliance.service.home import init_home
+    from appliance.service.models import record_model
     from appliance.vault.store import write_dataset
 
     home = Home(root)
     init_home(home, TRAIN_PASSPHRASE, shipped_policy("demo"))
     policy = load_policy(home.policy_file)
     importer.import_model(home, policy, importer.default_gguf(), importer.DEFAULT_NAME)
+    record_model(home, importer.DEFAULT_NAME, TRAIN_PASSPHRASE)  # training needs the record
     records = [{"messages": [{"role": "user", "content": f"What is item {i} made of?"},
                              {"role": "assistant", "content": f"Item {i} is made of "
                               f"{('oak', 'steel', 'glass', 'clay')[i % 4]}, batch {i * 7}."}]}
