@@ -6,7 +6,6 @@ made. The parent signs the result and moves it into place."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,24 +14,16 @@ Emit = Callable[..., None]
 
 
 def run(job: dict[str, Any], emit: Emit) -> int:
-    """Write job['out'] from job['source']; 0 after `done` (what was written), else 1 after
-    `error`."""
-    from appliance.errors import ApplianceError
+    """Write job['out'] from job['source'] and emit `done` with what was written; a failure
+    is reported by appliance.train.child as an `error` event."""
     from appliance.export import gguf_writer
 
-    try:
-        if job["mode"] == "model":
-            wrote = gguf_writer.write_gguf(Path(job["source"]), Path(job["out"]),
-                                           job["qtype"], job["name"])
-        else:
-            config = json.loads(Path(job["base_config"]).read_text("utf-8"))
-            wrote = gguf_writer.write_lora_gguf(Path(job["source"]), config,
-                                                Path(job["out"]), job["name"])
-    except Exception as exc:
-        message = exc.line() if isinstance(exc, ApplianceError) else str(exc)[:300]
-        emit("error", kind=type(exc).__name__, message=message)
-        if os.environ.get("APPLIANCE_DEBUG"):
-            raise
-        return 1
+    if job["mode"] == "model":
+        wrote = gguf_writer.write_gguf(Path(job["source"]), Path(job["out"]), job["qtype"],
+                                       job["name"])
+    else:
+        config = json.loads(Path(job["base_config"]).read_text("utf-8"))
+        wrote = gguf_writer.write_lora_gguf(Path(job["source"]), config, Path(job["out"]),
+                                            job["name"])
     emit("done", **{k: v for k, v in wrote.items() if k != "names"})
     return 0

@@ -67,9 +67,9 @@ def main() -> int:
     kind = job.get("kind") or ("probe" if job.get("probe") else
                                 "privacy" if job.get("privacy") else
                                 "generate" if job.get("generate") else None)
-    if kind is not None:
-        return int(_job_module(kind).run(job, events.emit))
     try:
+        if kind is not None:
+            return int(_job_module(kind).run(job, events.emit))
         if launcher:
             from appliance.train import launcher as launch
 
@@ -77,7 +77,7 @@ def main() -> int:
         from appliance.train import trainer
 
         return trainer.run(job, events.emit, stop)
-    except Exception as exc:
+    except Exception as exc:  # every job's failure is one `error` event for the parent
         from appliance.errors import ApplianceError
 
         message = exc.line() if isinstance(exc, ApplianceError) else str(exc)[:500]

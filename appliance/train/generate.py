@@ -44,11 +44,7 @@ def _reply(model: Any, tokenizer: Any, job: dict[str, Any], index: int,
 def run(job: dict[str, Any], emit: Emit) -> int:
     """Answer every prompt of the job, one `answer` event each; 1 (with an `error` event)
     when anything fails."""
-    try:
-        return _run(job, emit)
-    except Exception as exc:  # reported to the parent, which refuses
-        emit("error", kind=type(exc).__name__, message=str(exc)[:500])
-        return 1
+    return _run(job, emit)  # a failure is reported by appliance.train.child as `error`
 
 
 def _run(job: dict[str, Any], emit: Emit) -> int:

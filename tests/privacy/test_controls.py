@@ -19,6 +19,7 @@ import pytest
 
 from appliance.errors import PolicyViolation
 from appliance.resources import shipped_policy
+from appliance.service.models import record_model
 from tests.privacy import control
 from tests.train.conftest import PASSPHRASE, make_home
 
@@ -33,6 +34,7 @@ def _home(root: Path, converted_model: Path, *, enforce: bool, plant: bool = Fal
     home = make_home(root / "home", text)
     shutil.copytree(converted_model, home.models_dir / converted_model.name,
                     copy_function=os.link)
+    record_model(home, converted_model.name, PASSPHRASE.strip().encode())  # as an import would
     pass_file = root / "pass"
     pass_file.write_text(PASSPHRASE)
     return home, pass_file

@@ -41,7 +41,7 @@ def main() -> int:
     artifact = out.strip().splitlines()[-1] if out.strip() else ""
     print(json.dumps({"command": "train", "code": code, "artifact": artifact}), flush=True)
     code, _ = _run("export", "merge", artifact, "--out", str(Path(out_dir) / "merged"),
-                   "--home", home)
+                   *common)  # the merged export is signed: it needs the passphrase
     print(json.dumps({"command": "export", "code": code}), flush=True)
     code, _ = _run("privacy-check", artifact, *common)
     print(json.dumps({"command": "privacy-check", "code": code}), flush=True)

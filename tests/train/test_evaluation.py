@@ -72,8 +72,12 @@ def _with_model(home: Home, converted_model: Path) -> Home:
     import os
     import shutil
 
+    from appliance.service.models import record_model
+    from tests.train.conftest import PASSPHRASE
+
     shutil.copytree(converted_model, home.models_dir / converted_model.name,
                     copy_function=os.link)
+    record_model(home, converted_model.name, PASSPHRASE.strip().encode())  # as an import would
     return home
 
 

@@ -58,6 +58,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory, converted_model: Path) -> 
     home = make_home(root / "home")
     shutil.copytree(converted_model, home.models_dir / converted_model.name,
                     copy_function=os.link)
+    from appliance.service.models import record_model
+
+    record_model(home, converted_model.name, PASSPHRASE.strip().encode())  # as an import would
     pass_file = root / "pass"
     pass_file.write_text(PASSPHRASE)
     result = train(home, write_recipe(root / "r.toml", steps=1, ckpt=5),
