@@ -11,17 +11,14 @@ Figures: docs/privacy.md.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import pytest
 
 from appliance.errors import PolicyViolation
 from appliance.resources import shipped_policy
-from appliance.service.models import record_model
 from tests.privacy import control
-from tests.train.conftest import PASSPHRASE, make_home
+from tests.train.conftest import PASSPHRASE, make_home, place_model
 
 pytestmark = pytest.mark.slow
 EPOCHS = 6
@@ -32,9 +29,7 @@ def _home(root: Path, converted_model: Path, *, enforce: bool, plant: bool = Fal
     if plant:
         text = text.replace("plant_canaries = false", "plant_canaries = true")
     home = make_home(root / "home", text)
-    shutil.copytree(converted_model, home.models_dir / converted_model.name,
-                    copy_function=os.link)
-    record_model(home, converted_model.name, PASSPHRASE.strip().encode())  # as an import would
+    place_model(home, converted_model)
     pass_file = root / "pass"
     pass_file.write_text(PASSPHRASE)
     return home, pass_file

@@ -44,16 +44,21 @@ def converted_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return record.path
 
 
+def place_model(home: Home, converted_model: Path) -> Home:
+    """`home` holding the converted default model (hard links), recorded in its manifest
+    as `model import` with the passphrase would (training needs that record)."""
+    from appliance.service.models import record_model
+
+    shutil.copytree(converted_model, home.models_dir / converted_model.name,
+                    copy_function=os.link)
+    record_model(home, converted_model.name, PASSPHRASE.strip().encode())
+    return home
+
+
 @pytest.fixture
 def train_home(tmp_path: Path, converted_model: Path) -> Home:
     """A fresh initialised home holding the default model (hard links)."""
-    from appliance.service.models import record_model
-
-    home = make_home(tmp_path / "home")
-    dest = home.models_dir / converted_model.name
-    shutil.copytree(converted_model, dest, copy_function=os.link)
-    record_model(home, converted_model.name, PASSPHRASE.strip().encode())  # as an import would
-    return home
+    return place_model(make_home(tmp_path / "home"), converted_model)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from appliance.errors import PolicyViolation, TrainingError
 from appliance.home import Home
 from appliance.resources import shipped_policy
 from appliance.service.train import INJECT_NAN_ENV, train
-from tests.train.conftest import make_home, memory_records, write_recipe
+from tests.train.conftest import make_home, memory_records, place_model, write_recipe
 
 DEMO_LR = 0.001
 OVERTRAIN = """
@@ -68,18 +68,6 @@ def _lenient_home(root: Path, general_rise: float | None = None) -> Home:
     return make_home(root, text)
 
 
-def _with_model(home: Home, converted_model: Path) -> Home:
-    import os
-    import shutil
-
-    from appliance.service.models import record_model
-    from tests.train.conftest import PASSPHRASE
-
-    shutil.copytree(converted_model, home.models_dir / converted_model.name,
-                    copy_function=os.link)
-    record_model(home, converted_model.name, PASSPHRASE.strip().encode())  # as an import would
-    return home
-
 
 def test_injected_nan_stops_the_run_within_one_step(train_home: Home, pass_file: Path,
                                                     tmp_path: Path,
@@ -105,7 +93,7 @@ def test_overtraining_is_refused_at_signing(tmp_path: Path, pass_file: Path,
                                             converted_model: Path) -> None:
     """20x the demo's learning rate without early stopping: the held-out loss rises and the
     run is refused at signing naming the limit and the numbers; its adapter stays."""
-    home = _with_model(_lenient_home(tmp_path / "over"), converted_model)
+    home = place_model(_lenient_home(tmp_path / "over"), converted_model)
     recipe = tmp_path / "over.toml"
     recipe.write_text(OVERTRAIN.format(lr=20 * DEMO_LR, steps=8, every=0, early="false"))
     with pytest.raises(PolicyViolation, match=r"not signed: evaluation\.max_eval_loss_rise: "
@@ -128,7 +116,7 @@ def test_early_stopping_signs_the_best_checkpoint(tmp_path: Path, pass_file: Pat
     within 1% of the best seen during training. (Even that checkpoint raises general-text
     perplexity about 3.6x at this learning rate, so this test allows 10x: it is about the
     held-out gate and early stopping; the perplexity gate refuses the run above.)"""
-    home = _with_model(_lenient_home(tmp_path / "early", general_rise=9.0), converted_model)
+    home = place_model(_lenient_home(tmp_path / "early", general_rise=9.0), converted_model)
     recipe = tmp_path / "early.toml"
     recipe.write_text(OVERTRAIN.format(lr=20 * DEMO_LR, steps=8, every=1, early="true"))
     events: list[dict[str, Any]] = []

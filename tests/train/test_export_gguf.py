@@ -63,15 +63,11 @@ def exported(tmp_path_factory: pytest.TempPathFactory, converted_model: Path
     """One tiny run, its merged export and its F16 and Q8_0 GGUF exports."""
     from appliance.service.export import export_gguf, merge
     from appliance.service.train import train
-    from tests.train.conftest import PASSPHRASE, make_home
+    from tests.train.conftest import PASSPHRASE, make_home, place_model
 
     root = tmp_path_factory.mktemp("gguf")
     home = make_home(root / "home")
-    shutil.copytree(converted_model, home.models_dir / converted_model.name,
-                    copy_function=os.link)
-    from appliance.service.models import record_model
-
-    record_model(home, converted_model.name, PASSPHRASE.strip().encode())  # as an import would
+    place_model(home, converted_model)
     pass_file = root / "pass"
     pass_file.write_text(PASSPHRASE)
     result = train(home, write_recipe(root / "r.toml", steps=1, ckpt=5),

@@ -52,15 +52,11 @@ print(json.dumps({"auto_vs_plain": float((a - p).abs().max()),
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory, converted_model: Path) -> dict[str, Any]:
     """One tiny training run (1 step) shared by this module's tests."""
-    from tests.train.conftest import PASSPHRASE, make_home
+    from tests.train.conftest import PASSPHRASE, make_home, place_model
 
     root = tmp_path_factory.mktemp("portable")
     home = make_home(root / "home")
-    shutil.copytree(converted_model, home.models_dir / converted_model.name,
-                    copy_function=os.link)
-    from appliance.service.models import record_model
-
-    record_model(home, converted_model.name, PASSPHRASE.strip().encode())  # as an import would
+    place_model(home, converted_model)
     pass_file = root / "pass"
     pass_file.write_text(PASSPHRASE)
     result = train(home, write_recipe(root / "r.toml", steps=1, ckpt=5),
