@@ -17,9 +17,9 @@ import secrets
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from appliance import audit, trust
 from appliance.digests import file_sha256
@@ -40,6 +40,9 @@ from appliance.train.cancel import Relay
 from appliance.train.data import validate_records
 from appliance.train.recipe import Recipe, check_against_policy, load_recipe, parse_recipe
 from appliance.train.trainer import total_steps
+
+if TYPE_CHECKING:
+    from appliance.privacy.canaries import CanarySet
 
 Event = dict[str, Any]
 INJECT_NAN_ENV = "APPLIANCE_TEST_INJECT_NAN_STEP"
@@ -155,184 +158,350 @@ def _cancelled(home: Home, run_id: str, steps: int, *, step: int, checkpoint: bo
                          hint=f"resume with appliance train --resume {run_id}")
 
 
-def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
-           recipe_path: str | Path | None, *, resume: str | None, passphrase_file: str | None,
-           records: RecordsProvider, on_event: Callable[[Event], None] | None,
-           echo_child_output: bool, processes: int | None, relay: Relay) -> TrainResult:
+@dataclass(frozen=True)
+class RunPlan:
+    """What resume-or-new decided: the run, its recipe and its run.json so far."""
+
+    run_id: str
+    run_dir: Path
+    recipe: Recipe
+    state: dict[str, Any]
+    resumed: bool
+
+
+@dataclass
+class RunState:
+    """One run as its setup steps establish it (what the launch and the outcome checks
+    read). `state` is the run's run.json, kept up to date as the run goes."""
+
+    home: Home
+    policy: Policy
+    run_id: str
+    run_dir: Path
+    recipe: Recipe
+    state: dict[str, Any]
+    resumed: bool
+    model: store.ModelRecord
+    iso: isolation.Isolation
+    train_records: list[dict[str, Any]] = field(default_factory=list)
+    eval_records: list[dict[str, Any]] = field(default_factory=list)
+    dataset_digest: str = ""
+    policy_digest: str = ""
+    total_steps: int = 0
+    canaries: CanarySet | None = None
+    checkpoint_key: bytes | None = None
+
+    @property
+    def adapter_out(self) -> Path:
+        """Where the trainer writes the finished adapter."""
+        return self.run_dir / "adapter"
+
+    @property
+    def metrics(self) -> Path:
+        """The run's metrics log."""
+        return self.run_dir / "metrics.jsonl"
+
+    def save(self) -> None:
+        """Write run.json."""
+        atomic_write_text(self.run_dir / "run.json", json.dumps(self.state, indent=2))
+
+
+@dataclass
+class RunCollector:
+    """Receives the trainer's events (the handler of run_isolated): audits tripwires, logs
+    metrics, keeps what the outcome checks, the gate and the artifact need, and passes
+    every event on to `on_event`."""
+
+    run: RunState
+    on_event: Callable[[Event], None] | None = None
+    errors: list[Event] = field(default_factory=list)
+    samples: list[Any] = field(default_factory=list)
+    workers: list[dict[str, Any]] = field(default_factory=list)
+    phases: dict[str, Event] = field(default_factory=dict)
+    """The `eval` and `general` events of this process, by "eval_before", "general_after"..."""
+    guard: Event | None = None
+    early_stop: Event | None = None
+    best: Event | None = None
+    stopped: Event | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+
+    METRIC_EVENTS = frozenset(("step", "eval", "general", "checkpoint", "resumed", "stopped",
+                               "guard", "early_stop", "best"))
+
+    def __call__(self, event: Event) -> None:
+        """Take one event from the child."""
+        kind = event.get("type")
+        if kind == "tripwire":
+            isolation.audit_tripwire(self.run.home, self.run.run_id, event)
+        elif kind == "worker":
+            self.workers.append({k: v for k, v in event.items() if k != "type"})
+        elif kind in self.METRIC_EVENTS:
+            run_metrics.append(self.run.metrics, event)
+            self._keep(str(kind), event)
+        elif kind == "generations":
+            self.samples = event.get("samples", [])
+        elif kind == "error":
+            self.errors.append(event)
+        elif kind == "done":
+            self.resources = {k: v for k, v in event.items() if k.startswith("peak_")}
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _keep(self, kind: str, event: Event) -> None:
+        if kind in ("eval", "general"):
+            self.phases[f"{kind}_{event['phase']}"] = event
+            if event["phase"] == "before":  # a resumed run has no "before" of its own
+                self.run.state[f"{kind}_before"] = event
+                self.run.save()
+        elif kind == "guard":
+            self.guard = event
+        elif kind == "early_stop":
+            self.early_stop = event
+        elif kind == "best":
+            self.best = event
+        elif kind == "stopped":
+            self.stopped = event
+
+    def before(self, kind: str) -> Event | None:
+        """The `kind` ("eval" or "general") numbers before training: recorded in run.json
+        when the run started (a resumed run), else this process's."""
+        return self.run.state.get(f"{kind}_before") or self.phases.get(f"{kind}_before")
+
+
+def _train(home: Home, recipe_path: str | Path | None, *, resume: str | None,
+           passphrase_file: str | None, records: RecordsProvider,
+           on_event: Callable[[Event], None] | None, echo_child_output: bool,
+           processes: int | None, relay: Relay) -> TrainResult:
+    """The run's steps, in order: resume or new, policy checks, unlock, records, canaries,
+    step and resume checks, keys; then under the run lock: start, launch, outcome checks,
+    the evaluation gate, the privacy check, the artifact."""
     trust.require_home(home)
     policy = load_policy(home.policy_file)
-    if resume:
-        run_id = resume
-        run_dir = home.runs_dir / run_id
-        try:
-            state = json.loads((run_dir / "run.json").read_text("utf-8"))
-        except FileNotFoundError:
-            raise UsageError(f"no run {run_id!r} to resume", where=str(home.runs_dir)) from None
-        if state.get("status") == "done":
-            raise UsageError(f"run {run_id!r} already finished",
-                             where=state.get("artifact", str(run_dir)))
-        if state.get("status") == "refused":
-            raise UsageError(f"run {run_id!r} was refused at signing by the evaluation "
-                             "limits; its adapter stays for inspection", where=str(run_dir),
-                             hint="start a new run")
-        recipe = parse_recipe(state["recipe"], f"{run_dir}/run.json")
-        if processes is not None and processes != recipe.processes:
-            raise UsageError("--processes applies to new runs; a resumed run keeps the "
-                             f"{recipe.processes} process(es) it started with",
-                             where=f"run {run_id}")
-    else:
-        if recipe_path is None:
-            raise UsageError("give a RECIPE file or --resume RUN")
-        recipe = load_recipe(recipe_path)
-        if processes is not None:
-            recipe = parse_recipe({**recipe.model_dump(), "processes": processes},
-                                  "--processes")
-        run_id = new_run_id()
-        run_dir = home.runs_dir / run_id
-        state = {}
+    plan = _resume_run(home, resume, processes) if resume else \
+        _new_run(home, recipe_path, processes)
+    model, iso = _check_policy(home, policy, plan.recipe)
+    run = RunState(home, policy, plan.run_id, plan.run_dir, plan.recipe, plan.state,
+                   plan.resumed, model, iso)
+    with relay.suspended():  # Ctrl-C at the prompt interrupts at once
+        passphrase = _passphrase(passphrase_file)
+    master_key = trust.unlock(home, passphrase, policy)  # checks the home manifest
+    store.require_pinned(policy, run.model, trust.recorded_model(home, run.model.name))
+    _read_records(run, master_key, records)
+    _setup_canaries(run, master_key)
+    _check_steps(run)
+    _check_resumable(run)
+    if relay.requested:
+        raise _cancelled(home, run.run_id, run.total_steps,
+                         step=checkpoint.latest_step(run.run_dir) or 0, checkpoint=False,
+                         stage="before start")
+    _setup_keys(run, master_key)
+    with _run_lock(run.run_dir):
+        _record_start(run, on_event)
+        collector = RunCollector(run, on_event)
+        result = _launch(run, collector, relay=relay, passphrase_file=passphrase_file,
+                         echo_child_output=echo_child_output)
+        evals = _check_outcome(run, collector, result, relay)
+        evaluation = _gate(run, collector, evals)
+        privacy = _check_privacy(run)
+        return _finish(run, collector, evals, evaluation, privacy, passphrase)
+
+
+def _resume_run(home: Home, run_id: str, processes: int | None) -> RunPlan:
+    """The run `run_id` as run.json left it, if it can go on."""
+    run_dir = home.runs_dir / run_id
+    try:
+        state = json.loads((run_dir / "run.json").read_text("utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"no run {run_id!r} to resume", where=str(home.runs_dir)) from None
+    if state.get("status") == "done":
+        raise UsageError(f"run {run_id!r} already finished",
+                         where=state.get("artifact", str(run_dir)))
+    if state.get("status") == "refused":
+        raise UsageError(f"run {run_id!r} was refused at signing by the evaluation "
+                         "limits; its adapter stays for inspection", where=str(run_dir),
+                         hint="start a new run")
+    recipe = parse_recipe(state["recipe"], f"{run_dir}/run.json")
+    if processes is not None and processes != recipe.processes:
+        raise UsageError("--processes applies to new runs; a resumed run keeps the "
+                         f"{recipe.processes} process(es) it started with",
+                         where=f"run {run_id}")
+    return RunPlan(run_id, run_dir, recipe, state, resumed=True)
+
+
+def _new_run(home: Home, recipe_path: str | Path | None, processes: int | None) -> RunPlan:
+    """A new run of the recipe at `recipe_path` (nothing is written yet)."""
+    if recipe_path is None:
+        raise UsageError("give a RECIPE file or --resume RUN")
+    recipe = load_recipe(recipe_path)
+    if processes is not None:
+        recipe = parse_recipe({**recipe.model_dump(), "processes": processes}, "--processes")
+    run_id = new_run_id()
+    return RunPlan(run_id, home.runs_dir / run_id, recipe, {}, resumed=False)
+
+
+def _check_policy(home: Home, policy: Policy,
+                  recipe: Recipe) -> tuple[store.ModelRecord, isolation.Isolation]:
+    """The recipe and its base model under the policy; the sandbox; the weights' digest."""
     check_against_policy(recipe, policy)
     model = store.read_record(home, recipe.base_model)
     store.require_allowed(policy, model)
     iso = isolation.require_isolation()
     store.verify_weights(model)
+    return model, iso
 
-    with relay.suspended():  # Ctrl-C at the prompt interrupts at once
-        passphrase = _passphrase(passphrase_file)
-    master_key = trust.unlock(home, passphrase, policy)  # checks the home manifest
-    store.require_pinned(policy, model, trust.recorded_model(home, model.name))
-    train_records = records(home, policy, master_key, recipe.dataset, "train")
-    eval_records = records(home, policy, master_key, recipe.dataset, "eval")
-    validate_records(train_records)
-    validate_records(eval_records)
-    if not train_records:
-        raise DatasetFormatError("the training split is empty", where=recipe.dataset)
-    if not eval_records:
+
+def _read_records(run: RunState, master_key: bytes, records: RecordsProvider) -> None:
+    """Both splits, decrypted in memory and validated, and their digest."""
+    name = run.recipe.dataset
+    run.train_records = records(run.home, run.policy, master_key, name, "train")
+    run.eval_records = records(run.home, run.policy, master_key, name, "eval")
+    validate_records(run.train_records)
+    validate_records(run.eval_records)
+    if not run.train_records:
+        raise DatasetFormatError("the training split is empty", where=name)
+    if not run.eval_records:
         raise PolicyViolation("the dataset has no held-out eval split",
                               where="policy training.require_eval_split")
-    from appliance.service.privacy import before_signing, canaries_for_training  # docs/privacy.md
+    run.dataset_digest = records_digest(run.train_records, run.eval_records)
 
-    canaries = canaries_for_training(home, policy, master_key, recipe.dataset)
-    steps = total_steps(recipe, len(train_records))
-    if steps > policy.training.limits.max_steps:
-        raise PolicyViolation(f"the recipe makes {steps} optimizer steps, over the policy "
-                              f"limit training.limits.max_steps = "
-                              f"{policy.training.limits.max_steps}", where="recipe")
-    digest = records_digest(train_records, eval_records)
-    if resume and state.get("dataset_digest") != digest:
-        raise IntegrityError("the dataset changed since the run started", where=str(run_dir),
-                             hint="start a new run")
-    pdigest = policy_digest(policy)
-    if resume and state.get("policy_digest") != pdigest:
+
+def _setup_canaries(run: RunState, master_key: bytes) -> None:
+    """The dataset's canaries when the policy checks exposure before signing."""
+    from appliance.service.privacy import canaries_for_training  # docs/privacy.md
+
+    run.canaries = canaries_for_training(run.home, run.policy, master_key, run.recipe.dataset)
+
+
+def _check_steps(run: RunState) -> None:
+    """The run's optimizer steps under the policy's limit."""
+    run.total_steps = total_steps(run.recipe, len(run.train_records))
+    limit = run.policy.training.limits.max_steps
+    if run.total_steps > limit:
+        raise PolicyViolation(f"the recipe makes {run.total_steps} optimizer steps, over the "
+                              f"policy limit training.limits.max_steps = {limit}",
+                              where="recipe")
+
+
+def _check_resumable(run: RunState) -> None:
+    """A resumed run goes on only on the dataset and policy it started with."""
+    run.policy_digest = policy_digest(run.policy)
+    if not run.resumed:
+        return
+    if run.state.get("dataset_digest") != run.dataset_digest:
+        raise IntegrityError("the dataset changed since the run started",
+                             where=str(run.run_dir), hint="start a new run")
+    if run.state.get("policy_digest") != run.policy_digest:
         raise PolicyViolation("the active policy changed since the run started",
-                              where=str(run_dir), hint="start a new run under this policy")
-    if relay.requested:
-        raise _cancelled(home, run_id, steps, step=checkpoint.latest_step(run_dir) or 0,
-                         checkpoint=False, stage="before start")
-    key = None
-    if policy.training.encrypt_checkpoints:
+                              where=str(run.run_dir),
+                              hint="start a new run under this policy")
+
+
+def _setup_keys(run: RunState, master_key: bytes) -> None:
+    """The run's checkpoint key, when the policy encrypts checkpoints."""
+    if run.policy.training.encrypt_checkpoints:
         from appliance.train.sealing import derive_run_key
 
-        key = derive_run_key(master_key, run_id)
-    with _run_lock(run_dir):
-        if not resume:
-            state = {"run_id": run_id, "status": "running", "recipe": recipe.model_dump(),
+        run.checkpoint_key = derive_run_key(master_key, run.run_id)
+
+
+def _record_start(run: RunState, on_event: Callable[[Event], None] | None) -> None:
+    """run.json for a new run; the start (or resume) audit event; the console's `run`
+    event (it learns the run id before the first step)."""
+    model, recipe = run.model, run.recipe
+    if not run.resumed:
+        run.state = {"run_id": run.run_id, "status": "running", "recipe": recipe.model_dump(),
                      "base_model": {"name": model.name, "root_digest": model.root_digest,
                                     "source_digest": model.source_digest},
-                     "dataset": {"name": recipe.dataset, "train_records": len(train_records),
-                                 "eval_records": len(eval_records)},
-                     "dataset_digest": digest, "policy_digest": pdigest,
-                     "isolation": iso.detail, "total_steps": steps,
+                     "dataset": {"name": recipe.dataset,
+                                 "train_records": len(run.train_records),
+                                 "eval_records": len(run.eval_records)},
+                     "dataset_digest": run.dataset_digest,
+                     "policy_digest": run.policy_digest, "isolation": run.iso.detail,
+                     "total_steps": run.total_steps,
                      "started": _dt.datetime.now(_dt.UTC).isoformat()}
-            atomic_write_text(run_dir / "run.json", json.dumps(state, indent=2))
-        audit.record(home, "train.resume" if resume else "train.start", run_id=run_id,
-                     base_model=model.root_digest, dataset_digest=digest,
-                     policy_digest=pdigest, isolation=iso.detail, total_steps=steps,
-                     processes=recipe.processes)
-        if on_event is not None:  # the console learns the run id before the first step
-            on_event({"type": "run", "run_id": run_id, "total_steps": steps,
-                      "resume": bool(resume), "processes": recipe.processes})
-        adapter_out = run_dir / "adapter"
-        if adapter_out.exists():
-            shutil.rmtree(adapter_out)
-        # a run killed before its first checkpoint starts again from step 0
-        from_step = checkpoint.latest_step(run_dir) if resume else None
-        metrics = run_dir / "metrics.jsonl"
-        run_metrics.rewind(metrics, from_step)  # lines after the checkpoint would repeat
-        # absolute paths: the sandbox shows the child these paths alone, at the same place
-        job = {"run_id": run_id, "run_dir": str(run_dir.absolute()),
-               "model_dir": str(model.weights_dir.absolute()),
-               "recipe": recipe.model_dump(), "train": train_records, "eval": eval_records,
-               "checkpoint_key": key.hex() if key else None,
-               "resume": from_step is not None, "adapter_out": str(adapter_out.absolute()),
-               "general": general.paragraphs(recipe.eval.general_paragraphs),
-               "patience": policy.evaluation.patience,
-               "min_delta": policy.evaluation.min_delta,
-               "inject_nan_at_step": int(os.environ.get(INJECT_NAN_ENV) or 0)}
-        collected: dict[str, Any] = {"errors": [], "samples": [], "workers": []}
+        run.save()
+    audit.record(run.home, "train.resume" if run.resumed else "train.start",
+                 run_id=run.run_id, base_model=model.root_digest,
+                 dataset_digest=run.dataset_digest, policy_digest=run.policy_digest,
+                 isolation=run.iso.detail, total_steps=run.total_steps,
+                 processes=recipe.processes)
+    if on_event is not None:
+        on_event({"type": "run", "run_id": run.run_id, "total_steps": run.total_steps,
+                  "resume": run.resumed, "processes": recipe.processes})
 
-        def handle(event: Event) -> None:
-            kind = event.get("type")
-            if kind == "tripwire":
-                isolation.audit_tripwire(home, run_id, event)
-            elif kind == "worker":
-                collected["workers"].append({k: v for k, v in event.items() if k != "type"})
-            elif kind in ("step", "eval", "general", "checkpoint", "resumed", "stopped",
-                          "guard", "early_stop", "best"):
-                run_metrics.append(metrics, event)
-                if kind in ("eval", "general"):
-                    collected[f"{kind}_{event['phase']}"] = event
-                    if event["phase"] == "before":
-                        state[f"{kind}_before"] = event
-                        atomic_write_text(run_dir / "run.json", json.dumps(state, indent=2))
-                if kind in ("guard", "early_stop", "best"):
-                    collected[kind] = event
-                if kind == "stopped":
-                    collected["stopped"] = event
-            elif kind == "generations":
-                collected["samples"] = event.get("samples", [])
-            elif kind == "error":
-                collected["errors"].append(event)
-            elif kind == "done":
-                collected["resources"] = {k: v for k, v in event.items()
-                                          if k.startswith("peak_")}
-            if on_event is not None:
-                on_event(event)
 
-        spec = isolation.child_spec(read_only=(model.weights_dir,), writable=(run_dir,),
-                                    passphrase_file=passphrase_file)
-        result = isolation.run_isolated(job, handle, iso, spec=spec, relay=relay,
-                                        launch=recipe.processes > 1,
-                                        echo_output=echo_child_output)
-        if "guard" in collected:
-            raise _guard_stop(home, run_id, collected["guard"])
-        if "stopped" in collected:
-            stopped = collected["stopped"]
-            raise _cancelled(home, run_id, steps, step=int(stopped.get("step") or 0),
-                             checkpoint=bool(stopped.get("checkpoint", True)))
-        if relay.requests > 1 and result.returncode != 0:
-            raise _cancelled(home, run_id, steps, step=checkpoint.latest_step(run_dir) or 0,
-                             checkpoint=False, outcome="killed")
-        if result.returncode != 0 or "eval_after" not in collected:
-            why = collected["errors"][-1]["message"] if collected["errors"] else \
-                f"trainer exited with status {result.returncode}"
-            kind = collected["errors"][-1]["kind"] if collected["errors"] else "exit"
-            audit.record(home, "train.failed", outcome="failed", run_id=run_id, error=kind)
-            raise TrainingError(f"training failed: {why}", where=f"run {run_id}",
-                                hint=f"run again with --debug to see the trainer's output; "
-                                     f"resume with appliance train --resume {run_id}")
-        if "early_stop" in collected:
-            early = collected["early_stop"]
-            audit.record(home, "train.early_stop", run_id=run_id, step=early["step"],
-                         best_step=early["best_step"], best_loss=early["best_loss"],
-                         patience=early["patience"],
-                         reason="held-out loss did not improve for "
-                                f"{early['patience']} evaluations")
-        collected["evaluation"] = _gate(home, policy, recipe, run_id, state, collected)
-        if canaries is not None:  # the canary exposure check, before anything is signed
-            collected["privacy"] = before_signing(
-                home, policy, canaries, adapter_dir=adapter_out, run_dir=run_dir,
-                model_dir=model.weights_dir, recipe=state["recipe"], run_id=run_id)
-        return _finish(home, model, run_id, run_dir, state, collected, iso.detail, passphrase)
+def _launch(run: RunState, collector: RunCollector, *, relay: Relay,
+            passphrase_file: str | None, echo_child_output: bool) -> isolation.ChildResult:
+    """Hand the job to the trainer in the sandbox; its events go to `collector`."""
+    if run.adapter_out.exists():
+        shutil.rmtree(run.adapter_out)
+    # a run killed before its first checkpoint starts again from step 0
+    from_step = checkpoint.latest_step(run.run_dir) if run.resumed else None
+    run_metrics.rewind(run.metrics, from_step)  # lines after the checkpoint would repeat
+    model, recipe, policy = run.model, run.recipe, run.policy
+    # absolute paths: the sandbox shows the child these paths alone, at the same place
+    job = {"run_id": run.run_id, "run_dir": str(run.run_dir.absolute()),
+           "model_dir": str(model.weights_dir.absolute()),
+           "recipe": recipe.model_dump(), "train": run.train_records,
+           "eval": run.eval_records,
+           "checkpoint_key": run.checkpoint_key.hex() if run.checkpoint_key else None,
+           "resume": from_step is not None, "adapter_out": str(run.adapter_out.absolute()),
+           "general": general.paragraphs(recipe.eval.general_paragraphs),
+           "patience": policy.evaluation.patience,
+           "min_delta": policy.evaluation.min_delta,
+           "inject_nan_at_step": int(os.environ.get(INJECT_NAN_ENV) or 0)}
+    spec = isolation.child_spec(read_only=(model.weights_dir,), writable=(run.run_dir,),
+                                passphrase_file=passphrase_file)
+    return isolation.run_isolated(job, collector, run.iso, spec=spec, relay=relay,
+                                  launch=recipe.processes > 1,
+                                  echo_output=echo_child_output)
+
+
+def _check_outcome(run: RunState, collector: RunCollector, result: isolation.ChildResult,
+                   relay: Relay) -> dict[str, Event]:
+    """How the trainer ended: a guard's stop, a cancel, a kill or a failure raise (each
+    audited); an early stop is audited. Returns the held-out numbers "before" and "after"
+    training (what the gate, the report and the provenance read)."""
+    home, run_id = run.home, run.run_id
+    if collector.guard is not None:
+        raise _guard_stop(home, run_id, collector.guard)
+    if collector.stopped is not None:
+        stopped = collector.stopped
+        raise _cancelled(home, run_id, run.total_steps, step=int(stopped.get("step") or 0),
+                         checkpoint=bool(stopped.get("checkpoint", True)))
+    if relay.requests > 1 and result.returncode != 0:
+        raise _cancelled(home, run_id, run.total_steps,
+                         step=checkpoint.latest_step(run.run_dir) or 0, checkpoint=False,
+                         outcome="killed")
+    eval_after = collector.phases.get("eval_after")
+    if result.returncode != 0 or eval_after is None:
+        last = collector.errors[-1] if collector.errors else None
+        why = last["message"] if last else f"trainer exited with status {result.returncode}"
+        audit.record(home, "train.failed", outcome="failed", run_id=run_id,
+                     error=last["kind"] if last else "exit")
+        raise TrainingError(f"training failed: {why}", where=f"run {run_id}",
+                            hint=f"run again with --debug to see the trainer's output; "
+                                 f"resume with appliance train --resume {run_id}")
+    if collector.early_stop is not None:
+        early = collector.early_stop
+        audit.record(home, "train.early_stop", run_id=run_id, step=early["step"],
+                     best_step=early["best_step"], best_loss=early["best_loss"],
+                     patience=early["patience"],
+                     reason="held-out loss did not improve for "
+                            f"{early['patience']} evaluations")
+    return {phase: {k: v for k, v in (values or {}).items() if k != "type"}
+            for phase, values in (("before", collector.before("eval")), ("after", eval_after))}
+
+
+def _check_privacy(run: RunState) -> dict[str, Any] | None:
+    """The canary exposure check on the fresh adapter, before anything is signed."""
+    if run.canaries is None:
+        return None
+    from appliance.service.privacy import before_signing  # docs/privacy.md
+
+    return before_signing(run.home, run.policy, run.canaries, adapter_dir=run.adapter_out,
+                          run_dir=run.run_dir, model_dir=run.model.weights_dir,
+                          recipe=run.state["recipe"], run_id=run.run_id)
 
 
 def _guard_stop(home: Home, run_id: str, trip: Event) -> TrainingError:
@@ -344,73 +513,61 @@ def _guard_stop(home: Home, run_id: str, trip: Event) -> TrainingError:
                          hint="lower optim.learning_rate or check the data; nothing was signed")
 
 
-def _gate(home: Home, policy: Policy, recipe: Recipe, run_id: str, state: dict[str, Any],
-          collected: dict[str, Any]) -> dict[str, Any]:
+def _gate(run: RunState, collector: RunCollector, evals: dict[str, Event]) -> dict[str, Any]:
     """The policy's evaluation limits on the run's numbers; refuses a failing run before
     anything is signed (its adapter and checkpoints stay in the run directory)."""
-    eval_before = state.get("eval_before") or collected.get("eval_before", {})
+    policy = run.policy
     result = gates.verdict(
-        policy.evaluation, eval_before=eval_before, eval_after=collected["eval_after"],
-        general_before=state.get("general_before") or collected.get("general_before"),
-        general_after=collected.get("general_after"),
-        samples=collected["samples"],
-        format_regex=recipe.eval.format_regex)
-    if "best" in collected:
-        best = collected["best"]
-        result["best"] = {k: best[k] for k in ("step", "final_step", "loss", "evaluations",
-                                               "reason")}
-    if "early_stop" in collected:
-        result["early_stop"] = {k: collected["early_stop"][k]
+        policy.evaluation, eval_before=evals["before"], eval_after=evals["after"],
+        general_before=collector.before("general"),
+        general_after=collector.phases.get("general_after"), samples=collector.samples,
+        format_regex=run.recipe.eval.format_regex)
+    if collector.best is not None:
+        result["best"] = {k: collector.best[k] for k in ("step", "final_step", "loss",
+                                                         "evaluations", "reason")}
+    if collector.early_stop is not None:
+        result["early_stop"] = {k: collector.early_stop[k]
                                 for k in ("step", "best_step", "patience")}
     result["general_text"] = general.SOURCE
     failed = [c["limit"] for c in result["checks"] if not c["passed"]]
-    audit.record(home, "train.evaluation", outcome="passed" if not failed else
-                 "refused" if policy.evaluation.enforce else "recorded", run_id=run_id,
+    audit.record(run.home, "train.evaluation", outcome="passed" if not failed else
+                 "refused" if policy.evaluation.enforce else "recorded", run_id=run.run_id,
                  failed=failed, checks={c["limit"]: c["value"] for c in result["checks"]})
     if failed and policy.evaluation.enforce:
-        run_dir = home.runs_dir / run_id
-        state.update(status="refused", evaluation=result)
-        atomic_write_text(run_dir / "run.json", json.dumps(state, indent=2))
-        raise PolicyViolation(f"not signed: {gates.refusal(result)}", where=f"run {run_id}",
-                              hint=f"the adapter stays in {run_dir / 'adapter'} for "
+        run.state.update(status="refused", evaluation=result)
+        run.save()
+        raise PolicyViolation(f"not signed: {gates.refusal(result)}", where=f"run {run.run_id}",
+                              hint=f"the adapter stays in {run.adapter_out} for "
                                    "inspection; lower the learning rate or enable "
                                    "eval.early_stopping")
     return result
 
 
-def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
-            state: dict[str, Any], collected: dict[str, Any], isolation_detail: str,
+def _finish(run: RunState, collector: RunCollector, evals: dict[str, Event],
+            evaluation: dict[str, Any], privacy: dict[str, Any] | None,
             passphrase: bytes) -> TrainResult:
     """Assemble, sign and move the artifact into place; audit; mark the run done."""
+    home, model, run_id, state = run.home, run.model, run.run_id, run.state
     staging = home.artifacts_dir / ".staging" / run_id
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True)
-    adapter_src = run_dir / "adapter"
     for name in ("adapter_config.json", "adapter_model.safetensors"):
-        shutil.copy2(adapter_src / name, staging / name)
-    shutil.copy2(run_dir / "metrics.jsonl", staging / "metrics.jsonl")
+        shutil.copy2(run.adapter_out / name, staging / name)
+    shutil.copy2(run.metrics, staging / "metrics.jsonl")
     artifact.make_portable(staging, model.weights_dir, model.name)
     adapter_digest = "sha256:" + file_sha256(staging / "adapter_model.safetensors")
-    strip = ("type",)
-    eval_before = {k: v for k, v in (state.get("eval_before") or
-                                     collected.get("eval_before", {})).items()
-                   if k not in strip}
-    eval_after = {k: v for k, v in collected["eval_after"].items() if k not in strip}
-    evals = {"before": eval_before, "after": eval_after}
+    checks = {"privacy": privacy} if privacy is not None else {}  # shared by both documents
+    checks["evaluation"] = evaluation
     report = {"run_id": run_id, "recipe": state["recipe"], "base_model": state["base_model"],
               "dataset": state["dataset"], "dataset_digest": state["dataset_digest"],
               "policy_digest": state["policy_digest"], "total_steps": state["total_steps"],
-              "eval": evals, "samples": collected["samples"],
-              "adapter_sha256": adapter_digest, "isolation": isolation_detail,
-              "resources": collected.get("resources", {})}
-    if collected.get("workers"):
-        report["distributed"] = {"processes": len(collected["workers"]),
-                                 "workers": sorted(collected["workers"],
+              "eval": evals, "samples": collector.samples, "adapter_sha256": adapter_digest,
+              "isolation": run.iso.detail, "resources": collector.resources, **checks}
+    if collector.workers:
+        report["distributed"] = {"processes": len(collector.workers),
+                                 "workers": sorted(collector.workers,
                                                    key=lambda w: int(w.get("rank", 0)))}
-    if "privacy" in collected:
-        report["privacy"] = collected["privacy"]
-    report["evaluation"] = collected["evaluation"]
     atomic_write_text(staging / "report.json", json.dumps(report, indent=2, sort_keys=True))
     finished = _dt.datetime.now(_dt.UTC).isoformat()
     prov = artifact.provenance(
@@ -420,25 +577,23 @@ def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
                  "train_records": state["dataset"]["train_records"],
                  "eval_records": state["dataset"]["eval_records"]},
         tokenizer_digest="sha256:" + model.files.get("tokenizer.json", ""),
-        recipe=state["recipe"], isolation=isolation_detail,
+        recipe=state["recipe"], isolation=run.iso.detail,
         evals={phase: {k: v for k, v in values.items() if k in ("loss", "perplexity",
                                                                  "records", "tokens")}
                for phase, values in evals.items()},
         adapter_digest=adapter_digest, started=state["started"], finished=finished)
-    if "privacy" in collected:
-        prov["privacy"] = collected["privacy"]
-    prov["evaluation"] = collected["evaluation"]
+    prov.update(checks)
     modelcard.write_card(staging, prov)
     target = home.artifacts_dir / run_id
     artifact.finalize_artifact(home, staging, target, prov, passphrase)
-    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
-    shutil.rmtree(adapter_src, ignore_errors=True)
+    shutil.rmtree(run.run_dir / "checkpoints", ignore_errors=True)
+    shutil.rmtree(run.adapter_out, ignore_errors=True)
     state.update(status="done", artifact=str(target), finished=finished)
-    atomic_write_text(run_dir / "run.json", json.dumps(state, indent=2))
+    run.save()
     audit.record(home, "train.finish", run_id=run_id, adapter_sha256=adapter_digest,
-                 eval_loss_before=eval_before.get("loss"), eval_loss_after=eval_after.get("loss"),
-                 signed=True, artifact=str(target))
-    return TrainResult(run_id, target, adapter_digest, eval_before, eval_after, True)
+                 eval_loss_before=evals["before"].get("loss"),
+                 eval_loss_after=evals["after"].get("loss"), signed=True, artifact=str(target))
+    return TrainResult(run_id, target, adapter_digest, evals["before"], evals["after"], True)
 
 
 def probe_isolation(home: Home, probe: str, **params: Any) -> list[Event]:
