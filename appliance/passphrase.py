@@ -22,6 +22,12 @@ PIPE_TIMEOUT_S = 30.0
 """How long a passphrase pipe (/dev/fd/N) may take to deliver its end."""
 INHERITED_FD = re.compile(r"/(?:dev|proc/self)/fd/[0-9]+")
 """Paths that name an inherited file descriptor; a pipe is accepted only through these."""
+_FILES_READ: list[Path] = []
+
+
+def files_read() -> tuple[Path, ...]:
+    """The passphrase files this process read: secrets no sandboxed child may see."""
+    return tuple(_FILES_READ)
 
 
 def _strip_newline(data: bytes) -> bytes:
@@ -96,6 +102,8 @@ def read_passphrase(file: str | os.PathLike[str] | None = None, *, prompt: str =
     terminal. Raises PassphraseError when none can be had."""
     name = file or os.environ.get(PASSPHRASE_FILE_ENV)
     if name:
+        if Path(name).absolute() not in _FILES_READ:
+            _FILES_READ.append(Path(name).absolute())
         secret = _from_file(Path(name))
     elif sys.stdin.isatty():
         secret = _prompt(prompt, confirm)
@@ -108,6 +116,26 @@ def read_passphrase(file: str | os.PathLike[str] | None = None, *, prompt: str =
         raise PassphraseError(f"the passphrase is longer than {MAX_BYTES} bytes",
                               hint="use a shorter passphrase")
     if check_strength and len(secret) < MIN_LENGTH:
+        raise PassphraseError(f"the passphrase is shorter than {MIN_LENGTH} characters",
+                              hint="choose a longer passphrase")
+    return secret
+
+
+def read_new_passphrase(file: str | os.PathLike[str] | None, prompt: str) -> bytes:
+    """A new passphrase from `file` or a confirmed prompt; never from
+    $APPLIANCE_PASSPHRASE_FILE, which holds the current one."""
+    if file:
+        return read_passphrase(file, check_strength=True)
+    if not sys.stdin.isatty():
+        raise PassphraseError("no new passphrase: standard input is not a terminal",
+                              hint="pass the new passphrase in a file (see --help)")
+    import getpass
+
+    first = getpass.getpass(prompt)
+    if getpass.getpass("Repeat it: ") != first:
+        raise PassphraseError("the passphrases do not match", hint="run the command again")
+    secret = first.encode("utf-8")
+    if len(secret) < MIN_LENGTH:
         raise PassphraseError(f"the passphrase is shorter than {MIN_LENGTH} characters",
                               hint="choose a longer passphrase")
     return secret

@@ -21,15 +21,35 @@ def passphrase_file(args: argparse.Namespace) -> str | None:
     return str(value) if value else None
 
 
+def passphrase(args: argparse.Namespace, *, prompt: str = "Passphrase: ",
+               file: str | None = None, confirm: bool = False,
+               check_strength: bool = False) -> bytes:
+    """The passphrase, the one way the CLI gets it: from `file` or --passphrase-file, else
+    $APPLIANCE_PASSPHRASE_FILE, else a non-echoing prompt on the terminal. The services
+    take the bytes."""
+    from appliance.passphrase import read_passphrase
+
+    return read_passphrase(file or passphrase_file(args), prompt=prompt, confirm=confirm,
+                           check_strength=check_strength)
+
+
+def new_passphrase(file: str | None, prompt: str) -> bytes:
+    """A new passphrase (a recipient's, or the next one of this home) from `file` or a
+    confirmed prompt; never from $APPLIANCE_PASSPHRASE_FILE, which holds the current one."""
+    from appliance.passphrase import read_new_passphrase
+
+    return read_new_passphrase(file, prompt)
+
+
 def optional_passphrase(args: argparse.Namespace) -> bytes | None:
     """The passphrase when one is available (a file, $APPLIANCE_PASSPHRASE_FILE or a
     terminal); otherwise None (the caller says what is lost, once the command succeeded)."""
     import os
 
-    from appliance.passphrase import PASSPHRASE_FILE_ENV, read_passphrase
+    from appliance.passphrase import PASSPHRASE_FILE_ENV
 
     if passphrase_file(args) or os.environ.get(PASSPHRASE_FILE_ENV) or sys.stdin.isatty():
-        return read_passphrase(passphrase_file(args))
+        return passphrase(args)
     return None
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Any
 
@@ -11,7 +10,8 @@ from appliance.cli._common import (
     add_command,
     add_group,
     home_of,
-    passphrase_file,
+    optional_passphrase,
+    passphrase,
     print_json,
 )
 from appliance.errors import EXIT_FAILED, EXIT_OK
@@ -43,17 +43,15 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from appliance.passphrase import PASSPHRASE_FILE_ENV, read_passphrase
     from appliance.service import audit
 
-    passphrase = None
+    secret = None
     if not args.no_checkpoint:
-        if passphrase_file(args) or os.environ.get(PASSPHRASE_FILE_ENV) or sys.stdin.isatty():
-            passphrase = read_passphrase(passphrase_file(args))
-        else:
+        secret = optional_passphrase(args)
+        if secret is None:
             sys.stderr.write("appliance: no passphrase available: exporting without a new "
                              "checkpoint; the newest entries stay uncovered\n")
-    summary = audit.export_bundle(home_of(args), args.out, passphrase)
+    summary = audit.export_bundle(home_of(args), args.out, secret)
     if args.json:
         print_json(summary)
     else:
@@ -64,10 +62,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _checkpoint(args: argparse.Namespace) -> int:
-    from appliance.passphrase import read_passphrase
     from appliance.service import audit
 
-    cp = audit.checkpoint_now(home_of(args), read_passphrase(passphrase_file(args)), args.out)
+    cp = audit.checkpoint_now(home_of(args), passphrase(args), args.out)
     if args.json:
         print_json(cp)
     else:

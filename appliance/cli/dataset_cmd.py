@@ -14,7 +14,8 @@ from appliance.cli._common import (
     add_command,
     add_group,
     home_of,
-    passphrase_file,
+    new_passphrase,
+    passphrase,
     print_json,
 )
 from appliance.cli.import_cmd import add_import_action
@@ -45,7 +46,7 @@ def _list(args: argparse.Namespace) -> int:
 def _show(args: argparse.Namespace) -> int:
     from appliance.service.datasets import show_dataset
 
-    shown = show_dataset(home_of(args), args.name, passphrase_file=passphrase_file(args))
+    shown = show_dataset(home_of(args), args.name, passphrase=passphrase(args))
     if args.json:
         print_json(shown)
         return EXIT_OK
@@ -61,7 +62,7 @@ def _sample(args: argparse.Namespace) -> int:
     from appliance.service.datasets import sample_dataset
 
     records = sample_dataset(home_of(args), args.name, n=args.n, split=args.split,
-                             seed=args.seed, passphrase_file=passphrase_file(args))
+                             seed=args.seed, passphrase=passphrase(args))
     for record in records:
         sys.stdout.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
     return EXIT_OK
@@ -70,7 +71,7 @@ def _sample(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     from appliance.service.datasets import verify_dataset
 
-    done = verify_dataset(home_of(args), args.name, passphrase_file=passphrase_file(args))
+    done = verify_dataset(home_of(args), args.name, passphrase=passphrase(args))
     if args.json:
         print_json(done)
     else:
@@ -93,8 +94,9 @@ def _export(args: argparse.Namespace) -> int:
     from appliance.service.datasets import export_dataset
 
     done = export_dataset(home_of(args), args.name, args.out,
-                          recipient_passphrase_file=args.recipient_passphrase_file,
-                          passphrase_file=passphrase_file(args))
+                          passphrase=passphrase(args),
+                          recipient_passphrase=new_passphrase(args.recipient_passphrase_file,
+                                                              "Recipient passphrase: "))
     if args.json:
         print_json(done)
     else:
@@ -106,8 +108,10 @@ def _export(args: argparse.Namespace) -> int:
 def _passphrase_change(args: argparse.Namespace) -> int:
     from appliance.service.datasets import change_passphrase
 
-    change_passphrase(home_of(args), passphrase_file=passphrase_file(args),
-                      new_passphrase_file=args.new_passphrase_file)
+    current = passphrase(args, prompt="Current passphrase: ")
+    change_passphrase(home_of(args), passphrase=current,
+                      new_passphrase=new_passphrase(args.new_passphrase_file,
+                                                    "New passphrase: "))
     print("passphrase changed (dataset files are unchanged; the old passphrase no longer "
           "works)")
     return EXIT_OK

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from appliance.cli._common import add_command, passphrase_file, print_json
+from appliance.cli._common import add_command, passphrase, passphrase_file, print_json
 from appliance.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -17,12 +17,12 @@ def _stage(name: str, detail: str) -> None:
 
 def _demo(args: argparse.Namespace) -> int:
     from appliance.cli.train_cmd import _progress
-    from appliance.service.demo import demo_home, run_demo
+    from appliance.service.demo import demo_home, demo_passphrase_file, run_demo
 
     home = demo_home(getattr(args, "home", None))
     _stage("demo", f"workspace {home.root}")
-    result = run_demo(home, passphrase_file=passphrase_file(args), on_stage=_stage,
-                      on_event=_progress)
+    secret = passphrase(args, file=demo_passphrase_file(home, passphrase_file(args)))
+    result = run_demo(home, passphrase=secret, on_stage=_stage, on_event=_progress)
     print_json(result)
     if not args.no_tui and sys.stdin.isatty() and sys.stdout.isatty():
         from appliance.tui.app import ApplianceConsole

@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from appliance.cli._common import add_command, add_group, home_of, passphrase_file, print_json
+from appliance.cli._common import add_command, add_group, home_of, passphrase, print_json
 from appliance.errors import EXIT_OK
 
 
 def _merge(args: argparse.Namespace) -> int:
     from appliance.service.export import merge
 
-    result = merge(home_of(args), args.artifact, args.out, passphrase_file(args))
+    result = merge(home_of(args), args.artifact, args.out, passphrase(args))
     if args.json:
         print_json(result)
     else:
@@ -26,10 +26,10 @@ def _gguf(args: argparse.Namespace) -> int:
 
     if args.adapter_only:
         result = export_gguf_adapter(home_of(args), args.artifact, args.out,
-                                     passphrase_file(args))
+                                     passphrase(args))
     else:
         result = export_gguf(home_of(args), args.artifact, args.out, args.type,
-                             passphrase_file(args))
+                             passphrase=passphrase(args))
     if args.json:
         print_json(result)
     else:

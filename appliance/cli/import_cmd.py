@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any
 
-from appliance.cli._common import add_command, home_of, passphrase_file, print_json
+from appliance.cli._common import add_command, home_of, passphrase, print_json
 from appliance.errors import EXIT_OK
 
 EVENT_INTERVAL_S = 0.1
@@ -58,7 +58,7 @@ def _import(args: argparse.Namespace) -> int:
 
     progress = JsonProgress() if args.json_events else _progress
     report = import_dataset(home_of(args), args.file, args.name,
-                            passphrase_file=passphrase_file(args), progress=progress,
+                            passphrase=passphrase(args), progress=progress,
                             canaries=True if getattr(args, "canaries", False) else None,
                             columns=getattr(args, "columns", None))
     if args.json_events:

@@ -5,18 +5,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from appliance.cli._common import add_command, add_group, home_of, passphrase_file, print_json
+from appliance.cli._common import add_command, add_group, home_of, passphrase, print_json
 from appliance.errors import EXIT_OK
 
 
 def _init(args: argparse.Namespace) -> int:
-    from appliance.passphrase import read_passphrase
     from appliance.service.home import init_home
 
     home = home_of(args)
-    passphrase = read_passphrase(passphrase_file(args), prompt="New passphrase: ",
-                                 confirm=True, check_strength=True)
-    result = init_home(home, passphrase, args.policy)
+    secret = passphrase(args, prompt="New passphrase: ", confirm=True, check_strength=True)
+    result = init_home(home, secret, args.policy)
     if args.json:
         print_json(result.as_dict())
     else:

@@ -64,8 +64,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from appliance.cli._common import home_of, passphrase_file
-    from appliance.passphrase import read_passphrase
+    from appliance.cli._common import home_of, passphrase
     from appliance.service.policy import apply_policy, plan_apply
 
     home = home_of(args)
@@ -75,8 +74,8 @@ def _apply(args: argparse.Namespace) -> int:
             print(f"note: {home.policy_file} was edited by hand; the changes below are from "
                   "that file, not from the policy the home manifest records")
         _print_changes(changes)
-    result = apply_policy(home, args.file, read_passphrase(
-        passphrase_file(args), prompt="Passphrase to apply this policy: "))
+    result = apply_policy(home, args.file,
+                          passphrase(args, prompt="Passphrase to apply this policy: "))
     if args.json:
         print_json(result)
     else:

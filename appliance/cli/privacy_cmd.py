@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import Any
 
-from appliance.cli._common import add_command, home_of, passphrase_file, print_json
+from appliance.cli._common import add_command, home_of, passphrase, print_json
 from appliance.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -50,7 +50,7 @@ def _check(args: argparse.Namespace) -> int:
     from appliance.service.privacy import check_artifact
 
     result = check_artifact(home_of(args), args.artifact,
-                            passphrase_file=passphrase_file(args), on_event=_progress)
+                            passphrase=passphrase(args), on_event=_progress)
     if args.json:
         print_json(result)
     else:

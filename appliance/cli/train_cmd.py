@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from appliance.cli._common import add_command, home_of, passphrase_file
+from appliance.cli._common import add_command, home_of, passphrase
 from appliance.errors import EXIT_OK
 
 
@@ -63,7 +63,7 @@ def _train(args: argparse.Namespace) -> int:
     if (args.recipe is None) == (args.resume is None):
         raise UsageError("give a RECIPE file or --resume RUN (not both)")
     result = train(home_of(args), args.recipe, resume=args.resume,
-                   passphrase_file=passphrase_file(args),
+                   passphrase=passphrase(args),
                    on_event=_json_event if args.json_events else _progress,
                    echo_child_output=bool(getattr(args, "debug", False)),
                    processes=args.processes)

@@ -7,16 +7,13 @@ events for the steps that happen before the store is reached, such as a wrong pa
 
 from __future__ import annotations
 
-import getpass
 import random
-import sys
 from pathlib import Path
 from typing import Any
 
 from appliance import audit, keys, trust
 from appliance.errors import PassphraseError, PolicyViolation, UsageError
 from appliance.home import Home
-from appliance.passphrase import MIN_LENGTH, read_passphrase
 from appliance.policy import Policy, load_policy
 from appliance.vault import store
 
@@ -28,39 +25,16 @@ def active_policy(home: Home) -> Policy:
 
 
 def unlock(home: Home, policy: Policy, action: str, name: str | None = None, *,
-           passphrase_file: str | None = None, passphrase: bytes | None = None) -> bytes:
-    """The vault master key, from the passphrase (given, from a file, or prompted)."""
+           passphrase: bytes) -> bytes:
+    """The vault master key, from the passphrase; a wrong one is audited as `action`."""
     try:
-        secret = passphrase if passphrase is not None else read_passphrase(passphrase_file)
-        return trust.unlock(home, secret, policy)
+        return trust.unlock(home, passphrase, policy)
     except PassphraseError as exc:
         audit.record(home, action, outcome="failed", dataset=name, error="PassphraseError")
         if name is None:
             raise
         raise PassphraseError(f"cannot open dataset {name!r}: {exc.message}",
                               hint=exc.hint) from None
-
-
-def read_new_passphrase(file: str | None, prompt: str) -> bytes:
-    """A new passphrase from `file` or a confirmed prompt; never from
-    $APPLIANCE_PASSPHRASE_FILE, which holds the current one."""
-    if file:
-        return read_passphrase(file, check_strength=True)
-    if not sys.stdin.isatty():
-        raise PassphraseError("no new passphrase: standard input is not a terminal",
-                              hint="pass the new passphrase in a file (see --help)")
-    first = getpass.getpass(prompt)
-    if getpass.getpass("Repeat it: ") != first:
-        raise PassphraseError("the passphrases do not match", hint="run the command again")
-    return read_passphrase_bytes(first.encode("utf-8"))
-
-
-def read_passphrase_bytes(secret: bytes) -> bytes:
-    """Apply the passphrase rules (non-empty, minimum length) to a prompted secret."""
-    if len(secret) < MIN_LENGTH:
-        raise PassphraseError(f"the passphrase is shorter than {MIN_LENGTH} characters",
-                              hint="choose a longer passphrase")
-    return secret
 
 
 def list_datasets(home: Home) -> list[dict[str, Any]]:
@@ -80,31 +54,26 @@ def import_options(home: Home) -> dict[str, Any]:
             "check_before_signing": privacy.check_before_signing}
 
 
-def show_dataset(home: Home, name: str, *, passphrase_file: str | None = None,
-                 passphrase: bytes | None = None) -> dict[str, Any]:
+def show_dataset(home: Home, name: str, *, passphrase: bytes) -> dict[str, Any]:
     """Verified metadata and the encrypted scrub report of one dataset (no records)."""
     store.check_name(name)
     policy = active_policy(home)
     store.dataset_info(home, name)  # a clear "no such dataset" before asking a passphrase
-    key = unlock(home, policy, "dataset.metadata", name, passphrase_file=passphrase_file,
-                 passphrase=passphrase)
+    key = unlock(home, policy, "dataset.metadata", name, passphrase=passphrase)
     return store.read_metadata(home, key, name)
 
 
-def verify_dataset(home: Home, name: str, *, passphrase_file: str | None = None,
-                   passphrase: bytes | None = None) -> dict[str, Any]:
+def verify_dataset(home: Home, name: str, *, passphrase: bytes) -> dict[str, Any]:
     """Decrypt and check a whole dataset in memory; returns its verified public summary."""
     store.check_name(name)
     policy = active_policy(home)
     store.dataset_info(home, name)
-    key = unlock(home, policy, "dataset.verify", name, passphrase_file=passphrase_file,
-                 passphrase=passphrase)
+    key = unlock(home, policy, "dataset.verify", name, passphrase=passphrase)
     return {**store.verify_dataset(home, key, name).as_dict(), "ok": True}
 
 
 def sample_dataset(home: Home, name: str, *, n: int = 5, split: str = "train",
-                   seed: int | None = None, passphrase_file: str | None = None,
-                   passphrase: bytes | None = None) -> list[dict[str, Any]]:
+                   seed: int | None = None, passphrase: bytes) -> list[dict[str, Any]]:
     """Up to `n` scrubbed records of `split`, decrypted in memory: the first `n`, or a random
     choice when `seed` is given."""
     if n < 0:
@@ -112,8 +81,7 @@ def sample_dataset(home: Home, name: str, *, n: int = 5, split: str = "train",
     store.check_name(name)
     policy = active_policy(home)
     store.dataset_info(home, name)
-    key = unlock(home, policy, "dataset.read", name, passphrase_file=passphrase_file,
-                 passphrase=passphrase)
+    key = unlock(home, policy, "dataset.read", name, passphrase=passphrase)
     records = store.read_dataset(home, key, name, split, purpose="sample")
     if seed is None:
         return records[:n]
@@ -129,10 +97,7 @@ def remove_dataset(home: Home, name: str) -> dict[str, Any]:
 
 
 def export_dataset(home: Home, name: str, out: str | Path, *,
-                   recipient_passphrase_file: str | None = None,
-                   recipient_passphrase: bytes | None = None,
-                   passphrase_file: str | None = None,
-                   passphrase: bytes | None = None) -> dict[str, Any]:
+                   recipient_passphrase: bytes, passphrase: bytes) -> dict[str, Any]:
     """Export a dataset as a vault file whose key is wrapped for a recipient passphrase,
     only when the policy's `export.datasets` is "encrypted"."""
     store.check_name(name)
@@ -144,25 +109,17 @@ def export_dataset(home: Home, name: str, out: str | Path, *,
                               where=str(home.policy_file),
                               hint='export.datasets must be "encrypted" to allow it')
     store.dataset_info(home, name)
-    key = unlock(home, policy, "dataset.export", name, passphrase_file=passphrase_file,
-                 passphrase=passphrase)
-    recipient = recipient_passphrase if recipient_passphrase is not None else \
-        read_new_passphrase(recipient_passphrase_file, "Recipient passphrase: ")
-    info = store.export_dataset(home, policy, key, name, Path(out), recipient)
+    key = unlock(home, policy, "dataset.export", name, passphrase=passphrase)
+    info = store.export_dataset(home, policy, key, name, Path(out), recipient_passphrase)
     return {**info.as_dict(), "out": str(out), "wrapped_for": "recipient passphrase"}
 
 
-def change_passphrase(home: Home, *, passphrase_file: str | None = None,
-                      new_passphrase_file: str | None = None, passphrase: bytes | None = None,
-                      new_passphrase: bytes | None = None) -> None:
+def change_passphrase(home: Home, *, passphrase: bytes, new_passphrase: bytes) -> None:
     """Re-seal the vault master key under a new passphrase: every dataset key stays wrapped
     by the same master key, so no dataset byte changes and the old passphrase stops working."""
     policy = active_policy(home)
-    old = passphrase if passphrase is not None else read_passphrase(
-        passphrase_file, prompt="Current passphrase: ")
+    old, new = passphrase, new_passphrase
     unlock(home, policy, "passphrase.change", passphrase=old)
-    new = new_passphrase if new_passphrase is not None else \
-        read_new_passphrase(new_passphrase_file, "New passphrase: ")
     if new == old:
         raise PassphraseError("the new passphrase is the same as the current one",
                               hint="choose a different passphrase")

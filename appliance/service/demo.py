@@ -54,8 +54,7 @@ def demo_passphrase_file(home: Home, given: str | None) -> str:
     return str(path)
 
 
-def _init(home: Home, passphrase_file: str, stage: Stage) -> None:
-    from appliance.passphrase import read_passphrase
+def _init(home: Home, passphrase: bytes, stage: Stage) -> None:
     from appliance.service.home import init_home
 
     if home.is_initialised():
@@ -65,7 +64,6 @@ def _init(home: Home, passphrase_file: str, stage: Stage) -> None:
         if home.root.is_dir() else []
     if stray:
         init_home(home, b"", None)  # refuses a non-empty, uninitialised home with its reason
-    passphrase = read_passphrase(passphrase_file)
     keep = home.root / PASSPHRASE_NAME
     held = keep.read_bytes() if keep.exists() else None
     if held is not None:
@@ -78,24 +76,22 @@ def _init(home: Home, passphrase_file: str, stage: Stage) -> None:
     stage("init", f"home created under policy {result.policy_name} ({result.policy_digest})")
 
 
-def _model(home: Home, passphrase_file: str, stage: Stage) -> None:
-    from appliance.passphrase import read_passphrase
+def _model(home: Home, passphrase: bytes, stage: Stage) -> None:
     from appliance.service.models import import_model
 
-    info = import_model(home, None, None, default=True,
-                        passphrase=read_passphrase(passphrase_file))
+    info = import_model(home, None, None, default=True, passphrase=passphrase)
     how = "already imported" if info.get("cached") else "converted from GGUF to safetensors"
     stage("model", f"{info['name']} {how}; allowed by policy: {info['allowed']}")
 
 
-def _dataset(home: Home, passphrase_file: str, stage: Stage) -> None:
+def _dataset(home: Home, passphrase: bytes, stage: Stage) -> None:
     from appliance.service.datasets import list_datasets
     from appliance.service.scrub import import_dataset
 
     if any(d["name"] == DATASET_NAME for d in list_datasets(home)):
         stage("dataset", f"reusing the scrubbed, encrypted dataset {DATASET_NAME!r}")
         return
-    report = import_dataset(home, DATASET, DATASET_NAME, passphrase_file=passphrase_file)
+    report = import_dataset(home, DATASET, DATASET_NAME, passphrase=passphrase)
     pii = sum(report["pii"].values())
     stage("dataset", f"{report['records_out']} of {report['records_in']} records kept "
           f"({report['rejected']} rejected, {report['duplicates']} duplicates, "
@@ -103,7 +99,7 @@ def _dataset(home: Home, passphrase_file: str, stage: Stage) -> None:
           f"{report['residual'] or 'none'}; stored encrypted, digest {report['digest']}")
 
 
-def run_demo(home: Home, *, passphrase_file: str | None = None,
+def run_demo(home: Home, *, passphrase: bytes,
              on_stage: Stage | None = None,
              on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run every stage; returns the promised result fields plus details."""
@@ -111,12 +107,11 @@ def run_demo(home: Home, *, passphrase_file: str | None = None,
     from appliance.service.train import train
 
     stage = on_stage or (lambda *_: None)
-    secret = demo_passphrase_file(home, passphrase_file)
-    _init(home, secret, stage)
-    _model(home, secret, stage)
-    _dataset(home, secret, stage)
+    _init(home, passphrase, stage)
+    _model(home, passphrase, stage)
+    _dataset(home, passphrase, stage)
     stage("train", "QLoRA (NF4 base, LoRA adapters) in a network-isolated child process")
-    result = train(home, RECIPE, passphrase_file=secret, on_event=on_event)
+    result = train(home, RECIPE, passphrase=passphrase, on_event=on_event)
     before, after = result.eval_before.get("loss"), result.eval_after.get("loss")
     if before is None or after is None:
         raise TrainingError("the run finished without eval results", where=str(result.artifact_dir))

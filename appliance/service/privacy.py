@@ -198,7 +198,7 @@ def _check_dataset(home: Home, master_key: bytes, prov: dict[str, Any],
                              where=f"dataset {name!r}")
 
 
-def check_artifact(home: Home, artifact: str | Path, *, passphrase_file: str | None = None,
+def check_artifact(home: Home, artifact: str | Path, *, passphrase: bytes,
                    on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
     """`appliance privacy-check ARTIFACT`: verify the artifact's signature (before any
     parser opens a file), find its base model and dataset from the signed provenance, and
@@ -216,7 +216,7 @@ def check_artifact(home: Home, artifact: str | Path, *, passphrase_file: str | N
                                where=str(path),
                                hint="only signed, unmodified artifacts are measured")
         try:
-            summary, prov = _measure_artifact(home, policy, copy, passphrase_file, on_event)
+            summary, prov = _measure_artifact(home, policy, copy, passphrase, on_event)
         except ApplianceError as exc:
             audit.record(home, "privacy.check", outcome="refused", artifact=path.name,
                          stage="artifact", error=type(exc).__name__)
@@ -230,12 +230,10 @@ def check_artifact(home: Home, artifact: str | Path, *, passphrase_file: str | N
     return summary
 
 
-def _measure_artifact(home: Home, policy: Policy, path: Path, passphrase_file: str | None,
+def _measure_artifact(home: Home, policy: Policy, path: Path, passphrase: bytes,
                       on_event: Callable[[Event], None] | None,
                       ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Find the base model and the canaries of a verified artifact and measure them."""
-    from appliance.passphrase import read_passphrase
-
     try:
         prov = json.loads((path / "provenance.json").read_text("utf-8"))
         dataset = str(prov["dataset"]["name"])
@@ -245,7 +243,7 @@ def _measure_artifact(home: Home, policy: Policy, path: Path, passphrase_file: s
         raise SigningError("the artifact has no usable training provenance",
                            where=str(path)) from None
     model_dir = _model_dir(home, base)
-    master_key = trust.unlock(home, read_passphrase(passphrase_file), policy)
+    master_key = trust.unlock(home, passphrase, policy)
     canaries = load_canaries(home, master_key, dataset)
     if canaries is None:
         raise VaultError(f"dataset {dataset!r} was imported without canaries, so there is "

@@ -255,21 +255,20 @@ def _refuse_existing(store: Any, home: Home, name: str) -> None:
 
 
 def import_dataset(home: Home, path: str | Path, name: str, *,
-                   passphrase_file: str | None = None, progress: Progress | None = None,
+                   passphrase: bytes, progress: Progress | None = None,
                    workers: int | None = None, canaries: bool | None = None,
                    columns: str | None = None) -> dict[str, Any]:
     """Prepare the dataset and write it encrypted into the vault; returns the report.
 
     Fails before any scrubbing when the vault is unavailable or the passphrase is wrong."""
     from appliance import audit
-    from appliance.passphrase import read_passphrase
     from appliance.vault import store
 
     column_map = column_mapping(columns)  # a bad mapping is bad usage, before anything else
     trust.require_home(home)
     _refuse_existing(store, home, name)  # before the (long) scrub, not after it
     policy = load_policy(home.policy_file)
-    master_key = trust.unlock(home, read_passphrase(passphrase_file), policy)
+    master_key = trust.unlock(home, passphrase, policy)
     try:
         prepared = prepare_dataset(path, policy, name=name, progress=progress, workers=workers,
                                    canaries=canaries, columns=column_map)

@@ -107,14 +107,8 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def _passphrase(passphrase_file: str | None) -> bytes:
-    from appliance.passphrase import read_passphrase
-
-    return read_passphrase(passphrase_file, prompt="Passphrase: ")
-
-
-def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | None = None,
-          passphrase_file: str | None = None, records: RecordsProvider = vault_records,
+def train(home: Home, recipe_path: str | Path | None = None, *, passphrase: bytes,
+          resume: str | None = None, records: RecordsProvider = vault_records,
           on_event: Callable[[Event], None] | None = None, echo_child_output: bool = False,
           processes: int | None = None) -> TrainResult:
     """Run (or resume) one training run to a finished artifact.
@@ -124,12 +118,13 @@ def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | No
     that, it stops at the next step boundary with a checkpoint. Each ends in TrainingError
     (exit 1) naming the resume command, with a `train.cancelled` audit event. A second
     signal kills the trainer; its last checkpoint stays usable. `processes` overrides the
-    recipe's number of training processes (new runs only).
+    recipe's number of training processes (new runs only). `passphrase` unlocks the vault
+    and signs the artifact.
     """
     relay = Relay()
     installed = relay.install()
     try:
-        return _train(home, recipe_path, resume=resume, passphrase_file=passphrase_file,
+        return _train(home, recipe_path, resume=resume, passphrase=passphrase,
                       records=records, on_event=on_event, echo_child_output=echo_child_output,
                       processes=processes, relay=relay)
     finally:
@@ -269,7 +264,7 @@ class RunCollector:
 
 
 def _train(home: Home, recipe_path: str | Path | None, *, resume: str | None,
-           passphrase_file: str | None, records: RecordsProvider,
+           passphrase: bytes, records: RecordsProvider,
            on_event: Callable[[Event], None] | None, echo_child_output: bool,
            processes: int | None, relay: Relay) -> TrainResult:
     """The run's steps, in order: resume or new, policy checks, unlock, records, canaries,
@@ -282,8 +277,6 @@ def _train(home: Home, recipe_path: str | Path | None, *, resume: str | None,
     model, iso = _check_policy(home, policy, plan.recipe)
     run = RunState(home, policy, plan.run_id, plan.run_dir, plan.recipe, plan.state,
                    plan.resumed, model, iso)
-    with relay.suspended():  # Ctrl-C at the prompt interrupts at once
-        passphrase = _passphrase(passphrase_file)
     master_key = trust.unlock(home, passphrase, policy)  # checks the home manifest
     store.require_pinned(policy, run.model, trust.recorded_model(home, run.model.name))
     _read_records(run, master_key, records)
@@ -298,8 +291,7 @@ def _train(home: Home, recipe_path: str | Path | None, *, resume: str | None,
     with _run_lock(run.run_dir):
         _record_start(run, on_event)
         collector = RunCollector(run, on_event)
-        result = _launch(run, collector, relay=relay, passphrase_file=passphrase_file,
-                         echo_child_output=echo_child_output)
+        result = _launch(run, collector, relay=relay, echo_child_output=echo_child_output)
         evals = _check_outcome(run, collector, result, relay)
         evaluation = _gate(run, collector, evals)
         privacy = _check_privacy(run)
@@ -431,7 +423,7 @@ def _record_start(run: RunState, on_event: Callable[[Event], None] | None) -> No
 
 
 def _launch(run: RunState, collector: RunCollector, *, relay: Relay,
-            passphrase_file: str | None, echo_child_output: bool) -> isolation.ChildResult:
+            echo_child_output: bool) -> isolation.ChildResult:
     """Hand the job to the trainer in the sandbox; its events go to `collector`."""
     if run.adapter_out.exists():
         shutil.rmtree(run.adapter_out)
@@ -450,8 +442,7 @@ def _launch(run: RunState, collector: RunCollector, *, relay: Relay,
            "patience": policy.evaluation.patience,
            "min_delta": policy.evaluation.min_delta,
            "inject_nan_at_step": int(os.environ.get(INJECT_NAN_ENV) or 0)}
-    spec = isolation.child_spec(read_only=(model.weights_dir,), writable=(run.run_dir,),
-                                passphrase_file=passphrase_file)
+    spec = isolation.child_spec(read_only=(model.weights_dir,), writable=(run.run_dir,))
     return isolation.run_isolated(job, collector, run.iso, spec=spec, relay=relay,
                                   launch=recipe.processes > 1,
                                   echo_output=echo_child_output)

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance import sandbox
-from appliance.passphrase import PASSPHRASE_FILE_ENV
+from appliance.passphrase import PASSPHRASE_FILE_ENV, files_read
 from appliance.sandbox.network import LOOPBACK_ONLY, NetworkStep
 from appliance.train.cancel import Relay
 from appliance.train.events import EVENT_FD_ENV, read_events
@@ -61,21 +61,20 @@ def require_isolation() -> Isolation:
     return Isolation(level.detail, level.full)
 
 
-def secret_paths(passphrase_file: str | Path | None = None) -> tuple[Path, ...]:
-    """The files the child must never see: the passphrase file (named or from the
-    environment)."""
-    named = [passphrase_file, os.environ.get(PASSPHRASE_FILE_ENV)]
-    return tuple(Path(p) for p in named if p)
+def secret_paths() -> tuple[Path, ...]:
+    """The files the child must never see: every passphrase file this process read, and
+    the one the environment names."""
+    named = os.environ.get(PASSPHRASE_FILE_ENV)
+    return (*files_read(), *((Path(named),) if named else ()))
 
 
 def child_spec(*, read_only: tuple[Path, ...] = (), writable: tuple[Path, ...] = (),
-               passphrase_file: str | Path | None = None,
                network: NetworkStep = LOOPBACK_ONLY) -> sandbox.Spec:
     """The sandbox of one job: what it reads, where it writes (the first writable directory
     is its working directory), the secrets kept out, and its network step."""
     workdir = writable[0] if writable else None
     return sandbox.Spec(read_only=read_only, writable=writable, workdir=workdir,
-                        secrets=secret_paths(passphrase_file), network=network)
+                        secrets=secret_paths(), network=network)
 
 
 def run_isolated(job: dict[str, Any], on_event: Callable[[dict[str, Any]], None],

@@ -24,6 +24,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from appliance.passphrase import read_passphrase  # noqa: E402
 from appliance.resources import shipped_policy  # noqa: E402
 from appliance.service.models import record_model  # noqa: E402
 from tests.privacy import control  # noqa: E402
@@ -74,7 +75,7 @@ def main() -> int:
         home, pass_file = _home(root / "neg", record.path, plant=True)
         data = root / "neg" / "data.jsonl"
         data.write_text("".join(json.dumps(r) + "\n" for r in control.base_records()))
-        report = import_dataset(home, data, "neg", passphrase_file=str(pass_file), workers=1)
+        report = import_dataset(home, data, "neg", passphrase=read_passphrase(pass_file), workers=1)
         recipe = control.write_recipe(root / "neg" / "recipe.toml", "neg", epochs)
         negative, wall_neg, _ = control.run_control(home, pass_file, recipe)
     details = {"positive_unscrubbed": _brief(positive, wall_pos),

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from appliance.passphrase import read_passphrase
+
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
@@ -214,7 +216,7 @@ def main() -> int:  # noqa: PLR0915 - a linear benchmark script
         return recs if split == "train" else evals
 
     started = time.perf_counter()
-    result = train(home, args.recipe_path, passphrase_file=str(pass_file), records=provider,
+    result = train(home, args.recipe_path, passphrase=read_passphrase(pass_file), records=provider,
                    on_event=on_event)
     wall = time.perf_counter() - started
     after = run_baseline() if args.rounds > 1 else {"step_times": [], "peak_rss_mib": 0}

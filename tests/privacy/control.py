@@ -17,6 +17,7 @@ from typing import Any
 
 from appliance import trust
 from appliance.home import Home
+from appliance.passphrase import read_passphrase
 
 SEED = 20261122
 CANDIDATES = 31
@@ -139,7 +140,7 @@ def run_control(home: Home, pass_file: Path, recipe: Path) -> tuple[dict[str, An
     started = time.monotonic()
     error: Exception | None = None
     try:
-        train(home, recipe, passphrase_file=str(pass_file))
+        train(home, recipe, passphrase=read_passphrase(pass_file))
     except Exception as exc:  # the refusal is part of what is measured
         error = exc
     elapsed = time.monotonic() - started

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from appliance.errors import PolicyViolation
+from appliance.passphrase import read_passphrase
 from appliance.resources import shipped_policy
 from tests.privacy import control
 from tests.train.conftest import PASSPHRASE, make_home, place_model
@@ -65,7 +66,7 @@ def test_negative_control_scrubbed_canaries_look_like_controls(tmp_path, convert
     home, pass_file = _home(tmp_path, converted_model, enforce=True, plant=True)
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in control.base_records()))
-    import_dataset(home, data, "neg", passphrase_file=str(pass_file), workers=1)
+    import_dataset(home, data, "neg", passphrase=read_passphrase(pass_file), workers=1)
     recipe = control.write_recipe(tmp_path / "recipe.toml", "neg", EPOCHS)
     result, _, error = control.run_control(home, pass_file, recipe)
     assert error is None, error

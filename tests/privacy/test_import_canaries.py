@@ -10,6 +10,7 @@ import pytest
 
 from appliance import trust
 from appliance.home import Home
+from appliance.passphrase import read_passphrase
 from appliance.resources import shipped_policy
 from tests.privacy.control import base_records
 from tests.train.conftest import PASSPHRASE, make_home
@@ -40,7 +41,7 @@ def imported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Home, dict, Path
     data.write_text("".join(json.dumps(r) + "\n" for r in base_records(30)))
     pass_file = root / "pass"
     pass_file.write_text(PASSPHRASE)
-    report = import_dataset(home, data, "ds", passphrase_file=str(pass_file), workers=1)
+    report = import_dataset(home, data, "ds", passphrase=read_passphrase(pass_file), workers=1)
     return home, report, pass_file
 
 
@@ -91,7 +92,7 @@ def test_dataset_show_and_the_audit_log_hold_no_canary_secret(imported):
 
     home, _, pass_file = imported
     cset, _, _ = _canaries(home)
-    shown = json.dumps(show_dataset(home, "ds", passphrase_file=str(pass_file)))
+    shown = json.dumps(show_dataset(home, "ds", passphrase=read_passphrase(pass_file)))
     log = home.audit_log.read_text()
     for canary in cset.canaries:
         assert canary.secret not in shown and canary.secret not in log

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from appliance.errors import ApplianceError
 from appliance.home import Home
+from appliance.passphrase import read_passphrase
 from appliance.service.train import train
 from tests.train.conftest import memory_records
 
@@ -27,7 +28,8 @@ def main() -> int:
 
     try:
         result = train(home, None if resume else recipe, resume=resume,
-                       passphrase_file=pass_file, records=memory_records(), on_event=show)
+                       passphrase=read_passphrase(pass_file), records=memory_records(),
+                       on_event=show)
     except ApplianceError as exc:  # like the CLI: one line on stderr, the promised code
         sys.stderr.write(f"appliance: {exc.line()}\n")
         return exc.exit_code

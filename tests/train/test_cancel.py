@@ -20,6 +20,7 @@ import pytest
 
 from appliance.errors import TrainingError
 from appliance.home import Home
+from appliance.passphrase import read_passphrase
 from appliance.service.train import train
 from appliance.train.events import EVENT_FD_ENV
 from tests.train.conftest import memory_records, write_recipe
@@ -115,7 +116,7 @@ def test_cancel_before_the_trainer_starts_writes_nothing(train_home: Home, pass_
     try:
         with pytest.raises(TrainingError, match="cancelled before it started"):
             train(train_home, write_recipe(tmp_path / "r.toml"),
-                  passphrase_file=str(pass_file), records=provider)
+                  passphrase=read_passphrase(pass_file), records=provider)
         assert signal.getsignal(signal.SIGTERM) is ours
     finally:
         signal.signal(signal.SIGTERM, previous)

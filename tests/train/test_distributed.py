@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from appliance.home import Home
+from appliance.passphrase import read_passphrase
 from appliance.service.artifacts import verify
 from appliance.service.train import probe_isolation, train
 from appliance.train.distributed import World, padded, share
@@ -49,7 +50,7 @@ def test_two_processes_train_one_synchronised_signed_adapter(train_home: Home,
     namespace's loopback (no network report), and the run's events name both workers."""
     events: list[dict[str, object]] = []
     recipe = _two_process_recipe(tmp_path / "r.toml")
-    result = train(train_home, recipe, passphrase_file=str(pass_file),
+    result = train(train_home, recipe, passphrase=read_passphrase(pass_file),
                    records=memory_records(), on_event=events.append)
     report = json.loads((result.artifact_dir / "report.json").read_text())
     workers = report["distributed"]["workers"]
@@ -78,7 +79,7 @@ def test_two_process_cancel_stops_every_rank_at_one_step_and_resumes_bit_identic
     same step boundary, rank 0 writes the one checkpoint; the resumed run's adapter is
     bit-identical to a straight 2-process run's (and both ranks agree again)."""
     recipe = _two_process_recipe(tmp_path / "r.toml", steps=4)
-    straight = train(train_home, recipe, passphrase_file=str(pass_file),
+    straight = train(train_home, recipe, passphrase=read_passphrase(pass_file),
                      records=memory_records())
     train_home.runs_dir.rename(tmp_path / "straight-runs")
     proc = _start(train_home, recipe, pass_file)
@@ -93,7 +94,7 @@ def test_two_process_cancel_stops_every_rank_at_one_step_and_resumes_bit_identic
     run_id = _run_id(train_home)
     ckpt = train_home.runs_dir / run_id / "checkpoints"
     assert json.loads((ckpt / "latest.json").read_text())["step"] == stopped["step"]
-    resumed = train(train_home, resume=run_id, passphrase_file=str(pass_file),
+    resumed = train(train_home, resume=run_id, passphrase=read_passphrase(pass_file),
                     records=memory_records())
     assert resumed.adapter_sha256 == straight.adapter_sha256
     workers = json.loads((resumed.artifact_dir / "report.json").read_text())[

@@ -13,6 +13,7 @@ import pytest
 
 from appliance.errors import PolicyViolation, TrainingError
 from appliance.home import Home
+from appliance.passphrase import read_passphrase
 from appliance.resources import shipped_policy
 from appliance.service.train import INJECT_NAN_ENV, train
 from tests.train.conftest import make_home, memory_records, place_model, write_recipe
@@ -79,7 +80,7 @@ def test_injected_nan_stops_the_run_within_one_step(train_home: Home, pass_file:
     with pytest.raises(TrainingError, match="stopped by a guard at step 2: the training loss "
                                             "is nan"):
         train(train_home, write_recipe(tmp_path / "r.toml", steps=5, ckpt=10),
-              passphrase_file=str(pass_file), records=memory_records(),
+              passphrase=read_passphrase(pass_file), records=memory_records(),
               on_event=events.append)
     assert max(e["step"] for e in events if e["type"] == "step") == 2
     guard = [e for e in _audit(train_home) if e["action"] == "train.guard"]
@@ -98,7 +99,7 @@ def test_overtraining_is_refused_at_signing(tmp_path: Path, pass_file: Path,
     recipe.write_text(OVERTRAIN.format(lr=20 * DEMO_LR, steps=8, every=0, early="false"))
     with pytest.raises(PolicyViolation, match=r"not signed: evaluation\.max_eval_loss_rise: "
                                               r"held-out loss \d\.\d{4} -> \d+\.\d{4}") as exc:
-        train(home, recipe, passphrase_file=str(pass_file), records=memory_records())
+        train(home, recipe, passphrase=read_passphrase(pass_file), records=memory_records())
     (run,) = home.runs_dir.iterdir()
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
     assert json.loads((run / "run.json").read_text())["status"] == "refused"
@@ -120,7 +121,7 @@ def test_early_stopping_signs_the_best_checkpoint(tmp_path: Path, pass_file: Pat
     recipe = tmp_path / "early.toml"
     recipe.write_text(OVERTRAIN.format(lr=20 * DEMO_LR, steps=8, every=1, early="true"))
     events: list[dict[str, Any]] = []
-    result = train(home, recipe, passphrase_file=str(pass_file), records=memory_records(),
+    result = train(home, recipe, passphrase=read_passphrase(pass_file), records=memory_records(),
                    on_event=events.append)
     during = [e["loss"] for e in events if e["type"] == "eval" and e["phase"] == "during"]
     best_seen = min(during)

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from appliance.home import Home
+from appliance.passphrase import read_passphrase
 from appliance.resources import shipped_policy
 from tests.train.conftest import make_home, memory_records, write_recipe
 
@@ -35,9 +36,9 @@ def test_merge_verifies_first_then_writes_safetensors(train_home: Home, pass_fil
     from appliance.service.train import train
 
     result = train(train_home, write_recipe(tmp_path / "r.toml", steps=1, ckpt=5),
-                   passphrase_file=str(pass_file), records=memory_records())
+                   passphrase=read_passphrase(pass_file), records=memory_records())
     assert result.signed
-    out = merge(train_home, result.artifact_dir, tmp_path / "merged", str(pass_file))
+    out = merge(train_home, result.artifact_dir, tmp_path / "merged", read_passphrase(pass_file))
     merged = Path(out["out"])
     assert (merged / "model.safetensors").is_file() and (merged / "config.json").is_file()
     assert not list(merged.glob("*.bin"))
@@ -45,7 +46,7 @@ def test_merge_verifies_first_then_writes_safetensors(train_home: Home, pass_fil
     report = result.artifact_dir / "report.json"
     report.write_text(report.read_text() + " ")
     with pytest.raises(IntegrityError):
-        merge(train_home, result.artifact_dir, tmp_path / "merged2", str(pass_file))
+        merge(train_home, result.artifact_dir, tmp_path / "merged2", read_passphrase(pass_file))
     assert not (tmp_path / "merged2").exists()
 
 

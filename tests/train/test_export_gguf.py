@@ -17,6 +17,7 @@ import pytest
 
 from appliance import keys, netns
 from appliance.home import Home
+from appliance.passphrase import read_passphrase
 from tests.train.conftest import memory_records, write_recipe
 
 pytestmark = [pytest.mark.slow,  # a training run, two merges, two GGUF exports: minutes
@@ -71,9 +72,10 @@ def exported(tmp_path_factory: pytest.TempPathFactory, converted_model: Path
     pass_file = root / "pass"
     pass_file.write_text(PASSPHRASE)
     result = train(home, write_recipe(root / "r.toml", steps=1, ckpt=5),
-                   passphrase_file=str(pass_file), records=memory_records())
-    merge(home, result.artifact_dir, root / "merged", str(pass_file))
-    outs = {q: export_gguf(home, result.artifact_dir, root / "gguf" / q, q, str(pass_file))
+                   passphrase=read_passphrase(pass_file), records=memory_records())
+    merge(home, result.artifact_dir, root / "merged", read_passphrase(pass_file))
+    outs = {q: export_gguf(home, result.artifact_dir, root / "gguf" / q, q,
+                       passphrase=read_passphrase(pass_file))
             for q in ("f16", "q8_0")}
     return {"home": home, "root": root, "artifact": result.artifact_dir, "outs": outs}
 
@@ -172,7 +174,8 @@ def test_adapter_only_gguf_applies_like_the_merge(exported: dict[str, Any],
     home: Home = exported["home"]
     pass_file = tmp_path / "pass"
     pass_file.write_text(PASSPHRASE)
-    out = export_gguf_adapter(home, exported["artifact"], tmp_path / "lora", str(pass_file))
+    out = export_gguf_adapter(home, exported["artifact"], tmp_path / "lora",
+                              read_passphrase(pass_file))
     folder = Path(out["out"])
     assert verify(home, folder)["ok"] and "ADAPTER ./adapter.gguf" in \
         (folder / "Modelfile").read_text()

@@ -15,6 +15,7 @@ import pytest
 
 from appliance.errors import DatasetFormatError, IntegrityError, UsageError
 from appliance.home import Home
+from appliance.passphrase import read_passphrase
 from appliance.policy import load_policy
 from appliance.resources import shipped_policy
 from appliance.service.generate import Masker, generate, read_prompts
@@ -91,7 +92,7 @@ def test_generate_compare_base_in_the_child_and_tampered_refused(
     the CLI (--json: prompt, adapter, base); the audit counts the answers; an artifact with
     one flipped byte is refused before any model loads."""
     result = train(train_home, write_recipe(tmp_path / "r.toml", steps=2, ckpt=10),
-                   passphrase_file=str(pass_file), records=memory_records())
+                   passphrase=read_passphrase(pass_file), records=memory_records())
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text('{"prompt": "What colour is item 3?"}\n'
                        '{"messages": [{"role": "user", "content": "Add 2 and 3."}]}\n')

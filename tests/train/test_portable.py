@@ -18,6 +18,7 @@ import pytest
 
 from appliance import keys, netns
 from appliance.home import Home
+from appliance.passphrase import read_passphrase
 from appliance.service.train import train
 from tests.train.conftest import memory_records, write_recipe
 
@@ -60,7 +61,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory, converted_model: Path) -> 
     pass_file = root / "pass"
     pass_file.write_text(PASSPHRASE)
     result = train(home, write_recipe(root / "r.toml", steps=1, ckpt=5),
-                   passphrase_file=str(pass_file), records=memory_records())
+                   passphrase=read_passphrase(pass_file), records=memory_records())
     return {"home": home, "artifact": result.artifact_dir, "root": root}
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from appliance.digests import file_sha256
 from appliance.home import Home
+from appliance.passphrase import read_passphrase
 from appliance.service.train import TrainResult, train
 from tests.train.conftest import CHAT, memory_records, write_recipe
 
@@ -66,7 +67,7 @@ def test_train_artifact_report_and_no_leak(train_home: Home, pass_file: Path,
     samples, provenance, audit events, and the training canary nowhere on disk in clear."""
     events: list[dict[str, object]] = []
     result = train(train_home, write_recipe(tmp_path / "r.toml", steps=2, ckpt=1),
-                   passphrase_file=str(pass_file),
+                   passphrase=read_passphrase(pass_file),
                    records=memory_records(train=_canary_records()), on_event=events.append)
     art = result.artifact_dir
     assert art == train_home.artifacts_dir / result.run_id
@@ -135,16 +136,16 @@ def test_checkpoints_are_sealed_without_pickle(train_home: Home, pass_file: Path
         assert b"lora_A" not in path.read_bytes()
     audit = [json.loads(x) for x in train_home.audit_log.read_text().splitlines()]
     assert next(e for e in audit if e["action"] == "train.cancelled")["step"] >= 1
-    result = train(train_home, resume=run_id, passphrase_file=str(pass_file),
+    result = train(train_home, resume=run_id, passphrase=read_passphrase(pass_file),
                    records=memory_records())
     assert result.run_id == run_id and (result.artifact_dir / "report.json").is_file()
     with pytest.raises(Exception, match="already finished"):
-        train(train_home, resume=run_id, passphrase_file=str(pass_file),
+        train(train_home, resume=run_id, passphrase=read_passphrase(pass_file),
               records=memory_records())
 
 
 def _uninterrupted(home: Home, recipe: Path, pass_file: Path) -> TrainResult:
-    return train(home, recipe, passphrase_file=str(pass_file), records=memory_records())
+    return train(home, recipe, passphrase=read_passphrase(pass_file), records=memory_records())
 
 
 def test_reproducible_and_kill9_resume_gives_identical_adapter(
@@ -166,7 +167,7 @@ def test_reproducible_and_kill9_resume_gives_identical_adapter(
     assert not (train_home.artifacts_dir / run_id).exists()
     partial = (train_home.runs_dir / run_id / "metrics.jsonl").read_text()
     assert '"step": 3' in partial
-    resumed = train(train_home, resume=run_id, passphrase_file=str(pass_file),
+    resumed = train(train_home, resume=run_id, passphrase=read_passphrase(pass_file),
                     records=memory_records())
     assert resumed.adapter_sha256 == straight.adapter_sha256
     assert file_sha256(resumed.artifact_dir / "adapter_model.safetensors") == \
@@ -188,7 +189,7 @@ def test_resume_refuses_changed_dataset(train_home: Home, pass_file: Path,
     proc.wait(timeout=60)
     changed = [dict(r) for r in CHAT[1:9]]
     with pytest.raises(Exception, match="dataset changed"):
-        train(train_home, resume=_run_id(train_home), passphrase_file=str(pass_file),
+        train(train_home, resume=_run_id(train_home), passphrase=read_passphrase(pass_file),
               records=memory_records(train=changed))
 
 
@@ -198,7 +199,7 @@ def test_malformed_records_refused_before_the_child_starts(train_home: Home, pas
     from appliance.errors import DatasetFormatError
 
     with pytest.raises(DatasetFormatError, match="needs messages") as caught:
-        train(train_home, write_recipe(tmp_path / "r.toml"), passphrase_file=str(pass_file),
+        train(train_home, write_recipe(tmp_path / "r.toml"), passphrase=read_passphrase(pass_file),
               records=memory_records(train=[{"text": "no shape"}]))
     assert caught.value.where == "record 0" and caught.value.exit_code == 2
     assert not train_home.runs_dir.exists() or not any(train_home.runs_dir.iterdir())

@@ -18,6 +18,7 @@ from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, ProgressBar, Static
 
 from appliance.home import Home
+from appliance.passphrase import read_passphrase
 from appliance.resources import shipped_policy
 from appliance.tui.app import ApplianceConsole
 from appliance.tui.screens.datasets import DatasetsScreen
@@ -472,7 +473,7 @@ def test_real_trained_artifact_provenance_then_export_merged(
     from tests.train.conftest import PASSPHRASE, memory_records, write_recipe
 
     result = train(train_home, write_recipe(tmp_path / "r.toml", steps=1, ckpt=5),
-                   passphrase_file=str(pass_file), records=memory_records())
+                   passphrase=read_passphrase(pass_file), records=memory_records())
     assert result.signed
     model = store.list_records(train_home)[0]
     monkeypatch.chdir(tmp_path)
