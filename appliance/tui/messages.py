@@ -32,30 +32,3 @@ class JobEvent(Message):
         super().__init__()
         self.job = job
         self.event = event
-
-
-class TrainStarted(Message):
-    """The Train page's worker has started the training child (`job` is its ChildJob)."""
-
-    def __init__(self, job: Any) -> None:
-        super().__init__()
-        self.job = job
-
-
-class TrainEvent(Message):
-    """One `--json-events` event of the running training child."""
-
-    def __init__(self, event: dict[str, Any]) -> None:
-        super().__init__()
-        self.event = event
-
-
-class TrainEnded(Message):
-    """The training child exited: `ok`, the artifact directory it printed, or the one-line
-    error (the CLI's own line, or an internal error)."""
-
-    def __init__(self, ok: bool, artifact: str = "", line: str = "") -> None:
-        super().__init__()
-        self.ok = ok
-        self.artifact = artifact
-        self.line = line

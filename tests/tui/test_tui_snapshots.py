@@ -61,7 +61,7 @@ def test_train_layout_during_a_run(snap_compare: Any, home: Home,
     """Train: the setup on the left; the loss curve, the eval curve and the progress panel
     (step bar, loss, lr, tokens/s, ETA, eval, checkpoints) fed with a fixed run's events."""
     from appliance.service.train_progress import TrainProgress
-    from appliance.tui.messages import TrainEvent
+    from appliance.tui.messages import JobEvent
 
     async def run(pilot: Pilot[Any]) -> None:
         await pilot.press("5")
@@ -69,7 +69,7 @@ def test_train_layout_during_a_run(snap_compare: Any, home: Home,
         screen = pilot.app.screen
         screen.progress = TrainProgress()  # type: ignore[attr-defined]
         for event in RUN_EVENTS:
-            screen.post_message(TrainEvent(event))
+            screen.post_message(JobEvent("train", event))
         await pilot.pause()
 
     assert snap_compare(ApplianceConsole(home), terminal_size=SIZE, run_before=run)

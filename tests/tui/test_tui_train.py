@@ -309,3 +309,34 @@ def test_quitting_during_a_real_run_stops_it_cleanly_then_closes(ready_home: Hom
     step = json.loads((run_dir / "checkpoints" / "latest.json").read_text())["step"]
     assert any(e["action"] == "train.cancelled" and e.get("run_id") == run_dir.name
                and e.get("step") == step for e in _audit(home))
+
+
+def test_closing_the_console_cancels_the_training_child(ready_home: Home) -> None:
+    """The Train page's child is one of the app's child jobs: the console closing without
+    the quit question (the app exits under it) sends it SIGTERM, and the real `appliance
+    train` child ends with an audited cancellation instead of training on alone."""
+    home = ready_home
+    app = ApplianceConsole(home, start="train")
+    children = []
+
+    async def script(pilot: Pilot[int]) -> None:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, TrainScreen)
+        await choose(pilot, "recipe", 3)
+        await pilot.press("s")
+        await wait_until(pilot, lambda: isinstance(app.screen, PassphraseModal), "the modal")
+        await type_text(pilot, PASSPHRASE.strip())
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: screen.child_started, "the trainer to start", 120)
+        assert screen.job is not None and screen.job in app.child_jobs
+        children.append(screen.job)
+        app.exit()
+
+    drive(app, script)
+    (child,) = children
+    assert child.proc is not None and child.proc.wait(timeout=120) != 0
+    (run_dir,) = home.runs_dir.iterdir()
+    assert any(e["action"] == "train.cancelled" and e.get("run_id") == run_dir.name
+               for e in _audit(home))
+    assert not (home.artifacts_dir / run_dir.name).exists()

@@ -2,9 +2,11 @@
 
 A run is the CLI's own `appliance train EFFECTIVE_RECIPE --json-events` in a niced child
 process (`appliance.service.jobs.ChildJob`), so the console never imports torch and answers
-keys while it trains. A thread worker starts the child and reads its events; each comes to
-this page as a message, is folded into a `TrainProgress`, and redraws the loss and eval plots
-and the progress panel ("attributes down, messages up").
+keys while it trains. It runs through `Page.run_child`, the console's one child-job
+mechanism: a thread worker starts the child and reads its events; each comes to this page as
+a `JobEvent`, is folded into a `TrainProgress`, and redraws the loss and eval plots and the
+progress panel ("attributes down, messages up"); the end comes as `JobDone` or `JobFailed`.
+The child is in `app.child_jobs`, so closing the console cancels it.
 
 Cancelling sends SIGTERM, which the trainer turns into a checkpoint at the next step boundary
 and an audited cancellation. It is sent only once the isolated trainer has reported that it
@@ -37,8 +39,7 @@ from appliance.service.training_jobs import (
     training_choices,
     write_effective_recipe,
 )
-from appliance.tui.messages import TrainEnded, TrainEvent, TrainStarted
-from appliance.tui.screens.base import Page, internal_error_line
+from appliance.tui.screens.base import Page
 from appliance.tui.widgets.lineplot import LinePlot
 from appliance.tui.widgets.passphrase import PassphraseModal
 from appliance.tui.widgets.records import set_rows
@@ -315,77 +316,53 @@ class TrainScreen(Page):
         return self.running
 
     def _launch(self, make_job: Callable[[], ChildJob], resume: str | None = None) -> None:
-        """Start the job on a thread worker that posts its events here as messages."""
-        self.running, self.job, self.child_started, self.cancel_requested = True, None, False, \
+        """Run the child through the page's one child-job mechanism (`Page.run_child`): its
+        events come back as `job_event("train", ...)`, its end as `job_done` or
+        `job_failed`, and the app cancels it if the console closes first."""
+        try:
+            job = make_job()  # writes the effective recipe: a few hundred bytes
+            history = run_history(self.home, resume) if resume else []
+        except ApplianceError as exc:
+            self.banner.show_error(exc.line())
+            return
+        self.running, self.job, self.child_started, self.cancel_requested = True, job, False, \
             False
         self.progress, self.artifact = TrainProgress(run_id=resume or ""), ""
+        self.progress.preload(history)  # a resumed run's curves go on where they were
         self.banner.clear()
         self._redraw()
-        self.run_worker(lambda: self._run_child(make_job, resume), name="train",
-                        group="train", thread=True, exit_on_error=False)
+        self.run_child("train", job)
 
-    def _run_child(self, make_job: Callable[[], ChildJob], resume: str | None) -> None:
-        """(worker thread) start the child, post every event, then how it ended."""
-        try:
-            if resume:
-                self.post_message(TrainEvent({"type": "history",
-                                              "events": run_history(self.home, resume)}))
-            job = make_job()
-            job.start()
-            self.post_message(TrainStarted(job))
-            for event in job.events():
-                if event.get("type") != "generations":  # sample text: the page shows none
-                    self.post_message(TrainEvent(event))
-            outcome = job.wait()
-        except ApplianceError as exc:
-            self.post_message(TrainEnded(False, line=exc.line()))
-            return
-        except Exception as exc:
-            keep = getattr(self.app, "keep_exception", None)
-            if keep is not None:
-                keep(exc)
-            self.post_message(TrainEnded(False, line=internal_error_line(exc)))
-            return
-        artifact = outcome.output[-1] if outcome.ok and outcome.output else ""
-        self.post_message(TrainEnded(outcome.ok, artifact, outcome.message))
-
-    def on_train_started(self, message: TrainStarted) -> None:
-        """Keep the job, to cancel it."""
-        self.job = message.job
-
-    def on_train_event(self, message: TrainEvent) -> None:
-        """Fold one event into the progress and redraw."""
-        event = message.event
-        if self.progress is None:
-            return
-        if event.get("type") == "history":
-            self.progress.preload(event["events"])
-        elif event.get("type") == "started" and not self.child_started:
+    def _train_event(self, event: dict[str, Any]) -> None:
+        """Fold one event of the training child into the progress and redraw."""
+        if self.progress is None or event.get("type") == "generations":
+            return  # generations carry sample text: the page shows none
+        if event.get("type") == "started" and not self.child_started:
             self.child_started = True
             if self.cancel_requested and self.job is not None:
                 self.job.cancel()
         self.progress.apply(event)
         self._redraw()
 
-    def on_train_ended(self, message: TrainEnded) -> None:
+    def _train_ended(self, ok: bool, artifact: str = "", line: str = "") -> None:
         """Show how the run ended, and re-read the interrupted runs."""
         self.running, self.job = False, None
         progress = self.progress or TrainProgress()
         self.progress = progress
-        if message.ok:
+        if ok:
             progress.phase, progress.detail = "done", "artifact signed and in place"
-            self.artifact = message.artifact
+            self.artifact = artifact
             before, after = progress.eval_before.get("loss"), progress.eval_after.get("loss")
             evals = f"; eval loss {before:.4f} -> {after:.4f}" if before and after else ""
             self.banner.show_info(f"run {progress.run_id} finished{evals}: artifact "
-                                  f"{message.artifact} (6 Artifacts verifies it)")
+                                  f"{artifact} (6 Artifacts verifies it)")
         elif progress.phase == "stopped":
             self.banner.show_info(f"run {progress.run_id} stopped at step {progress.step} of "
                                   f"{progress.total_steps}, checkpoint saved: select it under "
                                   "Interrupted runs and press R to resume")
         else:
             progress.phase, progress.detail = "failed", "see the message above"
-            self.banner.show_error(message.line or "the training run failed")
+            self.banner.show_error(line or "the training run failed")
         self._redraw()
         self.action_refresh()
 
@@ -398,16 +375,26 @@ class TrainScreen(Page):
             self.query_one("#eval-plot", LinePlot).set_series(
                 {"before -> after": progress.eval_losses})
 
+    def job_event(self, job: str, event: dict[str, Any]) -> None:
+        """An event of the training child."""
+        if job == "train":
+            self._train_event(event)
+
     def job_done(self, job: str, result: Any) -> None:
-        """Choices read, or a recipe checked."""
-        if job == "choices":
+        """Choices read, a recipe checked, or the training child exited 0."""
+        if job == "train":
+            self._train_ended(True, result.output[-1] if result.output else "")
+        elif job == "choices":
             self._fill_choices(result)
         elif job == "check":
             self._checked(result)
 
-    def job_failed(self, job: str, line: str) -> None:  # noqa: ARG002 - overrides Page's
-        """Stop the loading indicator; a refused recipe is marked (the banner says why)."""
-        if job == "choices":
+    def job_failed(self, job: str, line: str) -> None:
+        """The run ended without an artifact; or stop the loading indicator; or mark a
+        refused recipe (the banner says why)."""
+        if job == "train":
+            self._train_ended(False, line=line)
+        elif job == "choices":
             self.query_one("#train-setup").loading = False
         elif job == "check":
             self.start_when_checked = False
