@@ -9,6 +9,7 @@ import select
 import stat
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from appliance.errors import PassphraseError
@@ -23,6 +24,16 @@ PIPE_TIMEOUT_S = 30.0
 INHERITED_FD = re.compile(r"/(?:dev|proc/self)/fd/[0-9]+")
 """Paths that name an inherited file descriptor; a pipe is accepted only through these."""
 _FILES_READ: list[Path] = []
+
+Passphrase = bytes | Callable[[], bytes]
+"""What the services take: the passphrase, or the CLI's way to ask for it
+(`cli._common.passphrase`), which a service calls once it needs the secret: after its input
+checks, so bad input is named before anyone is prompted."""
+
+
+def resolve(passphrase: Passphrase) -> bytes:
+    """The passphrase's bytes (asking for them now, if that was left to this moment)."""
+    return passphrase() if callable(passphrase) else passphrase
 
 
 def files_read() -> tuple[Path, ...]:

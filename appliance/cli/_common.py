@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from appliance.home import Home, resolve_home
@@ -21,24 +22,43 @@ def passphrase_file(args: argparse.Namespace) -> str | None:
     return str(value) if value else None
 
 
-def passphrase(args: argparse.Namespace, *, prompt: str = "Passphrase: ",
-               file: str | None = None, confirm: bool = False,
-               check_strength: bool = False) -> bytes:
-    """The passphrase, the one way the CLI gets it: from `file` or --passphrase-file, else
-    $APPLIANCE_PASSPHRASE_FILE, else a non-echoing prompt on the terminal. The services
-    take the bytes."""
+def ask_passphrase(args: argparse.Namespace, *, prompt: str = "Passphrase: ",
+                   file: str | None = None, confirm: bool = False,
+                   check_strength: bool = False) -> bytes:
+    """The passphrase now, the one way the CLI reads it: from `file` or --passphrase-file,
+    else $APPLIANCE_PASSPHRASE_FILE, else a non-echoing prompt on the terminal."""
     from appliance.passphrase import read_passphrase
 
     return read_passphrase(file or passphrase_file(args), prompt=prompt, confirm=confirm,
                            check_strength=check_strength)
 
 
-def new_passphrase(file: str | None, prompt: str) -> bytes:
-    """A new passphrase (a recipient's, or the next one of this home) from `file` or a
-    confirmed prompt; never from $APPLIANCE_PASSPHRASE_FILE, which holds the current one."""
+def _once(ask: Callable[[], bytes]) -> Callable[[], bytes]:
+    kept: list[bytes] = []
+
+    def asked() -> bytes:
+        if not kept:
+            kept.append(ask())
+        return kept[0]
+
+    return asked
+
+
+def passphrase(args: argparse.Namespace, *, prompt: str = "Passphrase: ",
+               file: str | None = None) -> Callable[[], bytes]:
+    """The passphrase as the services take it (appliance.passphrase.Passphrase): read by
+    `ask_passphrase` when the service first needs it, after its input checks (bad input is
+    named before anyone is prompted), and only once."""
+    return _once(lambda: ask_passphrase(args, prompt=prompt, file=file))
+
+
+def new_passphrase(file: str | None, prompt: str) -> Callable[[], bytes]:
+    """A new passphrase (a recipient's, or the next one of this home), asked when needed:
+    from `file` or a confirmed prompt; never from $APPLIANCE_PASSPHRASE_FILE, which holds
+    the current one."""
     from appliance.passphrase import read_new_passphrase
 
-    return read_new_passphrase(file, prompt)
+    return _once(lambda: read_new_passphrase(file, prompt))
 
 
 def optional_passphrase(args: argparse.Namespace) -> bytes | None:
@@ -49,7 +69,7 @@ def optional_passphrase(args: argparse.Namespace) -> bytes | None:
     from appliance.passphrase import PASSPHRASE_FILE_ENV
 
     if passphrase_file(args) or os.environ.get(PASSPHRASE_FILE_ENV) or sys.stdin.isatty():
-        return passphrase(args)
+        return ask_passphrase(args)
     return None
 
 

@@ -9,9 +9,9 @@ from typing import Any
 from appliance.cli._common import (
     add_command,
     add_group,
+    ask_passphrase,
     home_of,
     optional_passphrase,
-    passphrase,
     print_json,
 )
 from appliance.errors import EXIT_FAILED, EXIT_OK
@@ -64,7 +64,7 @@ def _export(args: argparse.Namespace) -> int:
 def _checkpoint(args: argparse.Namespace) -> int:
     from appliance.service import audit
 
-    cp = audit.checkpoint_now(home_of(args), passphrase(args), args.out)
+    cp = audit.checkpoint_now(home_of(args), ask_passphrase(args), args.out)
     if args.json:
         print_json(cp)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from appliance.cli._common import add_command, add_group, home_of, passphrase, print_json
+from appliance.cli._common import add_command, add_group, ask_passphrase, home_of, print_json
 from appliance.errors import EXIT_OK
 
 
@@ -13,7 +13,8 @@ def _init(args: argparse.Namespace) -> int:
     from appliance.service.home import init_home
 
     home = home_of(args)
-    secret = passphrase(args, prompt="New passphrase: ", confirm=True, check_strength=True)
+    secret = ask_passphrase(args, prompt="New passphrase: ", confirm=True,
+                            check_strength=True)
     result = init_home(home, secret, args.policy)
     if args.json:
         print_json(result.as_dict())

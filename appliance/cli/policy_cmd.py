@@ -64,7 +64,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _apply(args: argparse.Namespace) -> int:
-    from appliance.cli._common import home_of, passphrase
+    from appliance.cli._common import ask_passphrase, home_of
     from appliance.service.policy import apply_policy, plan_apply
 
     home = home_of(args)
@@ -75,7 +75,7 @@ def _apply(args: argparse.Namespace) -> int:
                   "that file, not from the policy the home manifest records")
         _print_changes(changes)
     result = apply_policy(home, args.file,
-                          passphrase(args, prompt="Passphrase to apply this policy: "))
+                          ask_passphrase(args, prompt="Passphrase to apply this policy: "))
     if args.json:
         print_json(result)
     else:

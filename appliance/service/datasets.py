@@ -14,6 +14,7 @@ from typing import Any
 from appliance import audit, keys, trust
 from appliance.errors import PassphraseError, PolicyViolation, UsageError
 from appliance.home import Home
+from appliance.passphrase import Passphrase, resolve
 from appliance.policy import Policy, load_policy
 from appliance.vault import store
 
@@ -25,10 +26,10 @@ def active_policy(home: Home) -> Policy:
 
 
 def unlock(home: Home, policy: Policy, action: str, name: str | None = None, *,
-           passphrase: bytes) -> bytes:
+           passphrase: Passphrase) -> bytes:
     """The vault master key, from the passphrase; a wrong one is audited as `action`."""
     try:
-        return trust.unlock(home, passphrase, policy)
+        return trust.unlock(home, resolve(passphrase), policy)
     except PassphraseError as exc:
         audit.record(home, action, outcome="failed", dataset=name, error="PassphraseError")
         if name is None:
@@ -54,7 +55,7 @@ def import_options(home: Home) -> dict[str, Any]:
             "check_before_signing": privacy.check_before_signing}
 
 
-def show_dataset(home: Home, name: str, *, passphrase: bytes) -> dict[str, Any]:
+def show_dataset(home: Home, name: str, *, passphrase: Passphrase) -> dict[str, Any]:
     """Verified metadata and the encrypted scrub report of one dataset (no records)."""
     store.check_name(name)
     policy = active_policy(home)
@@ -63,7 +64,7 @@ def show_dataset(home: Home, name: str, *, passphrase: bytes) -> dict[str, Any]:
     return store.read_metadata(home, key, name)
 
 
-def verify_dataset(home: Home, name: str, *, passphrase: bytes) -> dict[str, Any]:
+def verify_dataset(home: Home, name: str, *, passphrase: Passphrase) -> dict[str, Any]:
     """Decrypt and check a whole dataset in memory; returns its verified public summary."""
     store.check_name(name)
     policy = active_policy(home)
@@ -73,7 +74,7 @@ def verify_dataset(home: Home, name: str, *, passphrase: bytes) -> dict[str, Any
 
 
 def sample_dataset(home: Home, name: str, *, n: int = 5, split: str = "train",
-                   seed: int | None = None, passphrase: bytes) -> list[dict[str, Any]]:
+                   seed: int | None = None, passphrase: Passphrase) -> list[dict[str, Any]]:
     """Up to `n` scrubbed records of `split`, decrypted in memory: the first `n`, or a random
     choice when `seed` is given."""
     if n < 0:
@@ -97,7 +98,7 @@ def remove_dataset(home: Home, name: str) -> dict[str, Any]:
 
 
 def export_dataset(home: Home, name: str, out: str | Path, *,
-                   recipient_passphrase: bytes, passphrase: bytes) -> dict[str, Any]:
+                   recipient_passphrase: Passphrase, passphrase: Passphrase) -> dict[str, Any]:
     """Export a dataset as a vault file whose key is wrapped for a recipient passphrase,
     only when the policy's `export.datasets` is "encrypted"."""
     store.check_name(name)
@@ -110,16 +111,19 @@ def export_dataset(home: Home, name: str, out: str | Path, *,
                               hint='export.datasets must be "encrypted" to allow it')
     store.dataset_info(home, name)
     key = unlock(home, policy, "dataset.export", name, passphrase=passphrase)
-    info = store.export_dataset(home, policy, key, name, Path(out), recipient_passphrase)
+    info = store.export_dataset(home, policy, key, name, Path(out),
+                                resolve(recipient_passphrase))
     return {**info.as_dict(), "out": str(out), "wrapped_for": "recipient passphrase"}
 
 
-def change_passphrase(home: Home, *, passphrase: bytes, new_passphrase: bytes) -> None:
+def change_passphrase(home: Home, *, passphrase: Passphrase,
+                      new_passphrase: Passphrase) -> None:
     """Re-seal the vault master key under a new passphrase: every dataset key stays wrapped
     by the same master key, so no dataset byte changes and the old passphrase stops working."""
     policy = active_policy(home)
-    old, new = passphrase, new_passphrase
+    old = resolve(passphrase)
     unlock(home, policy, "passphrase.change", passphrase=old)
+    new = resolve(new_passphrase)
     if new == old:
         raise PassphraseError("the new passphrase is the same as the current one",
                               hint="choose a different passphrase")

@@ -19,6 +19,7 @@ from typing import Any
 from appliance.errors import TrainingError
 from appliance.fsutil import atomic_write_text
 from appliance.home import HOME_ENV, Home, default_home_dir
+from appliance.passphrase import Passphrase, resolve
 from appliance.resources import PACKAGE_DIR, shipped_policy
 
 DEMO_DIR = PACKAGE_DIR / "data" / "demo"
@@ -54,7 +55,7 @@ def demo_passphrase_file(home: Home, given: str | None) -> str:
     return str(path)
 
 
-def _init(home: Home, passphrase: bytes, stage: Stage) -> None:
+def _init(home: Home, passphrase: Passphrase, stage: Stage) -> None:
     from appliance.service.home import init_home
 
     if home.is_initialised():
@@ -69,22 +70,23 @@ def _init(home: Home, passphrase: bytes, stage: Stage) -> None:
     if held is not None:
         keep.unlink()  # init wants an empty directory; the file goes back right after
     try:
-        result = init_home(home, passphrase, shipped_policy("demo"))
+        result = init_home(home, resolve(passphrase), shipped_policy("demo"))
     finally:
         if held is not None:
             atomic_write_text(keep, held.decode(), 0o600)
     stage("init", f"home created under policy {result.policy_name} ({result.policy_digest})")
 
 
-def _model(home: Home, passphrase: bytes, stage: Stage) -> None:
+def _model(home: Home, passphrase: Passphrase, stage: Stage) -> None:
     from appliance.service.models import import_model
 
-    info = import_model(home, None, None, default=True, passphrase=passphrase)
+    info = import_model(home, None, None, default=True,
+                        passphrase=resolve(passphrase))
     how = "already imported" if info.get("cached") else "converted from GGUF to safetensors"
     stage("model", f"{info['name']} {how}; allowed by policy: {info['allowed']}")
 
 
-def _dataset(home: Home, passphrase: bytes, stage: Stage) -> None:
+def _dataset(home: Home, passphrase: Passphrase, stage: Stage) -> None:
     from appliance.service.datasets import list_datasets
     from appliance.service.scrub import import_dataset
 
@@ -99,7 +101,7 @@ def _dataset(home: Home, passphrase: bytes, stage: Stage) -> None:
           f"{report['residual'] or 'none'}; stored encrypted, digest {report['digest']}")
 
 
-def run_demo(home: Home, *, passphrase: bytes,
+def run_demo(home: Home, *, passphrase: Passphrase,
              on_stage: Stage | None = None,
              on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run every stage; returns the promised result fields plus details."""

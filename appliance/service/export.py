@@ -17,6 +17,7 @@ from appliance.export import signed
 from appliance.fsutil import fsync_dir
 from appliance.home import Home
 from appliance.models import safety, store
+from appliance.passphrase import Passphrase, resolve
 from appliance.policy import Policy, load_policy, policy_digest
 from appliance.service.policy import REFUSED_HINT
 
@@ -38,7 +39,8 @@ def refuse_if_forbidden(home: Home, artifact: str | Path) -> None:
     require_merge_allowed(home, load_policy(home.policy_file), Path(artifact))
 
 
-def merge(home: Home, artifact: str | Path, out: str | Path, passphrase: bytes) -> dict[str, Any]:
+def merge(home: Home, artifact: str | Path, out: str | Path,
+          passphrase: Passphrase) -> dict[str, Any]:
     """Verify a private copy of `artifact`, then write merged weights (safetensors), config
     and tokenizer to `out` (which must not exist), signed like an artifact with provenance
     naming the adapter artifact's root digest (`appliance.export.signed`). The merge runs
@@ -46,16 +48,17 @@ def merge(home: Home, artifact: str | Path, out: str | Path, passphrase: bytes) 
     trust.require_home(home)
     policy = load_policy(home.policy_file)
     art, dest = Path(artifact), Path(out)
-    with (_verified_inputs(home, policy, art, dest, "export.merge") as (copy, result, prov, base),
-          signed.staged(dest) as staging):
-        merged_digest = _merge_into(base.weights_dir, copy, staging)
-        info = signed.export_provenance(
-            kind="merge", artifact=art, verified=result,
-            policy_digest=policy_digest(policy),
-            output={"weights_root_digest": merged_digest, "dtype": "float32",
-                    "format": "safetensors"})
-        sig = signed.sign_and_place(home, staging, dest, info, passphrase,
-                                    signed.MERGED_BUILD_TYPE)
+    with _verified_inputs(home, policy, art, dest, "export.merge") as (copy, result, prov, base):
+        secret = resolve(passphrase)  # before the (long) merge, not after
+        with signed.staged(dest) as staging:
+            merged_digest = _merge_into(base.weights_dir, copy, staging)
+            info = signed.export_provenance(
+                kind="merge", artifact=art, verified=result,
+                policy_digest=policy_digest(policy),
+                output={"weights_root_digest": merged_digest, "dtype": "float32",
+                        "format": "safetensors"})
+            sig = signed.sign_and_place(home, staging, dest, info, secret,
+                                        signed.MERGED_BUILD_TYPE)
     audit.record(home, "export.merge", artifact=art.name, base_model=base.root_digest,
                  adapter_sha256=prov.get("adapter_sha256"), merged_root_digest=merged_digest,
                  root_digest=sig["root_digest"], adapter_root_digest=result["root_digest"])
@@ -99,38 +102,38 @@ def _verified_inputs(home: Home, policy: Policy, art: Path, dest: Path, action: 
 
 
 def export_gguf(home: Home, artifact: str | Path, out: str | Path, qtype: str = "f16", *,
-                passphrase: bytes) -> dict[str, Any]:
+                passphrase: Passphrase) -> dict[str, Any]:
     """Verify a private copy of `artifact`, merge it into its base model, and write the
     merged model as one GGUF file (`model.gguf`, F16 or Q8_0) with an Ollama `Modelfile`
     into the new directory `out`, signed like an artifact (build type gguf-export/v1). The
     merge and the conversion run in the sandbox. Gated like `export merge` (merged weights
     leave the appliance). Audited either way."""
     from appliance.export import gguf_writer
-
     trust.require_home(home)
     if qtype not in gguf_writer.TYPES:
         raise UsageError(f"unknown GGUF type {qtype!r}", where="--type",
                          hint=f"one of {', '.join(gguf_writer.TYPES)}")
     policy = load_policy(home.policy_file)
     art, dest = Path(artifact), Path(out)
-    with (_verified_inputs(home, policy, art, dest, "export.gguf") as (copy, result, _, base),
-          signed.staged(dest) as staging):
-        merged = staging.parent / ".merged-float32"  # never dest's name: staging has it
-        merged_digest = _merge_into(base.weights_dir, copy, merged)
-        staging.mkdir()
-        wrote = _in_sandbox({"kind": "gguf", "mode": "model", "source": str(merged),
-                             "out": str(staging / "model.gguf"), "qtype": qtype,
-                             "name": f"{base.name}-{art.name}"},
-                            read_only=(merged,), writable=(staging,), where=art)
-        shutil.rmtree(merged)
-        (staging / "Modelfile").write_text(gguf_writer.modelfile(
-            "model.gguf", f"ollama create NAME -f Modelfile (signed export of {art.name})"))
-        info = signed.export_provenance(
-            kind="gguf", artifact=art, verified=result, policy_digest=policy_digest(policy),
-            output={"merged_root_digest": merged_digest, "gguf_type": qtype,
-                    "tensors": wrote["tensors"], "format": "gguf"})
-        sig = signed.sign_and_place(home, staging, dest, info, passphrase,
-                                    signed.GGUF_BUILD_TYPE)
+    with _verified_inputs(home, policy, art, dest, "export.gguf") as (copy, result, _, base):
+        secret = resolve(passphrase)
+        with signed.staged(dest) as staging:
+            merged = staging.parent / ".merged-float32"  # never dest's name: staging has it
+            merged_digest = _merge_into(base.weights_dir, copy, merged)
+            staging.mkdir()
+            wrote = _in_sandbox({"kind": "gguf", "mode": "model", "source": str(merged),
+                                 "out": str(staging / "model.gguf"), "qtype": qtype,
+                                 "name": f"{base.name}-{art.name}"},
+                                read_only=(merged,), writable=(staging,), where=art)
+            shutil.rmtree(merged)
+            (staging / "Modelfile").write_text(gguf_writer.modelfile(
+                "model.gguf", f"ollama create NAME -f Modelfile (signed export of {art.name})"))
+            info = signed.export_provenance(
+                kind="gguf", artifact=art, verified=result, policy_digest=policy_digest(policy),
+                output={"merged_root_digest": merged_digest, "gguf_type": qtype,
+                        "tensors": wrote["tensors"], "format": "gguf"})
+            sig = signed.sign_and_place(home, staging, dest, info, secret,
+                                        signed.GGUF_BUILD_TYPE)
     audit.record(home, "export.gguf", artifact=art.name, base_model=base.root_digest,
                  adapter_root_digest=result["root_digest"], root_digest=sig["root_digest"],
                  gguf_type=qtype)
@@ -141,35 +144,36 @@ def export_gguf(home: Home, artifact: str | Path, out: str | Path, qtype: str = 
 
 
 def export_gguf_adapter(home: Home, artifact: str | Path, out: str | Path,
-                        passphrase: bytes) -> dict[str, Any]:
+                        passphrase: Passphrase) -> dict[str, Any]:
     """Verify a private copy of `artifact` and write its LoRA adapter as a llama.cpp GGUF
     adapter (`adapter.gguf`, F32) with an Ollama `Modelfile` (`ADAPTER ./adapter.gguf` on a
     base GGUF) into the new directory `out`, signed like an artifact; the conversion runs in
     the sandbox. No merged weights leave, so `export.merged_weights` does not apply; audited
     as `export.gguf`."""
     from appliance.export import gguf_writer
-
     trust.require_home(home)
     policy = load_policy(home.policy_file)
     art, dest = Path(artifact), Path(out)
     with _verified_inputs(home, policy, art, dest, "export.gguf", gate=False) as (
-            copy, result, _, base), signed.staged(dest) as staging:
-        staging.mkdir()
-        wrote = _in_sandbox({"kind": "gguf", "mode": "adapter", "source": str(copy),
-                             "base_config": str(base.weights_dir / "config.json"),
-                             "out": str(staging / "adapter.gguf"),
-                             "name": f"{base.name}-{art.name}-lora"},
-                            read_only=(copy, base.weights_dir), writable=(staging,),
-                            where=art)
-        (staging / "Modelfile").write_text(gguf_writer.adapter_modelfile(
-            "adapter.gguf", f"ollama create NAME -f Modelfile (signed adapter of {art.name})"))
-        info = signed.export_provenance(
-            kind="gguf-adapter", artifact=art, verified=result,
-            policy_digest=policy_digest(policy),
-            output={"gguf_type": wrote["type"], "tensors": wrote["tensors"],
-                    "rank": wrote["rank"], "alpha": wrote["alpha"], "format": "gguf-lora"})
-        sig = signed.sign_and_place(home, staging, dest, info, passphrase,
-                                    signed.GGUF_BUILD_TYPE)
+            copy, result, _, base):
+        secret = resolve(passphrase)
+        with signed.staged(dest) as staging:
+            staging.mkdir()
+            wrote = _in_sandbox({"kind": "gguf", "mode": "adapter", "source": str(copy),
+                                 "base_config": str(base.weights_dir / "config.json"),
+                                 "out": str(staging / "adapter.gguf"),
+                                 "name": f"{base.name}-{art.name}-lora"},
+                                read_only=(copy, base.weights_dir), writable=(staging,),
+                                where=art)
+            (staging / "Modelfile").write_text(gguf_writer.adapter_modelfile(
+                "adapter.gguf", f"ollama create NAME -f Modelfile (signed adapter of {art.name})"))
+            info = signed.export_provenance(
+                kind="gguf-adapter", artifact=art, verified=result,
+                policy_digest=policy_digest(policy),
+                output={"gguf_type": wrote["type"], "tensors": wrote["tensors"],
+                        "rank": wrote["rank"], "alpha": wrote["alpha"], "format": "gguf-lora"})
+            sig = signed.sign_and_place(home, staging, dest, info, secret,
+                                        signed.GGUF_BUILD_TYPE)
     audit.record(home, "export.gguf", artifact=art.name, adapter_root_digest=result["root_digest"],
                  root_digest=sig["root_digest"], gguf_type="lora")
     return {"artifact": str(art), "out": str(dest), "gguf": str(dest / "adapter.gguf"),

@@ -26,6 +26,7 @@ from appliance.errors import (
 )
 from appliance.fsutil import atomic_write_text
 from appliance.home import Home
+from appliance.passphrase import Passphrase, resolve
 from appliance.policy import Policy, load_policy
 from appliance.privacy.canaries import CanarySet
 
@@ -198,7 +199,7 @@ def _check_dataset(home: Home, master_key: bytes, prov: dict[str, Any],
                              where=f"dataset {name!r}")
 
 
-def check_artifact(home: Home, artifact: str | Path, *, passphrase: bytes,
+def check_artifact(home: Home, artifact: str | Path, *, passphrase: Passphrase,
                    on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
     """`appliance privacy-check ARTIFACT`: verify the artifact's signature (before any
     parser opens a file), find its base model and dataset from the signed provenance, and
@@ -230,7 +231,7 @@ def check_artifact(home: Home, artifact: str | Path, *, passphrase: bytes,
     return summary
 
 
-def _measure_artifact(home: Home, policy: Policy, path: Path, passphrase: bytes,
+def _measure_artifact(home: Home, policy: Policy, path: Path, passphrase: Passphrase,
                       on_event: Callable[[Event], None] | None,
                       ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Find the base model and the canaries of a verified artifact and measure them."""
@@ -243,7 +244,7 @@ def _measure_artifact(home: Home, policy: Policy, path: Path, passphrase: bytes,
         raise SigningError("the artifact has no usable training provenance",
                            where=str(path)) from None
     model_dir = _model_dir(home, base)
-    master_key = trust.unlock(home, passphrase, policy)
+    master_key = trust.unlock(home, resolve(passphrase), policy)
     canaries = load_canaries(home, master_key, dataset)
     if canaries is None:
         raise VaultError(f"dataset {dataset!r} was imported without canaries, so there is "

@@ -16,6 +16,7 @@ from typing import Any
 from appliance import trust
 from appliance.errors import DatasetFormatError, ScrubError, UsageError, VaultError
 from appliance.home import Home
+from appliance.passphrase import Passphrase, resolve
 from appliance.policy import Policy, load_policy, policy_digest
 from appliance.vault.frames import digest_of
 
@@ -255,7 +256,7 @@ def _refuse_existing(store: Any, home: Home, name: str) -> None:
 
 
 def import_dataset(home: Home, path: str | Path, name: str, *,
-                   passphrase: bytes, progress: Progress | None = None,
+                   passphrase: Passphrase, progress: Progress | None = None,
                    workers: int | None = None, canaries: bool | None = None,
                    columns: str | None = None) -> dict[str, Any]:
     """Prepare the dataset and write it encrypted into the vault; returns the report.
@@ -268,7 +269,7 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
     trust.require_home(home)
     _refuse_existing(store, home, name)  # before the (long) scrub, not after it
     policy = load_policy(home.policy_file)
-    master_key = trust.unlock(home, passphrase, policy)
+    master_key = trust.unlock(home, resolve(passphrase), policy)
     try:
         prepared = prepare_dataset(path, policy, name=name, progress=progress, workers=workers,
                                    canaries=canaries, columns=column_map)

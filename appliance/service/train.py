@@ -33,6 +33,7 @@ from appliance.errors import (
 from appliance.fsutil import atomic_write_text
 from appliance.home import Home
 from appliance.models import store
+from appliance.passphrase import Passphrase, resolve
 from appliance.policy import Policy, load_policy, policy_digest
 from appliance.train import artifact, checkpoint, gates, general, isolation, modelcard
 from appliance.train import metrics as run_metrics
@@ -107,7 +108,7 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
         os.close(fd)
 
 
-def train(home: Home, recipe_path: str | Path | None = None, *, passphrase: bytes,
+def train(home: Home, recipe_path: str | Path | None = None, *, passphrase: Passphrase,
           resume: str | None = None, records: RecordsProvider = vault_records,
           on_event: Callable[[Event], None] | None = None, echo_child_output: bool = False,
           processes: int | None = None) -> TrainResult:
@@ -264,7 +265,7 @@ class RunCollector:
 
 
 def _train(home: Home, recipe_path: str | Path | None, *, resume: str | None,
-           passphrase: bytes, records: RecordsProvider,
+           passphrase: Passphrase, records: RecordsProvider,
            on_event: Callable[[Event], None] | None, echo_child_output: bool,
            processes: int | None, relay: Relay) -> TrainResult:
     """The run's steps, in order: resume or new, policy checks, unlock, records, canaries,
@@ -277,7 +278,9 @@ def _train(home: Home, recipe_path: str | Path | None, *, resume: str | None,
     model, iso = _check_policy(home, policy, plan.recipe)
     run = RunState(home, policy, plan.run_id, plan.run_dir, plan.recipe, plan.state,
                    plan.resumed, model, iso)
-    master_key = trust.unlock(home, passphrase, policy)  # checks the home manifest
+    with relay.suspended():  # Ctrl-C at a prompt interrupts at once
+        secret = resolve(passphrase)
+    master_key = trust.unlock(home, secret, policy)  # checks the home manifest
     store.require_pinned(policy, run.model, trust.recorded_model(home, run.model.name))
     _read_records(run, master_key, records)
     _setup_canaries(run, master_key)
@@ -295,7 +298,7 @@ def _train(home: Home, recipe_path: str | Path | None, *, resume: str | None,
         evals = _check_outcome(run, collector, result, relay)
         evaluation = _gate(run, collector, evals)
         privacy = _check_privacy(run)
-        return _finish(run, collector, evals, evaluation, privacy, passphrase)
+        return _finish(run, collector, evals, evaluation, privacy, secret)
 
 
 def _resume_run(home: Home, run_id: str, processes: int | None) -> RunPlan:
