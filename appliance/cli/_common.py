@@ -74,9 +74,38 @@ def optional_passphrase(args: argparse.Namespace) -> bytes | None:
 
 
 def print_json(obj: Any) -> None:
-    """One JSON object on stdout."""
+    """One JSON object on one line of stdout, flushed: the CLI's one JSON-line writer (the
+    `--json` results and every `--json-events` event)."""
     sys.stdout.write(json.dumps(obj, sort_keys=True) + "\n")
     sys.stdout.flush()
+
+
+def output(args: argparse.Namespace, result: Any, show: Callable[[], None]) -> None:
+    """A command's result: with --json one JSON line (docs/interface.md names its fields),
+    else `show()` writes it for a person."""
+    if getattr(args, "json", False):
+        print_json(result)
+    else:
+        show()
+
+
+PREFIX = "appliance: "
+"""What starts every error and warning line on stderr (docs/interface.md)."""
+
+
+def warn(line: str) -> None:
+    """One `appliance: ...` line on stderr (a warning, or the error of a failed command)."""
+    sys.stderr.write(PREFIX + line + "\n")
+    sys.stderr.flush()
+
+
+def failed(args: argparse.Namespace | None, line: str, exit_code: int) -> None:
+    """Report a failed command: its one line on stderr and, with --json or --json-events,
+    a last JSON line `{"type": "failed", "error": LINE, "exit_code": N}` on stdout (how the
+    console learns why a child job failed)."""
+    warn(line)
+    if args is not None and (getattr(args, "json", False) or getattr(args, "json_events", False)):
+        print_json({"type": "failed", "error": line, "exit_code": exit_code})
 
 
 def add_command(sub: Any, common: argparse.ArgumentParser, name: str,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from appliance.cli._common import (
@@ -12,7 +11,8 @@ from appliance.cli._common import (
     ask_passphrase,
     home_of,
     optional_passphrase,
-    print_json,
+    output,
+    warn,
 )
 from appliance.errors import EXIT_FAILED, EXIT_OK
 
@@ -24,9 +24,9 @@ def _verify(args: argparse.Namespace) -> int:
         report = audit.verify_bundle(args.bundle, args.anchor, args.trusted_key)
     else:
         report = audit.verify_home(home_of(args), args.anchor, args.trusted_key)
-    if args.json:
-        print_json(report)
-    elif report["ok"]:
+    def show() -> None:
+        if not report["ok"]:
+            return
         print(report["reason"])
         if report["uncovered"]:
             print(f"warning: {report['uncovered']} entries after the newest checkpoint are "
@@ -35,10 +35,11 @@ def _verify(args: argparse.Namespace) -> int:
         print(report["trust"])
         for line in report.get("unchecked", []):
             print(line)
+
+    output(args, report, show)
     if not report["ok"]:
         where = f"line {report['first_bad_line']}" if report["first_bad_line"] else "log"
-        sys.stderr.write(f"appliance: audit log does not verify ({where}): "
-                         f"{report['reason']}\n")
+        warn(f"audit log does not verify ({where}): {report['reason']}")  # the JSON says why
     return EXIT_OK if report["ok"] else EXIT_FAILED
 
 
@@ -49,15 +50,13 @@ def _export(args: argparse.Namespace) -> int:
     if not args.no_checkpoint:
         secret = optional_passphrase(args)
         if secret is None:
-            sys.stderr.write("appliance: no passphrase available: exporting without a new "
-                             "checkpoint; the newest entries stay uncovered\n")
+            warn("no passphrase available: exporting without a new checkpoint; the newest "
+                 "entries stay uncovered")
     summary = audit.export_bundle(home_of(args), args.out, secret)
-    if args.json:
-        print_json(summary)
-    else:
-        print(f"wrote {args.out}: {summary['entries']} entries, {summary['checkpoints']} "
-              f"checkpoints, {summary['artifacts']} artifacts")
-        print(f"checkpoint key {summary['checkpoint_key']}")
+    output(args, summary, lambda: print(
+        f"wrote {args.out}: {summary['entries']} entries, {summary['checkpoints']} "
+        f"checkpoints, {summary['artifacts']} artifacts\ncheckpoint key "
+        f"{summary['checkpoint_key']}"))
     return EXIT_OK
 
 
@@ -65,10 +64,8 @@ def _checkpoint(args: argparse.Namespace) -> int:
     from appliance.service import audit
 
     cp = audit.checkpoint_now(home_of(args), ask_passphrase(args), args.out)
-    if args.json:
-        print_json(cp)
-    else:
-        print(f"checkpoint {cp['origin']} size {cp['size']} root {cp['root']}")
+    output(args, cp, lambda: print(f"checkpoint {cp['origin']} size {cp['size']} root "
+                                   f"{cp['root']}"))
     return EXIT_OK
 
 

@@ -15,8 +15,8 @@ from appliance.cli._common import (
     add_group,
     home_of,
     new_passphrase,
+    output,
     passphrase,
-    print_json,
 )
 from appliance.cli.import_cmd import add_import_action
 from appliance.errors import EXIT_OK
@@ -26,12 +26,14 @@ def _list(args: argparse.Namespace) -> int:
     from appliance.service.datasets import list_datasets
 
     rows = list_datasets(home_of(args))
-    if args.json:
-        print_json({"datasets": rows})
-        return EXIT_OK
+    output(args, {"datasets": rows}, lambda: _print_datasets(rows))
+    return EXIT_OK
+
+
+def _print_datasets(rows: list[dict[str, Any]]) -> None:
     if not rows:
         print("no datasets (appliance dataset import FILE --name NAME adds one)")
-        return EXIT_OK
+        return
     print(f"{'NAME':<24} {'TRAIN':>8} {'EVAL':>7} {'SIZE':>11}  {'CREATED':<25} DIGEST")
     for row in rows:
         if row["problem"]:
@@ -40,22 +42,22 @@ def _list(args: argparse.Namespace) -> int:
             continue
         print(f"{row['name']:<24} {row['train_count']:>8} {row['eval_count']:>7} "
               f"{row['size_bytes']:>11}  {row['created']:<25} {row['digest']}")
-    return EXIT_OK
 
 
 def _show(args: argparse.Namespace) -> int:
     from appliance.service.datasets import show_dataset
 
     shown = show_dataset(home_of(args), args.name, passphrase=passphrase(args))
-    if args.json:
-        print_json(shown)
-        return EXIT_OK
+    output(args, shown, lambda: _print_shown(shown))
+    return EXIT_OK
+
+
+def _print_shown(shown: dict[str, Any]) -> None:
     for key in ("name", "dataset_id", "created", "train", "eval", "digest", "size_bytes",
                 "cipher", "format_version", "verified"):
         print(f"{key + ':':<16}{shown[key]}")
     print("metadata:")
     print(json.dumps(shown["metadata"], indent=2, sort_keys=True, ensure_ascii=False))
-    return EXIT_OK
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -72,10 +74,8 @@ def _verify(args: argparse.Namespace) -> int:
     from appliance.service.datasets import verify_dataset
 
     done = verify_dataset(home_of(args), args.name, passphrase=passphrase(args))
-    if args.json:
-        print_json(done)
-    else:
-        print(f"dataset {done['name']!r}: ok ({done['count']} records, {done['digest']})")
+    output(args, done, lambda: print(f"dataset {done['name']!r}: ok ({done['count']} records, "
+                                     f"{done['digest']})"))
     return EXIT_OK
 
 
@@ -83,10 +83,8 @@ def _rm(args: argparse.Namespace) -> int:
     from appliance.service.datasets import remove_dataset
 
     removed = remove_dataset(home_of(args), args.name)
-    if args.json:
-        print_json({"removed": removed["name"], "digest": removed["digest"]})
-    else:
-        print(f"removed dataset {removed['name']!r} (its wrapped key was destroyed)")
+    output(args, {"removed": removed["name"], "digest": removed["digest"]},
+           lambda: print(f"removed dataset {removed['name']!r} (its wrapped key was destroyed)"))
     return EXIT_OK
 
 
@@ -97,11 +95,9 @@ def _export(args: argparse.Namespace) -> int:
                           passphrase=passphrase(args),
                           recipient_passphrase=new_passphrase(args.recipient_passphrase_file,
                                                               "Recipient passphrase: "))
-    if args.json:
-        print_json(done)
-    else:
-        print(f"exported dataset {done['name']!r} to {done['out']} (encrypted; its key is "
-              "wrapped for the recipient passphrase)")
+    output(args, done, lambda: print(f"exported dataset {done['name']!r} to {done['out']} "
+                                     "(encrypted; its key is wrapped for the recipient "
+                                     "passphrase)"))
     return EXIT_OK
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from appliance.cli._common import add_command, home_of, print_json
+from appliance.cli._common import add_command, home_of, output
 from appliance.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -15,14 +15,14 @@ def _doctor(args: argparse.Namespace) -> int:
 
     checks = doctor(home_of(args))
     report = as_dict(checks)
-    if args.json:
-        print_json(report)
-    else:
+    def show() -> None:
         for check in checks:
             mark = "ok  " if check.ok else ("FAIL" if check.required else "warn")
             kind = "required" if check.required else "advisory"
             print(f"[{mark}] {check.name:<18} {kind:<8}  {check.detail}")
         print("ready" if report["ok"] else "NOT READY: fix the FAIL lines above")
+
+    output(args, report, show)
     return EXIT_OK if report["ok"] else EXIT_FAILED
 
 

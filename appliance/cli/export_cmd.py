@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from appliance.cli._common import add_command, add_group, home_of, passphrase, print_json
+from appliance.cli._common import add_command, add_group, home_of, output, passphrase
 from appliance.errors import EXIT_OK
 
 
@@ -13,11 +13,9 @@ def _merge(args: argparse.Namespace) -> int:
     from appliance.service.export import merge
 
     result = merge(home_of(args), args.artifact, args.out, passphrase(args))
-    if args.json:
-        print_json(result)
-    else:
-        print(f"merged {result['artifact']} into {result['out']} "
-              f"({result['merged_root_digest']}), signed: root {result['root_digest']}")
+    output(args, result, lambda: print(
+        f"merged {result['artifact']} into {result['out']} ({result['merged_root_digest']}), "
+        f"signed: root {result['root_digest']}"))
     return EXIT_OK
 
 
@@ -30,11 +28,9 @@ def _gguf(args: argparse.Namespace) -> int:
     else:
         result = export_gguf(home_of(args), args.artifact, args.out, args.type,
                              passphrase=passphrase(args))
-    if args.json:
-        print_json(result)
-    else:
-        print(f"wrote {result['gguf']} ({result['type']}, {result['tensors']} tensors) and "
-              f"a Modelfile, signed: root {result['root_digest']}")
+    output(args, result, lambda: print(
+        f"wrote {result['gguf']} ({result['type']}, {result['tensors']} tensors) and a "
+        f"Modelfile, signed: root {result['root_digest']}"))
     return EXIT_OK
 
 

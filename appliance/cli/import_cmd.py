@@ -12,12 +12,11 @@ Progress carries counts only, never record text.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any
 
-from appliance.cli._common import add_command, home_of, passphrase, print_json
+from appliance.cli._common import add_command, home_of, output, passphrase, print_json
 from appliance.errors import EXIT_OK
 
 EVENT_INTERVAL_S = 0.1
@@ -30,11 +29,6 @@ def _progress(stage: str, done: int, total: int) -> None:
         if done >= total:
             sys.stderr.write("\n")
         sys.stderr.flush()
-
-
-def _emit(event: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
-    sys.stdout.flush()
 
 
 class JsonProgress:
@@ -50,7 +44,7 @@ class JsonProgress:
         if not first and done < total and now - self.last[stage] < EVENT_INTERVAL_S:
             return
         self.last[stage] = now
-        _emit({"type": "progress", "stage": stage, "done": done, "total": total})
+        print_json({"type": "progress", "stage": stage, "done": done, "total": total})
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -62,11 +56,13 @@ def _import(args: argparse.Namespace) -> int:
                             canaries=True if getattr(args, "canaries", False) else None,
                             columns=getattr(args, "columns", None))
     if args.json_events:
-        _emit({"type": "report", "report": report})
-        return EXIT_OK
-    if args.json:
-        print_json(report)
-        return EXIT_OK
+        print_json({"type": "report", "report": report})
+    else:
+        output(args, report, lambda: _print_report(report))
+    return EXIT_OK
+
+
+def _print_report(report: dict[str, Any]) -> None:
     print(f"{report['name']}: {report['records_out']} of {report['records_in']} records "
           f"imported ({report['train']} train, {report['eval']} eval), {report['rejected']} "
           f"rejected, {report['quarantined']} quarantined, {report['duplicates']} duplicates")
@@ -84,7 +80,6 @@ def _import(args: argparse.Namespace) -> int:
         print(f"canaries: {c['planted']} planted (x{c['repeats']}), {c['controls']} controls, "
               f"{c['secrets_surviving_scrub']} surviving scrubbing")
     print(f"digest {report['digest']}")
-    return EXIT_OK
 
 
 def add_import_action(actions: Any, common: argparse.ArgumentParser) -> None:

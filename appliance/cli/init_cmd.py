@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from appliance.cli._common import add_command, add_group, ask_passphrase, home_of, print_json
+from appliance.cli._common import add_command, add_group, ask_passphrase, home_of, output
 from appliance.errors import EXIT_OK
 
 
@@ -16,14 +16,10 @@ def _init(args: argparse.Namespace) -> int:
     secret = ask_passphrase(args, prompt="New passphrase: ", confirm=True,
                             check_strength=True)
     result = init_home(home, secret, args.policy)
-    if args.json:
-        print_json(result.as_dict())
-    else:
-        print(f"initialised {result.home}")
-        print(f"policy          {result.policy_name} {result.policy_digest}")
-        print(f"signing key     {result.signing_key}")
-        print(f"checkpoint key  {result.checkpoint_key}")
-        print(WRITE_DOWN)
+    output(args, result.as_dict(), lambda: print(
+        f"initialised {result.home}\npolicy          {result.policy_name} "
+        f"{result.policy_digest}\nsigning key     {result.signing_key}\ncheckpoint key  "
+        f"{result.checkpoint_key}\n{WRITE_DOWN}"))
     return EXIT_OK
 
 
@@ -35,14 +31,9 @@ def _keys_export(args: argparse.Namespace) -> int:
     from appliance.service.home import export_keys
 
     result = export_keys(home_of(args), args.out)
-    if args.json:
-        print_json(result)
-    else:
-        for path in result["files"]:
-            print(path)
-        print(f"signing key     {result['signing']}")
-        print(f"checkpoint key  {result['checkpoint']}")
-        print(WRITE_DOWN)
+    output(args, result, lambda: print(
+        *result["files"], f"signing key     {result['signing']}",
+        f"checkpoint key  {result['checkpoint']}", WRITE_DOWN, sep="\n"))
     return EXIT_OK
 
 

@@ -15,6 +15,7 @@ import traceback
 from collections.abc import Sequence
 
 from appliance import __version__
+from appliance.cli._common import failed
 from appliance.errors import EXIT_BAD_INPUT, EXIT_FAILED, ApplianceError, PolicyError
 from appliance.fsutil import is_no_space, no_space
 
@@ -71,11 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _report(exc: ApplianceError) -> None:
+def _report(exc: ApplianceError, args: argparse.Namespace) -> None:
     if isinstance(exc, PolicyError) and exc.problems:
         for problem in exc.problems:
             sys.stderr.write(problem + "\n")
-    sys.stderr.write(f"appliance: {exc.line()}\n")
+    failed(args, exc.line(), exc.exit_code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,19 +93,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ApplianceError as exc:
         if debug:
             traceback.print_exc()
-        _report(exc)
+        _report(exc, args)
         return exc.exit_code
     except KeyboardInterrupt:
-        sys.stderr.write("appliance: interrupted\n")
+        failed(args, "interrupted", 130)
         return 130
     except Exception as exc:  # the last line of defence: still one line, no traceback
         if debug:
             traceback.print_exc()
         if is_no_space(exc):  # a full disk a writer did not name itself
-            _report(no_space(getattr(exc, "filename", None) or "the disk"))
+            _report(no_space(getattr(exc, "filename", None) or "the disk"), args)
             return EXIT_FAILED
-        sys.stderr.write(f"appliance: internal error: {type(exc).__name__} "
-                         "(run again with --debug for the traceback and report it)\n")
+        failed(args, f"internal error: {type(exc).__name__} (run again with --debug for the "
+                     "traceback and report it)", EXIT_FAILED)
         return EXIT_FAILED
 
 

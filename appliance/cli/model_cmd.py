@@ -3,16 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from appliance.cli._common import (
-    add_command,
-    add_group,
-    home_of,
-    optional_passphrase,
-    print_json,
-)
+from appliance.cli._common import add_command, add_group, home_of, optional_passphrase, output, warn
 from appliance.errors import EXIT_OK
 
 
@@ -26,17 +19,15 @@ def _import(args: argparse.Namespace) -> int:
         raise UsageError("model import PATH needs --name NAME")
     result = import_model(home_of(args), args.path, args.name, default=args.default,
                           passphrase=optional_passphrase(args))
-    if args.json:
-        print_json(result)
-    else:
-        state = "already imported" if result["cached"] else "imported"
-        allowed = "allowed by the policy" if result["allowed"] else "NOT allowed by the policy"
-        print(f"{result['name']}: {state} ({result['kind']}); root {result['root_digest']}; "
-              f"source {result['source_digest']}; {allowed}")
+    state = "already imported" if result["cached"] else "imported"
+    allowed = "allowed by the policy" if result["allowed"] else "NOT allowed by the policy"
+    output(args, result, lambda: print(
+        f"{result['name']}: {state} ({result['kind']}); root {result['root_digest']}; "
+        f"source {result['source_digest']}; {allowed}"))
     if not result["recorded"]:
-        sys.stderr.write("appliance: no passphrase available: the model is not recorded in "
-                         "the home manifest (training refuses it unless the policy pins its "
-                         "root digest; import again with --passphrase-file to record it)\n")
+        warn("no passphrase available: the model is not recorded in the home manifest "
+             "(training refuses it unless the policy pins its root digest; import again "
+             "with --passphrase-file to record it)")
     return EXIT_OK
 
 
@@ -44,16 +35,17 @@ def _list(args: argparse.Namespace) -> int:
     from appliance.service.models import list_models
 
     models = list_models(home_of(args))
-    if args.json:
-        print_json({"models": models})
-        return EXIT_OK
+    output(args, {"models": models}, lambda: _print_models(models))
+    return EXIT_OK
+
+
+def _print_models(models: list[dict[str, Any]]) -> None:
     if not models:
         print("no base models imported (appliance model import --default adds SmolLM2-135M)")
     for item in models:
         mark = "allowed" if item["allowed"] else "not allowed"
         print(f"{item['name']}\t{item['kind']}\t{item['root_digest']}\t"
               f"source {item['source_digest']}\t{mark}")
-    return EXIT_OK
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:

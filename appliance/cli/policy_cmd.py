@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from appliance.cli._common import add_command, add_group, print_json
+from appliance.cli._common import add_command, add_group, output, warn
 from appliance.errors import EXIT_BAD_INPUT, EXIT_OK
 
 
@@ -14,17 +14,15 @@ def _check(args: argparse.Namespace) -> int:
     from appliance.service.policy import check_policy
 
     result = check_policy(args.file)
-    if args.json:
-        print_json({"path": result.path, "ok": result.ok, "problems": result.problems,
-                    "digest": result.digest, "name": result.name})
-    elif result.ok:
-        print(f"{result.path}: ok ({result.name}, {result.digest})")
+    if args.json or result.ok:  # the JSON result lists the problems itself
+        output(args, {"path": result.path, "ok": result.ok, "problems": result.problems,
+                      "digest": result.digest, "name": result.name},
+               lambda: print(f"{result.path}: ok ({result.name}, {result.digest})"))
     else:
         for problem in result.problems:
             sys.stderr.write(problem + "\n")
-        sys.stderr.write(f"appliance: {result.path}: {len(result.problems)} problem(s) in the "
-                         "policy (fix the listed keys; appliance policy schema prints every "
-                         "field)\n")
+        warn(f"{result.path}: {len(result.problems)} problem(s) in the policy (fix the listed "
+             "keys; appliance policy schema prints every field)")
     return EXIT_OK if result.ok else EXIT_BAD_INPUT
 
 
@@ -56,10 +54,7 @@ def _diff(args: argparse.Namespace) -> int:
     old = args.old if args.new is not None else home_of(args).policy_file
     new = args.new if args.new is not None else args.old
     changes = diff_policies(old, new)
-    if args.json:
-        print_json({"changes": [vars(c) for c in changes]})
-    else:
-        _print_changes(changes)
+    output(args, {"changes": [vars(c) for c in changes]}, lambda: _print_changes(changes))
     return EXIT_OK
 
 
@@ -76,10 +71,8 @@ def _apply(args: argparse.Namespace) -> int:
         _print_changes(changes)
     result = apply_policy(home, args.file,
                           ask_passphrase(args, prompt="Passphrase to apply this policy: "))
-    if args.json:
-        print_json(result)
-    else:
-        print(f"applied {result['name']}: {result['old_digest']} -> {result['new_digest']}")
+    output(args, result, lambda: print(f"applied {result['name']}: {result['old_digest']} -> "
+                                       f"{result['new_digest']}"))
     return EXIT_OK
 
 

@@ -8,7 +8,7 @@ import argparse
 import sys
 from typing import Any
 
-from appliance.cli._common import add_command, home_of, passphrase, print_json
+from appliance.cli._common import add_command, failed, home_of, output, passphrase
 from appliance.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -51,13 +51,10 @@ def _check(args: argparse.Namespace) -> int:
 
     result = check_artifact(home_of(args), args.artifact,
                             passphrase=passphrase(args), on_event=_progress)
-    if args.json:
-        print_json(result)
-    else:
-        _print(result)
+    output(args, result, lambda: _print(result))
     if result["verdict"] != "pass":
-        sys.stderr.write(f"appliance: {args.artifact}: privacy check failed: "
-                         f"{'; '.join(result['reasons'])}\n")
+        failed(args, f"{args.artifact}: privacy check failed: {'; '.join(result['reasons'])}",
+               EXIT_FAILED)
         return EXIT_FAILED
     return EXIT_OK
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from appliance.cli._common import add_command, add_group, home_of, print_json
+from appliance.cli._common import add_command, add_group, home_of, output
 from appliance.errors import EXIT_OK
 
 
@@ -26,9 +26,11 @@ def _eval(args: argparse.Namespace) -> int:
     from appliance.service.scrub import evaluate_file
 
     result = evaluate_file(Path(args.file), _policy(args), baseline=args.baseline)
-    if args.json:
-        print_json(result)
-        return EXIT_OK
+    output(args, result, lambda: _print_evaluation(result))
+    return EXIT_OK
+
+
+def _print_evaluation(result: dict[str, Any]) -> None:
     print(f"{result['records']} records, {result['records_per_s']:.1f} records/s, "
           f"{result['quarantined']} quarantined")
     print(f"{'entity':<20} {'n':>6} {'masked':>8} {'partial':>8} {'leaked':>8}")
@@ -42,7 +44,6 @@ def _eval(args: argparse.Namespace) -> int:
         _print_baseline(result)
     if not result["ner"]["detects_names_and_places"]:
         print(f"WARNING: {result['ner']['warning']}")
-    return EXIT_OK
 
 
 def _print_baseline(result: dict[str, Any]) -> None:

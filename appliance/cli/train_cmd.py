@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
-from appliance.cli._common import add_command, home_of, passphrase
+from appliance.cli._common import add_command, home_of, passphrase, print_json
 from appliance.errors import EXIT_OK
 
 
@@ -51,11 +50,6 @@ def _progress(event: dict[str, Any]) -> None:
     sys.stderr.flush()
 
 
-def _json_event(event: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(event, sort_keys=True) + "\n")
-    sys.stdout.flush()
-
-
 def _train(args: argparse.Namespace) -> int:
     from appliance.errors import UsageError
     from appliance.service.train import train
@@ -64,7 +58,7 @@ def _train(args: argparse.Namespace) -> int:
         raise UsageError("give a RECIPE file or --resume RUN (not both)")
     result = train(home_of(args), args.recipe, resume=args.resume,
                    passphrase=passphrase(args),
-                   on_event=_json_event if args.json_events else _progress,
+                   on_event=print_json if args.json_events else _progress,
                    echo_child_output=bool(getattr(args, "debug", False)),
                    processes=args.processes)
     if not args.json_events:

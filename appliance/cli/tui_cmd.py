@@ -7,7 +7,7 @@ import sys
 import traceback
 from typing import Any
 
-from appliance.cli._common import add_command, home_of
+from appliance.cli._common import add_command, home_of, warn
 from appliance.errors import EXIT_OK, UsageError
 
 
@@ -21,7 +21,7 @@ def _tui(args: argparse.Namespace) -> int:
     app = ApplianceConsole(home_of(args), debug=debug)
     app.run()
     if app.pending:
-        sys.stderr.write(f"appliance: waiting for {', '.join(app.pending)} to finish…\n")
+        warn(f"waiting for {', '.join(app.pending)} to finish…")
     for exc in app.kept:
         traceback.print_exception(exc)
     return app.return_code or EXIT_OK

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
-from appliance.cli._common import add_command, home_of, print_json
+from appliance.cli._common import add_command, home_of, output, warn
 from appliance.errors import EXIT_FAILED, EXIT_OK
 
 
@@ -14,16 +13,15 @@ def _verify(args: argparse.Namespace) -> int:
     from appliance.service.artifacts import verify
 
     result = verify(home_of(args), args.dir, args.policy, trusted_key=args.trusted_key)
-    if args.json:
-        print_json(result)
-    elif result["ok"]:
-        print(f"{args.dir}: {result['reason']} ({result['signer']}, root "
-              f"{result['root_digest']})")
-        print(result["trust"])
-        for line in result.get("unchecked", []):
-            print(line)
-    if not result["ok"]:
-        sys.stderr.write(f"appliance: {args.dir}: verification failed: {result['reason']}\n")
+    def show() -> None:
+        if result["ok"]:
+            print(f"{args.dir}: {result['reason']} ({result['signer']}, root "
+                  f"{result['root_digest']})", result["trust"], *result.get("unchecked", []),
+                  sep="\n")
+
+    output(args, result, show)
+    if not result["ok"]:  # the JSON result says why itself: no `failed` event
+        warn(f"{args.dir}: verification failed: {result['reason']}")
     return EXIT_OK if result["ok"] else EXIT_FAILED
 
 

@@ -6,7 +6,8 @@ children: niced, in their own process group, their events read on a thread by th
 The passphrase travels through an inherited pipe (`--passphrase-file /dev/fd/N`): never on
 disk, never in argv or the environment. The child is the same CLI an operator runs, so a
 job started from the console does exactly what the command does (same checks, same audit
-events, same exit codes).
+events, same exit codes). A child that fails ends its standard output with the CLI's
+`{"type": "failed", "error": LINE, "exit_code": N}` event: that line is the job's error.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -30,9 +30,6 @@ from appliance.home import Home
 NICENESS = 10
 """How much lower the job's CPU priority is than the console's (nice(1) increment)."""
 
-STDERR_KEPT = 40
-"""Lines of the child's standard error kept for the error message (the CLI writes its one
-error line there; record text never reaches it)."""
 
 
 @dataclass(frozen=True)
@@ -41,7 +38,7 @@ class JobOutcome:
 
     returncode: int
     error: str | None
-    """The CLI's own error line (`appliance: ...`) when it failed, else None."""
+    """Why it failed (the CLI's own error line, from its `failed` event), else None."""
     output: list[str]
     """Lines of standard output that were not events (e.g. the artifact directory)."""
 
@@ -52,8 +49,8 @@ class JobOutcome:
 
     @property
     def message(self) -> str:
-        """The error as the console shows it (without the `appliance:` prefix); "" when ok."""
-        return (self.error or "").removeprefix("appliance:").strip()
+        """The error as the console shows it; "" when ok."""
+        return self.error or ""
 
 
 class ChildJob:
@@ -68,9 +65,9 @@ class ChildJob:
         self._passphrase = passphrase
         self.niceness = niceness
         self.proc: subprocess.Popen[str] | None = None
-        self._stderr: deque[str] = deque(maxlen=STDERR_KEPT)
         self._stderr_thread: threading.Thread | None = None
         self._output: list[str] = []
+        self._failed: dict[str, Any] | None = None
         self.cancelled = False
 
     def command(self, fd: int | None) -> list[str]:
@@ -109,14 +106,16 @@ class ChildJob:
         self._stderr_thread.start()
 
     def _drain_stderr(self) -> None:
+        """Read the child's standard error (for a person, not parsed) so it never blocks."""
         if self.proc is None or self.proc.stderr is None:
             return
-        for line in self.proc.stderr:
-            self._stderr.append(line.rstrip("\n"))
+        for _ in self.proc.stderr:
+            pass
 
     def events(self) -> Iterator[dict[str, Any]]:
         """The child's JSON-line events as they come (blocks; call from a worker thread).
-        Other lines of standard output are kept for `wait().output`."""
+        Other lines of standard output are kept for `wait().output`; the final `failed`
+        event is kept for `wait().error`."""
         if self.proc is None or self.proc.stdout is None:
             raise UsageError("start the job first")
         for line in self.proc.stdout:
@@ -128,7 +127,9 @@ class ChildJob:
             except ValueError:
                 self._output.append(text)
                 continue
-            if isinstance(event, dict):
+            if isinstance(event, dict) and event.get("type") == "failed":
+                self._failed = event
+            elif isinstance(event, dict):
                 yield event
             else:
                 self._output.append(text)
@@ -162,9 +163,8 @@ class ChildJob:
             self._stderr_thread.join(5)
         error = None
         if returncode != EXIT_OK:
-            lines = [line for line in self._stderr if line.startswith("appliance:")]
-            if lines:
-                error = lines[-1]
+            if self._failed is not None:
+                error = str(self._failed.get("error", ""))
             elif self.cancelled:
                 error = f"{self.label}: cancelled at your request"
             else:

@@ -17,7 +17,8 @@ PASSPHRASE = b"correct horse battery staple"
 def test_init_through_the_passphrase_pipe_then_wrong_passphrase_is_one_line(
         tmp_path: Path) -> None:
     """`init` in a child reads the passphrase from the pipe; a later command with another
-    passphrase fails with the CLI's one error line, kept for the console."""
+    passphrase fails with the CLI's one error line, which reaches the console as the child's
+    final `failed` JSON event (its standard error is not parsed)."""
     home = Home(tmp_path / "home")
     job = ChildJob(home, ["init", "--policy", str(shipped_policy("demo"))], passphrase=PASSPHRASE)
     job.start()
@@ -29,13 +30,16 @@ def test_init_through_the_passphrase_pipe_then_wrong_passphrase_is_one_line(
     assert home.marker.is_file()
     assert not any(PASSPHRASE in p.read_bytes() for p in home.root.rglob("*") if p.is_file())
 
-    bad = ChildJob(home, ["audit", "export", "--out", str(tmp_path / "bundle")],
+    bad = ChildJob(home, ["audit", "export", "--out", str(tmp_path / "bundle"), "--json"],
                    passphrase=b"not the passphrase at all")
     bad.start()
+    events = list(bad.events())
     outcome = bad.wait(120)
-    assert not outcome.ok
-    assert outcome.error is not None and outcome.error.startswith("appliance:")
-    assert "passphrase" in outcome.error.lower()
+    assert not outcome.ok and outcome.returncode == 1
+    assert outcome.error is not None and "passphrase" in outcome.error.lower()
+    assert not outcome.error.startswith("appliance:") and "\n" not in outcome.error
+    assert outcome.message == outcome.error
+    assert all(e.get("type") != "failed" for e in events)  # kept for the outcome
 
 
 def test_job_runs_niced(tmp_path: Path) -> None:
