@@ -8,6 +8,7 @@ from typing import Any
 
 from appliance.cli._common import add_command, home_of, passphrase, print_json
 from appliance.errors import EXIT_OK
+from appliance.train.events import Kind
 
 
 def _progress(event: dict[str, Any]) -> None:
@@ -45,7 +46,7 @@ def _progress(event: dict[str, Any]) -> None:
     elif kind == "signal":
         sys.stderr.write(f"\n{event['signal']}: stopping at the next step boundary (at once "
                          "before the first step; a second signal kills the trainer)\n")
-    elif kind == "workers":
+    elif kind == Kind.WORKERS_STARTED:
         sys.stderr.write(f"{event['world_size']} training processes started\n")
     sys.stderr.flush()
 

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from appliance import audit, trust
 from appliance.digests import file_sha256
@@ -39,6 +39,17 @@ from appliance.train import artifact, checkpoint, gates, general, isolation, mod
 from appliance.train import metrics as run_metrics
 from appliance.train.cancel import Relay
 from appliance.train.data import validate_records
+from appliance.train.events import (
+    BestEvent,
+    EarlyStopEvent,
+    ErrorEvent,
+    EvalEvent,
+    GuardEvent,
+    Kind,
+    StoppedEvent,
+    TrainJob,
+    WorkerFinished,
+)
 from appliance.train.recipe import Recipe, check_against_policy, load_recipe, parse_recipe
 from appliance.train.trainer import total_steps
 
@@ -210,58 +221,61 @@ class RunCollector:
 
     run: RunState
     on_event: Callable[[Event], None] | None = None
-    errors: list[Event] = field(default_factory=list)
+    errors: list[ErrorEvent] = field(default_factory=list)
     samples: list[Any] = field(default_factory=list)
-    workers: list[dict[str, Any]] = field(default_factory=list)
-    phases: dict[str, Event] = field(default_factory=dict)
+    workers: list[WorkerFinished] = field(default_factory=list)
+    phases: dict[str, EvalEvent] = field(default_factory=dict)
     """The `eval` and `general` events of this process, by "eval_before", "general_after"..."""
-    guard: Event | None = None
-    early_stop: Event | None = None
-    best: Event | None = None
-    stopped: Event | None = None
+    guard: GuardEvent | None = None
+    early_stop: EarlyStopEvent | None = None
+    best: BestEvent | None = None
+    stopped: StoppedEvent | None = None
     resources: dict[str, Any] = field(default_factory=dict)
 
-    METRIC_EVENTS = frozenset(("step", "eval", "general", "checkpoint", "resumed", "stopped",
-                               "guard", "early_stop", "best"))
+    METRIC_EVENTS = frozenset((Kind.STEP, Kind.EVAL, Kind.GENERAL, Kind.CHECKPOINT,
+                               Kind.RESUMED, Kind.STOPPED, Kind.GUARD, Kind.EARLY_STOP,
+                               Kind.BEST))
 
     def __call__(self, event: Event) -> None:
         """Take one event from the child."""
         kind = event.get("type")
-        if kind == "tripwire":
+        if kind == Kind.TRIPWIRE:
             isolation.audit_tripwire(self.run.home, self.run.run_id, event)
-        elif kind == "worker":
-            self.workers.append({k: v for k, v in event.items() if k != "type"})
+        elif kind == Kind.WORKER_FINISHED:
+            self.workers.append(cast(WorkerFinished, {k: v for k, v in event.items()
+                                                      if k != "type"}))
         elif kind in self.METRIC_EVENTS:
             run_metrics.append(self.run.metrics, event)
             self._keep(str(kind), event)
-        elif kind == "generations":
+        elif kind == Kind.GENERATIONS:
             self.samples = event.get("samples", [])
-        elif kind == "error":
-            self.errors.append(event)
-        elif kind == "done":
+        elif kind == Kind.ERROR:
+            self.errors.append(cast(ErrorEvent, event))
+        elif kind == Kind.DONE:
             self.resources = {k: v for k, v in event.items() if k.startswith("peak_")}
         if self.on_event is not None:
             self.on_event(event)
 
     def _keep(self, kind: str, event: Event) -> None:
-        if kind in ("eval", "general"):
-            self.phases[f"{kind}_{event['phase']}"] = event
+        if kind in (Kind.EVAL, Kind.GENERAL):
+            self.phases[f"{kind}_{event['phase']}"] = cast(EvalEvent, event)
             if event["phase"] == "before":  # a resumed run has no "before" of its own
                 self.run.state[f"{kind}_before"] = event
                 self.run.save()
-        elif kind == "guard":
-            self.guard = event
-        elif kind == "early_stop":
-            self.early_stop = event
-        elif kind == "best":
-            self.best = event
-        elif kind == "stopped":
-            self.stopped = event
+        elif kind == Kind.GUARD:
+            self.guard = cast(GuardEvent, event)
+        elif kind == Kind.EARLY_STOP:
+            self.early_stop = cast(EarlyStopEvent, event)
+        elif kind == Kind.BEST:
+            self.best = cast(BestEvent, event)
+        elif kind == Kind.STOPPED:
+            self.stopped = cast(StoppedEvent, event)
 
-    def before(self, kind: str) -> Event | None:
+    def before(self, kind: str) -> EvalEvent | None:
         """The `kind` ("eval" or "general") numbers before training: recorded in run.json
         when the run started (a resumed run), else this process's."""
-        return self.run.state.get(f"{kind}_before") or self.phases.get(f"{kind}_before")
+        recorded = self.run.state.get(f"{kind}_before")
+        return cast(EvalEvent, recorded) if recorded else self.phases.get(f"{kind}_before")
 
 
 def _train(home: Home, recipe_path: str | Path | None, *, resume: str | None,
@@ -435,7 +449,7 @@ def _launch(run: RunState, collector: RunCollector, *, relay: Relay,
     run_metrics.rewind(run.metrics, from_step)  # lines after the checkpoint would repeat
     model, recipe, policy = run.model, run.recipe, run.policy
     # absolute paths: the sandbox shows the child these paths alone, at the same place
-    job = {"run_id": run.run_id, "run_dir": str(run.run_dir.absolute()),
+    job: TrainJob = {"run_id": run.run_id, "run_dir": str(run.run_dir.absolute()),
            "model_dir": str(model.weights_dir.absolute()),
            "recipe": recipe.model_dump(), "train": run.train_records,
            "eval": run.eval_records,
@@ -446,7 +460,7 @@ def _launch(run: RunState, collector: RunCollector, *, relay: Relay,
            "min_delta": policy.evaluation.min_delta,
            "inject_nan_at_step": int(os.environ.get(INJECT_NAN_ENV) or 0)}
     spec = isolation.child_spec(read_only=(model.weights_dir,), writable=(run.run_dir,))
-    return isolation.run_isolated(job, collector, run.iso, spec=spec, relay=relay,
+    return isolation.run_isolated(dict(job), collector, run.iso, spec=spec, relay=relay,
                                   launch=recipe.processes > 1,
                                   echo_output=echo_child_output)
 
@@ -498,7 +512,7 @@ def _check_privacy(run: RunState) -> dict[str, Any] | None:
                           recipe=run.state["recipe"], run_id=run.run_id)
 
 
-def _guard_stop(home: Home, run_id: str, trip: Event) -> TrainingError:
+def _guard_stop(home: Home, run_id: str, trip: GuardEvent) -> TrainingError:
     """Audit a guard's stop and build the error that reports it."""
     audit.record(home, "train.guard", outcome="stopped", run_id=run_id, step=trip["step"],
                  reason=trip["kind"], value=trip["value"])

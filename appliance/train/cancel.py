@@ -30,6 +30,8 @@ from collections.abc import Callable, Iterator
 from types import FrameType
 from typing import Any
 
+from appliance.train.events import Kind
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 EXIT_STOPPED = 3
 
@@ -168,7 +170,7 @@ class StopFlag:
             if self._progress or self._ended:
                 return False
             self._ended = True
-            self.emit("stopped", step=self.step, total_steps=self.total, checkpoint=False,
+            self.emit(Kind.STOPPED, step=self.step, total_steps=self.total, checkpoint=False,
                       before_first_step=True)
             return True
 
@@ -181,7 +183,7 @@ class StopFlag:
             for signum in data:
                 if signum not in SIGNALS:
                     continue
-                self.emit("signal", signal=signal.Signals(signum).name)
+                self.emit(Kind.SIGNAL, signal=signal.Signals(signum).name)
                 self.requested = True  # after the event: `signal` always precedes `stopped`
                 if self.end_before_first_step():
                     os._exit(EXIT_STOPPED)

@@ -19,10 +19,13 @@ import json
 import os
 import signal
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from appliance.train.cancel import Relay, StopFlag
-from appliance.train.events import EVENT_FD_ENV, PARENT_PID_ENV, EventWriter
+from appliance.train.events import EVENT_FD_ENV, PARENT_PID_ENV, EventWriter, Kind
+
+if TYPE_CHECKING:
+    from appliance.train.events import TrainJob
 from appliance.train.tripwire import install
 
 EXIT_FAILED = 1
@@ -51,7 +54,7 @@ def _die_with_parent() -> None:
 def main() -> int:
     """Run one job from stdin; exit 0 done, 3 stopped, 1 failed."""
     events = EventWriter(int(os.environ[EVENT_FD_ENV]))
-    install(lambda found: events.emit("tripwire", **found))
+    install(lambda found: events.emit(Kind.TRIPWIRE, **found))
     _die_with_parent()
     launcher = sys.argv[1:] == ["launch"]
     relay, stop = Relay(), StopFlag(events.emit)
@@ -61,7 +64,7 @@ def main() -> int:
         stop.install()
     from appliance.offline import OFFLINE_ENV
 
-    events.emit("started", pid=os.getpid(), interfaces=_interfaces(),
+    events.emit(Kind.STARTED, pid=os.getpid(), interfaces=_interfaces(),
                 offline={k: os.environ.get(k) for k in OFFLINE_ENV})
     job: dict[str, Any] = json.loads(sys.stdin.buffer.read())
     kind = job.get("kind") or ("probe" if job.get("probe") else
@@ -73,15 +76,15 @@ def main() -> int:
         if launcher:
             from appliance.train import launcher as launch
 
-            return launch.run(job, events.emit, relay)
+            return launch.run(cast("TrainJob", job), events.emit, relay)
         from appliance.train import trainer
 
-        return trainer.run(job, events.emit, stop)
+        return trainer.run(cast("TrainJob", job), events.emit, stop)
     except Exception as exc:  # every job's failure is one `error` event for the parent
         from appliance.errors import ApplianceError
 
         message = exc.line() if isinstance(exc, ApplianceError) else str(exc)[:500]
-        events.emit("error", kind=type(exc).__name__, message=message)
+        events.emit(Kind.ERROR, kind=type(exc).__name__, message=message)
         if os.environ.get("APPLIANCE_DEBUG"):
             raise
         return EXIT_FAILED

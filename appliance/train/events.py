@@ -7,7 +7,8 @@ import json
 import os
 import threading
 from collections.abc import Iterable, Iterator
-from typing import Any
+from enum import StrEnum
+from typing import Any, TypedDict
 
 EVENT_FD_ENV = "APPLIANCE_EVENT_FD"
 PARENT_PID_ENV = "APPLIANCE_PARENT_PID"  # a child ends at once if its parent is gone
@@ -41,3 +42,128 @@ class EventWriter:
             while view:
                 written = os.write(self.fd, view)
                 view = view[written:]
+
+
+class Kind(StrEnum):
+    """Every training event's `type`, one name each (docs/training.md lists their fields).
+    A StrEnum: each is the plain string on the wire and compares equal to it."""
+
+    RUN = "run"
+    STARTED = "started"
+    RESUMED = "resumed"
+    EVAL = "eval"
+    GENERAL = "general"
+    STEP = "step"
+    CHECKPOINT = "checkpoint"
+    SIGNAL = "signal"
+    STOPPED = "stopped"
+    GUARD = "guard"
+    EARLY_STOP = "early_stop"
+    BEST = "best"
+    SAVED = "saved"
+    GENERATIONS = "generations"
+    DONE = "done"
+    TRIPWIRE = "tripwire"
+    ERROR = "error"
+    WORKERS_STARTED = "workers_started"
+    """The launcher: every training process of a multi-process run has started."""
+    WORKER_FINISHED = "worker_finished"
+    """One training process of a multi-process run: its rank's summary at the end."""
+
+
+class EvalEvent(TypedDict, total=False):
+    """`eval` (held-out split) or `general` (general text): numbers of one phase."""
+
+    type: str
+    phase: str
+    """"before", "during" or "after" training."""
+    step: int
+    loss: float
+    perplexity: float
+    records: int
+    tokens: int
+
+
+class StoppedEvent(TypedDict, total=False):
+    """`stopped`: the run stopped at a step boundary (a cancel)."""
+
+    type: str
+    step: int
+    total_steps: int
+    checkpoint: bool
+    """Whether a checkpoint was written at that step."""
+
+
+class GuardEvent(TypedDict):
+    """`guard`: a guard stopped the run (a non-finite or exploding loss or gradient)."""
+
+    type: str
+    step: int
+    kind: str
+    message: str
+    value: float
+
+
+class EarlyStopEvent(TypedDict):
+    """`early_stop`: the held-out loss stopped improving."""
+
+    type: str
+    step: int
+    total_steps: int
+    best_step: int
+    best_loss: float
+    patience: int
+
+
+class BestEvent(TypedDict):
+    """`best`: the step whose adapter is kept."""
+
+    type: str
+    step: int
+    final_step: int
+    loss: float
+    evaluations: int
+    reason: str
+
+
+class ErrorEvent(TypedDict, total=False):
+    """`error`: the child failed (its exception's class name and one line)."""
+
+    type: str
+    kind: str
+    message: str
+    rank: int
+
+
+class WorkerFinished(TypedDict, total=False):
+    """`worker_finished`, less its type: one rank's summary (the report's `distributed`)."""
+
+    rank: int
+    world_size: int
+    steps: int
+    params_sha256: str
+    backend: str
+    device: str
+
+
+class TrainJob(TypedDict):
+    """What the parent hands the trainer over stdin (JSON): one run, records included.
+    Paths are absolute: the sandbox shows the child these paths alone, at the same place."""
+
+    run_id: str
+    run_dir: str
+    model_dir: str
+    recipe: dict[str, Any]
+    """The recipe as `Recipe.model_dump()`; the child validates it again."""
+    train: list[dict[str, Any]]
+    eval: list[dict[str, Any]]
+    checkpoint_key: str | None
+    """The run's checkpoint key in hex, when the policy encrypts checkpoints."""
+    resume: bool
+    adapter_out: str
+    general: list[str]
+    """The general-text paragraphs (for the perplexity gate)."""
+    patience: int
+    min_delta: float
+    inject_nan_at_step: int
+    """Test-only (service.train.INJECT_NAN_ENV); 0 otherwise."""

@@ -12,6 +12,7 @@ and the generations' distinct-bigram share evaluation.min_distinct_2 (a repetiti
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from appliance.policy.evaluation import EvaluationPolicy
@@ -38,9 +39,9 @@ def _rise(before: float, after: float) -> float:
     return (after - before) / before if before else 0.0
 
 
-def verdict(limits: EvaluationPolicy, *, eval_before: dict[str, Any],
-            eval_after: dict[str, Any], general_before: dict[str, Any] | None,
-            general_after: dict[str, Any] | None, samples: list[dict[str, Any]],
+def verdict(limits: EvaluationPolicy, *, eval_before: Mapping[str, Any],
+            eval_after: Mapping[str, Any], general_before: Mapping[str, Any] | None,
+            general_after: Mapping[str, Any] | None, samples: list[dict[str, Any]],
             format_regex: str | None) -> dict[str, Any]:
     """Every check with its numbers; `passed` is False when one fails (numbers only, never
     text: this goes into the signed report and the provenance)."""

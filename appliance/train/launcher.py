@@ -24,19 +24,18 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from appliance import netns
 from appliance.train import distributed
 from appliance.train.cancel import EXIT_STOPPED, Relay
-from appliance.train.events import EVENT_FD_ENV, PARENT_PID_ENV, read_events
+from appliance.train.events import EVENT_FD_ENV, PARENT_PID_ENV, Kind, TrainJob, read_events
 from appliance.train.recipe import Recipe
 
 Emit = Callable[..., None]
 CHILD_MODULE = "appliance.train.child"
 GRACE_S = 30.0
 POLL_S = 0.2
-FROM_EVERY_RANK = frozenset({"tripwire", "error", "worker"})
+FROM_EVERY_RANK = frozenset({Kind.TRIPWIRE, Kind.ERROR, Kind.WORKER_FINISHED})
 
 
 @dataclass
@@ -80,19 +79,19 @@ def _relay_events(rank: int, proc: subprocess.Popen[bytes], read_fd: int, emit: 
     with os.fdopen(read_fd, "rb") as stream:
         for event in read_events(stream):
             kind = str(event.pop("type", ""))
-            if kind == "started":
+            if kind == Kind.STARTED:
                 relay.ready(proc.pid)
                 progress.ready.append(proc.pid)
                 if len(progress.ready) == progress.size:
-                    emit("workers", world_size=progress.size, pids=progress.ready,
+                    emit(Kind.WORKERS_STARTED, world_size=progress.size, pids=progress.ready,
                          master=f"{distributed.MASTER_ADDR}:{distributed.MASTER_PORT}",
                          loopback="up")
                 continue
             if rank == 0:
-                if kind in ("checkpoint", "resumed"):
+                if kind in (Kind.CHECKPOINT, Kind.RESUMED):
                     progress.step = int(event.get("step", progress.step))
-                    progress.checkpoint = kind == "checkpoint"
-                progress.stopped = progress.stopped or kind == "stopped"
+                    progress.checkpoint = kind == Kind.CHECKPOINT
+                progress.stopped = progress.stopped or kind == Kind.STOPPED
             if rank == 0 or kind in FROM_EVERY_RANK:
                 emit(kind, **{**event, "rank": rank})
 
@@ -114,7 +113,7 @@ def _supervise(procs: list[subprocess.Popen[bytes]], relay: Relay) -> list[int]:
     return [int(code) for code in codes if code is not None]
 
 
-def run(job: dict[str, Any], emit: Emit, relay: Relay) -> int:
+def run(job: TrainJob, emit: Emit, relay: Relay) -> int:
     """Run the job on `recipe.processes` workers; 0 done, 3 stopped, 1 failed."""
     from appliance.train.trainer import total_steps
 
@@ -136,11 +135,11 @@ def run(job: dict[str, Any], emit: Emit, relay: Relay) -> int:
         return 0
     if relay.requested or EXIT_STOPPED in codes:
         if not progress.stopped:
-            emit("stopped", step=progress.step, checkpoint=progress.checkpoint,
+            emit(Kind.STOPPED, step=progress.step, checkpoint=progress.checkpoint,
                  total_steps=total_steps(recipe, len(job["train"])))
         return EXIT_STOPPED
     for rank, code in enumerate(codes):
         if code != 0:
-            emit("error", kind="WorkerExit", rank=rank,
+            emit(Kind.ERROR, kind="WorkerExit", rank=rank,
                  message=f"training worker of rank {rank} exited with status {code}")
     return 1

@@ -31,6 +31,7 @@ from appliance.train.data import (
     to_messages,
 )
 from appliance.train.distributed import World
+from appliance.train.events import Kind, TrainJob
 from appliance.train.recipe import Recipe
 from appliance.train.watch import EarlyStop, Guard
 
@@ -281,7 +282,7 @@ def _quiet(kind: str, /, **fields: Any) -> None:
     """Progress events of ranks other than 0 go nowhere."""
 
 
-def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - linear, on purpose
+def run(job: TrainJob, emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - linear, on purpose
         stop: Stop) -> int:
     """Train per `job`; returns 0 when finished, 3 when stopped (at a step boundary, with a
     checkpoint, or at once when no step had been completed)."""
@@ -292,7 +293,8 @@ def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - li
     world = World.from_env()
     report = emit if world.main else _quiet
     run_dir, run_id = Path(job["run_dir"]), job["run_id"]
-    key = bytes.fromhex(job["checkpoint_key"]) if job.get("checkpoint_key") else None
+    key_hex = job.get("checkpoint_key")
+    key = bytes.fromhex(key_hex) if key_hex else None
     device = setup_torch(recipe, world)
     tokenizer, model = load_model(job["model_dir"], recipe, device)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None \
@@ -319,21 +321,21 @@ def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - li
     start, inject_nan = step, int(job.get("inject_nan_at_step") or 0)
     stop.position(step, total)
     if job.get("resume"):
-        report("resumed", step=step, total_steps=total)
+        report(Kind.RESUMED, step=step, total_steps=total)
     if stop.requested and stop.end_before_first_step():
         return EXIT_STOPPED
     distributed.init(world, device)  # after the long load, which a stop cuts short
     net = distributed.wrap(model, world, device)
     if not job.get("resume"):
-        report("eval", phase="before", **evaluate(model, held_out, pad_id, micro_size,
+        report(Kind.EVAL, phase="before", **evaluate(model, held_out, pad_id, micro_size,
                                                    device, world))
         if general:
-            report("general", phase="before", **evaluate(model, general, pad_id, micro_size,
+            report(Kind.GENERAL, phase="before", **evaluate(model, general, pad_id, micro_size,
                                                          device, world))
 
     def held_out_eval() -> None:
         result = evaluate(model, held_out, pad_id, micro_size, device, world)
-        report("eval", phase="during", step=step, **result)
+        report(Kind.EVAL, phase="during", step=step, **result)
         if watch.update(step, result["loss"]):
             best.clear()
             best.update({n: p.detach().clone() for n, p in params.items()})
@@ -352,12 +354,12 @@ def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - li
                              "position": (step % spe) * per_step, "total_steps": total,
                              "processes": world.size, "param_groups": groups,
                              "watch": watch.state()}, key)
-        report("checkpoint", step=step)
+        report(Kind.CHECKPOINT, step=step)
 
     def stopped() -> int:
         if step > start:
             save_checkpoint()
-        report("stopped", step=step, total_steps=total, checkpoint=step > start)
+        report(Kind.STOPPED, step=step, total_steps=total, checkpoint=step > start)
         distributed.shutdown(world)
         return EXIT_STOPPED
 
@@ -403,14 +405,14 @@ def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - li
         done_tokens += int(tokens)
         rate = done_tokens / max(1e-9, time.monotonic() - started)
         if step % recipe.train.log_every == 0 or step == total:
-            report("step", step=step, total_steps=total, epoch=epoch, loss=loss_sum, lr=lr,
+            report(Kind.STEP, step=step, total_steps=total, epoch=epoch, loss=loss_sum, lr=lr,
                    tokens=int(tokens), step_time_s=elapsed, tokens_per_s=rate,
                    eta_s=(total - step) * (time.monotonic() - started) / max(1, step - start))
         # the loss is summed over the ranks and the norm is of all-reduced gradients, so
         # every rank trips (or not) at the same step; nothing of this step is saved
         trip = guard.check(loss_sum, grad_norm)
         if trip is not None:
-            report("guard", step=step, kind=trip.kind, message=trip.message,
+            report(Kind.GUARD, step=step, kind=trip.kind, message=trip.message,
                    value=trip.value if math.isfinite(trip.value) else str(trip.value))
             distributed.shutdown(world)
             return EXIT_GUARD
@@ -419,7 +421,7 @@ def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - li
         if recipe.eval.every and step % recipe.eval.every == 0:
             held_out_eval()
             if recipe.eval.early_stopping and watch.exhausted and step < total:
-                report("early_stop", step=step, total_steps=total, best_step=watch.best_step,
+                report(Kind.EARLY_STOP, step=step, total_steps=total, best_step=watch.best_step,
                        best_loss=watch.best_loss, patience=watch.patience)
                 break
         if step % recipe.train.checkpoint_every == 0 and step < total:
@@ -429,7 +431,7 @@ def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - li
     if distributed.all_sum([float(stop.requested)], world, device)[0]:
         return stopped()
     if world.distributed:
-        emit("worker", rank=world.rank, world_size=world.size, steps=step - start,
+        emit(Kind.WORKER_FINISHED, rank=world.rank, world_size=world.size, steps=step - start,
              params_sha256=distributed.params_digest(params),
              backend=distributed.backend(world), device=str(device))
     if recipe.eval.every:
@@ -440,18 +442,18 @@ def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - li
             with torch.no_grad():
                 for name, param in params.items():
                     param.copy_(best[name])
-        report("best", step=chosen, final_step=step, loss=watch.best_loss,
+        report(Kind.BEST, step=chosen, final_step=step, loss=watch.best_loss,
                evaluations=len(watch.history),
                reason=f"lowest held-out loss of {len(watch.history)} evaluations during "
                       f"training (every {recipe.eval.every} steps)")
     adapter_dir = Path(job["adapter_out"])
     if world.main:
         model.save_pretrained(str(adapter_dir), safe_serialization=True)
-        report("saved", step=step, adapter_dir=str(adapter_dir))
-    report("eval", phase="after", **evaluate(model, held_out, pad_id, micro_size, device,
+        report(Kind.SAVED, step=step, adapter_dir=str(adapter_dir))
+    report(Kind.EVAL, phase="after", **evaluate(model, held_out, pad_id, micro_size, device,
                                              world))
     if general:
-        report("general", phase="after", **evaluate(model, general, pad_id, micro_size,
+        report(Kind.GENERAL, phase="after", **evaluate(model, general, pad_id, micro_size,
                                                     device, world))
     distributed.shutdown(world)  # rank 0 generates alone
     if not world.main:
@@ -462,8 +464,8 @@ def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - li
                        temperature=recipe.eval.temperature, seed=recipe.seed)
     if stop.requested:
         return stopped()
-    emit("generations", samples=samples)
-    emit("done", step=step, total_steps=total, **peak_memory())
+    emit(Kind.GENERATIONS, samples=samples)
+    emit(Kind.DONE, step=step, total_steps=total, **peak_memory())
     return 0
 
 

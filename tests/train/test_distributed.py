@@ -58,7 +58,7 @@ def test_two_processes_train_one_synchronised_signed_adapter(train_home: Home,
     assert {w["steps"] for w in workers} == {2}
     assert {w["backend"] for w in workers} == {"gloo"}
     assert workers[0]["params_sha256"] == workers[1]["params_sha256"]
-    (launched,) = [e for e in events if e["type"] == "workers"]
+    (launched,) = [e for e in events if e["type"] == "workers_started"]
     assert launched["world_size"] == 2 and launched["loopback"] == "up"
     assert [e["step"] for e in events if e["type"] == "step"] == [1, 2]  # rank 0 reports
     assert verify(train_home, result.artifact_dir)["ok"] is True

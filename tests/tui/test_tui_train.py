@@ -311,6 +311,7 @@ def test_quitting_during_a_real_run_stops_it_cleanly_then_closes(ready_home: Hom
                and e.get("step") == step for e in _audit(home))
 
 
+@pytest.mark.slow
 def test_closing_the_console_cancels_the_training_child(ready_home: Home) -> None:
     """The Train page's child is one of the app's child jobs: the console closing without
     the quit question (the app exits under it) sends it SIGTERM, and the real `appliance
