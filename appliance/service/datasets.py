@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from appliance import audit, keys, trust
 from appliance.errors import PassphraseError, PolicyViolation, UsageError
@@ -46,7 +46,14 @@ def list_datasets(home: Home) -> list[dict[str, Any]]:
     return [info.as_dict() for info in infos]
 
 
-def import_options(home: Home) -> dict[str, Any]:
+class ImportOptions(TypedDict):
+    """What the active policy says about importing."""
+
+    policy_plants_canaries: bool
+    check_before_signing: bool
+
+
+def import_options(home: Home) -> ImportOptions:
     """What the active policy says about importing: whether it plants canaries anyway
     (`privacy.plant_canaries`), and whether training will require them
     (`privacy.check_before_signing`)."""

@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from appliance import audit, trust
 from appliance.errors import IntegrityError, PolicyViolation, TrainingError, UsageError
@@ -20,6 +20,34 @@ from appliance.models import safety, store
 from appliance.passphrase import Passphrase, resolve
 from appliance.policy import Policy, load_policy, policy_digest
 from appliance.service.policy import REFUSED_HINT
+
+
+class MergeResult(TypedDict):
+    """`export merge --json` (docs/interface.md)."""
+
+    artifact: str
+    out: str
+    base_model: str
+    merged_root_digest: str
+    root_digest: str
+    adapter_root_digest: str
+    signer: str
+    signed: bool
+
+
+class GgufResult(TypedDict):
+    """`export gguf --json`: the model (`type` F16/Q8_0) or, with --adapter-only, the
+    LoRA adapter (`type` of its tensors)."""
+
+    artifact: str
+    out: str
+    gguf: str
+    type: str
+    tensors: int
+    root_digest: str
+    adapter_root_digest: str
+    signer: str
+    signed: bool
 
 
 def require_merge_allowed(home: Home, policy: Policy, artifact: Path) -> None:
@@ -40,7 +68,7 @@ def refuse_if_forbidden(home: Home, artifact: str | Path) -> None:
 
 
 def merge(home: Home, artifact: str | Path, out: str | Path,
-          passphrase: Passphrase) -> dict[str, Any]:
+          passphrase: Passphrase) -> MergeResult:
     """Verify a private copy of `artifact`, then write merged weights (safetensors), config
     and tokenizer to `out` (which must not exist), signed like an artifact with provenance
     naming the adapter artifact's root digest (`appliance.export.signed`). The merge runs
@@ -102,7 +130,7 @@ def _verified_inputs(home: Home, policy: Policy, art: Path, dest: Path, action: 
 
 
 def export_gguf(home: Home, artifact: str | Path, out: str | Path, qtype: str = "f16", *,
-                passphrase: Passphrase) -> dict[str, Any]:
+                passphrase: Passphrase) -> GgufResult:
     """Verify a private copy of `artifact`, merge it into its base model, and write the
     merged model as one GGUF file (`model.gguf`, F16 or Q8_0) with an Ollama `Modelfile`
     into the new directory `out`, signed like an artifact (build type gguf-export/v1). The
@@ -144,7 +172,7 @@ def export_gguf(home: Home, artifact: str | Path, out: str | Path, qtype: str = 
 
 
 def export_gguf_adapter(home: Home, artifact: str | Path, out: str | Path,
-                        passphrase: Passphrase) -> dict[str, Any]:
+                        passphrase: Passphrase) -> GgufResult:
     """Verify a private copy of `artifact` and write its LoRA adapter as a llama.cpp GGUF
     adapter (`adapter.gguf`, F32) with an Ollama `Modelfile` (`ADAPTER ./adapter.gguf` on a
     base GGUF) into the new directory `out`, signed like an artifact; the conversion runs in

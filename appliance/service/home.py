@@ -7,7 +7,7 @@ import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from appliance import __version__, trust
 from appliance.errors import HomeError, PolicyError
@@ -86,7 +86,15 @@ def init_home(home: Home, passphrase: bytes, policy_path: str | Path | None = No
                       origin)
 
 
-def export_keys(home: Home, out: str | Path) -> dict[str, Any]:
+class KeysExport(TypedDict):
+    """`keys export --json`: the files written and the two key fingerprints."""
+
+    files: list[str]
+    signing: str
+    checkpoint: str
+
+
+def export_keys(home: Home, out: str | Path) -> KeysExport:
     """Write the home's public keys (PEM) and `trust-root.json` (their fingerprints, for
     `--trusted-key`) into `out` for auditors; records `keys.exported`."""
     from appliance import audit, keys

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import BaseModel
 
@@ -107,7 +107,24 @@ REFUSED_HINT = 'an admin can set it to "after-verify"'
 """What to do when the policy forbids merged weights (export.merged_weights)."""
 
 
-def merge_permission(home: Home) -> dict[str, Any]:
+class MergePermission(TypedDict):
+    """Whether the active policy lets merged weights leave, and why."""
+
+    allowed: bool
+    setting: str
+    reason: str
+
+
+class PolicyApplied(TypedDict):
+    """`policy apply --json`."""
+
+    old_digest: str
+    new_digest: str
+    name: str
+    changes: list[dict[str, Any]]
+
+
+def merge_permission(home: Home) -> MergePermission:
     """Whether the active policy lets merged weights leave (`export.merged_weights`), with
     the setting and a readable reason; for the console, which shows it before asking."""
     trust.require_home(home)
@@ -188,7 +205,7 @@ def plan_apply(home: Home, path: str | Path) -> tuple[Policy, list[PolicyChange]
     return new, diff_policies(load_policy(home.policy_file), new), edited
 
 
-def apply_policy(home: Home, path: str | Path, passphrase: bytes) -> dict[str, Any]:
+def apply_policy(home: Home, path: str | Path, passphrase: bytes) -> PolicyApplied:
     """Make `path` the active policy: the passphrase opens the home (manifest checked), the
     old and new digests are audited and the manifest records the new one."""
     from appliance import audit, manifest, trust

@@ -9,7 +9,7 @@ from the vault service in a worker after the passphrase modal, and live only in 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.markup import escape
 from rich.text import Text
@@ -26,6 +26,9 @@ from appliance.tui.widgets.passphrase import PassphraseModal
 from appliance.tui.widgets.records import human_size, short_digest
 from appliance.tui.widgets.scrub_report import samples, scrub_report
 
+if TYPE_CHECKING:
+    from appliance.service.datasets import ImportOptions
+
 STAGES = (("read", "read and validate"), ("scrub", "scrub (texts)"),
           ("residual", "residual check"), ("write", "encrypt and write"))
 SAMPLE_COUNT = 25
@@ -40,7 +43,7 @@ def list_datasets(home: Home) -> list[dict[str, Any]]:
     return listing(home)
 
 
-def import_options(home: Home) -> dict[str, Any]:
+def import_options(home: Home) -> ImportOptions:
     """What the policy says about canaries at import."""
     from appliance.service.datasets import import_options as options
 
