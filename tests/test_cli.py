@@ -93,3 +93,19 @@ def test_doctor_fails_when_the_pii_model_digest_differs(run_cli, tmp_path):
     assert check["ok"] is False and check["required"] is True
     assert "differs" in check["detail"]
     assert report["ok"] is False and done.returncode == 1
+
+
+def test_a_failing_json_command_ends_with_a_failed_event(run_cli, tmp_path):
+    """With --json (or --json-events) an error is the stderr line and, as the last stdout
+    line, {"type": "failed", "error": LINE, "exit_code": N} (what the console reads); bad
+    input is named before any passphrase is asked for; without --json stdout stays empty."""
+    home = tmp_path / "nohome"
+    done = run_cli("--home", str(home), "dataset", "show", "bad name", "--json")
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("appliance: ") and "invalid dataset name" in line
+    event = json.loads(done.stdout.strip().splitlines()[-1])
+    assert event == {"type": "failed", "error": line.removeprefix("appliance: "),
+                     "exit_code": 2}
+    plain = run_cli("--home", str(home), "dataset", "show", "bad name")
+    assert plain.returncode == 2 and plain.stdout == "" and plain.stderr == done.stderr

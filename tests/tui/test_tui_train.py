@@ -88,6 +88,19 @@ async def choose(pilot: Pilot[int], select_id: str, downs: int) -> None:
     await settle(pilot)
 
 
+async def start_tiny_run(pilot: Pilot[int], app: ApplianceConsole) -> TrainScreen:
+    """On the Train page: choose the tiny recipe, press s, type the passphrase, enter."""
+    await settle(pilot)
+    screen = app.screen
+    assert isinstance(screen, TrainScreen)
+    await choose(pilot, "recipe", 3)
+    await pilot.press("s")
+    await wait_until(pilot, lambda: isinstance(app.screen, PassphraseModal), "the modal")
+    await type_text(pilot, PASSPHRASE.strip())
+    await pilot.press("enter")
+    return screen
+
+
 def test_train_page_offers_datasets_models_recipes_and_checks_the_choice(
         ready_home: Home) -> None:
     """Key 5 opens Train; it lists the vault's datasets, the imported model and the recipes
@@ -286,14 +299,7 @@ def test_quitting_during_a_real_run_stops_it_cleanly_then_closes(ready_home: Hom
     app = ApplianceConsole(home, start="train")
 
     async def script(pilot: Pilot[int]) -> None:
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, TrainScreen)
-        await choose(pilot, "recipe", 3)
-        await pilot.press("s")
-        await wait_until(pilot, lambda: isinstance(app.screen, PassphraseModal), "the modal")
-        await type_text(pilot, PASSPHRASE.strip())
-        await pilot.press("enter")
+        screen = await start_tiny_run(pilot, app)
         await wait_until(pilot, lambda: bool(screen.progress and screen.progress.losses),
                          "the first step")
         await pilot.press("q")
@@ -321,14 +327,7 @@ def test_closing_the_console_cancels_the_training_child(ready_home: Home) -> Non
     children = []
 
     async def script(pilot: Pilot[int]) -> None:
-        await settle(pilot)
-        screen = app.screen
-        assert isinstance(screen, TrainScreen)
-        await choose(pilot, "recipe", 3)
-        await pilot.press("s")
-        await wait_until(pilot, lambda: isinstance(app.screen, PassphraseModal), "the modal")
-        await type_text(pilot, PASSPHRASE.strip())
-        await pilot.press("enter")
+        screen = await start_tiny_run(pilot, app)
         await wait_until(pilot, lambda: screen.child_started, "the trainer to start", 120)
         assert screen.job is not None and screen.job in app.child_jobs
         children.append(screen.job)
