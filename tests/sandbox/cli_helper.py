@@ -2,8 +2,10 @@
 ML-stack modules this process imported and whether it maps libtorch.
 
 Usage: python -m tests.sandbox.cli_helper HOME PASSFILE RECIPE OUT_DIR
-Runs `train RECIPE`, `export merge` of its artifact, `privacy-check` of it and `doctor`;
-prints one JSON line per command, then {"heavy": [...], "maps_libtorch": bool}. Training
+Runs `train RECIPE`, `export merge` of its artifact, `privacy-check` of it, `doctor`,
+`dataset import` of a small chat file, `scrub eval` of the shipped labeled test file and
+`model import` of the default GGUF under a new name (a conversion); prints one JSON line
+per command, then {"heavy": [...], "maps_libtorch": bool}. Training
 reads the in-memory records of tests.train.conftest instead of the vault (the records are
 not what this checks), by replacing the service's default records provider.
 """
@@ -18,7 +20,8 @@ from pathlib import Path
 
 from appliance.cli.main import main as cli
 from appliance.service import train as service_train
-from tests.train.conftest import memory_records
+from appliance.models.importer import default_gguf
+from tests.train.conftest import CHAT, memory_records
 
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "spacy", "safetensors.torch",
          "accelerate", "presidio_analyzer")
@@ -32,7 +35,7 @@ def _run(*argv: str) -> tuple[int, str]:
 
 
 def main() -> int:
-    """Run the four commands and report."""
+    """Run the commands and report."""
     home, pass_file, recipe, out_dir = sys.argv[1:5]
     assert service_train.train.__kwdefaults__ is not None
     service_train.train.__kwdefaults__["records"] = memory_records()
@@ -47,6 +50,15 @@ def main() -> int:
     print(json.dumps({"command": "privacy-check", "code": code}), flush=True)
     code, _ = _run("doctor", "--home", home)
     print(json.dumps({"command": "doctor", "code": code}), flush=True)
+    data = Path(out_dir) / "chats.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in CHAT))
+    code, _ = _run("dataset", "import", str(data), "--name", "chats", *common)
+    print(json.dumps({"command": "dataset import", "code": code}), flush=True)
+    labeled = Path(__file__).resolve().parent.parent / "data" / "pii_test.json"
+    code, _ = _run("scrub", "eval", str(labeled), "--json", "--home", home)
+    print(json.dumps({"command": "scrub eval", "code": code}), flush=True)
+    code, _ = _run("model", "import", str(default_gguf()), "--name", "again", *common)
+    print(json.dumps({"command": "model import", "code": code}), flush=True)
     heavy = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY or m in HEAVY)
     maps = Path("/proc/self/maps").read_text()
     print(json.dumps({"heavy": heavy, "maps_libtorch": "libtorch" in maps}), flush=True)

@@ -100,13 +100,20 @@ def _status(pid: int) -> dict[str, str]:
     return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
 
 
+ML_LIBRARIES = {"libtorch": "libtorch", "spacy": "/spacy/"}
+"""What a process that runs the ML stack maps: libtorch, or spaCy's compiled modules."""
+
+
 def inspect(pid: int, secret: Path) -> dict[str, Any] | None:
-    """What the host sees of a process that maps libtorch (None when it maps none)."""
+    """What the host sees of a process that maps libtorch or spaCy (None when neither)."""
     try:
-        if "libtorch" not in Path(f"/proc/{pid}/maps").read_text():
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        mapped = sorted(name for name, mark in ML_LIBRARIES.items() if mark in maps)
+        if not mapped:
             return None
         status = _status(pid)
-        return {"ns": {n: os.readlink(f"/proc/{pid}/ns/{n}") for n in NAMESPACES},
+        return {"maps": mapped,
+                "ns": {n: os.readlink(f"/proc/{pid}/ns/{n}") for n in NAMESPACES},
                 "CapEff": status["CapEff"].strip(), "NoNewPrivs": status["NoNewPrivs"].strip(),
                 "Seccomp": status["Seccomp"].strip(),
                 "secret_visible": os.path.exists(f"/proc/{pid}/root{secret}")}
@@ -126,7 +133,8 @@ def _descends(pid: int, ancestor: int) -> bool:
 
 
 class Sampler:
-    """Polls /proc for descendants of one process that map libtorch, until stopped."""
+    """Polls /proc for descendants of one process that map libtorch or spaCy, until
+    stopped."""
 
     def __init__(self, secret: Path) -> None:
         self.secret, self.seen = secret, {}  # type: dict[int, dict[str, Any]]
@@ -149,7 +157,8 @@ class Sampler:
 @pytest.mark.slow  # minutes on 2 busy cores: a real train, a merge and doctor
 def test_ml_processes_are_sandboxed_and_the_cli_never_maps_torch(
         train_home: Home, pass_file: Path, tmp_path: Path, repo: Path) -> None:
-    """Sampled from the host during train and export: each libtorch process differs from the
+    """Sampled from the host during train, export, privacy-check, doctor, dataset import,
+    scrub eval and model import: each process mapping libtorch or spaCy differs from the
     host in all four namespaces, CapEff 0, NoNewPrivs 1, Seccomp 2, no passphrase path;
     the CLI process has no torch/transformers/peft/bitsandbytes/spacy module."""
     host = {n: os.readlink(f"/proc/self/ns/{n}") for n in NAMESPACES}
@@ -170,9 +179,13 @@ def test_ml_processes_are_sandboxed_and_the_cli_never_maps_torch(
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     codes = {line["command"]: line["code"] for line in lines if "command" in line}
     assert codes["train"] == 0 and codes["export"] == 0 and codes["doctor"] == 0, lines
+    assert codes["dataset import"] == 0 and codes["scrub eval"] == 0, lines
+    assert codes["model import"] == 0, lines
     report = lines[-1]
     assert report["heavy"] == [] and report["maps_libtorch"] is False
-    assert len(sampler.seen) >= 2, sampler.seen  # the trainer and the merging child
+    # the trainer, the merging child, the converting child and two scrubbing children
+    assert len(sampler.seen) >= 5, sampler.seen
+    assert sum("spacy" in seen["maps"] for seen in sampler.seen.values()) >= 2, sampler.seen
     for pid, seen in sampler.seen.items():
         assert all(seen["ns"][n] != host[n] for n in NAMESPACES), (pid, seen)
         assert int(seen["CapEff"], 16) == 0 and seen["NoNewPrivs"] == "1", (pid, seen)
