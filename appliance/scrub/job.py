@@ -6,12 +6,14 @@ digest-checked by the parent), and either the records' texts and the pseudonym k
 (`mode` "import") or the labeled records (`mode` "evaluate"). What goes back over the
 event pipe: `progress` events, then `scrubbed` (appliance.scrub.batch.Scrubbed) or
 `evaluated` (the scores of appliance.scrub.evaluate, and the raw Presidio baseline's when
-asked), each with what the engine could detect. Nothing is written: the sandbox has no
+asked), each with what the engine could detect and the seconds spent (loading the engine, and
+in all). Nothing is written: the sandbox has no
 writable path but its private /tmp.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,10 +27,12 @@ def run(job: dict[str, Any], emit: Emit) -> int:
     from appliance.policy.pii import PiiPolicy
     from appliance.scrub.engine import Analyzer
 
+    started = time.monotonic()
     policy = PiiPolicy.model_validate(job["pii"])
     model = Path(job["model_path"]) if job.get("model_path") else None
     analyzer = Analyzer(policy, model)
-    engine = {"has_ner": analyzer.has_ner, "undetectable": analyzer.undetectable}
+    engine = {"has_ner": analyzer.has_ner, "undetectable": analyzer.undetectable,
+              "load_s": time.monotonic() - started}
     workers = job.get("workers")
     if job["mode"] == "import":
         from appliance.scrub.batch import scrub_texts
@@ -40,7 +44,7 @@ def run(job: dict[str, Any], emit: Emit) -> int:
                                                           total=n))
         finally:
             key[:] = bytes(len(key))  # best effort: Python may hold other copies briefly
-        emit("scrubbed", **done.as_dict(), engine=engine)
+        emit("scrubbed", **done.as_dict(), engine=engine, seconds=time.monotonic() - started)
         return 0
     from appliance.scrub.evaluate import GoldSpan, Labeled, evaluate, evaluate_serial
 
@@ -52,5 +56,6 @@ def run(job: dict[str, Any], emit: Emit) -> int:
         from appliance.scrub.baseline import PresidioBaseline
 
         raw = evaluate_serial(PresidioBaseline(model), records)
-    emit("evaluated", result=result, baseline=raw, engine=engine)
+    emit("evaluated", result=result, baseline=raw, engine=engine,
+         seconds=time.monotonic() - started)
     return 0

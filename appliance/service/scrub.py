@@ -128,6 +128,8 @@ def in_sandbox(job: dict[str, Any], policy: Policy, *, where: str,
             got.update(event)
         elif kind == "error":
             errors.append(event)
+        elif kind == "signal":  # stopped from outside (this process is not its parent then)
+            errors.append({"message": f"the scrubbing child was stopped by {event['signal']}"})
 
     spec = isolation.child_spec(read_only=(model.absolute(),) if model else (),
                                 passphrase_file=passphrase_file, gpu=False)

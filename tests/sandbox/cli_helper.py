@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from appliance.cli.main import main as cli
-from appliance.service import train as service_train
 from appliance.models.importer import default_gguf
+from appliance.service import train as service_train
 from tests.train.conftest import CHAT, memory_records
 
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes", "spacy", "safetensors.torch",

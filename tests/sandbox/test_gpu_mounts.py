@@ -43,7 +43,7 @@ print(json.dumps(out))
 @pytest.fixture
 def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A character device named like an NVIDIA node, found by the sandbox's GPU patterns."""
-    where = Path(tempfile.mkdtemp(prefix="appliance-gpu-", dir="/var/tmp"))  # noqa: S108
+    where = Path(tempfile.mkdtemp(prefix="appliance-gpu-", dir="/var/tmp"))
     node = where / "nvidia0"
     try:
         os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
