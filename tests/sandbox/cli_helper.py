@@ -1,11 +1,12 @@
 """Run CLI commands in this one process (`appliance.cli.main.main`), then report which
 ML-stack modules this process imported and whether it maps libtorch.
 
-Usage: python -m tests.sandbox.cli_helper HOME PASSFILE RECIPE OUT_DIR
-Runs `train RECIPE`, `export merge` of its artifact, `privacy-check` of it, `doctor`,
-`dataset import` of a small chat file, `scrub eval` of the shipped labeled test file and
-`model import` of the default GGUF under a new name (a conversion); prints one JSON line
-per command, then {"heavy": [...], "maps_libtorch": bool}. Training
+Usage: python -m tests.sandbox.cli_helper HOME PASSFILE RECIPE OUT_DIR [data]
+Runs `train RECIPE`, `export merge` of its artifact, `privacy-check` of it and `doctor`;
+with `data` instead: `dataset import` of a small chat file, `scrub eval` of the shipped
+labeled test file and `model import` of the default GGUF under a new name (a
+conversion). Prints one JSON line per command, then {"heavy": [...], "maps_libtorch":
+bool}. Training
 reads the in-memory records of tests.train.conftest instead of the vault (the records are
 not what this checks), by replacing the service's default records provider.
 """
@@ -40,17 +41,31 @@ def main() -> int:
     assert service_train.train.__kwdefaults__ is not None
     service_train.train.__kwdefaults__["records"] = memory_records()
     common = ["--home", home, "--passphrase-file", pass_file]
+    if sys.argv[5:] == ["data"]:
+        _data(home, common, Path(out_dir))
+    else:
+        _ml(recipe, home, common, Path(out_dir))
+    heavy = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY or m in HEAVY)
+    maps = Path("/proc/self/maps").read_text()
+    print(json.dumps({"heavy": heavy, "maps_libtorch": "libtorch" in maps}), flush=True)
+    return 0
+
+
+def _ml(recipe: str, home: str, common: list[str], out_dir: Path) -> None:
     code, out = _run("train", recipe, *common)
     artifact = out.strip().splitlines()[-1] if out.strip() else ""
     print(json.dumps({"command": "train", "code": code, "artifact": artifact}), flush=True)
-    code, _ = _run("export", "merge", artifact, "--out", str(Path(out_dir) / "merged"),
+    code, _ = _run("export", "merge", artifact, "--out", str(out_dir / "merged"),
                    *common)  # the merged export is signed: it needs the passphrase
     print(json.dumps({"command": "export", "code": code}), flush=True)
     code, _ = _run("privacy-check", artifact, *common)
     print(json.dumps({"command": "privacy-check", "code": code}), flush=True)
     code, _ = _run("doctor", "--home", home)
     print(json.dumps({"command": "doctor", "code": code}), flush=True)
-    data = Path(out_dir) / "chats.jsonl"
+
+
+def _data(home: str, common: list[str], out_dir: Path) -> None:
+    data = out_dir / "chats.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in CHAT))
     code, _ = _run("dataset", "import", str(data), "--name", "chats", *common)
     print(json.dumps({"command": "dataset import", "code": code}), flush=True)
@@ -59,10 +74,6 @@ def main() -> int:
     print(json.dumps({"command": "scrub eval", "code": code}), flush=True)
     code, _ = _run("model", "import", str(default_gguf()), "--name", "again", *common)
     print(json.dumps({"command": "model import", "code": code}), flush=True)
-    heavy = sorted(m for m in sys.modules if m.split(".")[0] in HEAVY or m in HEAVY)
-    maps = Path("/proc/self/maps").read_text()
-    print(json.dumps({"heavy": heavy, "maps_libtorch": "libtorch" in maps}), flush=True)
-    return 0
 
 
 if __name__ == "__main__":
