@@ -222,7 +222,8 @@ def test_offline_import_with_sockets_disabled(tmp_path: Path, monkeypatch: pytes
     monkeypatch.setattr(socket, "create_connection", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     path = _write(tmp_path, [CHAT, MAIL])
-    report = prepare_dataset(path, _policy(), name="t", workers=1).report
+    engine = build_analyzer(_policy())  # in this process, where the sockets are refused
+    report = prepare_dataset(path, _policy(), name="t", workers=1, analyzer=engine).report
     assert report["pii"]["EMAIL_ADDRESS"] == 1 and report["pii"]["PERSON"] == 2
     from appliance.scrub.residual import ResidualPass
 

@@ -25,7 +25,9 @@ def _policy(args: argparse.Namespace) -> Any:
 def _eval(args: argparse.Namespace) -> int:
     from appliance.service.scrub import evaluate_file
 
-    result = evaluate_file(Path(args.file), _policy(args), baseline=args.baseline)
+    home = home_of(args)
+    result = evaluate_file(Path(args.file), _policy(args), baseline=args.baseline,
+                           home=home if home.is_initialised() else None)
     output(args, result, lambda: _print_evaluation(result))
     return EXIT_OK
 

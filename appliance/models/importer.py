@@ -17,6 +17,7 @@ import shutil
 import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from appliance.digests import root_digest, tree_manifest
 from appliance.errors import (
@@ -37,7 +38,7 @@ from appliance.fsutil import (
 )
 from appliance.home import Home
 from appliance.models import safety
-from appliance.models.gguf import check_gguf, convert_gguf, gguf_origin
+from appliance.models.gguf import check_gguf
 from appliance.models.store import MANIFEST, WEIGHTS, ModelRecord, model_dir, read_record
 from appliance.policy import Policy
 
@@ -122,12 +123,11 @@ def import_model(home: Home, policy: Policy, source: Path,  # noqa: C901, PLR091
             source_hex = _copy_hashed(source, copy)
             check_gguf(copy)
             kind = "gguf"
-            origin = gguf_origin(copy)
             source_digest = "sha256:" + source_hex
             existing = _existing(home, name, source_digest)
             if existing is not None:
                 return existing, True, []
-            convert_gguf(copy, staging / WEIGHTS)
+            origin = _convert_in_sandbox(copy, staging)
             shutil.rmtree(copy.parent)
         else:
             files = safety.scan_model_dir(source)
@@ -171,6 +171,41 @@ def import_model(home: Home, policy: Policy, source: Path,  # noqa: C901, PLR091
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def _convert_in_sandbox(copy: Path, staging: Path) -> dict[str, Any]:
+    """Convert the copied GGUF file in the sandbox (job `convert`, appliance.models.
+    convert_job): it reads `copy` and writes only a fresh directory beside it in `staging`,
+    whose weights are moved to `staging/weights` here. The file's origin (what it says about
+    itself); the child's own error (same line and exit code), or ModelFormatError."""
+    from appliance.train import isolation
+
+    iso = isolation.require_isolation()
+    work = staging / "convert"
+    work.mkdir()
+    done: dict[str, Any] = {}
+    errors: list[dict[str, Any]] = []
+
+    def handle(event: dict[str, Any]) -> None:
+        if event.get("type") == "done":
+            done.update(event)
+        elif event.get("type") == "error":
+            errors.append(event)
+
+    spec = isolation.child_spec(read_only=(copy.absolute(),), writable=(work.absolute(),))
+    result = isolation.run_isolated({"kind": "convert", "source": str(copy.absolute()),
+                                     "out": str((work / WEIGHTS).absolute())},
+                                    handle, iso, spec=spec)
+    if result.returncode != 0 or "origin" not in done:
+        raised = isolation.child_error(errors[-1] if errors else None)
+        if raised is not None:
+            raise raised
+        why = errors[-1]["message"] if errors else \
+            f"the converting child exited with status {result.returncode}"
+        raise ModelFormatError(f"the GGUF conversion failed: {why}", where=str(copy))
+    (work / WEIGHTS).rename(staging / WEIGHTS)
+    work.rmdir()
+    return dict(done["origin"])
 
 
 def _out_of_space(exc: BaseException) -> bool:

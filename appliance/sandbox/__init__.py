@@ -56,6 +56,8 @@ class Spec:
     secrets: tuple[Path, ...] = ()
     workdir: Path | None = None
     network: NetworkStep = field(default=LOOPBACK_ONLY)
+    gpu: bool = True
+    """Whether the host's GPU device nodes are bound in (appliance.sandbox.mounts)."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,8 @@ def command(argv: Sequence[str], spec: Spec) -> Callable[[int], list[str]]:
     mounts.refuse_visible_secrets(spec.secrets, visible)
     options = [*NAMESPACES, *spec.network.bwrap_args(), "--cap-drop", "ALL",
                "--die-with-parent",
-               *mounts.bwrap_args(spec.read_only, spec.writable, spec.workdir)]
+               *mounts.bwrap_args(spec.read_only, spec.writable, spec.workdir,
+                                  gpu=spec.gpu)]
 
     def full(fd: int) -> list[str]:
         bwrap = _bwrap() or "bwrap"

@@ -5,10 +5,11 @@ dynamic loader, Python and the C library read, /sys), the Python installation an
 virtualenv, the appliance's own package, and the paths a job names read-only (model
 weights, an artifact). Writable: only the job's work directories. Fresh, private: /tmp and
 /dev/shm (tmpfs), /dev (bubblewrap's minimal one, plus GPU device nodes when present),
-/proc (the sandbox's PID namespace only). Nothing else of the host exists inside; in
-particular no host UNIX socket (/run, /tmp, /var/run) and no file of the home but those
-named. A path the caller names as secret must not lie under anything bound, else the
-sandbox refuses to start.
+/proc (the sandbox's PID namespace only, plus the NVIDIA driver's /proc/driver/nvidia
+read-only when NVIDIA nodes are present); a job that uses no GPU (scrubbing) gets none.
+Nothing else of the host exists inside; in particular no host UNIX socket (/run, /tmp,
+/var/run) and no file of the home but those named. A path the caller names as secret must
+not lie under anything bound, else the sandbox refuses to start.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/p
              "/etc/group", "/etc/nsswitch.conf", "/etc/hosts", "/etc/localtime",
              "/etc/alternatives", "/etc/os-release", "/etc/mime.types")
 GPU_DEVICES = ("/dev/nvidia*", "/dev/nvidia-caps", "/dev/dri", "/dev/kfd")
+NVIDIA_PROC = "/proc/driver/nvidia"
 PRIVATE_TMPFS = ("/tmp", "/dev/shm")  # noqa: S108 - fresh, private mounts inside
 
 
@@ -54,11 +56,24 @@ def _system() -> list[str]:
     return [*args, "--ro-bind-try", "/sys", "/sys"]
 
 
-def _devices() -> list[str]:
+def gpu_nodes() -> list[str]:
+    """The GPU device nodes present on the host (NVIDIA, DRM render nodes, AMD KFD)."""
+    return sorted({node for pattern in GPU_DEVICES for node in glob.glob(pattern)})
+
+
+def _devices(gpu: bool) -> list[str]:
+    """Own /proc and a minimal /dev; with `gpu`, the host's GPU device nodes (the same
+    nodes, so CUDA's ioctls reach the driver) and the NVIDIA driver's /proc entries
+    (read-only: CUDA reads its version and device parameters there)."""
     args = ["--proc", "/proc", "--dev", "/dev"]
-    for pattern in GPU_DEVICES:
-        for node in sorted(glob.glob(pattern)):
-            args += ["--dev-bind-try", node, node]
+    if not gpu:
+        return args
+    nodes = gpu_nodes()
+    for node in nodes:
+        args += ["--dev-bind-try", node, node]
+    if any(Path(node).name.startswith("nvidia") for node in nodes) \
+            and os.path.isdir(NVIDIA_PROC):
+        args += ["--ro-bind-try", NVIDIA_PROC, NVIDIA_PROC]
     return args
 
 
@@ -80,9 +95,10 @@ def refuse_visible_secrets(secrets: Iterable[Path], visible: list[Path]) -> None
 
 
 def bwrap_args(read_only: Iterable[Path], writable: Iterable[Path],
-               workdir: Path | None) -> list[str]:
-    """The mount options, in the order bubblewrap applies them (later over earlier)."""
-    args = _system() + _devices()
+               workdir: Path | None, *, gpu: bool = True) -> list[str]:
+    """The mount options, in the order bubblewrap applies them (later over earlier); `gpu`
+    False leaves the GPU out (a job that never uses one)."""
+    args = _system() + _devices(gpu)
     for tmp in PRIVATE_TMPFS:
         args += ["--tmpfs", tmp]
     for path in runtime_paths():

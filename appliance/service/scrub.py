@@ -18,6 +18,7 @@ from appliance.errors import DatasetFormatError, ScrubError, UsageError, VaultEr
 from appliance.home import Home
 from appliance.passphrase import Passphrase, resolve
 from appliance.policy import Policy, load_policy, policy_digest
+from appliance.scrub.batch import Scrubbed
 from appliance.vault.frames import digest_of
 
 PSEUDONYM_KEY_INFO = b"appliance/scrub/pseudonym-key-wrap/v1"
@@ -49,9 +50,9 @@ def build_analyzer(policy: Policy, extra_recognizers: tuple[Any, ...] = ()) -> A
     return Analyzer(policy.pii, where.path, extra_recognizers)
 
 
-def _ner_report(analyzer: Any, policy: Policy) -> dict[str, Any]:
+def _ner_report(has_ner: bool, policy: Policy) -> dict[str, Any]:
     model = policy.pii.ner_model
-    if analyzer.has_ner:
+    if has_ner:
         return {"model": model.name, "detects_names_and_places": True}
     return {"model": None, "detects_names_and_places": False,
             "warning": f"NER model {model.name} is not installed: names and places "
@@ -96,59 +97,91 @@ def _read(path: Path, policy: Policy, tell: Progress,
     return checked, dedupe(checked.records, intake.deduplicate), len(items)
 
 
-@dataclass
-class _Scrubbed:
-    texts: list[list[str]]
-    quarantine: dict[int, str]
-    pii: Counter[str]
-    key: bytes | None
+def _engine(analyzer: Any) -> dict[str, Any]:
+    """What an engine in this process can detect (the scrub job reports the same)."""
+    return {"has_ner": analyzer.has_ner, "undetectable": analyzer.undetectable}
+
+
+def in_sandbox(job: dict[str, Any], policy: Policy, *, where: str,
+               progress: Progress | None = None, home: Home | None = None) -> dict[str, Any]:
+    """Run scrub job `job` (appliance.scrub.job: the NER model located and digest-checked
+    here first, ScrubError if refused) in the sandbox, which sees the model read-only and
+    nothing else of the host; its result event. Tripwire reports go to `home`'s audit log;
+    a failure of the job is its own error (same line, same exit code), else ScrubError."""
+    from appliance.scrub.offline import require_model
+    from appliance.train import isolation
+
+    model = require_model(policy.pii.ner_model).path
+    iso = isolation.require_isolation()
+    job = {"kind": "scrub", "pii": policy.pii.model_dump(mode="json"),
+           "model_path": str(model.absolute()) if model else None, **job}
+    got: dict[str, Any] = {}
+    errors: list[dict[str, Any]] = []
+
+    def handle(event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "tripwire" and home is not None:
+            isolation.audit_tripwire(home, f"scrub:{where}", event)
+        elif kind == "progress" and progress is not None:
+            progress(str(event["stage"]), int(event["done"]), int(event["total"]))
+        elif kind in ("scrubbed", "evaluated"):
+            got.update(event)
+        elif kind == "error":
+            errors.append(event)
+        elif kind == "signal":  # stopped from outside (this process is not its parent then)
+            errors.append({"message": f"the scrubbing child was stopped by {event['signal']}"})
+
+    spec = isolation.child_spec(read_only=(model.absolute(),) if model else (), gpu=False)
+    result = isolation.run_isolated(job, handle, iso, spec=spec)
+    if result.returncode != 0 or not got:
+        raised = isolation.child_error(errors[-1] if errors else None)
+        if raised is not None:
+            raise raised
+        why = errors[-1]["message"] if errors else \
+            f"the scrubbing child exited with status {result.returncode}"
+        raise ScrubError(f"scrubbing failed: {why}", where=where,
+                         hint="nothing was imported; run again with --debug for details")
+    return got
 
 
 def _scrub(records: list[Any], policy: Policy, analyzer: Any, workers: int | None,
-           tell: Progress) -> _Scrubbed:
-    """Analyse every text of every record, quarantine failures, anonymise the rest."""
-    from appliance.scrub.engine import analyze_all
-    from appliance.scrub.operators import Anonymizer, merge, new_key
+           tell: Progress, *, where: str,
+           home: Home | None) -> tuple[Scrubbed, dict[str, Any], bytes | None]:
+    """Scrub every record (in the sandbox's scrub job unless an engine of this process is
+    given): (the result, what the engine detects, the pseudonym key if the policy keeps it)."""
+    from appliance.scrub.batch import scrub_texts
+    from appliance.scrub.operators import new_key
 
-    flat = [(i, t) for i, r in enumerate(records) for t in r.texts()]
-    outcomes = analyze_all(analyzer, [t for _, t in flat], workers=workers,
-                           progress=lambda d, n: tell("scrub", d, n))
-    quarantine: dict[int, str] = {}
-    for (i, _), outcome in zip(flat, outcomes, strict=True):
-        if outcome.quarantined is not None:
-            quarantine.setdefault(i, outcome.quarantined)
+    texts = [list(r.texts()) for r in records]
     key = bytearray(new_key())
     try:
-        anonymizer = Anonymizer(policy.pii, bytes(key))
-        pii: Counter[str] = Counter()
-        texts: list[list[str]] = [[] for _ in records]
-        for (i, text), outcome in zip(flat, outcomes, strict=True):
-            if i in quarantine:
-                continue
-            spans = merge(outcome.detections)
-            pii.update(d.entity for d in spans)
-            texts[i].append(anonymizer.apply(text, spans))
+        if analyzer is not None:
+            done = scrub_texts(texts, policy.pii, bytes(key), analyzer, workers=workers,
+                               progress=lambda d, n: tell("scrub", d, n))
+            engine = _engine(analyzer)
+        else:
+            event = in_sandbox({"mode": "import", "records": texts, "key": key.hex(),
+                                "workers": workers}, policy, where=where, progress=tell,
+                               home=home)
+            done, engine = Scrubbed.from_dict(event), event["engine"]
         kept_key = bytes(key) if policy.pii.keep_pseudonym_key else None
     finally:
         key[:] = bytes(len(key))  # best effort: Python may hold other copies briefly
-    return _Scrubbed(texts, quarantine, pii, kept_key)
+    return done, engine, kept_key
 
 
-def _check_residual(path: Path, policy: Policy, texts: list[str]) -> dict[str, int]:
-    """The independent residual pass over every type it can detect (listed in the policy or
-    not); ScrubError above the policy's limits (absent: 0)."""
-    from appliance.scrub.residual import ResidualPass
-
-    residual, dirty = ResidualPass().count(texts)
+def _check_residual(path: Path, policy: Policy, scrubbed: Scrubbed, texts: int) -> None:
+    """ScrubError when the residual pass (over every type it can detect, listed in the
+    policy or not) found more than the policy's limits (absent: 0) in `texts` kept texts."""
+    residual, dirty = scrubbed.residual, scrubbed.dirty
     over = {e: n for e, n in residual.items() if n > policy.pii.max_residual.get(e, 0)}
-    share = dirty / len(texts) if texts else 0.0
+    share = dirty / texts if texts else 0.0
     if over or share > policy.pii.max_residual_share:
         detail = ", ".join(f"{e}: {n} (allowed {policy.pii.max_residual.get(e, 0)})"
                            for e, n in over.items()) or f"share of texts {share:.3f}"
         raise ScrubError(f"residual PII after scrubbing above the policy's limits: {detail}",
                          where=str(path), hint="nothing was imported; inspect the file, "
                          "or raise pii.max_residual for these types if they are expected")
-    return residual
 
 
 def residual_limits(residual: dict[str, int], policy: Policy) -> dict[str, dict[str, Any]]:
@@ -164,14 +197,17 @@ def residual_limits(residual: dict[str, int], policy: Policy) -> dict[str, dict[
 def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
                     progress: Progress | None = None, workers: int | None = None,
                     analyzer: Any = None, canaries: bool | None = None,
-                    columns: Any = None) -> PreparedDataset:
+                    columns: Any = None, home: Home | None = None) -> PreparedDataset:
     """Read, validate, deduplicate, scrub and split the dataset at `path` under `policy`.
     With canaries (the argument, else `privacy.plant_canaries`), synthetic canaries are
     planted after deduplication and before scrubbing (docs/privacy.md).
 
     Raises DatasetFormatError (bad file, or an invalid record when intake.on_invalid is
     abort) and ScrubError (residual PII above the policy's limits). Quarantined records are
-    withheld, never passed through."""
+    withheld, never passed through. The scrubbing runs in the sandbox (`in_sandbox`), unless
+    an engine of this process is given as `analyzer` (tests and benchmarks that hold one);
+    its tripwire reports go to `home`'s audit log (every passphrase file this process read is
+    kept out of the sandbox)."""
     from appliance.intake.split import eval_indices
     from appliance.privacy.planting import maybe_plant
     from appliance.scrub.limits import scrubber_limits
@@ -180,12 +216,13 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
     tell = progress or (lambda *_: None)
     checked, unique, records_in = _read(path, policy, tell, columns)
     records, planting = maybe_plant(unique.records, policy.privacy, canaries)
-    analyzer = analyzer if analyzer is not None else build_analyzer(policy)
-    scrubbed = _scrub(records, policy, analyzer, workers, tell)
+    scrubbed, engine, kept_key = _scrub(records, policy, analyzer, workers, tell,
+                                        where=str(path), home=home)
     kept = [i for i in range(len(records)) if i not in scrubbed.quarantine]
-    out_texts = [t for i in kept for t in scrubbed.texts[i]]
-    residual = _check_residual(path, policy, out_texts)
-    tell("residual", len(out_texts), len(out_texts))
+    out_texts = sum(len(scrubbed.texts[i]) for i in kept)
+    _check_residual(path, policy, scrubbed, out_texts)
+    residual = scrubbed.residual
+    tell("residual", out_texts, out_texts)
     if not kept:
         raise ScrubError("every record was quarantined", where=str(path))
     held_out = eval_indices([unique.keys[i] for i in kept], policy.training.eval_fraction,
@@ -216,10 +253,10 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
         "scrubber_limits": scrubber_limits(),
         "residual_share_allowed": policy.pii.max_residual_share,
         "digest": digest_of(train, eval_),  # the vault's definition: one digest everywhere
-        "ner": _ner_report(analyzer, policy),
-        "undetectable_entities": analyzer.undetectable,
+        "ner": _ner_report(bool(engine["has_ner"]), policy),
+        "undetectable_entities": list(engine["undetectable"]),
         "ignored_keys": sorted(k[:40] for k in checked.ignored_keys)[:20],
-        "pseudonym_key": "kept (encrypted)" if scrubbed.key else "destroyed",
+        "pseudonym_key": "kept (encrypted)" if kept_key else "destroyed",
         "split_seed": policy.intake.split_seed,
         "eval_fraction": policy.training.eval_fraction,
         "policy_digest": policy_digest(policy),
@@ -227,7 +264,7 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
     canary_set, counts = planting.finish(
         {i for pos, i in enumerate(kept) if pos not in held_out}, scrubbed.texts)
     report.update({"canaries": counts} if counts else {})
-    return PreparedDataset(train, eval_, report, scrubbed.key, canary_set)
+    return PreparedDataset(train, eval_, report, kept_key, canary_set)
 
 
 def wrap_pseudonym_key(master_key: bytes, name: str, key: bytes) -> str:
@@ -272,7 +309,7 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
     master_key = trust.unlock(home, resolve(passphrase), policy)
     try:
         prepared = prepare_dataset(path, policy, name=name, progress=progress, workers=workers,
-                                   canaries=canaries, columns=column_map)
+                                   canaries=canaries, columns=column_map, home=home)
     except (DatasetFormatError, ScrubError) as exc:
         audit.record(home, "dataset.import", outcome="refused", name=name,
                      reason=type(exc).__name__)
@@ -305,32 +342,56 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
 
 
 def evaluate_file(path: str | Path, policy: Policy, *, workers: int | None = None,
-                  analyzer: Any = None, baseline: str | None = None) -> dict[str, Any]:
+                  analyzer: Any = None, baseline: str | None = None,
+                  home: Home | None = None) -> dict[str, Any]:
     """Score detection on a labeled presidio-research file (docs/interface.md's fields, plus pooled
     figures over the direct identifiers and the NER note). With `baseline="presidio"`, raw
     Presidio is scored on the same records in the same run under `baseline`, and the types
     the policy scrubs (and the direct identifiers) where the appliance does worse are listed
-    under `below_baseline` (types it does not scrub, such as DATE_TIME, are not compared)."""
+    under `below_baseline` (types it does not scrub, such as DATE_TIME, are not compared).
+    The engines run in the sandbox (`in_sandbox`; tripwire reports to `home`'s audit log),
+    unless an engine of this process is given as `analyzer` (then the baseline runs here)."""
     from appliance.policy.pii import DIRECT_IDENTIFIERS
-    from appliance.scrub.evaluate import below, evaluate, evaluate_serial, load_labeled, summary
+    from appliance.scrub.evaluate import below, load_labeled, summary
 
     records = load_labeled(Path(path))
-    analyzer = analyzer if analyzer is not None else build_analyzer(policy)
-    result = evaluate(analyzer, records, workers=workers)
-    result["direct_identifiers"] = summary(result, DIRECT_IDENTIFIERS)
-    result["ner"] = _ner_report(analyzer, policy)
     if baseline is not None:
-        from appliance.scrub.baseline import BASELINES, PresidioBaseline
-        from appliance.scrub.offline import require_model
+        from appliance.scrub.baseline import BASELINES
 
         if baseline not in BASELINES:
             raise ScrubError(f"unknown baseline {baseline!r}", where="--baseline",
                              hint=f"choose one of: {', '.join(BASELINES)}")
-        raw = evaluate_serial(PresidioBaseline(require_model(policy.pii.ner_model).path),
-                              records)
+    if analyzer is not None:
+        result, raw, engine = _evaluate_here(analyzer, records, policy, workers, baseline)
+    else:
+        event = in_sandbox({"mode": "evaluate", "workers": workers,
+                            "baseline": baseline is not None,
+                            "records": [[r.text, [[g.entity, g.start, g.end] for g in r.spans]]
+                                        for r in records]},
+                           policy, where=str(path), home=home)
+        result, raw, engine = event["result"], event["baseline"], event["engine"]
+    result["direct_identifiers"] = summary(result, DIRECT_IDENTIFIERS)
+    result["ner"] = _ner_report(bool(engine["has_ner"]), policy)
+    if raw is not None:
         raw["name"] = baseline
         raw["direct_identifiers"] = summary(raw, DIRECT_IDENTIFIERS)
         result["baseline"] = raw
         result["below_baseline"] = below(result, raw, [*DIRECT_IDENTIFIERS,
                                                        *policy.pii.entities])
     return result
+
+
+def _evaluate_here(analyzer: Any, records: Any, policy: Policy, workers: int | None,
+                   baseline: str | None) -> tuple[dict[str, Any], Any, dict[str, Any]]:
+    """evaluate_file's scoring with an engine of this process."""
+    from appliance.scrub.evaluate import evaluate, evaluate_serial
+
+    result = evaluate(analyzer, records, workers=workers)
+    raw = None
+    if baseline is not None:
+        from appliance.scrub.baseline import PresidioBaseline
+        from appliance.scrub.offline import require_model
+
+        raw = evaluate_serial(PresidioBaseline(require_model(policy.pii.ner_model).path),
+                              records)
+    return result, raw, _engine(analyzer)

@@ -128,6 +128,16 @@ class Relay:
                 os.kill(pid, signum)
 
 
+def _plain_signals() -> None:
+    """In a process forked from the trainer (a multiprocessing worker of the scrubber, a
+    data loader): default SIGINT/SIGTERM and no wakeup fd, else the worker's SIGTERM from
+    its pool's teardown would be written into the inherited pipe and read by the trainer's
+    watcher as a stop request."""
+    signal.set_wakeup_fd(-1)
+    for signum in SIGNALS:
+        signal.signal(signum, signal.SIG_DFL)
+
+
 class StopFlag:
     """The trainer's side: a watcher thread, woken at once through `signal.set_wakeup_fd`
     (even while the main thread is inside a long C call such as loading weights), reports
@@ -151,6 +161,7 @@ class StopFlag:
         for signum in SIGNALS:
             signal.signal(signum, self._on_signal)
         signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        os.register_at_fork(after_in_child=_plain_signals)
         threading.Thread(target=self._watch, args=(read_fd,), name="stop-watcher",
                          daemon=True).start()
 

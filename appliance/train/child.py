@@ -33,7 +33,8 @@ EXIT_FAILED = 1
 # A new ML-stack job (inference, a format conversion) is one more entry here.
 JOBS = {"probe": "appliance.train.probes", "privacy": "appliance.privacy.worker",
         "merge": "appliance.train.merge", "gguf": "appliance.export.gguf_job",
-        "generate": "appliance.train.generate"}
+        "generate": "appliance.train.generate", "scrub": "appliance.scrub.job",
+        "convert": "appliance.models.convert_job"}
 
 
 def _die_with_parent() -> None:
@@ -83,8 +84,11 @@ def main() -> int:
     except Exception as exc:  # every job's failure is one `error` event for the parent
         from appliance.errors import ApplianceError
 
-        message = exc.line() if isinstance(exc, ApplianceError) else str(exc)[:500]
-        events.emit(Kind.ERROR, kind=type(exc).__name__, message=message)
+        if isinstance(exc, ApplianceError):  # the parent can raise the same error again
+            events.emit(Kind.ERROR, kind=type(exc).__name__, message=exc.line(),
+                        error={"message": exc.message, "where": exc.where, "hint": exc.hint})
+        else:
+            events.emit(Kind.ERROR, kind=type(exc).__name__, message=str(exc)[:500])
         if os.environ.get("APPLIANCE_DEBUG"):
             raise
         return EXIT_FAILED

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from appliance import sandbox
+from appliance.errors import ApplianceError
 from appliance.passphrase import PASSPHRASE_FILE_ENV, files_read
 from appliance.sandbox.network import LOOPBACK_ONLY, NetworkStep
 from appliance.train.cancel import Relay
@@ -69,12 +70,13 @@ def secret_paths() -> tuple[Path, ...]:
 
 
 def child_spec(*, read_only: tuple[Path, ...] = (), writable: tuple[Path, ...] = (),
-               network: NetworkStep = LOOPBACK_ONLY) -> sandbox.Spec:
+               network: NetworkStep = LOOPBACK_ONLY, gpu: bool = True) -> sandbox.Spec:
     """The sandbox of one job: what it reads, where it writes (the first writable directory
-    is its working directory), the secrets kept out, and its network step."""
+    is its working directory), the secrets kept out, its network step, and whether it sees
+    the host's GPU."""
     workdir = writable[0] if writable else None
     return sandbox.Spec(read_only=read_only, writable=writable, workdir=workdir,
-                        secrets=secret_paths(), network=network)
+                        secrets=secret_paths(), network=network, gpu=gpu)
 
 
 def run_isolated(job: dict[str, Any], on_event: Callable[[dict[str, Any]], None],
@@ -160,3 +162,19 @@ def audit_tripwire(home: Home, run_id: str, event: dict[str, Any]) -> None:
     action = str(event.get("action", "network.attempt"))
     fields = {k: v for k, v in event.items() if k not in ("type", "action")}
     audit.record(home, action, outcome="attempted", run_id=run_id, **fields)
+
+
+def child_error(event: dict[str, Any] | None) -> ApplianceError | None:
+    """The operator's error a child job raised, rebuilt from its `error` event (the same
+    class of appliance.errors, message, place and hint, so the line and exit code are what
+    the job run in this process would give); None for any other failure."""
+    from appliance import errors
+
+    if event is None or not isinstance(event.get("error"), dict):
+        return None
+    kind = getattr(errors, str(event.get("kind")), None)
+    if not (isinstance(kind, type) and issubclass(kind, ApplianceError)):
+        return None
+    fields = event["error"]
+    return kind(str(fields.get("message", "")), where=fields.get("where"),
+                hint=fields.get("hint"))

@@ -100,13 +100,20 @@ def _status(pid: int) -> dict[str, str]:
     return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
 
 
+ML_LIBRARIES = {"libtorch": "libtorch", "spacy": "/spacy/"}
+"""What a process that runs the ML stack maps: libtorch, or spaCy's compiled modules."""
+
+
 def inspect(pid: int, secret: Path) -> dict[str, Any] | None:
-    """What the host sees of a process that maps libtorch (None when it maps none)."""
+    """What the host sees of a process that maps libtorch or spaCy (None when neither)."""
     try:
-        if "libtorch" not in Path(f"/proc/{pid}/maps").read_text():
+        maps = Path(f"/proc/{pid}/maps").read_text()
+        mapped = sorted(name for name, mark in ML_LIBRARIES.items() if mark in maps)
+        if not mapped:
             return None
         status = _status(pid)
-        return {"ns": {n: os.readlink(f"/proc/{pid}/ns/{n}") for n in NAMESPACES},
+        return {"maps": mapped,
+                "ns": {n: os.readlink(f"/proc/{pid}/ns/{n}") for n in NAMESPACES},
                 "CapEff": status["CapEff"].strip(), "NoNewPrivs": status["NoNewPrivs"].strip(),
                 "Seccomp": status["Seccomp"].strip(),
                 "secret_visible": os.path.exists(f"/proc/{pid}/root{secret}")}
@@ -126,7 +133,8 @@ def _descends(pid: int, ancestor: int) -> bool:
 
 
 class Sampler:
-    """Polls /proc for descendants of one process that map libtorch, until stopped."""
+    """Polls /proc for descendants of one process that map libtorch or spaCy, until
+    stopped."""
 
     def __init__(self, secret: Path) -> None:
         self.secret, self.seen = secret, {}  # type: dict[int, dict[str, Any]]
@@ -145,23 +153,22 @@ class Sampler:
             time.sleep(0.3)
 
 
-@pytest.mark.netns
-@pytest.mark.slow  # minutes on 2 busy cores: a real train, a merge and doctor
-def test_ml_processes_are_sandboxed_and_the_cli_never_maps_torch(
-        train_home: Home, pass_file: Path, tmp_path: Path, repo: Path) -> None:
-    """Sampled from the host during train and export: each libtorch process differs from the
-    host in all four namespaces, CapEff 0, NoNewPrivs 1, Seccomp 2, no passphrase path;
-    the CLI process has no torch/transformers/peft/bitsandbytes/spacy module."""
+def _sampled(train_home: Home, pass_file: Path, tmp_path: Path, repo: Path,
+             *mode: str) -> tuple[dict[str, int], dict[str, Any], dict[int, dict[str, Any]]]:
+    """Run tests.sandbox.cli_helper (in `mode`) while sampling /proc from the host: the exit
+    code of each command, the helper's own report, and what was seen of each process that
+    mapped libtorch or spaCy. Asserts that each of those is sandboxed."""
     host = {n: os.readlink(f"/proc/self/ns/{n}") for n in NAMESPACES}
     sampler = Sampler(pass_file)
     recipe = write_recipe(tmp_path / "r.toml", steps=1, ckpt=5)
     proc = subprocess.Popen([sys.executable, "-m", "tests.sandbox.cli_helper",
-                             str(train_home.root), str(pass_file), str(recipe), str(tmp_path)],
+                             str(train_home.root), str(pass_file), str(recipe), str(tmp_path),
+                             *mode],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=repo)
     sampler.root = proc.pid
     sampler.thread.start()
     try:
-        stdout, stderr = proc.communicate(timeout=900)
+        stdout, stderr = proc.communicate(timeout=1800)
     finally:
         sampler.stop.set()
         sampler.thread.join(5)
@@ -169,11 +176,37 @@ def test_ml_processes_are_sandboxed_and_the_cli_never_maps_torch(
     assert done.returncode == 0, done.stderr[-2000:]
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     codes = {line["command"]: line["code"] for line in lines if "command" in line}
-    assert codes["train"] == 0 and codes["export"] == 0 and codes["doctor"] == 0, lines
-    report = lines[-1]
-    assert report["heavy"] == [] and report["maps_libtorch"] is False
-    assert len(sampler.seen) >= 2, sampler.seen  # the trainer and the merging child
     for pid, seen in sampler.seen.items():
         assert all(seen["ns"][n] != host[n] for n in NAMESPACES), (pid, seen)
         assert int(seen["CapEff"], 16) == 0 and seen["NoNewPrivs"] == "1", (pid, seen)
         assert seen["Seccomp"] == "2" and not seen["secret_visible"], (pid, seen)
+    return codes, lines[-1], sampler.seen
+
+
+@pytest.mark.netns
+@pytest.mark.slow  # minutes on 2 busy cores: a real train, a merge and doctor
+def test_ml_processes_are_sandboxed_and_the_cli_never_maps_torch(
+        train_home: Home, pass_file: Path, tmp_path: Path, repo: Path) -> None:
+    """Sampled from the host during train and export: each libtorch process differs from the
+    host in all four namespaces, CapEff 0, NoNewPrivs 1, Seccomp 2, no passphrase path;
+    the CLI process has no torch/transformers/peft/bitsandbytes/spacy module."""
+    codes, report, seen = _sampled(train_home, pass_file, tmp_path, repo)
+    assert codes["train"] == 0 and codes["export"] == 0 and codes["doctor"] == 0, codes
+    assert report["heavy"] == [] and report["maps_libtorch"] is False
+    assert len(seen) >= 2, seen  # the trainer and the merging child
+
+
+@pytest.mark.netns
+@pytest.mark.slow  # minutes on 2 busy cores: spaCy twice, a GGUF conversion
+def test_scrubbing_and_conversion_are_sandboxed_and_the_cli_never_loads_spacy(
+        train_home: Home, pass_file: Path, tmp_path: Path, repo: Path) -> None:
+    """Sampled from the host during `dataset import`, `scrub eval` and `model import` (a GGUF
+    conversion): each process mapping spaCy or libtorch is sandboxed as above (at least
+    the two scrubbing children and the converter), and the CLI process has none of the
+    ML stack's modules (spaCy, Presidio's analyzer, transformers, torch) and maps no
+    libtorch."""
+    codes, report, seen = _sampled(train_home, pass_file, tmp_path, repo, "data")
+    assert codes == {"dataset import": 0, "scrub eval": 0, "model import": 0}, codes
+    assert report["heavy"] == [] and report["maps_libtorch"] is False
+    assert sum("spacy" in s["maps"] for s in seen.values()) >= 2, seen
+    assert any("libtorch" in s["maps"] for s in seen.values()), seen

@@ -162,6 +162,58 @@ def test_cli_refuses_non_gguf_file_and_bad_magic(tmp_path: Path, run_cli) -> Non
     assert [p.name for p in home.models_dir.iterdir()] == []
 
 
+def _gguf_of(arch: bytes) -> bytes:
+    """A GGUF header our check accepts: an architecture and its block count, no tensors."""
+    from tests.faults.test_fuzz import gguf_bytes
+
+    return gguf_bytes([(b"general.architecture", 8, struct.pack("<Q", len(arch)) + arch),
+                       (arch + b".block_count", 4, struct.pack("<I", 30))])
+
+
+@pytest.mark.netns
+def test_an_operator_error_in_a_child_job_comes_back_as_itself(tmp_path: Path) -> None:
+    """The real child (job `convert` on a GGUF file that is not there: the metadata reader
+    fails before transformers is imported) reports its ModelFormatError, and the parent
+    rebuilds the same class, message, place and hint, hence the same line and exit code."""
+    from appliance.errors import ModelFormatError
+    from appliance.train import isolation
+
+    events: list[dict[str, object]] = []
+    missing = tmp_path / "absent.gguf"
+    result = isolation.run_isolated({"kind": "convert", "source": str(missing),
+                                     "out": str(tmp_path / "out")}, events.append,
+                                    isolation.require_isolation())
+    assert result.returncode == 1
+    error = next(e for e in events if e["type"] == "error")
+    rebuilt = isolation.child_error(error)
+    assert isinstance(rebuilt, ModelFormatError) and rebuilt.where == str(missing)
+    assert rebuilt.line() == error["message"]
+    assert rebuilt.message.startswith("GGUF metadata could not be read")
+    assert isolation.child_error({"type": "error", "kind": "ValueError", "message": "x"}) \
+        is None
+
+
+@pytest.mark.netns
+@pytest.mark.slow  # a minute on 2 busy cores: transformers is imported twice in the sandbox
+def test_gguf_refusals_of_the_sandboxed_converter_are_one_line(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    """Refusals raised inside the sandboxed converter come back as one exit-2 line: the
+    converter's own ModelFormatError unchanged (an unsupported architecture), and any other
+    failure of transformers (no tokenizer in the file) as a ModelFormatError naming it,
+    never an internal error; nothing is left in the model store."""
+    home = make_home(tmp_path / "home")
+    for arch, expected in ((b"qwen2", "GGUF architecture 'qwen2' is not supported "
+                                      "(supported: llama)"),
+                           (b"llama", "the GGUF conversion failed: Cannot build a tokenizer")):
+        odd = tmp_path / f"{arch.decode()}.gguf"
+        odd.write_bytes(_gguf_of(arch))
+        done = run_cli("model", "import", str(odd), "--name", "odd", "--home", str(home.root))
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
+        staged = f"appliance: {home.models_dir}/.import-odd-"
+        assert lines[0].startswith(staged) and f": {expected}" in lines[0], lines
+        assert [p.name for p in home.models_dir.iterdir()] == []
+
+
 def test_import_safetensors_dir_records_digests_and_policy(tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
     """A safetensors directory imports with per-file sha256 and root digest; the default
     demo policy does not allow it; a second import of the same source is a no-op."""
