@@ -27,7 +27,7 @@ from typing import Any
 import regex  # type: ignore[import-untyped,unused-ignore]
 
 from appliance.scrub.detection import Detection
-from appliance.scrub.recognizers import STREET_SUFFIXES
+from appliance.scrub.recognizers import STREET_SUFFIXES, extend_name
 
 DISABLED: set[str] = set()
 """Test-only switch: names of detectors ("addresses", "digit_runs", "uncommon_words",
@@ -524,6 +524,9 @@ HONORIFIC = regex.compile(
 )
 
 
+INITIALS = regex.compile(r"(?<![\w.])(?:[A-Z]\.[ \t]?){1,3}[ \t]*$")
+
+
 @lru_cache(maxsize=1)
 def name_gazetteer() -> frozenset[str]:
     """Given and family names of every locale the Faker package ships (about 44,000;
@@ -571,10 +574,48 @@ def uncommon_words(text: str, words: frozenset[str], timeout: float,
             continue
         if word.isupper() and len(word) <= 4:
             continue  # acronyms, state codes: not names
-        known = word.lower() in names and (lower or not _sentence_initial(text, m.start()))
-        if known or not is_english(word, words):
-            out.append(Detection("PERSON", m.start(), m.start() + len(word), 0.4))
+        initial = _sentence_initial(text, m.start())
+        known = word.lower() in names and (lower or not initial)
+        if known or not is_english(word, words) or (
+                initial and not lower and _subject(text, m.start(), m.end(), word, words)):
+            end = m.start() + len(word)
+            out.append(Detection("PERSON", m.start(), extend_name(text, end) if not lower
+                                 else end, 0.4))  # and a surname after it ("Callum MacLeod")
     return out
+
+
+_FINITE = frozenset(
+    "said says told added has had is was will would shall should can could may might must "
+    "did does do was were are remains remained also later then who went came made took gave "
+    "wrote asked replied explained noted".split())
+"""Words after a sentence's subject ("Hart denied", "King shall notify")."""
+_NEXT_WORD = regex.compile(r"(?:['\u2019]s)?[ \t]+([a-z]+)\b")
+
+
+def _subject(text: str, start: int, end: int, word: str, words: frozenset[str]) -> bool:
+    """A capitalised word that opens a sentence as its bare subject, followed by a finite
+    verb: a surname used alone ("Hart denied", "Hill denies", "Son has led"), however
+    common a word it also is. Stop words, capitalised function words and plural common
+    nouns ("Residents said") are not taken."""
+    low = word.lower()
+    if low in _stop_words() or word in _NOT_SUBJECTS or (
+            low.endswith("s") and low[:-1] in words and not low.endswith("ss")) or (
+            len(low) > 5 and low.endswith(("ed", "ing", "ly")) and is_english(low, words)):
+        return False  # "Residents said", "Discussed results", "Finally was"
+    follow = _NEXT_WORD.match(text, end)
+    if follow is None:
+        return False
+    verb = follow.group(1)
+    return verb in _FINITE or (len(verb) > 3 and (
+        (verb.endswith("ed") and is_english(verb, words))
+        or (verb.endswith("s") and is_english(verb, words) and verb not in _stop_words())))
+
+
+_NOT_SUBJECTS = frozenset(
+    "Please Thanks Thank Hello Hi Hey Dear Yes No Note Summary Subject Re Fwd Ok Okay Sure "
+    "Sorry Welcome Regards Cheers Today Yesterday Tomorrow Tonight Here There Now Then "
+    "Kind Best Warm Warmest Many Warmly Sincerely Yours Love Greetings "
+    "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split())
 
 
 _BRIDGE = regex.compile(
@@ -606,6 +647,9 @@ def propagate(text: str, found: Iterable[Detection], timeout: float) -> list[Det
         head = HONORIFIC.search(text, max(0, d.start - 10), d.start)
         if head is not None:
             out.append(Detection("PERSON", head.start(), d.start, 0.4))
+        initials = INITIALS.search(text, max(0, d.start - 12), d.start)
+        if initials is not None:  # "S. Iqbal", "A. P. J. Abdul Kalam"
+            out.append(Detection("PERSON", initials.start(), d.start, 0.4))
     for left, right in pairwise(persons):
         if 0 < right.start - left.end <= 20 and _BRIDGE.fullmatch(
                 text, left.end, right.start) is not None:

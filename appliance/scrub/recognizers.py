@@ -92,7 +92,7 @@ NAME_CUES = (
     r"|daughter|son|wife|husband|mother|father|sister|brother|kin|nurse|doctor|agent|visited by"
     r"|referred by|requested by|on behalf of|emergency contact)"
 )
-_NAME = r"[A-Z][a-z]+(?:['\u2019-][A-Z]?[a-z]+)?"
+_NAME = r"[A-Z][a-z]+(?:[A-Z][a-z]+)?(?:['\u2019-][A-Z]?[a-z]+)?"
 CUED_NAME = regex.compile(
     rf"(?:(?<=\b{HONORIFICS}\s+)|(?<=\b{NAME_CUES}\s+))({_NAME}(?:\s+{_NAME}){{0,2}})\b")
 TITLE_WORD = regex.compile(r"\b[A-Z][a-z]{2,}\b")
@@ -109,7 +109,10 @@ NOT_NAMES = frozenset(_words(
     "Phone Address Card Payment Refund Order Insurance Discharge Consult Device Beneficiary "
     "Emergency Chargeback Escalation Identity Contact New Hpi Bp Kyc Dl Ssn Iban Vpn Md Pt "
     "French English Spanish German Good Morning Afternoon Evening Name Remind Sorry Welcome "
-    "Regards Best Cheers Okay Ok Sure Great Thanks"))
+    "Regards Best Cheers Okay Ok Sure Great Thanks "
+    # organisation words: never a surname after a name ("Peruzzi Group")
+    "Group Ltd Limited Inc Llc Gmbh Company Corp Corporation Partners Associates Holdings "
+    "Bank University Hospital Clinic Foundation Trust Services Solutions Consulting Capital"))
 
 USERNAME = regex.compile(
     r"(?i:\b(?:user\s?name|login|user\s?id|handle|screen\s?name)\s*(?:[:=]|is)\s*)"
