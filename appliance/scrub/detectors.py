@@ -163,8 +163,14 @@ def _anchors(cased: bool) -> Any:
         r"|\b(?i:p\.?\s?o\.?\s+box|psc|unit)\s+\d{1,6}"
         # a postcode line: "3609HA", "E9 9SG", "97497 Dupuis", "87-699 Swidnica"
         r"|(?m:(?:^[ \t>]*|(?<=,[ \t]))(?:\d{2}-\d{3}|\d{4,5}),?[ \t]+[A-Z\u00c0-\u024f][\w'-]+)"
+        # a town line ending in a postcode: "Albacete, 23923", "Noida 201301", "Tokyo 153-8902"
+        r"|(?m:(?:^[ \t>]*|(?<=\d,[ \t]))[A-Z\u00c0-\u024f][\w'.-]+"
+        r"(?:,?[ \t]+[A-Z\u00c0-\u024f][\w'.-]+){0,2},?"
+        r"[ \t]+(?:\d{3}-\d{4}|\d{4}-\d{3}|\d{2}-\d{3}|\d{4,6})[ \t]*$)"
         r"|\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b|(?m:^[ \t>]*\d{4}\s?[A-Z]{2}\b)"
         r"|\bUS[A-Z]{1,3}\s+[^\W\d_]+|\b[ADF]PO\s+A[AEP]\s+\d{5}\b"
+        # Polish street abbreviations in lower case: "ul. Marszałkowska 84/92", "al. Jana 3"
+        r"|\b(?:ul|al|pl|os)\.[ \t]+[A-Z\u00c0-\u024f][\w'-]+(?:[ \t]+[\w'.-]+){0,3}?[ \t]+\d{1,5}(?:/\d{1,5})?"
     )
 
 
@@ -382,8 +388,15 @@ def _block_end(text: str, end: int, lower_ok: bool) -> int:
         ):
             pos, words = m.start() + lead + len(core), words + 1  # "Kámen u Pacova"
             continue
+        tail = stripped[len(core) :]
+        numbered = (len(core) <= 3 and i + 1 < len(tokens)
+                    and _is_number(tokens[i + 1].group().rstrip(".,;")))
+        if numbered and (core.lower() in _NUMBER_LABELS or (
+                tail == "." and core.lower() not in ("tel", "fax", "ph", "mob", "tlf"))):
+            pos, words = m.start() + lead + len(stripped), words + 1  # "No: 112/4", "m. 15"
+            continue
         if not core or not _address_word(core, lower_ok) or (
-                sum(c.isdigit() for c in core) > 6 and regex.search(r"\d[-(]|\(\d", core)):
+                sum(c.isdigit() for c in core) > 7 and regex.search(r"\d[-(]|\(\d", core)):
             break  # a phone number starts: not part of the address
         tail = stripped[len(core) :]
         if ":" in tail:
@@ -396,6 +409,8 @@ def _block_end(text: str, end: int, lower_ok: bool) -> int:
     return pos
 
 
+_NUMBER_LABELS = frozenset(["no", "nr", "nº", "n", "num", "m", "lok", "apt", "ap", "kv", "d"])
+"""Short labels before a house or flat number ("No: 112/4", "m. 15", "lok. 3")."""
 _LAST_LINE = regex.compile(r"[^\W\d_][^\n]{0,40}\d{4,6}[ \t]*(?:\n|$)")
 """A country/town line with a postal code, after a blank line inside an address."""
 
@@ -420,12 +435,23 @@ _STREET_LINE = regex.compile(
 )
 
 
+_HOUSE_LINE = regex.compile(
+    r"[ \t>]*(?:The[ \t]+)?(?:[A-Z\u00c0-\u024f][\w'-]*[ \t]+){0,3}"
+    r"(?:House|Cottage|Cottages|Rectory|Vicarage|Farm|Farmhouse|Lodge|Manor|Hall|Court|Mansions"
+    r"|Apartments|Residency|Residences|Building|Tower|Towers|Villa|Villas|Mill|Barn|Grange"
+    r"|Flats|Chambers|Heights|Estate|Block|Wing)[ \t]*\n[ \t>]*")
+"""A house or building name line above a street line (no number, no street type)."""
+
+
 def _previous_lines(text: str, start: int) -> int:
-    """Move `start` back over up to two preceding address lines (a street line before a
-    postcode line: it holds a number or a street type, and no stop word)."""
-    for _ in range(2):
+    """Move `start` back over up to three preceding address lines (a street line before a
+    postcode line: it holds a number or a street type, and no stop word; a house name)."""
+    for _ in range(3):
         line_start = text.rfind("\n", 0, max(0, text.rfind("\n", 0, start))) + 1
         line = text[line_start:start]
+        if _HOUSE_LINE.fullmatch(line) is not None:  # "The Old Rectory" above the street
+            start = line_start + len(line) - len(line.lstrip(" \t>"))
+            break
         if (
             not line.strip()
             or _STREET_LINE.fullmatch(line) is None
@@ -524,6 +550,8 @@ HONORIFIC = regex.compile(
 )
 
 
+_GIVEN_BEFORE = regex.compile(
+    r"(?<![\w.])([A-Z][^\W\d_]+)[ \t]+(?:(?i:de|van|von|der|den|da|di|du|le|la|bin|al)[ \t]+)*$")
 INITIALS = regex.compile(r"(?<![\w.])(?:[A-Z]\.[ \t]?){1,3}[ \t]*$")
 
 
@@ -623,8 +651,11 @@ _BRIDGE = regex.compile(
     r"al|el|y|\'s|st\.?|mac|mc|o\')\s+){1,3})")
 
 
-def propagate(text: str, found: Iterable[Detection], timeout: float) -> list[Detection]:
-    """Every other occurrence of a detected name's words, and honorifics before names."""
+def propagate(text: str, found: Iterable[Detection], timeout: float,
+              given: frozenset[str] = frozenset()) -> list[Detection]:
+    """Every other occurrence of a detected name's words, honorifics and initials before
+    names, and a known given name (of `given`, lower case) right before a detected name
+    ("Cyprian Pacyga", "Naomi de Grote"), even where it is also an English word."""
     found = list(found)
     lower = not any(c.isupper() for c in text)
     names = {
@@ -647,6 +678,9 @@ def propagate(text: str, found: Iterable[Detection], timeout: float) -> list[Det
         head = HONORIFIC.search(text, max(0, d.start - 10), d.start)
         if head is not None:
             out.append(Detection("PERSON", head.start(), d.start, 0.4))
+        before = _GIVEN_BEFORE.search(text, max(0, d.start - 40), d.start)
+        if before is not None and before.group(1).lower() in given:
+            out.append(Detection("PERSON", before.start(), d.start, 0.4))
         initials = INITIALS.search(text, max(0, d.start - 12), d.start)
         if initials is not None:  # "S. Iqbal", "A. P. J. Abdul Kalam"
             out.append(Detection("PERSON", initials.start(), d.start, 0.4))

@@ -288,7 +288,7 @@ class Analyzer:
             if "uncommon_words" not in off:
                 extra += detectors.uncommon_words(text, self.words, limit, self.names)
             if "propagate" not in off:
-                extra += detectors.propagate(text, [*found, *extra], limit)
+                extra += detectors.propagate(text, [*found, *extra], limit, self.names)
         return extra
 
 
