@@ -170,7 +170,8 @@ def _anchors(cased: bool) -> Any:
         r"|\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b|(?m:^[ \t>]*\d{4}\s?[A-Z]{2}\b)"
         r"|\bUS[A-Z]{1,3}\s+[^\W\d_]+|\b[ADF]PO\s+A[AEP]\s+\d{5}\b"
         # Polish street abbreviations in lower case: "ul. Marszałkowska 84/92", "al. Jana 3"
-        r"|\b(?:ul|al|pl|os)\.[ \t]+[A-Z\u00c0-\u024f][\w'-]+(?:[ \t]+[\w'.-]+){0,3}?[ \t]+\d{1,5}(?:/\d{1,5})?"
+        r"|\b(?:ul|al|pl|os)\.[ \t]+[A-Z\u00c0-\u024f][\w'-]+(?:[ \t]+[\w'.-]+){0,3}?"
+        r"[ \t]+\d{1,5}(?:/\d{1,5})?"
     )
 
 
@@ -605,22 +606,24 @@ def uncommon_words(text: str, words: frozenset[str], timeout: float,
         initial = _sentence_initial(text, m.start())
         known = word.lower() in names and (lower or not initial)
         if known or not is_english(word, words) or (
-                initial and not lower and _subject(text, m.start(), m.end(), word, words)):
+                initial and not lower and _subject(text, m.end(), word, words)):
             end = m.start() + len(word)
             out.append(Detection("PERSON", m.start(), extend_name(text, end) if not lower
                                  else end, 0.4))  # and a surname after it ("Callum MacLeod")
     return out
 
 
-_FINITE = frozenset(
-    "said says told added has had is was will would shall should can could may might must "
-    "did does do was were are remains remained also later then who went came made took gave "
-    "wrote asked replied explained noted".split())
+_FINITE = frozenset([
+    "said", "says", "told", "added", "has", "had", "is", "was", "will", "would", "shall",
+    "should", "can", "could", "may", "might", "must", "did", "does", "do", "was", "were",
+    "are", "remains", "remained", "also", "later", "then", "who", "went", "came", "made",
+    "took", "gave", "wrote", "asked", "replied", "explained", "noted"
+])
 """Words after a sentence's subject ("Hart denied", "King shall notify")."""
 _NEXT_WORD = regex.compile(r"(?:['\u2019]s)?[ \t]+([a-z]+)\b")
 
 
-def _subject(text: str, start: int, end: int, word: str, words: frozenset[str]) -> bool:
+def _subject(text: str, end: int, word: str, words: frozenset[str]) -> bool:
     """A capitalised word that opens a sentence as its bare subject, followed by a finite
     verb: a surname used alone ("Hart denied", "Hill denies", "Son has led"), however
     common a word it also is. Stop words, capitalised function words and plural common
@@ -639,11 +642,13 @@ def _subject(text: str, start: int, end: int, word: str, words: frozenset[str]) 
         or (verb.endswith("s") and is_english(verb, words) and verb not in _stop_words())))
 
 
-_NOT_SUBJECTS = frozenset(
-    "Please Thanks Thank Hello Hi Hey Dear Yes No Note Summary Subject Re Fwd Ok Okay Sure "
-    "Sorry Welcome Regards Cheers Today Yesterday Tomorrow Tonight Here There Now Then "
-    "Kind Best Warm Warmest Many Warmly Sincerely Yours Love Greetings "
-    "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split())
+_NOT_SUBJECTS = frozenset([
+    "Please", "Thanks", "Thank", "Hello", "Hi", "Hey", "Dear", "Yes", "No", "Note", "Summary",
+    "Subject", "Re", "Fwd", "Ok", "Okay", "Sure", "Sorry", "Welcome", "Regards", "Cheers",
+    "Today", "Yesterday", "Tomorrow", "Tonight", "Here", "There", "Now", "Then", "Kind",
+    "Best", "Warm", "Warmest", "Many", "Warmly", "Sincerely", "Yours", "Love", "Greetings",
+    "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"
+])
 
 
 _BRIDGE = regex.compile(
