@@ -101,6 +101,14 @@ SUFFIXES = [
     "vägen",
     "katu",
     "utca",
+    "út",
+    "tér",
+    "vei",
+    "veien",
+    "platz",
+    "gata",
+    "caddesi",
+    "sokak",
     "ulica",
     "ul",
     "rua",
@@ -124,12 +132,19 @@ _PREFIX_ALT = (
     "rue|avenue|av|via|viale|vicolo|contrada|stretto|largo|borgo|rotonda|calle|camino|paseo"
     "|pasaje|ronda|carretera|travesía|place|cours|chemin|impasse|allée|boulevard|bd|ul|ulica"
     "|aleja|al|piazza|corso|rua|travessa|alameda|avenida|carrera|plac|strada|plaza|allee"
-    "|avinguda"
+    "|avinguda|c/"
 )
 _ARTICLES = r"(?i:de|del|della|di|da|du|des|la|le|do|dos|das|van|von)"
 _GLUED = (
-    r"(?i:straat|strasse|straße|weg|vej|vegen|veien|gade|gatan|vägen|katu|laan|gasse|allee|tie)"
+    r"(?i:straat|strasse|straße|weg|vej|vegen|veien|gade|gatan|vägen|katu|laan|gasse|allee|tie"
+    r"|platz|stræti|gata|gränd)"
 )
+
+
+_LOWER_TYPES = (
+    "(?:vei|veien|vegen|vej|gata|gatan|gränd|vägen|tér|út|utca|sokak|caddesi|straße|strasse"
+    "|gasse|weg|allee|platz|katu|tie|laan|straat|gade|stræti)")
+"""Street types written in lower case after the name ("Pernilles vei", "Erzsébet tér")."""
 
 
 def _anchors(cased: bool) -> Any:
@@ -154,8 +169,10 @@ def _anchors(cased: bool) -> Any:
         # a street type first, the name, then the number ("Via Dimas Bonilla 40",
         # "Stretto Azeglio, 7"); capitalised in cased text ("via email" is not a street)
         rf"|\b{prefix}\.?\s+(?:{loose}\s+){{0,4}}?{loose},?\s+\d{{1,5}}[A-Za-z]?\b"
+        # name words, a street type, a number ("Gumpendorfer Strasse 44", "Pernilles vei 115")
+        rf"|\b(?:{name}\s+){{1,3}}(?:{suffix}|{_LOWER_TYPES})\.?\s+\d{{1,5}}[A-Za-z]?\b(?!\.\d)\.?"
         # a street type glued to the name (Amerveldstraat, Holmevej) then a number
-        rf"|\b[^\W\d_]+{_GLUED}\s+\d{{1,5}}[A-Za-z]?\b"
+        rf"|\b[^\W\d_](?:[^\W\d_]|-)*{_GLUED}\s+\d{{1,5}}[A-Za-z]?\b"
         # house number, one to four name words, a number (European order: "Delta 116")
         rf"|\b\d{{1,5}}[A-Za-z]?\s+{name}(?:\s+{loose}){{0,3}}\s+\d{{1,5}}[A-Za-z]?\b"
         rf"|(?<=(?i:zip|zip\s+code|postal\s+code|postcode)\s*(?:is|:)?\s*)\d{{5}}(?:-\d{{4}})?\b"
@@ -553,6 +570,9 @@ HONORIFIC = regex.compile(
 
 _GIVEN_BEFORE = regex.compile(
     r"(?<![\w.])([A-Z][^\W\d_]+)[ \t]+(?:(?i:de|van|von|der|den|da|di|du|le|la|bin|al)[ \t]+)*$")
+POSTNOMINAL = regex.compile(
+    r",?[ \t]+(?:(?i:phd|md|dvm|dds|dmd|mba|msc|bsc|esq|jr|sr|rn|cpa|frcs|mrcp)\b\.?"
+    r"|(?:II|III|IV)\b)(?:,?[ \t]+(?i:phd|md|mba|esq|jr|sr)\b\.?)*")
 INITIALS = regex.compile(r"(?<![\w.])(?:[A-Z]\.[ \t]?){1,3}[ \t]*$")
 
 
@@ -580,6 +600,14 @@ def name_gazetteer() -> frozenset[str]:
     return frozenset(names - set(STOP_WORDS))
 
 
+def _lower_line(text: str, pos: int) -> bool:
+    """The line around `pos` has letters and none of them upper case."""
+    begin = text.rfind("\n", 0, pos) + 1
+    end = text.find("\n", pos)
+    line = text[begin:end if end >= 0 else len(text)]
+    return not any(c.isupper() for c in line)
+
+
 def _sentence_initial(text: str, start: int) -> bool:
     before = text[max(0, start - 4):start].rstrip(" \t\"'(*>-")
     return not before or before[-1] in ".!?:\n;"
@@ -599,6 +627,10 @@ def uncommon_words(text: str, words: frozenset[str], timeout: float,
         if (around and around.group()) or (after and after.group()):
             continue  # part of code, a digest, a path or an identifier: not a name
         word = _CONTRACTION.sub("", m.group())
+        if len(word) >= 3 and not lower and word.islower() and word in names and _lower_line(
+                text, m.start()):  # a known name in a lower-case line ("i'm lisa's daughter")
+            out.append(Detection("PERSON", m.start(), m.start() + len(word), 0.4))
+            continue
         if len(word) < 2 or not (lower or word[0].isupper()):
             continue
         if word.isupper() and len(word) <= 4:
@@ -686,6 +718,9 @@ def propagate(text: str, found: Iterable[Detection], timeout: float,
         before = _GIVEN_BEFORE.search(text, max(0, d.start - 40), d.start)
         if before is not None and before.group(1).lower() in given:
             out.append(Detection("PERSON", before.start(), d.start, 0.4))
+        letters = POSTNOMINAL.match(text, d.end)
+        if letters is not None:  # "Terry Cardoso PhD", "Amanda Sultygov MD"
+            out.append(Detection("PERSON", d.end, letters.end(), 0.4))
         initials = INITIALS.search(text, max(0, d.start - 12), d.start)
         if initials is not None:  # "S. Iqbal", "A. P. J. Abdul Kalam"
             out.append(Detection("PERSON", initials.start(), d.start, 0.4))

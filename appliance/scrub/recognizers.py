@@ -141,7 +141,7 @@ PHONE = regex.compile(
     # any 7+ digit number right after a phone cue ("tel.", "call", "ring me on", ...)
     r"|(?<=(?i:phone|tel|telephone|mobile|cell|call|ring|fax|contact|reach (?:me|us|her|him)"
     r")\.?:?\s*(?:(?i:me|us|her|him)\s+)?(?:(?i:on|at)\s+)?)"
-    r"\(?\+?\d[\d().  -]{5,18}\d\b"
+    r"\(?\+?\d[\d().  -]{4,18}\d\b"
     r"|(?<![\w+.-])\d{3,4}[ .-]?\d{4}(?![\w.-])")  # local numbers: kept only near a cue
 
 
@@ -211,8 +211,9 @@ class AppliancePhoneRecognizer(_Regexes):
         for m in self.find(PHONE, text):
             number = regex.split(r"(?i)x|ext", m.group())[0]
             digits = sum(c.isdigit() for c in number)
-            if 7 <= digits <= 16 and (digits >= 9 or m.group()[0] in "(+0" or
-                                      _cued(text, m.start())):
+            cued = _cued(text, m.start())
+            if (7 <= digits <= 16 and (digits >= 9 or m.group()[0] in "(+0" or cued)) or (
+                    digits == 6 and cued):  # a six-digit local number after "call"
                 out.append(_result("PHONE_NUMBER", m.start(), m.end(), 0.7, self.label))
         return out
 
