@@ -27,7 +27,7 @@ from typing import Any
 import regex  # type: ignore[import-untyped,unused-ignore]
 
 from appliance.scrub.detection import Detection
-from appliance.scrub.recognizers import STREET_SUFFIXES
+from appliance.scrub.recognizers import STREET_SUFFIXES, extend_name
 
 DISABLED: set[str] = set()
 """Test-only switch: names of detectors ("addresses", "digit_runs", "uncommon_words",
@@ -101,6 +101,14 @@ SUFFIXES = [
     "vägen",
     "katu",
     "utca",
+    "út",
+    "tér",
+    "vei",
+    "veien",
+    "platz",
+    "gata",
+    "caddesi",
+    "sokak",
     "ulica",
     "ul",
     "rua",
@@ -124,12 +132,19 @@ _PREFIX_ALT = (
     "rue|avenue|av|via|viale|vicolo|contrada|stretto|largo|borgo|rotonda|calle|camino|paseo"
     "|pasaje|ronda|carretera|travesía|place|cours|chemin|impasse|allée|boulevard|bd|ul|ulica"
     "|aleja|al|piazza|corso|rua|travessa|alameda|avenida|carrera|plac|strada|plaza|allee"
-    "|avinguda"
+    "|avinguda|c/"
 )
 _ARTICLES = r"(?i:de|del|della|di|da|du|des|la|le|do|dos|das|van|von)"
 _GLUED = (
-    r"(?i:straat|strasse|straße|weg|vej|vegen|veien|gade|gatan|vägen|katu|laan|gasse|allee|tie)"
+    r"(?i:straat|strasse|straße|weg|vej|vegen|veien|gade|gatan|vägen|katu|laan|gasse|allee|tie"
+    r"|platz|stræti|gata|gränd)"
 )
+
+
+_LOWER_TYPES = (
+    "(?:vei|veien|vegen|vej|gata|gatan|gränd|vägen|tér|út|utca|sokak|caddesi|straße|strasse"
+    "|gasse|weg|allee|platz|katu|tie|laan|straat|gade|stræti)")
+"""Street types written in lower case after the name ("Pernilles vei", "Erzsébet tér")."""
 
 
 def _anchors(cased: bool) -> Any:
@@ -154,8 +169,10 @@ def _anchors(cased: bool) -> Any:
         # a street type first, the name, then the number ("Via Dimas Bonilla 40",
         # "Stretto Azeglio, 7"); capitalised in cased text ("via email" is not a street)
         rf"|\b{prefix}\.?\s+(?:{loose}\s+){{0,4}}?{loose},?\s+\d{{1,5}}[A-Za-z]?\b"
+        # name words, a street type, a number ("Gumpendorfer Strasse 44", "Pernilles vei 115")
+        rf"|\b(?:{name}\s+){{1,3}}(?:{suffix}|{_LOWER_TYPES})\.?\s+\d{{1,5}}[A-Za-z]?\b(?!\.\d)\.?"
         # a street type glued to the name (Amerveldstraat, Holmevej) then a number
-        rf"|\b[^\W\d_]+{_GLUED}\s+\d{{1,5}}[A-Za-z]?\b"
+        rf"|\b[^\W\d_](?:[^\W\d_]|-)*{_GLUED}\s+\d{{1,5}}[A-Za-z]?\b"
         # house number, one to four name words, a number (European order: "Delta 116")
         rf"|\b\d{{1,5}}[A-Za-z]?\s+{name}(?:\s+{loose}){{0,3}}\s+\d{{1,5}}[A-Za-z]?\b"
         rf"|(?<=(?i:zip|zip\s+code|postal\s+code|postcode)\s*(?:is|:)?\s*)\d{{5}}(?:-\d{{4}})?\b"
@@ -163,8 +180,15 @@ def _anchors(cased: bool) -> Any:
         r"|\b(?i:p\.?\s?o\.?\s+box|psc|unit)\s+\d{1,6}"
         # a postcode line: "3609HA", "E9 9SG", "97497 Dupuis", "87-699 Swidnica"
         r"|(?m:(?:^[ \t>]*|(?<=,[ \t]))(?:\d{2}-\d{3}|\d{4,5}),?[ \t]+[A-Z\u00c0-\u024f][\w'-]+)"
+        # a town line ending in a postcode: "Albacete, 23923", "Noida 201301", "Tokyo 153-8902"
+        r"|(?m:(?:^[ \t>]*|(?<=\d,[ \t]))[A-Z\u00c0-\u024f][\w'.-]+"
+        r"(?:,?[ \t]+[A-Z\u00c0-\u024f][\w'.-]+){0,2},?"
+        r"[ \t]+(?:\d{3}-\d{4}|\d{4}-\d{3}|\d{2}-\d{3}|\d{4,6})[ \t]*$)"
         r"|\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b|(?m:^[ \t>]*\d{4}\s?[A-Z]{2}\b)"
         r"|\bUS[A-Z]{1,3}\s+[^\W\d_]+|\b[ADF]PO\s+A[AEP]\s+\d{5}\b"
+        # Polish street abbreviations in lower case: "ul. Marszałkowska 84/92", "al. Jana 3"
+        r"|\b(?:ul|al|pl|os)\.[ \t]+[A-Z\u00c0-\u024f][\w'-]+(?:[ \t]+[\w'.-]+){0,3}?"
+        r"[ \t]+\d{1,5}(?:/\d{1,5})?"
     )
 
 
@@ -382,8 +406,15 @@ def _block_end(text: str, end: int, lower_ok: bool) -> int:
         ):
             pos, words = m.start() + lead + len(core), words + 1  # "Kámen u Pacova"
             continue
+        tail = stripped[len(core) :]
+        numbered = (len(core) <= 3 and i + 1 < len(tokens)
+                    and _is_number(tokens[i + 1].group().rstrip(".,;")))
+        if numbered and (core.lower() in _NUMBER_LABELS or (
+                tail == "." and core.lower() not in ("tel", "fax", "ph", "mob", "tlf"))):
+            pos, words = m.start() + lead + len(stripped), words + 1  # "No: 112/4", "m. 15"
+            continue
         if not core or not _address_word(core, lower_ok) or (
-                sum(c.isdigit() for c in core) > 6 and regex.search(r"\d[-(]|\(\d", core)):
+                sum(c.isdigit() for c in core) > 7 and regex.search(r"\d[-(]|\(\d", core)):
             break  # a phone number starts: not part of the address
         tail = stripped[len(core) :]
         if ":" in tail:
@@ -396,6 +427,8 @@ def _block_end(text: str, end: int, lower_ok: bool) -> int:
     return pos
 
 
+_NUMBER_LABELS = frozenset(["no", "nr", "nº", "n", "num", "m", "lok", "apt", "ap", "kv", "d"])
+"""Short labels before a house or flat number ("No: 112/4", "m. 15", "lok. 3")."""
 _LAST_LINE = regex.compile(r"[^\W\d_][^\n]{0,40}\d{4,6}[ \t]*(?:\n|$)")
 """A country/town line with a postal code, after a blank line inside an address."""
 
@@ -420,12 +453,23 @@ _STREET_LINE = regex.compile(
 )
 
 
+_HOUSE_LINE = regex.compile(
+    r"[ \t>]*(?:The[ \t]+)?(?:[A-Z\u00c0-\u024f][\w'-]*[ \t]+){0,3}"
+    r"(?:House|Cottage|Cottages|Rectory|Vicarage|Farm|Farmhouse|Lodge|Manor|Hall|Court|Mansions"
+    r"|Apartments|Residency|Residences|Building|Tower|Towers|Villa|Villas|Mill|Barn|Grange"
+    r"|Flats|Chambers|Heights|Estate|Block|Wing)[ \t]*\n[ \t>]*")
+"""A house or building name line above a street line (no number, no street type)."""
+
+
 def _previous_lines(text: str, start: int) -> int:
-    """Move `start` back over up to two preceding address lines (a street line before a
-    postcode line: it holds a number or a street type, and no stop word)."""
-    for _ in range(2):
+    """Move `start` back over up to three preceding address lines (a street line before a
+    postcode line: it holds a number or a street type, and no stop word; a house name)."""
+    for _ in range(3):
         line_start = text.rfind("\n", 0, max(0, text.rfind("\n", 0, start))) + 1
         line = text[line_start:start]
+        if _HOUSE_LINE.fullmatch(line) is not None:  # "The Old Rectory" above the street
+            start = line_start + len(line) - len(line.lstrip(" \t>"))
+            break
         if (
             not line.strip()
             or _STREET_LINE.fullmatch(line) is None
@@ -524,6 +568,14 @@ HONORIFIC = regex.compile(
 )
 
 
+_GIVEN_BEFORE = regex.compile(
+    r"(?<![\w.])([A-Z][^\W\d_]+)[ \t]+(?:(?i:de|van|von|der|den|da|di|du|le|la|bin|al)[ \t]+)*$")
+POSTNOMINAL = regex.compile(
+    r",?[ \t]+(?:(?i:phd|md|dvm|dds|dmd|mba|msc|bsc|esq|jr|sr|rn|cpa|frcs|mrcp)\b\.?"
+    r"|(?:II|III|IV)\b)(?:,?[ \t]+(?i:phd|md|mba|esq|jr|sr)\b\.?)*")
+INITIALS = regex.compile(r"(?<![\w.])(?:[A-Z]\.[ \t]?){1,3}[ \t]*$")
+
+
 @lru_cache(maxsize=1)
 def name_gazetteer() -> frozenset[str]:
     """Given and family names of every locale the Faker package ships (about 44,000;
@@ -548,6 +600,14 @@ def name_gazetteer() -> frozenset[str]:
     return frozenset(names - set(STOP_WORDS))
 
 
+def _lower_line(text: str, pos: int) -> bool:
+    """The line around `pos` has letters and none of them upper case."""
+    begin = text.rfind("\n", 0, pos) + 1
+    end = text.find("\n", pos)
+    line = text[begin:end if end >= 0 else len(text)]
+    return not any(c.isupper() for c in line)
+
+
 def _sentence_initial(text: str, start: int) -> bool:
     before = text[max(0, start - 4):start].rstrip(" \t\"'(*>-")
     return not before or before[-1] in ".!?:\n;"
@@ -567,14 +627,60 @@ def uncommon_words(text: str, words: frozenset[str], timeout: float,
         if (around and around.group()) or (after and after.group()):
             continue  # part of code, a digest, a path or an identifier: not a name
         word = _CONTRACTION.sub("", m.group())
+        if len(word) >= 3 and not lower and word.islower() and word in names and _lower_line(
+                text, m.start()):  # a known name in a lower-case line ("i'm lisa's daughter")
+            out.append(Detection("PERSON", m.start(), m.start() + len(word), 0.4))
+            continue
         if len(word) < 2 or not (lower or word[0].isupper()):
             continue
         if word.isupper() and len(word) <= 4:
             continue  # acronyms, state codes: not names
-        known = word.lower() in names and (lower or not _sentence_initial(text, m.start()))
-        if known or not is_english(word, words):
-            out.append(Detection("PERSON", m.start(), m.start() + len(word), 0.4))
+        initial = _sentence_initial(text, m.start())
+        known = word.lower() in names and (lower or not initial)
+        if known or not is_english(word, words) or (
+                initial and not lower and _subject(text, m.end(), word, words)):
+            end = m.start() + len(word)
+            out.append(Detection("PERSON", m.start(), extend_name(text, end) if not lower
+                                 else end, 0.4))  # and a surname after it ("Callum MacLeod")
     return out
+
+
+_FINITE = frozenset([
+    "said", "says", "told", "added", "has", "had", "is", "was", "will", "would", "shall",
+    "should", "can", "could", "may", "might", "must", "did", "does", "do", "was", "were",
+    "are", "remains", "remained", "also", "later", "then", "who", "went", "came", "made",
+    "took", "gave", "wrote", "asked", "replied", "explained", "noted"
+])
+"""Words after a sentence's subject ("Hart denied", "King shall notify")."""
+_NEXT_WORD = regex.compile(r"(?:['\u2019]s)?[ \t]+([a-z]+)\b")
+
+
+def _subject(text: str, end: int, word: str, words: frozenset[str]) -> bool:
+    """A capitalised word that opens a sentence as its bare subject, followed by a finite
+    verb: a surname used alone ("Hart denied", "Hill denies", "Son has led"), however
+    common a word it also is. Stop words, capitalised function words and plural common
+    nouns ("Residents said") are not taken."""
+    low = word.lower()
+    if low in _stop_words() or word in _NOT_SUBJECTS or (
+            low.endswith("s") and low[:-1] in words and not low.endswith("ss")) or (
+            len(low) > 5 and low.endswith(("ed", "ing", "ly")) and is_english(low, words)):
+        return False  # "Residents said", "Discussed results", "Finally was"
+    follow = _NEXT_WORD.match(text, end)
+    if follow is None:
+        return False
+    verb = follow.group(1)
+    return verb in _FINITE or (len(verb) > 3 and (
+        (verb.endswith("ed") and is_english(verb, words))
+        or (verb.endswith("s") and is_english(verb, words) and verb not in _stop_words())))
+
+
+_NOT_SUBJECTS = frozenset([
+    "Please", "Thanks", "Thank", "Hello", "Hi", "Hey", "Dear", "Yes", "No", "Note", "Summary",
+    "Subject", "Re", "Fwd", "Ok", "Okay", "Sure", "Sorry", "Welcome", "Regards", "Cheers",
+    "Today", "Yesterday", "Tomorrow", "Tonight", "Here", "There", "Now", "Then", "Kind",
+    "Best", "Warm", "Warmest", "Many", "Warmly", "Sincerely", "Yours", "Love", "Greetings",
+    "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"
+])
 
 
 _BRIDGE = regex.compile(
@@ -582,8 +688,11 @@ _BRIDGE = regex.compile(
     r"al|el|y|\'s|st\.?|mac|mc|o\')\s+){1,3})")
 
 
-def propagate(text: str, found: Iterable[Detection], timeout: float) -> list[Detection]:
-    """Every other occurrence of a detected name's words, and honorifics before names."""
+def propagate(text: str, found: Iterable[Detection], timeout: float,
+              given: frozenset[str] = frozenset()) -> list[Detection]:
+    """Every other occurrence of a detected name's words, honorifics and initials before
+    names, and a known given name (of `given`, lower case) right before a detected name
+    ("Cyprian Pacyga", "Naomi de Grote"), even where it is also an English word."""
     found = list(found)
     lower = not any(c.isupper() for c in text)
     names = {
@@ -606,6 +715,15 @@ def propagate(text: str, found: Iterable[Detection], timeout: float) -> list[Det
         head = HONORIFIC.search(text, max(0, d.start - 10), d.start)
         if head is not None:
             out.append(Detection("PERSON", head.start(), d.start, 0.4))
+        before = _GIVEN_BEFORE.search(text, max(0, d.start - 40), d.start)
+        if before is not None and before.group(1).lower() in given:
+            out.append(Detection("PERSON", before.start(), d.start, 0.4))
+        letters = POSTNOMINAL.match(text, d.end)
+        if letters is not None:  # "Terry Cardoso PhD", "Amanda Sultygov MD"
+            out.append(Detection("PERSON", d.end, letters.end(), 0.4))
+        initials = INITIALS.search(text, max(0, d.start - 12), d.start)
+        if initials is not None:  # "S. Iqbal", "A. P. J. Abdul Kalam"
+            out.append(Detection("PERSON", initials.start(), d.start, 0.4))
     for left, right in pairwise(persons):
         if 0 < right.start - left.end <= 20 and _BRIDGE.fullmatch(
                 text, left.end, right.start) is not None:

