@@ -17,7 +17,8 @@ from appliance.errors import DatasetFormatError, IntegrityError, UsageError
 from appliance.home import Home
 from appliance.policy import load_policy
 from appliance.resources import shipped_policy
-from appliance.service.generate import Masker, generate, read_prompts
+from appliance.scrub.mask import Masker
+from appliance.service.generate import generate, read_prompts
 from appliance.service.train import train
 from tests.train.conftest import memory_records, write_recipe
 
