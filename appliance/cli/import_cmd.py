@@ -60,15 +60,18 @@ def _import(args: argparse.Namespace) -> int:
     report = import_dataset(home_of(args), args.file, args.name,
                             passphrase_file=passphrase_file(args), progress=progress,
                             canaries=True if getattr(args, "canaries", False) else None,
-                            columns=getattr(args, "columns", None))
+                            columns=getattr(args, "columns", None),
+                            eval_only=bool(getattr(args, "eval_only", False)))
     if args.json_events:
         _emit({"type": "report", "report": report})
         return EXIT_OK
     if args.json:
         print_json(report)
         return EXIT_OK
+    split = "eval only: training can never read it" if report.get("eval_only") else \
+        f"{report['train']} train, {report['eval']} eval"
     print(f"{report['name']}: {report['records_out']} of {report['records_in']} records "
-          f"imported ({report['train']} train, {report['eval']} eval), {report['rejected']} "
+          f"imported ({split}), {report['rejected']} "
           f"rejected, {report['quarantined']} quarantined, {report['duplicates']} duplicates")
     pii = ", ".join(f"{k} {v}" for k, v in report["pii"].items()) or "none"
     print(f"PII replaced: {pii}")
@@ -101,6 +104,9 @@ def add_import_action(actions: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--canaries", action="store_true",
                         help="plant privacy canaries before scrubbing (as "
                              "privacy.plant_canaries = true does)")
+    parser.add_argument("--eval-only", action="store_true",
+                        help="every record is held out and training can never read this "
+                             "dataset: a sacred evaluation set (a recipe's eval.dataset)")
     parser.add_argument("--columns", metavar="MAP", default=None,
                         help="ShareGPT-like column mapping, e.g. turns=dialog,from=speaker,"
                              "value=text,bot=assistant (defaults: conversations, from, value)")

@@ -204,6 +204,9 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
     eval_records = records(home, policy, master_key, recipe.dataset, "eval")
     validate_records(train_records)
     validate_records(eval_records)
+    from appliance.service.evalsets import sacred_set
+
+    sacred = sacred_set(home, master_key, recipe)  # the recipe's eval.dataset, eval-only
     if not train_records:
         raise DatasetFormatError("the training split is empty", where=recipe.dataset)
     if not eval_records:
@@ -221,6 +224,10 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
     if resume and state.get("dataset_digest") != digest:
         raise IntegrityError("the dataset changed since the run started", where=str(run_dir),
                              hint="start a new run")
+    if resume and (state["dataset"].get("eval_dataset") or {}).get("digest") != \
+            (sacred or {}).get("digest"):
+        raise IntegrityError("the eval dataset changed since the run started",
+                             where=str(run_dir), hint="start a new run")
     pdigest = policy_digest(policy)
     if resume and state.get("policy_digest") != pdigest:
         raise PolicyViolation("the active policy changed since the run started",
@@ -239,7 +246,10 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
                      "base_model": {"name": model.name, "root_digest": model.root_digest,
                                     "source_digest": model.source_digest},
                      "dataset": {"name": recipe.dataset, "train_records": len(train_records),
-                                 "eval_records": len(eval_records)},
+                                 "eval_records": len(eval_records),
+                                 **({"eval_dataset": {k: sacred[k] for k in ("name", "digest")},
+                                     "eval_dataset_records": len(sacred["records"])}
+                                    if sacred else {})},
                      "dataset_digest": digest, "policy_digest": pdigest,
                      "isolation": iso.detail, "total_steps": steps,
                      "started": _dt.datetime.now(_dt.UTC).isoformat()}
@@ -262,6 +272,7 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
         job = {"run_id": run_id, "run_dir": str(run_dir.absolute()),
                "model_dir": str(model.weights_dir.absolute()),
                "recipe": recipe.model_dump(), "train": train_records, "eval": eval_records,
+               **({"sacred": sacred["records"]} if sacred else {}),
                "checkpoint_key": key.hex() if key else None,
                "resume": from_step is not None, "adapter_out": str(adapter_out.absolute()),
                "general": general.paragraphs(recipe.eval.general_paragraphs),
@@ -418,7 +429,9 @@ def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
         model={**state["base_model"], **artifact.base_model_info(model)},
         dataset={"name": state["dataset"]["name"], "digest": state["dataset_digest"],
                  "train_records": state["dataset"]["train_records"],
-                 "eval_records": state["dataset"]["eval_records"]},
+                 "eval_records": state["dataset"]["eval_records"],
+                 **{k: v for k, v in state["dataset"].items()
+                    if k in ("eval_dataset", "eval_dataset_records")}},
         tokenizer_digest="sha256:" + model.files.get("tokenizer.json", ""),
         recipe=state["recipe"], isolation=isolation_detail,
         evals={phase: {k: v for k, v in values.items() if k in ("loss", "perplexity",

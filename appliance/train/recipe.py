@@ -118,6 +118,13 @@ class EvalSettings(_Strict):
     evaluation.min_consistency checks (0: not measured)."""
     temperature: float = Field(default=0.7, gt=0.0, le=2.0)
     """Sampling temperature of the consistency samples."""
+    dataset: str = ""
+    """An eval-only dataset of the vault (`dataset import --eval-only`), the sacred set: its
+    records replace the training dataset's eval split for the evaluation before and after
+    training, the generation metrics and the policy's [evaluation] gates. Evaluations during
+    training (best checkpoint, early stopping) keep using the training dataset's own eval
+    split, so the sacred set never steers training. Empty: the training dataset's eval
+    split throughout."""
 
     @model_validator(mode="after")
     def _consistent(self) -> EvalSettings:
