@@ -365,7 +365,7 @@ def _gate(home: Home, policy: Policy, recipe: Recipe, run_id: str, state: dict[s
         general_before=state.get("general_before") or collected.get("general_before"),
         general_after=collected.get("general_after"),
         samples=collected["samples"],
-        format_regex=recipe.eval.format_regex)
+        format_regex=recipe.eval.format_regex, format_schema=recipe.eval.format_schema)
     if "best" in collected:
         best = collected["best"]
         result["best"] = {k: best[k] for k in ("step", "final_step", "loss", "evaluations",

@@ -112,6 +112,10 @@ class EvalSettings(_Strict):
     """A regular expression every held-out generation must match in full (Python `re`,
     fullmatch); the share that does is the format compliance the policy's
     evaluation.min_format_compliance checks. Empty: no format check."""
+    format_schema: dict[str, Any] = Field(default_factory=dict)
+    """A JSON Schema (written as a TOML table) every held-out generation must satisfy as one
+    JSON document; the share that does is the compliance the policy's
+    evaluation.min_schema_compliance checks. Empty: no schema check."""
     consistency_samples: int = Field(default=0, ge=0, le=32)
     """Repeated sampling (k) per held-out generation prompt: the share of k sampled answers
     equal to the most common one is the consistency the policy's
@@ -130,6 +134,15 @@ class EvalSettings(_Strict):
     def _consistent(self) -> EvalSettings:
         if self.early_stopping and not self.every:
             raise ValueError("early_stopping needs evaluations during training (every > 0)")
+        if self.format_schema:
+            from jsonschema.exceptions import SchemaError
+            from jsonschema.validators import validator_for
+
+            try:
+                validator_for(self.format_schema).check_schema(self.format_schema)
+            except SchemaError as exc:
+                raise ValueError(f"format_schema is not a valid JSON Schema: {exc.message}") \
+                    from None
         if self.format_regex:
             try:
                 re.compile(self.format_regex)

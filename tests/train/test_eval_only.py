@@ -26,24 +26,17 @@ KEY = PASSPHRASE.strip().encode()
 
 
 @pytest.fixture(scope="module")
-def vault(tmp_path_factory: pytest.TempPathFactory) -> tuple[Home, Path, dict]:  # type: ignore[type-arg]
-    """A home with `sacred` imported --eval-only (the real scrubber and vault) and `plain`
-    written to the vault with both splits."""
-    from appliance.service.scrub import import_dataset
-    from appliance.vault.store import write_dataset
+def vault(tmp_path_factory: pytest.TempPathFactory) -> Home:
+    """A real home and vault with `sacred` marked eval-only as `import --eval-only` marks
+    it (every record in eval) and `plain` with both splits."""
+    from appliance.vault.store import EVAL_ONLY_KEY, write_dataset
 
-    root = tmp_path_factory.mktemp("eval-only")
-    home = make_home(root / "home")
-    data = root / "data.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in CHAT))
-    pass_file = root / "pass"
-    pass_file.write_text(PASSPHRASE)
-    report = import_dataset(home, data, "sacred", passphrase_file=str(pass_file), workers=1,
-                            eval_only=True)
+    home = make_home(tmp_path_factory.mktemp("eval-only") / "home")
     policy = load_policy(home.policy_file)
-    write_dataset(home, policy, trust.unlock(home, KEY, policy), "plain", CHAT[:8], CHAT[8:],
-                  {})
-    return home, pass_file, report
+    key = trust.unlock(home, KEY, policy)
+    write_dataset(home, policy, key, "sacred", [], CHAT, {EVAL_ONLY_KEY: True})
+    write_dataset(home, policy, key, "plain", CHAT[:8], CHAT[8:], {})
+    return home
 
 
 def _recipe(**evals: object) -> Recipe:
@@ -51,22 +44,33 @@ def _recipe(**evals: object) -> Recipe:
                                   "eval": evals})
 
 
-def test_every_record_is_held_out(vault: tuple[Home, Path, dict]) -> None:  # type: ignore[type-arg]
-    """The report and the vault's listing: no training split, all records in eval."""
-    home, _, report = vault
+@pytest.mark.slow
+def test_import_holds_every_record_out_and_marks_it(tmp_path: Path) -> None:
+    """The real import (scrubber, vault) with eval_only: no training split, all records in
+    eval, and training's reader refuses it."""
     from appliance.service.datasets import list_datasets
+    from appliance.service.scrub import import_dataset
 
+    home = make_home(tmp_path / "home")
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in CHAT))
+    (tmp_path / "pass").write_text(PASSPHRASE)
+    report = import_dataset(home, data, "sacred", passphrase_file=str(tmp_path / "pass"),
+                            workers=1, eval_only=True)
     assert report["eval_only"] is True and report["train"] == 0
     assert report["eval"] == len(CHAT)
     listed = {d["name"]: d for d in list_datasets(home)}
     assert listed["sacred"]["train_count"] == 0
     assert listed["sacred"]["eval_count"] == len(CHAT)
+    policy = load_policy(home.policy_file)
+    with pytest.raises(PolicyViolation, match="eval-only"):
+        vault_records(home, policy, trust.unlock(home, KEY, policy), "sacred", "eval")
 
 
-def test_training_reads_are_refused_and_audited(vault: tuple[Home, Path, dict]) -> None:  # type: ignore[type-arg]
+def test_training_reads_are_refused_and_audited(vault: Home) -> None:
     """The training reader refuses both splits of the eval-only dataset with one line
     naming it; the audit log records the refused read; a normal dataset reads."""
-    home, _, _ = vault
+    home = vault
     policy = load_policy(home.policy_file)
     key = trust.unlock(home, KEY, policy)
     for split in ("train", "eval"):
@@ -80,10 +84,10 @@ def test_training_reads_are_refused_and_audited(vault: tuple[Home, Path, dict]) 
     assert refused and all(e.get("purpose") == "train" for e in refused)
 
 
-def test_recipe_eval_dataset_is_the_sacred_set(vault: tuple[Home, Path, dict]) -> None:  # type: ignore[type-arg]
+def test_recipe_eval_dataset_is_the_sacred_set(vault: Home) -> None:
     """eval.dataset = the eval-only dataset gives its records; naming the training dataset
     or a dataset training could read is refused; no eval.dataset gives None."""
-    home, _, _ = vault
+    home = vault
     key = trust.unlock(home, KEY, load_policy(home.policy_file))
     found = sacred_set(home, key, _recipe(dataset="sacred"))
     assert found is not None and found["name"] == "sacred"
