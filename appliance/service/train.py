@@ -113,7 +113,7 @@ def _passphrase(passphrase_file: str | None) -> bytes:
 def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | None = None,
           passphrase_file: str | None = None, records: RecordsProvider = vault_records,
           on_event: Callable[[Event], None] | None = None, echo_child_output: bool = False,
-          processes: int | None = None) -> TrainResult:
+          processes: int | None = None, check_privacy: bool = False) -> TrainResult:
     """Run (or resume) one training run to a finished artifact.
 
     SIGINT/SIGTERM (when called from the main thread) cancel the run at any moment: before
@@ -121,14 +121,16 @@ def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | No
     that, it stops at the next step boundary with a checkpoint. Each ends in TrainingError
     (exit 1) naming the resume command, with a `train.cancelled` audit event. A second
     signal kills the trainer; its last checkpoint stays usable. `processes` overrides the
-    recipe's number of training processes (new runs only).
+    recipe's number of training processes (new runs only). `check_privacy` runs the canary
+    exposure check before signing even where the policy's privacy.check_before_signing is
+    off (the demo does: the dataset must have been imported with canaries).
     """
     relay = Relay()
     installed = relay.install()
     try:
         return _train(home, recipe_path, resume=resume, passphrase_file=passphrase_file,
                       records=records, on_event=on_event, echo_child_output=echo_child_output,
-                      processes=processes, relay=relay)
+                      processes=processes, relay=relay, check_privacy=check_privacy)
     finally:
         if installed:
             relay.restore()
@@ -158,7 +160,8 @@ def _cancelled(home: Home, run_id: str, steps: int, *, step: int, checkpoint: bo
 def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
            recipe_path: str | Path | None, *, resume: str | None, passphrase_file: str | None,
            records: RecordsProvider, on_event: Callable[[Event], None] | None,
-           echo_child_output: bool, processes: int | None, relay: Relay) -> TrainResult:
+           echo_child_output: bool, processes: int | None, relay: Relay,
+           check_privacy: bool = False) -> TrainResult:
     trust.require_home(home)
     policy = load_policy(home.policy_file)
     if resume:
@@ -214,7 +217,8 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
                               where="policy training.require_eval_split")
     from appliance.service.privacy import before_signing, canaries_for_training  # docs/privacy.md
 
-    canaries = canaries_for_training(home, policy, master_key, recipe.dataset)
+    canaries = canaries_for_training(home, policy, master_key, recipe.dataset,
+                                     force=check_privacy)
     steps = total_steps(recipe, len(train_records))
     if steps > policy.training.limits.max_steps:
         raise PolicyViolation(f"the recipe makes {steps} optimizer steps, over the policy "
