@@ -130,8 +130,8 @@ class _Model:
     def run(self, prompts: list[Conversation], on_row: Callable[[dict[str, Any]], None], *,
             more_input: Iterable[dict[str, Any]] | None = None,
             verified: tuple[Path, dict[str, Any]] | None = None) -> None:
-        """Verify (unless `verified` holds the copy), run the child, audit; TrainingError
-        when the child fails."""
+        """Verify and check (unless `verified` holds the checked copy and its job), run the
+        child, audit; TrainingError when the child fails."""
         from appliance.service.artifacts import verified_copy
 
         self.asked += len(prompts)
@@ -149,10 +149,12 @@ class _Model:
                 on_row(event)
 
         if verified is None:
-            with verified_copy(self.home, self.artifact) as copy:
-                result = self._child(prompts, handle, more_input, copy)
+            with verified_copy(self.home, self.artifact) as (copy, verdict):
+                job = self.check(copy, verdict)
+                result = self._child(prompts, handle, more_input, copy, job)
         else:
-            result = self._child(prompts, handle, more_input, verified)
+            copy, job = verified
+            result = self._child(prompts, handle, more_input, copy, job)
         self.finish(result.returncode)
 
     def check(self, copy: Path, verdict: dict[str, Any]) -> dict[str, Any]:
@@ -166,10 +168,9 @@ class _Model:
 
     def _child(self, prompts: list[Conversation], handle: Callable[[dict[str, Any]], None],
                more_input: Iterable[dict[str, Any]] | None,
-               verified: tuple[Path, dict[str, Any]]) -> isolation.ChildResult:
+               copy: Path, job: dict[str, Any]) -> isolation.ChildResult:
         # the model reads only a verified private copy of the artifact, in the sandbox
-        copy, verdict = verified
-        job = self.check(copy, verdict)
+        job = dict(job)
         job.update(prompts=prompts, interactive=more_input is not None)
         spec = isolation.child_spec(read_only=(Path(job["model_dir"]), copy.absolute()))
         return isolation.run_isolated(job, handle, self.iso, spec=spec, more_input=more_input)
@@ -236,9 +237,9 @@ class ChatSession:
         with contextlib.ExitStack() as stack:
             copy, verdict = stack.enter_context(verified_copy(self.model.home,
                                                               self.model.artifact))
-            self.model.check(copy, verdict)  # refused here, before the first prompt
+            job = self.model.check(copy, verdict)  # refused here, before the first prompt
             self._stack = stack.pop_all()
-        self._thread = threading.Thread(target=self._serve, args=((copy, verdict),),
+        self._thread = threading.Thread(target=self._serve, args=((copy, job),),
                                         name="chat-model", daemon=True)
         self._thread.start()
         return self
