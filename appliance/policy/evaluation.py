@@ -22,11 +22,8 @@ class EvaluationPolicy(Section):
     """Largest allowed relative rise of the perplexity on the shipped general-text set
     (0.25: at most 25% above the base model's)."""
     min_format_compliance: float = Field(default=0.0, ge=0.0, le=1.0)
-    """Smallest share of held-out generations that match the recipe's regular expression
-    (eval.format_regex) in full; applies when the recipe sets one."""
-    min_schema_compliance: float = Field(default=0.0, ge=0.0, le=1.0)
-    """Smallest share of held-out generations that are one JSON document valid against the
-    recipe's JSON Schema (eval.format_schema); applies when the recipe sets one."""
+    """Smallest share of held-out generations that satisfy the recipe's output format
+    (eval.format_regex or eval.format_schema); applies when the recipe sets one."""
     min_exact_match: float = Field(default=0.0, ge=0.0, le=1.0)
     """Smallest share of held-out generations equal to their reference answer (after
     trimming white space)."""

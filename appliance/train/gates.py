@@ -4,8 +4,8 @@ numbers, before anything is signed. Plain Python (the parent runs it; no torch).
 Checks: the held-out loss must not rise (more than evaluation.max_eval_loss_rise), the
 perplexity on the shipped general-text set may rise at most
 evaluation.max_general_perplexity_rise, the share of generations matching the recipe's
-format must reach evaluation.min_format_compliance, the share that are JSON documents valid
-against the recipe's JSON Schema evaluation.min_schema_compliance, exact matches with the reference
+format must reach evaluation.min_format_compliance (the regular expression's share and the
+JSON Schema's share are checked separately, each against it), exact matches with the reference
 answers evaluation.min_exact_match, repeated-sampling consistency evaluation.min_consistency,
 and the generations' distinct-bigram share evaluation.min_distinct_2 (a repetition guard).
 """
@@ -97,10 +97,10 @@ def verdict(limits: EvaluationPolicy, *, eval_before: dict[str, Any],
               f"{limits.min_format_compliance:.0%})")
     schema_share = schema_compliance(completions, format_schema)
     if schema_share is not None:
-        check("min_schema_compliance", limits.min_schema_compliance, schema_share,
-              schema_share >= limits.min_schema_compliance,
+        check("min_format_compliance", limits.min_format_compliance, schema_share,
+              schema_share >= limits.min_format_compliance,
               f"JSON Schema compliance {schema_share:.0%} of {len(completions)} generations "
-              f"(limit {limits.min_schema_compliance:.0%})")
+              f"(limit {limits.min_format_compliance:.0%})")
     if samples:
         exact = sum(1 for x in samples if x.get("exact_match")) / len(samples)
         check("min_exact_match", limits.min_exact_match, exact,

@@ -114,8 +114,9 @@ class EvalSettings(_Strict):
     evaluation.min_format_compliance checks. Empty: no format check."""
     format_schema: dict[str, Any] = Field(default_factory=dict)
     """A JSON Schema (written as a TOML table) every held-out generation must satisfy as one
-    JSON document; the share that does is the compliance the policy's
-    evaluation.min_schema_compliance checks. Empty: no schema check."""
+    JSON document; the share that does is checked against the policy's
+    evaluation.min_format_compliance (beside format_regex's share, if both are set).
+    Empty: no schema check."""
     consistency_samples: int = Field(default=0, ge=0, le=32)
     """Repeated sampling (k) per held-out generation prompt: the share of k sampled answers
     equal to the most common one is the consistency the policy's

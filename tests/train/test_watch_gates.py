@@ -116,22 +116,22 @@ SCHEMA = {"type": "object", "required": ["ticket", "priority"],
 
 def test_gates_json_schema_compliance() -> None:
     """Answers that are not JSON, JSON of the wrong shape, and a document with an extra key
-    fail the schema; the share is checked against min_schema_compliance and reported."""
+    fail the schema; the share is checked against min_format_compliance and reported."""
     good = '{"ticket": 7, "priority": "high"}'
     answers = [good, f"  {good}\n", "Sure! " + good, '{"ticket": "7", "priority": "high"}',
                '{"ticket": 7, "priority": "high", "note": "x"}', "[1, 2]"]
     assert gates.schema_compliance(answers, SCHEMA) == pytest.approx(2 / 6)
     assert gates.schema_compliance(answers, None) is None
-    result = gates.verdict(EvaluationPolicy(min_schema_compliance=0.5),
+    result = gates.verdict(EvaluationPolicy(min_format_compliance=0.5),
                            eval_before={"loss": 1.0}, eval_after={"loss": 0.9},
                            general_before=None, general_after=None,
                            samples=[{"completion": a} for a in answers], format_regex=None,
                            format_schema=SCHEMA)
     line = gates.refusal(result)
     assert result["passed"] is False
-    assert "evaluation.min_schema_compliance: JSON Schema compliance 33% of 6" in line
+    assert "evaluation.min_format_compliance: JSON Schema compliance 33% of 6" in line
     assert result["metrics"]["schema_compliance"] == pytest.approx(2 / 6)
-    ok = gates.verdict(EvaluationPolicy(min_schema_compliance=1.0), eval_before={"loss": 1.0},
+    ok = gates.verdict(EvaluationPolicy(min_format_compliance=1.0), eval_before={"loss": 1.0},
                        eval_after={"loss": 0.9}, general_before=None, general_after=None,
                        samples=[{"completion": good}], format_regex=None, format_schema=SCHEMA)
     assert ok["passed"] is True
