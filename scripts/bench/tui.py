@@ -29,7 +29,8 @@ The run is then cancelled with c (checkpoint at the next step boundary). Its hom
 init under the demo policy, the default base model imported (about 30 s), synthetic chat
 records encrypted in the vault; the Try situation's adapter is a 2-step run of the same
 data, trained (and signed) before the console starts. `--no-train` leaves the training and
-Try situations out; `--no-try` leaves the Try situation out.
+Try situations out; `--no-try` leaves the Try situation out. `--try-home HOME` measures only
+the idle baseline and the Try situation, on an existing home's newest signed artifact.
 
 The last line is one JSON object: ours = median latency while the real training run trains
 (the synthetic `job` when training is left out), baseline = median latency idle, ratio =
@@ -354,6 +355,38 @@ def _summary(values: list[float]) -> dict[str, float]:
             "max_ms": round(ordered[-1], 1)}
 
 
+def try_only(home: Path) -> None:
+    """The idle baseline and the Try situation on an existing home's newest signed artifact
+    (`--try-home`: no training, no start-up runs)."""
+    from appliance.home import Home
+    from appliance.service.artifacts import list_artifacts
+    from appliance.tui.screens import overview
+
+    overview.doctor = lambda _home: []
+    signed = [r["run"] for r in list_artifacts(Home(home)) if r["signed"] == "yes"]
+    if not signed:
+        raise SystemExit(f"no signed artifact in {home}")
+    idle = _summary(asyncio.run(latencies(home, "idle")))
+    started = time.monotonic()
+    tried = asyncio.run(try_latencies(home, str(signed[0])))
+    results = {"idle": idle, "try": _summary(tried["try"])}
+    print(f"{'situation':<10} {'median':>8} {'p90':>8} {'max':>8}   (ms)")
+    for situation, figures in results.items():
+        print(f"{situation:<10} {figures['median_ms']:>8} {figures['p90_ms']:>8} "
+              f"{figures['max_ms']:>8}")
+    ours, baseline = results["try"]["median_ms"], idle["median_ms"]
+    print(json.dumps({
+        "name": "tui", "unit": "ms", "ours": ours, "baseline": baseline,
+        "ratio": round(baseline / ours, 3) if ours else None, "target_ms": TARGET_MS,
+        "metric": "median key-press latency while the Try page's generate child loads the "
+                  "model and answers (baseline: idle)", "latency": results,
+        "try": {"asked": int(tried["_asked"][0]), "answered": int(tried["_answered"][0]),
+                "presses": len(tried["try"]),
+                "situation_s": round(time.monotonic() - started, 1)},
+        "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
+    }, sort_keys=True))
+
+
 def main() -> None:
     """Measure, print a table, then the JSON line."""
     parser = argparse.ArgumentParser(description="the operator console's benchmark")
@@ -361,10 +394,16 @@ def main() -> None:
                         help="leave out the situations with a real training run (and Try)")
     parser.add_argument("--no-try", action="store_true",
                         help="leave out the Try page situation (a real adapter answering)")
+    parser.add_argument("--try-home", metavar="HOME", default=None,
+                        help="only the idle baseline and the Try situation, on this existing "
+                             "home and its newest signed artifact (no training)")
     args = parser.parse_args()
     # The Overview's doctor runs a ~5 s torch probe in a child process; it is real in the
     # start-up runs but left out of the latency runs so every situation starts equal.
     training: dict[str, Any] = {}
+    if args.try_home:
+        try_only(Path(args.try_home))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         runs = [startup_ms(home) for _ in range(STARTUP_RUNS)]
