@@ -1,7 +1,8 @@
 """`appliance chat ARTIFACT [--compare-base] [--system TEXT]`: an interactive session with
-a signed adapter. Each turn runs in the isolated model process (a fresh one per turn, with
-the whole conversation so far); answers are PII-masked like `appliance generate`'s. An
-empty line, `/quit` or end of input ends the session."""
+a signed adapter. One isolated model process serves the whole session (the model loads
+once; each turn goes to it over a pipe with the conversation so far); answers are
+PII-masked in that process like `appliance generate`'s. An empty line, `/quit` or end of
+input ends the session."""
 
 from __future__ import annotations
 
@@ -23,32 +24,32 @@ def _read(prompt: str) -> str | None:
 
 
 def _chat(args: argparse.Namespace) -> int:
-    from appliance.service.generate import generate
+    from appliance.service.generate import ChatSession
 
-    home = home_of(args)
     history: list[dict[str, str]] = []
     if args.system:
         history.append({"role": "system", "content": args.system})
-    sys.stdout.write("chat with the adapter (empty line or /quit ends)\n")
-    while True:
-        line = _read("you> ")
-        if line is None or not line.strip() or line.strip() in QUIT:
-            return EXIT_OK
-        history.append({"role": "user", "content": line})
-        (row,) = generate(home, args.artifact, [list(history)], compare_base=args.compare_base,
-                          max_new_tokens=args.max_tokens)
-        if "base" in row:
-            sys.stdout.write(f"base> {row['base']}\n")
-        sys.stdout.write(f"adapter> {row['adapter']}\n")
-        sys.stdout.flush()
-        history.append({"role": "assistant", "content": row["adapter"]})
+    with ChatSession(home_of(args), args.artifact, compare_base=args.compare_base,
+                     max_new_tokens=args.max_tokens) as session:
+        sys.stdout.write("chat with the adapter (empty line or /quit ends)\n")
+        while True:
+            line = _read("you> ")
+            if line is None or not line.strip() or line.strip() in QUIT:
+                return EXIT_OK
+            history.append({"role": "user", "content": line})
+            row = session.ask(list(history))
+            if "base" in row:
+                sys.stdout.write(f"base> {row['base']}\n")
+            sys.stdout.write(f"adapter> {row['adapter']}\n")
+            sys.stdout.flush()
+            history.append({"role": "assistant", "content": row["adapter"]})
 
 
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add `chat`."""
     from appliance.cli.generate_cmd import _positive
 
-    cmd = add_command(sub, common, "chat", "talk with a signed adapter in the isolated "
+    cmd = add_command(sub, common, "chat", "talk with a signed adapter in one isolated "
                       "model process; answers are PII-masked")
     cmd.add_argument("artifact", help="artifact directory (HOME/artifacts/<run-id>)")
     cmd.add_argument("--compare-base", action="store_true",

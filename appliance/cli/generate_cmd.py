@@ -40,7 +40,8 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
                       "the isolated model process; answers are PII-masked")
     cmd.add_argument("artifact", help="artifact directory (HOME/artifacts/<run-id>)")
     cmd.add_argument("--prompts", required=True, metavar="FILE",
-                     help='JSONL: one {"prompt": ...} or {"messages": [...]} per line')
+                     help='JSONL: one {"prompt": ...} or {"messages": [...]} per line '
+                     "(- reads standard input)")
     cmd.add_argument("--compare-base", action="store_true",
                      help="also answer with the base model (adapter disabled)")
     cmd.add_argument("--max-tokens", type=_positive, default=64, metavar="N",

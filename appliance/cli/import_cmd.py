@@ -54,7 +54,8 @@ def _import(args: argparse.Namespace) -> int:
     report = import_dataset(home_of(args), args.file, args.name,
                             passphrase=passphrase(args), progress=progress,
                             canaries=True if getattr(args, "canaries", False) else None,
-                            columns=getattr(args, "columns", None))
+                            columns=getattr(args, "columns", None),
+                            eval_only=bool(getattr(args, "eval_only", False)))
     if args.json_events:
         print_json({"type": "report", "report": report})
     else:
@@ -63,8 +64,10 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _print_report(report: dict[str, Any]) -> None:
+    split = "eval only: training can never read it" if report.get("eval_only") else \
+        f"{report['train']} train, {report['eval']} eval"
     print(f"{report['name']}: {report['records_out']} of {report['records_in']} records "
-          f"imported ({report['train']} train, {report['eval']} eval), {report['rejected']} "
+          f"imported ({split}), {report['rejected']} "
           f"rejected, {report['quarantined']} quarantined, {report['duplicates']} duplicates")
     pii = ", ".join(f"{k} {v}" for k, v in report["pii"].items()) or "none"
     print(f"PII replaced: {pii}")
@@ -96,6 +99,9 @@ def add_import_action(actions: Any, common: argparse.ArgumentParser) -> None:
     parser.add_argument("--canaries", action="store_true",
                         help="plant privacy canaries before scrubbing (as "
                              "privacy.plant_canaries = true does)")
+    parser.add_argument("--eval-only", action="store_true",
+                        help="every record is held out and training can never read this "
+                             "dataset: a sacred evaluation set (a recipe's eval.dataset)")
     parser.add_argument("--columns", metavar="MAP", default=None,
                         help="ShareGPT-like column mapping, e.g. turns=dialog,from=speaker,"
                              "value=text,bot=assistant (defaults: conversations, from, value)")

@@ -1,8 +1,9 @@
 """The embedded demo: the whole pipeline on shipped synthetic data and the default model.
 
-init -> model import (default) -> dataset import (scrub, vault) -> QLoRA training in the
-isolated child (held-out loss before, during and after; the evaluation gates; sign) ->
-verify -> two sample answers, base model against the adapter. Each stage reports through
+init -> model import (default) -> dataset import (canaries planted, scrub, vault) -> QLoRA
+training in the isolated child (held-out loss before, during and after; the evaluation
+gates; the canary exposure check; sign) -> verify -> two sample answers, base model against
+the adapter. Each stage reports through
 `on_stage`; the result carries the fields docs/interface.md promises (artifact,
 eval_loss_before, eval_loss_after, verified). A rerun on the same workspace reuses the
 home, model and dataset and trains again.
@@ -93,12 +94,17 @@ def _dataset(home: Home, passphrase: Passphrase, stage: Stage) -> None:
     if any(d["name"] == DATASET_NAME for d in list_datasets(home)):
         stage("dataset", f"reusing the scrubbed, encrypted dataset {DATASET_NAME!r}")
         return
-    report = import_dataset(home, DATASET, DATASET_NAME, passphrase=passphrase)
+    report = import_dataset(home, DATASET, DATASET_NAME, passphrase=passphrase,
+                            canaries=True)  # the privacy check before signing needs them
     pii = sum(report["pii"].values())
     stage("dataset", f"{report['records_out']} of {report['records_in']} records kept "
           f"({report['rejected']} rejected, {report['duplicates']} duplicates, "
           f"{report['quarantined']} quarantined); {pii} PII spans replaced; residual "
           f"{report['residual'] or 'none'}; stored encrypted, digest {report['digest']}")
+    if report.get("canaries"):
+        c = report["canaries"]
+        stage("dataset", f"{c['planted']} canaries planted (x{c['repeats']}) and "
+              f"{c['controls']} controls kept aside, for the privacy check")
 
 
 def run_demo(home: Home, *, passphrase: Passphrase,
@@ -113,12 +119,14 @@ def run_demo(home: Home, *, passphrase: Passphrase,
     _model(home, passphrase, stage)
     _dataset(home, passphrase, stage)
     stage("train", "QLoRA (NF4 base, LoRA adapters) in a network-isolated child process")
-    result = train(home, RECIPE, passphrase=passphrase, on_event=on_event)
+    result = train(home, RECIPE, passphrase=passphrase, on_event=on_event,
+                   check_privacy=True)
     before, after = result.eval_before.get("loss"), result.eval_after.get("loss")
     if before is None or after is None:
         raise TrainingError("the run finished without eval results", where=str(result.artifact_dir))
     stage("eval", f"held-out loss {before:.4f} -> {after:.4f}")
     gates = _gates(result.artifact_dir, stage)
+    privacy = _privacy(result.artifact_dir, stage)
     verdict = verify(home, result.artifact_dir)
     stage("verify", f"signature and every file: {'ok' if verdict['ok'] else verdict['reason']}")
     from appliance import keys
@@ -131,7 +139,8 @@ def run_demo(home: Home, *, passphrase: Passphrase,
             "eval_loss_after": after, "verified": bool(verdict["ok"]),
             "root_digest": verdict.get("root_digest"), "signer": verdict.get("signer"),
             "fingerprints": {"signing": fps.signing, "checkpoint": fps.checkpoint},
-            "home": str(home.root), "evaluation": gates, "samples": samples}
+            "home": str(home.root), "evaluation": gates, "privacy": privacy,
+            "samples": samples}
 
 
 def _gates(artifact: Path, stage: Stage) -> dict[str, Any]:
@@ -147,6 +156,24 @@ def _gates(artifact: Path, stage: Stage) -> dict[str, Any]:
               f"{check['detail']}")
     return {"passed": evaluation["passed"],
             "checks": {c["limit"]: c["value"] for c in evaluation["checks"]}}
+
+
+def _privacy(artifact: Path, stage: Stage) -> dict[str, Any] | None:
+    """The signed report's canary exposure result, one stage line."""
+    import json
+
+    from appliance.service.privacy import audit_fields
+
+    summary = json.loads((artifact / "report.json").read_text("utf-8")).get("privacy")
+    if not summary:
+        stage("privacy", "not measured")
+        return None
+    fields = audit_fields(summary)
+    stage("privacy", f"{fields['verdict']}: planted canaries {fields['mean_planted_bits']} "
+          f"bits of exposure on average against {fields['mean_control_bits']} for controls "
+          f"never trained on (p = {fields['p_value']}); {fields['extraction_hits']} "
+          "extracted; signed with the artifact")
+    return fields
 
 
 def _samples(home: Home, artifact: Path, stage: Stage) -> list[dict[str, Any]]:

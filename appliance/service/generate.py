@@ -9,9 +9,13 @@ masked as `<ENTITY_TYPE>` and counted in the audit log (counts only, never text)
 
 from __future__ import annotations
 
+import contextlib
 import json
+import queue
+import sys
+import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ from appliance.train.data import ROLES
 
 Conversation = list[dict[str, str]]
 MAX_PROMPTS = 1000
+MAX_PROMPTS_BYTES = 8 * 1024 * 1024
 
 
 def _conversation(value: Any, where: str) -> Conversation:
@@ -41,16 +46,38 @@ def _conversation(value: Any, where: str) -> Conversation:
                              where=where)
 
 
+STDIN = "-"
+"""The prompts file name that means standard input (the console's Try page sends its prompt
+through a pipe: never on disk, never in argv)."""
+
+
 def read_prompts(path: str | Path) -> list[Conversation]:
-    """The conversations of a JSONL prompts file (DatasetFormatError naming the line)."""
+    """The conversations of a JSONL prompts file, or of standard input for `-`
+    (DatasetFormatError naming the line)."""
+    if str(path) == STDIN:
+        try:
+            text = sys.stdin.read(MAX_PROMPTS_BYTES + 1)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DatasetFormatError(f"cannot read the prompts: {exc}",
+                                     where="standard input") from None
+        return parse_prompts(text, "standard input")
     path = Path(path)
     try:
-        lines = path.read_text("utf-8").splitlines()
+        text = path.read_text("utf-8")
     except FileNotFoundError:
         raise UsageError("prompts file not found", where=str(path)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetFormatError(f"cannot read the prompts file: {exc}", where=str(path)) \
             from None
+    return parse_prompts(text, str(path))
+
+
+def parse_prompts(text: str, name: str) -> list[Conversation]:
+    """The conversations of JSONL `text` read from `name`."""
+    if len(text) > MAX_PROMPTS_BYTES:
+        raise DatasetFormatError(f"the prompts are larger than {MAX_PROMPTS_BYTES} bytes",
+                                 where=name)
+    lines = text.splitlines()
     out = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -58,10 +85,10 @@ def read_prompts(path: str | Path) -> list[Conversation]:
         try:
             value = json.loads(line)
         except ValueError:
-            raise DatasetFormatError("not valid JSON", where=f"{path}:{number}") from None
-        out.append(_conversation(value, f"{path}:{number}"))
+            raise DatasetFormatError("not valid JSON", where=f"{name}:{number}") from None
+        out.append(_conversation(value, f"{name}:{number}"))
     if not out or len(out) > MAX_PROMPTS:
-        raise DatasetFormatError(f"give between 1 and {MAX_PROMPTS} prompts", where=str(path))
+        raise DatasetFormatError(f"give between 1 and {MAX_PROMPTS} prompts", where=name)
     return out
 
 
@@ -82,28 +109,89 @@ def _artifact_model(home: Home, policy: Policy, artifact: Path, verdict: dict[st
     return report, model
 
 
-class Masker:
-    """The policy's PII detector over answers: identifiers become `<ENTITY_TYPE>`."""
+class _Model:
+    """One isolated model process serving a verified artifact: the batch prompts of the job,
+    then (interactive) more from `more_input`; answers arrive PII-masked by the child."""
 
-    def __init__(self, policy: Policy) -> None:
-        from appliance.service.scrub import build_analyzer
+    def __init__(self, home: Home, artifact: str | Path, *, compare_base: bool,
+                 max_new_tokens: int) -> None:
+        trust.require_home(home)
+        self.home = home
+        self.policy = load_policy(home.policy_file)
+        self.artifact = Path(artifact).absolute()
+        self.compare_base = compare_base
+        self.max_new_tokens = max_new_tokens
+        self.iso = isolation.require_isolation()
+        self.masked: Counter[str] = Counter()
+        self.asked = 0
+        self.answers = 0
+        self.errors: list[str] = []
 
-        self.analyzer = build_analyzer(policy)
-        self.counts: Counter[str] = Counter()
+    def run(self, prompts: list[Conversation], on_row: Callable[[dict[str, Any]], None], *,
+            more_input: Iterable[dict[str, Any]] | None = None,
+            verified: tuple[Path, dict[str, Any]] | None = None) -> None:
+        """Verify and check (unless `verified` holds the checked copy and its job), run the
+        child, audit; TrainingError when the child fails."""
+        from appliance.service.artifacts import verified_copy
 
-    def __call__(self, text: str) -> str:
-        """`text` with every detected identifier masked (and counted)."""
-        from appliance.scrub.engine import analyze_all
-        from appliance.scrub.operators import merge
+        self.asked += len(prompts)
 
-        (outcome,) = analyze_all(self.analyzer, [text], workers=1)
-        if outcome.quarantined is not None:
-            self.counts["QUARANTINED"] += 1
-            return "<answer withheld: it could not be checked for personal data>"
-        for span in reversed(merge(outcome.detections)):
-            self.counts[span.entity] += 1
-            text = text[:span.start] + f"<{span.entity}>" + text[span.end:]
-        return text
+        def handle(event: dict[str, Any]) -> None:
+            kind = event.get("type")
+            if kind == "tripwire":
+                isolation.audit_tripwire(self.home, f"generate-{self.artifact.name}", event)
+            elif kind == "error":
+                self.errors.append(str(event.get("message", "")))
+            elif kind == "answer":
+                self.answers += 1
+                self.masked.update({str(k): int(v) for k, v in
+                                    dict(event.get("masked") or {}).items()})
+                on_row(event)
+
+        if verified is None:
+            with verified_copy(self.home, self.artifact) as (copy, verdict):
+                job = self.check(copy, verdict)
+                result = self._child(prompts, handle, more_input, copy, job)
+        else:
+            copy, job = verified
+            result = self._child(prompts, handle, more_input, copy, job)
+        self.finish(result.returncode)
+
+    def check(self, copy: Path, verdict: dict[str, Any]) -> dict[str, Any]:
+        """The job of the verified copy (raises when it does not verify or the base
+        model is not the one it was trained on)."""
+        report, model = _artifact_model(self.home, self.policy, self.artifact, verdict, copy)
+        return {"kind": "generate", "model_dir": str(model.weights_dir.absolute()),
+                "adapter_dir": str(copy.absolute()), "recipe": report["recipe"],
+                "policy": self.policy.model_dump(mode="json"),
+                "compare_base": self.compare_base, "max_new_tokens": self.max_new_tokens}
+
+    def _child(self, prompts: list[Conversation], handle: Callable[[dict[str, Any]], None],
+               more_input: Iterable[dict[str, Any]] | None,
+               copy: Path, job: dict[str, Any]) -> isolation.ChildResult:
+        # the model reads only a verified private copy of the artifact, in the sandbox
+        job = dict(job)
+        job.update(prompts=prompts, interactive=more_input is not None)
+        spec = isolation.child_spec(read_only=(Path(job["model_dir"]), copy.absolute()))
+        return isolation.run_isolated(job, handle, self.iso, spec=spec, more_input=more_input)
+
+    def finish(self, returncode: int) -> None:
+        """Audit what was asked and masked (counts only); TrainingError on a failure."""
+        audit.record(self.home, "generate", outcome="ok" if returncode == 0 else "failed",
+                     artifact=self.artifact.name, prompts=self.asked, answers=self.answers,
+                     compare_base=self.compare_base, pii_masked=dict(self.masked))
+        if returncode != 0:
+            why = self.errors[-1] if self.errors else \
+                f"the model process exited with status {returncode}"
+            raise TrainingError(f"generation failed: {why}", where=str(self.artifact),
+                                hint="run again with --debug")
+
+
+def _row(conversation: Conversation, event: dict[str, Any]) -> dict[str, Any]:
+    row = {"prompt": conversation[-1]["content"], "adapter": str(event["adapter"])}
+    if "base" in event:
+        row["base"] = str(event["base"])
+    return row
 
 
 def generate(home: Home, artifact: str | Path, prompts: list[Conversation], *,
@@ -111,47 +199,79 @@ def generate(home: Home, artifact: str | Path, prompts: list[Conversation], *,
              on_answer: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """One row per prompt: `prompt` (its last user message), `adapter` and, with
     `compare_base`, `base`; answers PII-masked. `on_answer` sees each row as it comes."""
-    from appliance.service.artifacts import verified_copy
-
-    trust.require_home(home)
-    policy = load_policy(home.policy_file)
-    artifact = Path(artifact).absolute()
-    iso = isolation.require_isolation()
-    masker = Masker(policy)
+    model = _Model(home, artifact, compare_base=compare_base, max_new_tokens=max_new_tokens)
     rows: list[dict[str, Any]] = []
-    errors: list[str] = []
 
-    def handle(event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "tripwire":
-            isolation.audit_tripwire(home, f"generate-{artifact.name}", event)
-        elif kind == "error":
-            errors.append(str(event.get("message", "")))
-        elif kind == "answer":
-            index = int(event["index"])
-            row = {"prompt": prompts[index][-1]["content"],
-                   "adapter": masker(str(event["adapter"]))}
-            if "base" in event:
-                row["base"] = masker(str(event["base"]))
-            rows.append(row)
-            if on_answer is not None:
-                on_answer(row)
+    def collect(event: dict[str, Any]) -> None:
+        row = _row(prompts[int(event["index"])], event)
+        rows.append(row)
+        if on_answer is not None:
+            on_answer(row)
 
-    # the model reads only a verified private copy of the artifact, in the sandbox
-    with verified_copy(home, artifact) as (copy, verdict):
-        report, model = _artifact_model(home, policy, artifact, verdict, copy)
-        job = {"kind": "generate", "model_dir": str(model.weights_dir.absolute()),
-               "adapter_dir": str(copy.absolute()), "recipe": report["recipe"],
-               "prompts": prompts, "compare_base": compare_base,
-               "max_new_tokens": max_new_tokens}
-        spec = isolation.child_spec(read_only=(model.weights_dir.absolute(), copy.absolute()))
-        result = isolation.run_isolated(job, handle, iso, spec=spec)
-    audit.record(home, "generate", outcome="ok" if result.returncode == 0 else "failed",
-                 artifact=artifact.name, prompts=len(prompts), answers=len(rows),
-                 compare_base=compare_base, pii_masked=dict(masker.counts))
-    if result.returncode != 0:
-        why = errors[-1] if errors else f"the model process exited with status " \
-                                        f"{result.returncode}"
-        raise TrainingError(f"generation failed: {why}", where=str(artifact),
-                            hint="run again with --debug")
+    model.run(prompts, collect)
     return rows
+
+
+_END = object()
+
+
+class ChatSession:
+    """One isolated model process for a whole conversation (`appliance chat`): the artifact
+    is verified when the session opens, the model loads once, each `ask` sends one prompt
+    over the child's stdin and waits for its (PII-masked) answer. Use as a context manager;
+    leaving it closes the child's stdin, the child ends, the session is audited."""
+
+    def __init__(self, home: Home, artifact: str | Path, *, compare_base: bool = False,
+                 max_new_tokens: int = 64) -> None:
+        self.model = _Model(home, artifact, compare_base=compare_base,
+                            max_new_tokens=max_new_tokens)
+        self._prompts: queue.Queue[Any] = queue.Queue()
+        self._answers: queue.Queue[Any] = queue.Queue()
+        self._stack = contextlib.ExitStack()
+        self._thread: threading.Thread | None = None
+        self._failure: BaseException | None = None
+
+    def __enter__(self) -> ChatSession:
+        from appliance.service.artifacts import verified_copy
+
+        with contextlib.ExitStack() as stack:
+            copy, verdict = stack.enter_context(verified_copy(self.model.home,
+                                                              self.model.artifact))
+            job = self.model.check(copy, verdict)  # refused here, before the first prompt
+            self._stack = stack.pop_all()
+        self._thread = threading.Thread(target=self._serve, args=((copy, job),),
+                                        name="chat-model", daemon=True)
+        self._thread.start()
+        return self
+
+    def _serve(self, verified: tuple[Path, dict[str, Any]]) -> None:
+        def more() -> Iterator[dict[str, Any]]:
+            while (item := self._prompts.get()) is not _END:
+                yield item
+
+        try:
+            self.model.run([], self._answers.put, more_input=more(), verified=verified)
+        except BaseException as exc:  # handed to the caller's next ask() or to __exit__
+            self._failure = exc
+        finally:
+            self._answers.put(_END)
+
+    def ask(self, conversation: Conversation) -> dict[str, Any]:
+        """The row (prompt, adapter[, base]) answering the conversation's last user message;
+        TrainingError when the model process has failed."""
+        if self._thread is None or not self._thread.is_alive():
+            raise self._failure or TrainingError("the chat's model process has ended")
+        self.model.asked += 1
+        self._prompts.put({"index": self.model.asked - 1, "messages": conversation})
+        event = self._answers.get()
+        if event is _END:
+            raise self._failure or TrainingError("the chat's model process has ended")
+        return _row(conversation, event)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._prompts.put(_END)
+        if self._thread is not None:
+            self._thread.join()
+        self._stack.close()
+        if self._failure is not None and exc_info[0] is None:
+            raise self._failure

@@ -57,12 +57,15 @@ class ChildJob:
     """One `appliance` command run as a niced child; iterate `events()` then `wait()`."""
 
     def __init__(self, home: Home, args: Sequence[str], *, passphrase: bytes | None = None,
-                 niceness: int = NICENESS, label: str | None = None) -> None:
+                 niceness: int = NICENESS, label: str | None = None,
+                 stdin: bytes | None = None) -> None:
         self.home = home
         self.label = label or "appliance " + " ".join(
             a for a in args[:2] if not a.startswith("-") and "/" not in a)
         self.args = list(args)
         self._passphrase = passphrase
+        self._stdin = stdin
+        """What the child reads on its standard input (e.g. `--prompts -`); else none."""
         self.niceness = niceness
         self.proc: subprocess.Popen[str] | None = None
         self._stderr_thread: threading.Thread | None = None
@@ -96,14 +99,25 @@ class ChildJob:
         env.pop("APPLIANCE_PASSPHRASE_FILE", None)
         try:
             self.proc = subprocess.Popen(
-                self.command(read_fd), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True, bufsize=1, env=env,
+                self.command(read_fd),
+                stdin=subprocess.DEVNULL if self._stdin is None else subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1, env=env,
                 pass_fds=(read_fd,) if read_fd is not None else (), process_group=0)
         finally:
             if read_fd is not None:
                 os.close(read_fd)
         self._stderr_thread = threading.Thread(target=self._drain_stderr, daemon=True)
         self._stderr_thread.start()
+        if self._stdin is not None:
+            threading.Thread(target=self._feed_stdin, args=(self._stdin,), daemon=True).start()
+            self._stdin = None
+
+    def _feed_stdin(self, data: bytes) -> None:
+        if self.proc is None or self.proc.stdin is None:
+            return
+        with contextlib.suppress(BrokenPipeError, ValueError, OSError):
+            self.proc.stdin.write(data.decode("utf-8"))
+            self.proc.stdin.close()
 
     def _drain_stderr(self) -> None:
         """Read the child's standard error (for a person, not parsed) so it never blocks."""

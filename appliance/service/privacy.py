@@ -57,10 +57,10 @@ def load_canaries(home: Home, master_key: bytes, dataset: str) -> CanarySet | No
 
 
 def canaries_for_training(home: Home, policy: Policy, master_key: bytes,
-                          dataset: str) -> CanarySet | None:
-    """When the policy checks before signing: the dataset's canaries, or PolicyViolation
-    before any training starts if it has none. None when the check is off."""
-    if not policy.privacy.check_before_signing:
+                          dataset: str, *, force: bool = False) -> CanarySet | None:
+    """When the policy checks before signing (or `force`): the dataset's canaries, or
+    PolicyViolation before any training starts if it has none. None when the check is off."""
+    if not (policy.privacy.check_before_signing or force):
         return None
     canaries = load_canaries(home, master_key, dataset)
     if canaries is None:

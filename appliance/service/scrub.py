@@ -197,10 +197,12 @@ def residual_limits(residual: dict[str, int], policy: Policy) -> dict[str, dict[
 def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
                     progress: Progress | None = None, workers: int | None = None,
                     analyzer: Any = None, canaries: bool | None = None,
-                    columns: Any = None, home: Home | None = None) -> PreparedDataset:
+                    columns: Any = None, home: Home | None = None,
+                    eval_only: bool = False) -> PreparedDataset:
     """Read, validate, deduplicate, scrub and split the dataset at `path` under `policy`.
     With canaries (the argument, else `privacy.plant_canaries`), synthetic canaries are
-    planted after deduplication and before scrubbing (docs/privacy.md).
+    planted after deduplication and before scrubbing (docs/privacy.md). `eval_only` puts
+    every record in the eval split (a sacred evaluation set: never planted, never trained on).
 
     Raises DatasetFormatError (bad file, or an invalid record when intake.on_invalid is
     abort) and ScrubError (residual PII above the policy's limits). Quarantined records are
@@ -215,7 +217,8 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
     path = Path(path)
     tell = progress or (lambda *_: None)
     checked, unique, records_in = _read(path, policy, tell, columns)
-    records, planting = maybe_plant(unique.records, policy.privacy, canaries)
+    records, planting = maybe_plant(unique.records, policy.privacy,
+                                    False if eval_only else canaries)
     scrubbed, engine, kept_key = _scrub(records, policy, analyzer, workers, tell,
                                         where=str(path), home=home)
     kept = [i for i in range(len(records)) if i not in scrubbed.quarantine]
@@ -225,8 +228,8 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
     tell("residual", out_texts, out_texts)
     if not kept:
         raise ScrubError("every record was quarantined", where=str(path))
-    held_out = eval_indices([unique.keys[i] for i in kept], policy.training.eval_fraction,
-                            policy.intake.split_seed)
+    held_out = set(range(len(kept))) if eval_only else eval_indices(
+        [unique.keys[i] for i in kept], policy.training.eval_fraction, policy.intake.split_seed)
     train: list[dict[str, Any]] = []
     eval_: list[dict[str, Any]] = []
     for pos, i in enumerate(kept):
@@ -238,6 +241,7 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
         "records_out": len(kept),
         "train": len(train),
         "eval": len(eval_),
+        "eval_only": eval_only,
         "rejected": len(checked.rejected),
         "rejected_reasons": checked.reasons(),
         "rejected_lines": [line for line, _ in checked.rejected[:100]],
@@ -295,26 +299,34 @@ def _refuse_existing(store: Any, home: Home, name: str) -> None:
 def import_dataset(home: Home, path: str | Path, name: str, *,
                    passphrase: Passphrase, progress: Progress | None = None,
                    workers: int | None = None, canaries: bool | None = None,
-                   columns: str | None = None) -> dict[str, Any]:
+                   columns: str | None = None, eval_only: bool = False) -> dict[str, Any]:
     """Prepare the dataset and write it encrypted into the vault; returns the report.
+    `eval_only`: every record is held out and the vault marks the dataset so that training
+    can never read it (a recipe's `eval.dataset`, the sacred evaluation set).
 
     Fails before any scrubbing when the vault is unavailable or the passphrase is wrong."""
     from appliance import audit
     from appliance.vault import store
 
     column_map = column_mapping(columns)  # a bad mapping is bad usage, before anything else
+    if eval_only and canaries:
+        raise UsageError("--canaries and --eval-only do not go together: canaries are "
+                         "planted in training records, an eval-only dataset has none")
     trust.require_home(home)
     _refuse_existing(store, home, name)  # before the (long) scrub, not after it
     policy = load_policy(home.policy_file)
     master_key = trust.unlock(home, resolve(passphrase), policy)
     try:
         prepared = prepare_dataset(path, policy, name=name, progress=progress, workers=workers,
-                                   canaries=canaries, columns=column_map, home=home)
+                                   canaries=canaries, columns=column_map, home=home,
+                                   eval_only=eval_only)
     except (DatasetFormatError, ScrubError) as exc:
         audit.record(home, "dataset.import", outcome="refused", name=name,
                      reason=type(exc).__name__)
         raise
     metadata: dict[str, Any] = {"report": prepared.report}
+    if eval_only:
+        metadata[store.EVAL_ONLY_KEY] = True
     if prepared.pseudonym_key is not None:
         metadata["pseudonym_key_wrapped"] = wrap_pseudonym_key(master_key, name,
                                                                prepared.pseudonym_key)

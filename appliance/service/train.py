@@ -122,7 +122,7 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
 def train(home: Home, recipe_path: str | Path | None = None, *, passphrase: Passphrase,
           resume: str | None = None, records: RecordsProvider = vault_records,
           on_event: Callable[[Event], None] | None = None, echo_child_output: bool = False,
-          processes: int | None = None) -> TrainResult:
+          processes: int | None = None, check_privacy: bool = False) -> TrainResult:
     """Run (or resume) one training run to a finished artifact.
 
     SIGINT/SIGTERM (when called from the main thread) cancel the run at any moment: before
@@ -131,14 +131,16 @@ def train(home: Home, recipe_path: str | Path | None = None, *, passphrase: Pass
     (exit 1) naming the resume command, with a `train.cancelled` audit event. A second
     signal kills the trainer; its last checkpoint stays usable. `processes` overrides the
     recipe's number of training processes (new runs only). `passphrase` unlocks the vault
-    and signs the artifact.
+    and signs the artifact. `check_privacy` runs the canary exposure check before signing
+    even where the policy's privacy.check_before_signing is off (the demo does: the dataset
+    must have been imported with canaries).
     """
     relay = Relay()
     installed = relay.install()
     try:
         return _train(home, recipe_path, resume=resume, passphrase=passphrase,
                       records=records, on_event=on_event, echo_child_output=echo_child_output,
-                      processes=processes, relay=relay)
+                      processes=processes, relay=relay, check_privacy=check_privacy)
     finally:
         if installed:
             relay.restore()
@@ -197,6 +199,8 @@ class RunState:
     total_steps: int = 0
     canaries: CanarySet | None = None
     checkpoint_key: bytes | None = None
+    sacred: dict[str, Any] | None = None
+    """The recipe's eval-only dataset (`eval.dataset`): name, digest and records."""
 
     @property
     def adapter_out(self) -> Path:
@@ -281,7 +285,7 @@ class RunCollector:
 def _train(home: Home, recipe_path: str | Path | None, *, resume: str | None,
            passphrase: Passphrase, records: RecordsProvider,
            on_event: Callable[[Event], None] | None, echo_child_output: bool,
-           processes: int | None, relay: Relay) -> TrainResult:
+           processes: int | None, relay: Relay, check_privacy: bool = False) -> TrainResult:
     """The run's steps, in order: resume or new, policy checks, unlock, records, canaries,
     step and resume checks, keys; then under the run lock: start, launch, outcome checks,
     the evaluation gate, the privacy check, the artifact."""
@@ -297,7 +301,7 @@ def _train(home: Home, recipe_path: str | Path | None, *, resume: str | None,
     master_key = trust.unlock(home, secret, policy)  # checks the home manifest
     store.require_pinned(policy, run.model, trust.recorded_model(home, run.model.name))
     _read_records(run, master_key, records)
-    _setup_canaries(run, master_key)
+    _setup_canaries(run, master_key, force=check_privacy)
     _check_steps(run)
     _check_resumable(run)
     if relay.requested:
@@ -372,13 +376,17 @@ def _read_records(run: RunState, master_key: bytes, records: RecordsProvider) ->
         raise PolicyViolation("the dataset has no held-out eval split",
                               where="policy training.require_eval_split")
     run.dataset_digest = records_digest(run.train_records, run.eval_records)
+    from appliance.service.evalsets import sacred_set
+
+    run.sacred = sacred_set(run.home, master_key, run.recipe)  # eval-only, never trained on
 
 
-def _setup_canaries(run: RunState, master_key: bytes) -> None:
-    """The dataset's canaries when the policy checks exposure before signing."""
+def _setup_canaries(run: RunState, master_key: bytes, *, force: bool = False) -> None:
+    """The dataset's canaries when the policy checks exposure before signing (or `force`)."""
     from appliance.service.privacy import canaries_for_training  # docs/privacy.md
 
-    run.canaries = canaries_for_training(run.home, run.policy, master_key, run.recipe.dataset)
+    run.canaries = canaries_for_training(run.home, run.policy, master_key, run.recipe.dataset,
+                                         force=force)
 
 
 def _check_steps(run: RunState) -> None:
@@ -403,6 +411,10 @@ def _check_resumable(run: RunState) -> None:
         raise PolicyViolation("the active policy changed since the run started",
                               where=str(run.run_dir),
                               hint="start a new run under this policy")
+    recorded = (run.state["dataset"].get("eval_dataset") or {}).get("digest")
+    if recorded != (run.sacred or {}).get("digest"):
+        raise IntegrityError("the eval dataset changed since the run started",
+                             where=str(run.run_dir), hint="start a new run")
 
 
 def _setup_keys(run: RunState, master_key: bytes) -> None:
@@ -423,7 +435,11 @@ def _record_start(run: RunState, on_event: Callable[[Event], None] | None) -> No
                                     "source_digest": model.source_digest},
                      "dataset": {"name": recipe.dataset,
                                  "train_records": len(run.train_records),
-                                 "eval_records": len(run.eval_records)},
+                                 "eval_records": len(run.eval_records),
+                                 **({"eval_dataset": {k: run.sacred[k]
+                                                      for k in ("name", "digest")},
+                                     "eval_dataset_records": len(run.sacred["records"])}
+                                    if run.sacred else {})},
                      "dataset_digest": run.dataset_digest,
                      "policy_digest": run.policy_digest, "isolation": run.iso.detail,
                      "total_steps": run.total_steps,
@@ -459,6 +475,8 @@ def _launch(run: RunState, collector: RunCollector, *, relay: Relay,
            "patience": policy.evaluation.patience,
            "min_delta": policy.evaluation.min_delta,
            "inject_nan_at_step": int(os.environ.get(INJECT_NAN_ENV) or 0)}
+    if run.sacred:
+        job["sacred"] = run.sacred["records"]
     spec = isolation.child_spec(read_only=(model.weights_dir,), writable=(run.run_dir,))
     return isolation.run_isolated(dict(job), collector, run.iso, spec=spec, relay=relay,
                                   launch=recipe.processes > 1,
@@ -529,7 +547,7 @@ def _gate(run: RunState, collector: RunCollector, evals: dict[str, Event]) -> di
         policy.evaluation, eval_before=evals["before"], eval_after=evals["after"],
         general_before=collector.before("general"),
         general_after=collector.phases.get("general_after"), samples=collector.samples,
-        format_regex=run.recipe.eval.format_regex)
+        format_regex=run.recipe.eval.format_regex, format_schema=run.recipe.eval.format_schema)
     if collector.best is not None:
         result["best"] = {k: collector.best[k] for k in ("step", "final_step", "loss",
                                                          "evaluations", "reason")}
@@ -583,7 +601,9 @@ def _finish(run: RunState, collector: RunCollector, evals: dict[str, Event],
         model={**state["base_model"], **artifact.base_model_info(model)},
         dataset={"name": state["dataset"]["name"], "digest": state["dataset_digest"],
                  "train_records": state["dataset"]["train_records"],
-                 "eval_records": state["dataset"]["eval_records"]},
+                 "eval_records": state["dataset"]["eval_records"],
+                 **{k: v for k, v in state["dataset"].items()
+                    if k in ("eval_dataset", "eval_dataset_records")}},
         tokenizer_digest="sha256:" + model.files.get("tokenizer.json", ""),
         recipe=state["recipe"], isolation=run.iso.detail,
         evals={phase: {k: v for k, v in values.items() if k in ("loss", "perplexity",

@@ -67,7 +67,9 @@ def main() -> int:
 
     events.emit(Kind.STARTED, pid=os.getpid(), interfaces=_interfaces(),
                 offline={k: os.environ.get(k) for k in OFFLINE_ENV})
-    job: dict[str, Any] = json.loads(sys.stdin.buffer.read())
+    # the job is the first line of stdin; a job may read more lines after it (generate's
+    # interactive session)
+    job: dict[str, Any] = json.loads(sys.stdin.buffer.readline())
     kind = job.get("kind") or ("probe" if job.get("probe") else
                                 "privacy" if job.get("privacy") else
                                 "generate" if job.get("generate") else None)

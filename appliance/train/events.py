@@ -8,7 +8,7 @@ import os
 import threading
 from collections.abc import Iterable, Iterator
 from enum import StrEnum
-from typing import Any, TypedDict
+from typing import Any, NotRequired, TypedDict
 
 EVENT_FD_ENV = "APPLIANCE_EVENT_FD"
 PARENT_PID_ENV = "APPLIANCE_PARENT_PID"  # a child ends at once if its parent is gone
@@ -167,3 +167,6 @@ class TrainJob(TypedDict):
     min_delta: float
     inject_nan_at_step: int
     """Test-only (service.train.INJECT_NAN_ENV); 0 otherwise."""
+    sacred: NotRequired[list[dict[str, Any]]]
+    """The recipe's eval-only dataset (`eval.dataset`), when it names one: the numbers
+    before and after training are measured on it."""

@@ -4,13 +4,16 @@ numbers, before anything is signed. Plain Python (the parent runs it; no torch).
 Checks: the held-out loss must not rise (more than evaluation.max_eval_loss_rise), the
 perplexity on the shipped general-text set may rise at most
 evaluation.max_general_perplexity_rise, the share of generations matching the recipe's
-format must reach evaluation.min_format_compliance, exact matches with the reference
+format must reach evaluation.min_format_compliance (the regular expression's share and the
+JSON Schema's share are checked separately, each against it), exact matches with the reference
 answers evaluation.min_exact_match, repeated-sampling consistency evaluation.min_consistency,
 and the generations' distinct-bigram share evaluation.min_distinct_2 (a repetition guard).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -35,6 +38,27 @@ def format_compliance(texts: list[str], pattern: str | None) -> float | None:
     return sum(1 for t in texts if compiled.fullmatch(t.strip())) / len(texts)
 
 
+def schema_compliance(texts: list[str], schema: dict[str, Any] | None) -> float | None:
+    """Share of `texts` that are one JSON document valid against the JSON Schema `schema`
+    (None: no schema or no text). References are resolved within the schema only: the
+    validator never fetches anything."""
+    if not schema or not texts:
+        return None
+    from jsonschema.validators import validator_for
+    from referencing.exceptions import Unresolvable
+
+    validator = validator_for(schema)(schema)
+    valid = 0
+    for text in texts:
+        try:
+            document = json.loads(text.strip())
+        except ValueError:
+            continue
+        with contextlib.suppress(Unresolvable):  # a $ref outside it: never fetched
+            valid += bool(validator.is_valid(document))
+    return valid / len(texts)
+
+
 def _rise(before: float, after: float) -> float:
     return (after - before) / before if before else 0.0
 
@@ -42,7 +66,8 @@ def _rise(before: float, after: float) -> float:
 def verdict(limits: EvaluationPolicy, *, eval_before: Mapping[str, Any],
             eval_after: Mapping[str, Any], general_before: Mapping[str, Any] | None,
             general_after: Mapping[str, Any] | None, samples: list[dict[str, Any]],
-            format_regex: str | None) -> dict[str, Any]:
+            format_regex: str | None,
+            format_schema: dict[str, Any] | None = None) -> dict[str, Any]:
     """Every check with its numbers; `passed` is False when one fails (numbers only, never
     text: this goes into the signed report and the provenance)."""
     checks: list[dict[str, Any]] = []
@@ -71,6 +96,12 @@ def verdict(limits: EvaluationPolicy, *, eval_before: Mapping[str, Any],
               compliance >= limits.min_format_compliance,
               f"format compliance {compliance:.0%} of {len(completions)} generations (limit "
               f"{limits.min_format_compliance:.0%})")
+    schema_share = schema_compliance(completions, format_schema)
+    if schema_share is not None:
+        check("min_format_compliance", limits.min_format_compliance, schema_share,
+              schema_share >= limits.min_format_compliance,
+              f"JSON Schema compliance {schema_share:.0%} of {len(completions)} generations "
+              f"(limit {limits.min_format_compliance:.0%})")
     if samples:
         exact = sum(1 for x in samples if x.get("exact_match")) / len(samples)
         check("min_exact_match", limits.min_exact_match, exact,
@@ -93,6 +124,7 @@ def verdict(limits: EvaluationPolicy, *, eval_before: Mapping[str, Any],
     return {"passed": all(c["passed"] for c in checks), "enforced": limits.enforce,
             "checks": checks,
             "metrics": {"eval_loss_rise": rise, "format_compliance": compliance,
+                        "schema_compliance": schema_share,
                         "consistency": consistency,
                         "distinct_2": distinct,
                         "general_perplexity_before": (general_before or {}).get("perplexity"),

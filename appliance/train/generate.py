@@ -1,15 +1,24 @@
 """Answers from a signed adapter, inside the isolated child (the trainer's: no network, the
-tripwire on): `appliance generate` and `appliance chat` send a job with `"generate": true`.
+tripwire on): `appliance generate`, `appliance chat` and the console's Try page send a job
+of kind `generate`.
 
 The base model loads the way the artifact's recipe trained it (NF4 for qlora), the adapter
 through peft from the artifact's safetensors, prompts through the base model's chat
 template; decoding is greedy. With `compare_base`, the same prompt is answered with the
-adapter disabled. Answers go back to the parent over the event pipe; the parent scans them
-for PII before anything is shown.
+adapter disabled. Every answer passes the policy's PII detector here, in the sandbox
+(appliance.scrub.mask: Presidio and spaCy never load in the parent), before it goes back over
+the event pipe with the counts of what was masked.
+
+The job's `prompts` are answered first; with `interactive`, more come afterwards as JSON
+lines on standard input (`{"index": N, "messages": [...]}`), one answer each, until it
+closes: `appliance chat` keeps one model process for its whole session.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 from appliance.train.data import _render_ids
@@ -31,14 +40,25 @@ def _answer(model: Any, tokenizer: Any, messages: list[dict[str, str]], max_new:
 
 
 def _reply(model: Any, tokenizer: Any, job: dict[str, Any], index: int,
-           messages: list[dict[str, str]], device: Any) -> dict[str, Any]:
+           messages: list[dict[str, str]], device: Any, masker: Any) -> dict[str, Any]:
     max_new = int(job.get("max_new_tokens", 64))
-    row: dict[str, Any] = {"index": index,
-                           "adapter": _answer(model, tokenizer, messages, max_new, device)}
+    before = dict(masker.counts)
+    row: dict[str, Any] = {"index": index, "adapter": masker(
+        _answer(model, tokenizer, messages, max_new, device))}
     if job.get("compare_base"):
         with model.disable_adapter():
-            row["base"] = _answer(model, tokenizer, messages, max_new, device)
+            row["base"] = masker(_answer(model, tokenizer, messages, max_new, device))
+    row["masked"] = {k: v - before.get(k, 0) for k, v in masker.counts.items()
+                     if v > before.get(k, 0)}
     return row
+
+
+def _more_prompts() -> Iterator[tuple[int, list[dict[str, str]]]]:
+    """(index, messages) of each JSON line on standard input, until it closes."""
+    for line in sys.stdin:
+        if line.strip():
+            item = json.loads(line)
+            yield int(item["index"]), list(item["messages"])
 
 
 def run(job: dict[str, Any], emit: Emit) -> int:
@@ -51,6 +71,10 @@ def _run(job: dict[str, Any], emit: Emit) -> int:
     from peft import PeftModel
     from transformers import AutoTokenizer
 
+    from appliance.policy import validate_policy
+    from appliance.scrub.mask import Masker
+
+    masker = Masker(validate_policy(job["policy"], "the home's policy"))
     recipe = Recipe.model_validate(job["recipe"])
     device = setup_torch(recipe)
     tokenizer = AutoTokenizer.from_pretrained(job["model_dir"], trust_remote_code=False)
@@ -59,6 +83,9 @@ def _run(job: dict[str, Any], emit: Emit) -> int:
     model.eval()
     emit("ready")
     for index, messages in enumerate(job.get("prompts", [])):
-        emit("answer", **_reply(model, tokenizer, job, index, messages, device))
+        emit("answer", **_reply(model, tokenizer, job, index, messages, device, masker))
+    if job.get("interactive"):
+        for index, messages in _more_prompts():
+            emit("answer", **_reply(model, tokenizer, job, index, messages, device, masker))
     emit("done")
     return 0

@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,7 +83,8 @@ def run_isolated(job: dict[str, Any], on_event: Callable[[dict[str, Any]], None]
                  isolation: Isolation,  # noqa: ARG001 - proof that require_isolation() passed
                  *, spec: sandbox.Spec | None = None,
                  relay: Relay | None = None, launch: bool = False, tail_lines: int = 60,
-                 echo_output: bool = False) -> ChildResult:
+                 echo_output: bool = False,
+                 more_input: Iterable[dict[str, Any]] | None = None) -> ChildResult:
     """Run one job in the isolated child, calling `on_event` for every event it sends.
 
     The child runs in its own session (a terminal's Ctrl-C reaches this process only). With
@@ -91,6 +92,8 @@ def run_isolated(job: dict[str, Any], on_event: Callable[[dict[str, Any]], None]
     it has reported `started`, and a second one kills its process group. `launch` starts
     the child as the launcher of several trainer workers (appliance.train.launcher). `spec`
     says what the sandbox shows the child (default: nothing of the host's files).
+    `more_input` items follow the job on the child's stdin, one JSON line each as they come
+    (an iterator may block for the next one); stdin closes after the last.
     """
     read_fd, write_fd = os.pipe()
     argv = sandbox.python(CHILD_MODULE, *(["launch"] if launch else []))
@@ -121,7 +124,11 @@ def run_isolated(job: dict[str, Any], on_event: Callable[[dict[str, Any]], None]
     def feed() -> None:
         assert proc.stdin is not None  # noqa: S101 - set by Popen above
         with contextlib.suppress(BrokenPipeError):
-            proc.stdin.write(json.dumps(job).encode("utf-8"))
+            proc.stdin.write(json.dumps(job).encode("utf-8") + b"\n")
+            proc.stdin.flush()
+            for item in more_input or ():
+                proc.stdin.write(json.dumps(item).encode("utf-8") + b"\n")
+                proc.stdin.flush()
         with contextlib.suppress(BrokenPipeError):
             proc.stdin.close()
 

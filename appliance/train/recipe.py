@@ -112,17 +112,38 @@ class EvalSettings(_Strict):
     """A regular expression every held-out generation must match in full (Python `re`,
     fullmatch); the share that does is the format compliance the policy's
     evaluation.min_format_compliance checks. Empty: no format check."""
+    format_schema: dict[str, Any] = Field(default_factory=dict)
+    """A JSON Schema (written as a TOML table) every held-out generation must satisfy as one
+    JSON document; the share that does is checked against the policy's
+    evaluation.min_format_compliance (beside format_regex's share, if both are set).
+    Empty: no schema check."""
     consistency_samples: int = Field(default=0, ge=0, le=32)
     """Repeated sampling (k) per held-out generation prompt: the share of k sampled answers
     equal to the most common one is the consistency the policy's
     evaluation.min_consistency checks (0: not measured)."""
     temperature: float = Field(default=0.7, gt=0.0, le=2.0)
     """Sampling temperature of the consistency samples."""
+    dataset: str = ""
+    """An eval-only dataset of the vault (`dataset import --eval-only`), the sacred set: its
+    records replace the training dataset's eval split for the evaluation before and after
+    training, the generation metrics and the policy's [evaluation] gates. Evaluations during
+    training (best checkpoint, early stopping) keep using the training dataset's own eval
+    split, so the sacred set never steers training. Empty: the training dataset's eval
+    split throughout."""
 
     @model_validator(mode="after")
     def _consistent(self) -> EvalSettings:
         if self.early_stopping and not self.every:
             raise ValueError("early_stopping needs evaluations during training (every > 0)")
+        if self.format_schema:
+            from jsonschema.exceptions import SchemaError
+            from jsonschema.validators import validator_for
+
+            try:
+                validator_for(self.format_schema).check_schema(self.format_schema)
+            except SchemaError as exc:
+                raise ValueError(f"format_schema is not a valid JSON Schema: {exc.message}") \
+                    from None
         if self.format_regex:
             try:
                 re.compile(self.format_regex)

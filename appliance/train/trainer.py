@@ -304,6 +304,12 @@ def run(job: TrainJob, emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - linear, 
     eval_records = job["eval"][: recipe.eval.max_records]
     eval_msgs = [to_messages(r, i) for i, r in enumerate(eval_records)]
     held_out = [encode(tokenizer, m, seq_len) for m in eval_msgs]
+    # the sacred set (recipe eval.dataset) judges before and after; the eval split steers
+    final_msgs, final = eval_msgs, held_out
+    if job.get("sacred") is not None:
+        final_msgs = [to_messages(r, i) for i, r in
+                      enumerate(job["sacred"][: recipe.eval.max_records])]
+        final = [encode(tokenizer, m, seq_len) for m in final_msgs]
     general = [encode_text(tokenizer, t, seq_len) for t in job.get("general", [])]
     params = trainable(model)
     optimizer = torch.optim.AdamW(list(params.values()), lr=recipe.optim.learning_rate,
@@ -327,7 +333,7 @@ def run(job: TrainJob, emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - linear, 
     distributed.init(world, device)  # after the long load, which a stop cuts short
     net = distributed.wrap(model, world, device)
     if not job.get("resume"):
-        report(Kind.EVAL, phase="before", **evaluate(model, held_out, pad_id, micro_size,
+        report(Kind.EVAL, phase="before", **evaluate(model, final, pad_id, micro_size,
                                                    device, world))
         if general:
             report(Kind.GENERAL, phase="before", **evaluate(model, general, pad_id, micro_size,
@@ -450,7 +456,7 @@ def run(job: TrainJob, emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - linear, 
     if world.main:
         model.save_pretrained(str(adapter_dir), safe_serialization=True)
         report(Kind.SAVED, step=step, adapter_dir=str(adapter_dir))
-    report(Kind.EVAL, phase="after", **evaluate(model, held_out, pad_id, micro_size, device,
+    report(Kind.EVAL, phase="after", **evaluate(model, final, pad_id, micro_size, device,
                                              world))
     if general:
         report(Kind.GENERAL, phase="after", **evaluate(model, general, pad_id, micro_size,
@@ -458,7 +464,7 @@ def run(job: TrainJob, emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - linear, 
     distributed.shutdown(world)  # rank 0 generates alone
     if not world.main:
         return 0
-    samples = generate(model, tokenizer, eval_msgs[:recipe.eval.generations],
+    samples = generate(model, tokenizer, final_msgs[:recipe.eval.generations],
                        recipe.eval.generation_tokens, device, lambda: stop.requested,
                        samples=recipe.eval.consistency_samples,
                        temperature=recipe.eval.temperature, seed=recipe.seed)

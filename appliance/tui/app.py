@@ -21,6 +21,7 @@ from appliance.tui.screens.models import ModelsScreen
 from appliance.tui.screens.overview import OverviewScreen
 from appliance.tui.screens.policy import PolicyScreen
 from appliance.tui.screens.train import TrainScreen
+from appliance.tui.screens.tryout import TryScreen
 from appliance.tui.widgets.dialogs import ConfirmModal
 
 PAGES: dict[str, type[Page]] = {
@@ -31,6 +32,7 @@ PAGES: dict[str, type[Page]] = {
     "train": TrainScreen,
     "artifacts": ArtifactsScreen,
     "audit": AuditScreen,
+    "try": TryScreen,
 }
 """mode -> page class; NAV gives their keys and order."""
 

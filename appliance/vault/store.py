@@ -299,6 +299,24 @@ def _check_split(split: str) -> None:
         raise UsageError(f"unknown split {split!r}", hint="use train, eval or all")
 
 
+EVAL_ONLY_KEY = "eval_only"
+"""Metadata key (encrypted, authenticated) of a dataset imported with --eval-only."""
+TRAINING = "train"
+"""The read purpose of a training run: an eval-only dataset refuses it."""
+
+
+def _refuse_eval_only(name: str, metadata: dict[str, Any], purpose: str) -> None:
+    if purpose == TRAINING and metadata.get(EVAL_ONLY_KEY) is True:
+        raise PolicyViolation(f"dataset {name!r} is eval-only (imported with --eval-only): "
+                              "training can never read it",
+                              hint="name it as the recipe's eval.dataset to evaluate on it")
+
+
+def is_eval_only(metadata: dict[str, Any]) -> bool:
+    """True for the metadata of a dataset imported with --eval-only."""
+    return metadata.get(EVAL_ONLY_KEY) is True
+
+
 def read_dataset(home: Home, master_key: bytes, name: str,
                  split: str = "train", *, purpose: str = "read") -> list[dict[str, Any]]:
     """The records of one split ("train", "eval" or "all"), decrypted in memory only and
@@ -306,6 +324,7 @@ def read_dataset(home: Home, master_key: bytes, name: str,
     _check_split(split)
     with _audited(home, "dataset.read", name, split=split, purpose=purpose) as extra, \
             _open_verified(home, master_key, name) as opened:
+        _refuse_eval_only(name, opened.sections.metadata, purpose)
         records = frames.records_of(opened.plaintext, opened.sections, split)
         extra.update(digest=opened.sections.summary["digest"], count=len(records))
     return records
@@ -330,6 +349,7 @@ def load_dataset(home: Home, master_key: bytes, name: str, *,
     with _audited(home, "dataset.read", name, split="all", purpose=purpose) as extra, \
             _open_verified(home, master_key, name) as opened:
         sections = opened.sections
+        _refuse_eval_only(name, sections.metadata, purpose)
         loaded = LoadedDataset(
             name=name, dataset_id=sections.dataset_id, digest=str(sections.summary["digest"]),
             train=frames.records_of(opened.plaintext, sections, "train"),

@@ -19,10 +19,18 @@ switched, median of 20 presses alternating two pages, in these situations:
              trainer on every core, its events read by the page's worker and drawn as they
              come; presses alternate Policy and Overview once the first step is reported;
   train-page the same run, presses alternating Train (its plots redrawn) and Policy.
+  try        a REAL signed adapter asked from the Try page (key 8, a prompt typed, enter):
+             `appliance generate --prompts - --compare-base --json` in a niced child, the
+             model loading and answering (base and adapter) in the sandbox on every core;
+             presses alternate Try and Policy while it generates (a new prompt is asked
+             whenever an answer is complete; only presses made while a child ran count).
 The training presses are 0.3 s apart (not 0.05 s), so that they span several steps.
 The run is then cancelled with c (checkpoint at the next step boundary). Its home is real:
 init under the demo policy, the default base model imported (about 30 s), synthetic chat
-records encrypted in the vault. `--no-train` leaves the two training situations out.
+records encrypted in the vault; the Try situation's adapter is a 2-step run of the same
+data, trained (and signed) before the console starts. `--no-train` leaves the training and
+Try situations out; `--no-try` leaves the Try situation out. `--try-home HOME` measures only
+the idle baseline and the Try situation, on an existing home's newest signed artifact.
 
 The last line is one JSON object: ours = median latency while the real training run trains
 (the synthetic `job` when training is left out), baseline = median latency idle, ratio =
@@ -201,6 +209,72 @@ def training_home(root: Path) -> Path:
     return root
 
 
+TRY_RECIPE = TRAIN_RECIPE.replace('name = "bench"', 'name = "bench-try"').replace(
+    "max_steps = 60", "max_steps = 2")
+TRY_PROMPT = "What is item 5 made of? Answer in one sentence."
+
+
+def train_try_adapter(home: Path) -> str:
+    """A 2-step adapter of the bench data, trained and signed (the Try page's artifact)."""
+    from appliance.home import Home
+    from appliance.service.train import train
+
+    recipe = home / "recipes" / "bench-try.toml"
+    recipe.write_text(TRY_RECIPE)
+    secret = home.parent / "bench-passphrase"
+    secret.write_bytes(TRAIN_PASSPHRASE)
+    secret.chmod(0o600)
+    return train(Home(home), recipe, passphrase_file=str(secret)).run_id
+
+
+async def try_latencies(home: Path, run_id: str) -> dict[str, list[float]]:
+    """Key-press latencies (ms) while the Try page's generate child loads the model and
+    answers: presses alternate Try and Policy; a new prompt whenever one is answered."""
+    import appliance.tui.app as console
+    from appliance.home import Home
+    from appliance.tui.screens.policy import PolicyScreen
+    from appliance.tui.screens.tryout import TryScreen
+
+    console.SWITCH_INTERVAL_S = 0.0002
+    app = console.ApplianceConsole(Home(home))
+    out: list[float] = []
+    asked = answered = 0
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("2")
+        await pilot.press("8")
+        await app.workers.wait_for_complete()
+        screen: Any = app.screen
+        assert isinstance(screen, TryScreen)
+        assert screen.query_one("#try-artifact").value == run_id  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 900
+        i = 0
+        while len(out) < PRESSES and time.monotonic() < deadline:
+            if not screen.generating:
+                answered = len(screen.exchanges)
+                if asked and answered < asked:
+                    raise RuntimeError(f"no answer: {screen.banner.text}")
+                if not isinstance(app.screen, TryScreen):
+                    await _press(app, "8", TryScreen)
+                screen.query_one("#try-prompt").focus()
+                for char in TRY_PROMPT:
+                    await pilot.press("space" if char == " " else char)
+                await pilot.press("enter")
+                await pilot.press("escape")
+                asked += 1
+                await asyncio.sleep(1.0)  # the child is spawned and loading
+                continue
+            key, page = (("2", PolicyScreen), ("8", TryScreen))[i % 2]
+            i += 1
+            ms = await _press(app, key, page)
+            if screen.generating:
+                out.append(ms)
+            await asyncio.sleep(TRAIN_GAP_S)
+        while screen.generating:
+            await asyncio.sleep(0.2)
+        answered = len(screen.exchanges)
+    return {"try": out, "_asked": [float(asked)], "_answered": [float(answered)]}
+
+
 async def _start_training(app: Any, pilot: Any) -> Any:
     """On the Train page: choose the bench recipe, s, the passphrase typed into the modal;
     wait for the first training step. Returns the page."""
@@ -281,15 +355,55 @@ def _summary(values: list[float]) -> dict[str, float]:
             "max_ms": round(ordered[-1], 1)}
 
 
+def try_only(home: Path) -> None:
+    """The idle baseline and the Try situation on an existing home's newest signed artifact
+    (`--try-home`: no training, no start-up runs)."""
+    from appliance.home import Home
+    from appliance.service.artifacts import list_artifacts
+    from appliance.tui.screens import overview
+
+    overview.doctor = lambda _home: []
+    signed = [r["run"] for r in list_artifacts(Home(home)) if r["signed"] == "yes"]
+    if not signed:
+        raise SystemExit(f"no signed artifact in {home}")
+    idle = _summary(asyncio.run(latencies(home, "idle")))
+    started = time.monotonic()
+    tried = asyncio.run(try_latencies(home, str(signed[0])))
+    results = {"idle": idle, "try": _summary(tried["try"])}
+    print(f"{'situation':<10} {'median':>8} {'p90':>8} {'max':>8}   (ms)")
+    for situation, figures in results.items():
+        print(f"{situation:<10} {figures['median_ms']:>8} {figures['p90_ms']:>8} "
+              f"{figures['max_ms']:>8}")
+    ours, baseline = results["try"]["median_ms"], idle["median_ms"]
+    print(json.dumps({
+        "name": "tui", "unit": "ms", "ours": ours, "baseline": baseline,
+        "ratio": round(baseline / ours, 3) if ours else None, "target_ms": TARGET_MS,
+        "metric": "median key-press latency while the Try page's generate child loads the "
+                  "model and answers (baseline: idle)", "latency": results,
+        "try": {"asked": int(tried["_asked"][0]), "answered": int(tried["_answered"][0]),
+                "presses": len(tried["try"]),
+                "situation_s": round(time.monotonic() - started, 1)},
+        "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
+    }, sort_keys=True))
+
+
 def main() -> None:
     """Measure, print a table, then the JSON line."""
     parser = argparse.ArgumentParser(description="the operator console's benchmark")
     parser.add_argument("--no-train", action="store_true",
-                        help="leave out the situations with a real training run")
+                        help="leave out the situations with a real training run (and Try)")
+    parser.add_argument("--no-try", action="store_true",
+                        help="leave out the Try page situation (a real adapter answering)")
+    parser.add_argument("--try-home", metavar="HOME", default=None,
+                        help="only the idle baseline and the Try situation, on this existing "
+                             "home and its newest signed artifact (no training)")
     args = parser.parse_args()
     # The Overview's doctor runs a ~5 s torch probe in a child process; it is real in the
     # start-up runs but left out of the latency runs so every situation starts equal.
     training: dict[str, Any] = {}
+    if args.try_home:
+        try_only(Path(args.try_home))
+        return
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp) / "home"
         runs = [startup_ms(home) for _ in range(STARTUP_RUNS)]
@@ -310,6 +424,17 @@ def main() -> None:
             training = {"steps_before_and_after_presses": found["_steps"],
                         "cancelled_cleanly": bool(found["_stopped"][0]),
                         "situation_s": round(time.monotonic() - started, 1)}
+            if not args.no_try:
+                started = time.monotonic()
+                run_id = train_try_adapter(Path(tmp) / "train-home")
+                trained = time.monotonic() - started
+                tried = asyncio.run(try_latencies(Path(tmp) / "train-home", run_id))
+                results["try"] = _summary(tried["try"])
+                training["try"] = {"asked": int(tried["_asked"][0]),
+                                   "answered": int(tried["_answered"][0]),
+                                   "adapter_trained_s": round(trained, 1),
+                                   "situation_s": round(time.monotonic() - started
+                                                        - trained, 1)}
     print(f"start-up to first usable page: median {startup:.0f} ms wall, {startup_cpu:.0f} ms "
           f"CPU over {STARTUP_RUNS} runs (target {STARTUP_TARGET_MS:.0f} ms); heavy imports: "
           f"{torch_loaded}")
@@ -320,6 +445,9 @@ def main() -> None:
     if training:
         print(f"training run: steps {training['steps_before_and_after_presses']} before and "
               f"after the presses; cancelled cleanly: {training['cancelled_cleanly']}")
+        if "try" in training:
+            print(f"try page: {training['try']['asked']} prompts asked, "
+                  f"{training['try']['answered']} answered during the presses")
     real = "train" in results
     ours = results["train" if real else "job"]["median_ms"]
     baseline = results["idle"]["median_ms"]
@@ -332,6 +460,7 @@ def main() -> None:
         "metric": metric, "startup_ms": round(startup, 1),
         "startup_cpu_ms": round(startup_cpu, 1), "startup_target_ms": STARTUP_TARGET_MS,
         "startup_imports_torch": torch_loaded, "latency": results, "training": training,
+        "try_ms": results.get("try", {}).get("median_ms"),
         "cpus": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2),
     }, sort_keys=True))
 

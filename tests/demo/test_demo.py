@@ -23,7 +23,8 @@ def test_demo_ends_in_a_verified_artifact_with_lower_eval_loss(run_cli, tmp_path
     verify = run_cli("verify", str(artifact), "--home", str(home), "--json")
     assert verify.returncode == 0 and json.loads(verify.stdout)["ok"] is True
     stages = [line for line in done.stderr.splitlines() if line.startswith("[")]
-    for stage in ("init", "model", "dataset", "train", "eval", "gate", "verify", "try"):
+    for stage in ("init", "model", "dataset", "train", "eval", "gate", "privacy", "verify",
+                  "try"):
         assert any(f"{stage}]" in line for line in stages), stage
     assert result["evaluation"]["passed"] is True
     assert "evaluation.max_eval_loss_rise" in result["evaluation"]["checks"]
@@ -32,3 +33,8 @@ def test_demo_ends_in_a_verified_artifact_with_lower_eval_loss(run_cli, tmp_path
                for s in result["samples"])
     report = json.loads((artifact / "report.json").read_text())
     assert report["evaluation"]["best"]["step"] >= 12
+    # canaries planted at import, exposure measured before signing, signed in the artifact
+    assert result["privacy"]["verdict"] == "pass"
+    assert report["privacy"]["verdict"] == "pass"
+    assert json.loads((artifact / "provenance.json").read_text())["privacy"]["verdict"] == \
+        "pass"

@@ -18,7 +18,8 @@ from appliance.home import Home
 from appliance.passphrase import read_passphrase
 from appliance.policy import load_policy
 from appliance.resources import shipped_policy
-from appliance.service.generate import Masker, generate, read_prompts
+from appliance.scrub.mask import Masker
+from appliance.service.generate import generate, read_prompts
 from appliance.service.train import train
 from tests.train.conftest import memory_records, write_recipe
 
@@ -26,8 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _chat_in_tmux(home: Home, artifact: Path, tmp_path: Path) -> None:
-    """`appliance chat` in a real terminal: a typed question gets base and adapter answers,
-    an empty line ends the session."""
+    """`appliance chat` in a real terminal: two typed questions get base and adapter answers
+    from one model process (one audited session of two prompts), an empty line ends it."""
     from tests.tui.test_tui_terminal import TMUX, Terminal
 
     if TMUX is None:
@@ -42,6 +43,9 @@ def _chat_in_tmux(home: Home, artifact: Path, tmp_path: Path) -> None:
         term.keys("Enter")
         screen = term.wait_for(lambda t: "adapter>" in t, "the answer", timeout=900)
         assert "base>" in screen  # tmux drops trailing blanks
+        term.keys("And item 6?", literal=True)  # the same model process answers
+        term.keys("Enter")
+        term.wait_for(lambda t: t.count("adapter>") == 2, "the second answer", timeout=300)
         term.keys("Enter")
         end = time.monotonic() + 60
         while term.alive() and time.monotonic() < end:
@@ -49,6 +53,9 @@ def _chat_in_tmux(home: Home, artifact: Path, tmp_path: Path) -> None:
         assert not term.alive()
     finally:
         term.close()
+    audit = [json.loads(x) for x in home.audit_log.read_text().splitlines()]
+    session = [e for e in audit if e["action"] == "generate"][-1]
+    assert session["prompts"] == 2 and session["answers"] == 2  # one child, two turns
 
 
 def test_prompts_file_errors_name_the_line(tmp_path: Path) -> None:
@@ -89,8 +96,9 @@ def test_masker_masks_identifiers_and_counts_them() -> None:
 def test_generate_compare_base_in_the_child_and_tampered_refused(
         train_home: Home, pass_file: Path, tmp_path: Path) -> None:
     """A trained, signed adapter answers each prompt with and without the adapter through
-    the CLI (--json: prompt, adapter, base); the audit counts the answers; an artifact with
-    one flipped byte is refused before any model loads."""
+    the CLI (--json: prompt, adapter, base); the audit counts the answers; the CLI process
+    never imports spaCy, Presidio or torch (masking runs in the child); chat keeps one
+    child; an artifact with one flipped byte is refused before any model loads."""
     result = train(train_home, write_recipe(tmp_path / "r.toml", steps=2, ckpt=10),
                    passphrase=read_passphrase(pass_file), records=memory_records())
     prompts = tmp_path / "prompts.jsonl"
@@ -109,6 +117,18 @@ def test_generate_compare_base_in_the_child_and_tampered_refused(
     event = [e for e in audit if e["action"] == "generate"][-1]
     assert event["answers"] == 2 and event["compare_base"] is True
     assert "What colour" not in json.dumps(event)
+
+    # the PII detector (Presidio, spaCy) and the model run in the sandboxed child only
+    probe = ("import sys; from appliance.cli.main import main; rc = main(sys.argv[1:]); "
+             "print('HEAVY', sorted({'spacy', 'presidio_analyzer', 'torch', 'transformers'}"
+             " & set(sys.modules)))")
+    proc = subprocess.run(
+        [sys.executable, "-c", probe, "--home", str(train_home.root), "generate",
+         str(result.artifact_dir), "--prompts", str(prompts), "--max-tokens", "4"],
+        capture_output=True, text=True, cwd=REPO, check=False,
+        env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout, proc.stdout
 
     _chat_in_tmux(train_home, result.artifact_dir, tmp_path)
 

@@ -106,3 +106,47 @@ def test_gates_exact_match_and_consistency() -> None:
                                  {"completion": "d e f", "consistency": 1.0}],
                         format_regex=None)
     assert "evaluation.min_consistency: consistency 75% over 2 prompts" in gates.refusal(low)
+
+
+SCHEMA = {"type": "object", "required": ["ticket", "priority"],
+          "properties": {"ticket": {"type": "integer"},
+                         "priority": {"enum": ["low", "high"]}},
+          "additionalProperties": False}
+
+
+def test_gates_json_schema_compliance() -> None:
+    """Answers that are not JSON, JSON of the wrong shape, and a document with an extra key
+    fail the schema; the share is checked against min_format_compliance and reported."""
+    good = '{"ticket": 7, "priority": "high"}'
+    answers = [good, f"  {good}\n", "Sure! " + good, '{"ticket": "7", "priority": "high"}',
+               '{"ticket": 7, "priority": "high", "note": "x"}', "[1, 2]"]
+    assert gates.schema_compliance(answers, SCHEMA) == pytest.approx(2 / 6)
+    assert gates.schema_compliance(answers, None) is None
+    result = gates.verdict(EvaluationPolicy(min_format_compliance=0.5),
+                           eval_before={"loss": 1.0}, eval_after={"loss": 0.9},
+                           general_before=None, general_after=None,
+                           samples=[{"completion": a} for a in answers], format_regex=None,
+                           format_schema=SCHEMA)
+    line = gates.refusal(result)
+    assert result["passed"] is False
+    assert "evaluation.min_format_compliance: JSON Schema compliance 33% of 6" in line
+    assert result["metrics"]["schema_compliance"] == pytest.approx(2 / 6)
+    ok = gates.verdict(EvaluationPolicy(min_format_compliance=1.0), eval_before={"loss": 1.0},
+                       eval_after={"loss": 0.9}, general_before=None, general_after=None,
+                       samples=[{"completion": good}], format_regex=None, format_schema=SCHEMA)
+    assert ok["passed"] is True
+
+
+def test_gates_schema_never_fetches_a_remote_reference() -> None:
+    """A $ref to a URL is not resolved over the network: the answer just does not comply."""
+    remote = {"$ref": "https://example.invalid/schema.json"}
+    assert gates.schema_compliance(['{"a": 1}'], remote) == 0.0
+
+
+def test_recipe_refuses_an_invalid_json_schema() -> None:
+    """format_schema must be a valid JSON Schema (exit 2, key named); a TOML table is."""
+    base = {"base_model": "m", "dataset": "d"}
+    with pytest.raises(RecipeError, match="format_schema is not a valid JSON Schema"):
+        parse_recipe({**base, "eval": {"format_schema": {"type": "no-such-type"}}})
+    recipe = parse_recipe({**base, "eval": {"format_schema": SCHEMA}})
+    assert recipe.eval.format_schema == SCHEMA

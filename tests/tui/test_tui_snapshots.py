@@ -73,3 +73,22 @@ def test_train_layout_during_a_run(snap_compare: Any, home: Home,
         await pilot.pause()
 
     assert snap_compare(ApplianceConsole(home), terminal_size=SIZE, run_before=run)
+
+
+def test_try_layout_with_answers(snap_compare: Any, home: Home, fixed_doctor: object) -> None:
+    """Try: the signed artifact chosen, two exchanges, base and adapter side by side."""
+
+    async def compare(pilot: Pilot[Any]) -> None:
+        await pilot.press("8")
+        await _settle(pilot)
+        screen: Any = pilot.app.screen
+        screen.exchanges = [
+            {"prompt": "What colour is item 5?", "base": "I'm sorry, I don't have "
+             "information about item 5.", "adapter": "Item 5 is teal."},
+            {"prompt": "Write to me at <EMAIL_ADDRESS>", "base": "Sure, <EMAIL_ADDRESS>.",
+             "adapter": "Noted."},
+        ]
+        screen._show()
+        await pilot.pause()
+
+    assert snap_compare(ApplianceConsole(home), terminal_size=SIZE, run_before=compare)

@@ -27,6 +27,7 @@ NAV: list[tuple[str, str, str]] = [
     ("5", "train", "Train"),
     ("6", "artifacts", "Artifacts"),
     ("7", "audit", "Audit"),
+    ("8", "try", "Try"),
 ]
 """(key, mode, label) of every page, in the order the navigation bar shows them."""
 

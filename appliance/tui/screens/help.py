@@ -37,6 +37,8 @@ PAGE_KEYS: dict[str, list[tuple[str, str]]] = {
     "Audit": [("/", "filter events: words, or action=… outcome=… key=value"),
               ("v", "verify the chain against its signed checkpoints"),
               ("e", "export the auditor's bundle"), ("r", "reload")],
+    "Try": [("p", "type a prompt; enter: base and adapter answer side by side"),
+            ("x", "cancel the answer being generated"), ("r", "reload the artifacts")],
 }
 
 
