@@ -245,7 +245,13 @@ async def try_latencies(home: Path, run_id: str) -> dict[str, list[float]]:
         await app.workers.wait_for_complete()
         screen: Any = app.screen
         assert isinstance(screen, TryScreen)
-        assert screen.query_one("#try-artifact").value == run_id  # type: ignore[attr-defined]
+        choice: Any = screen.query_one("#try-artifact")
+        end = time.monotonic() + 60
+        while choice.value != run_id:
+            if time.monotonic() > end:
+                raise RuntimeError(f"the Try page does not offer {run_id}: "
+                                   f"{screen.banner.text} ({choice.value})")
+            await asyncio.sleep(0.2)
         deadline = time.monotonic() + 900
         i = 0
         while len(out) < PRESSES and time.monotonic() < deadline:
