@@ -222,3 +222,21 @@ def test_cuda_lock_installs_offline_and_imports_without_a_gpu(tmp_path):
         assert "no usable GPU for this CUDA build" in accelerator
     else:
         assert "usable" in accelerator and "no usable GPU" not in accelerator
+
+
+def test_the_installation_is_checked_against_the_lock_it_came_from(monkeypatch):
+    """doctor and provenance use the lock whose torch pin is the installed torch: this CPU
+    environment's is the CPU lock; with torch's CUDA build installed, the GPU lock (the real
+    CUDA environment: test_cuda_lock_installs_offline_and_imports_without_a_gpu)."""
+    from importlib import metadata
+
+    from appliance import resources
+
+    assert resources.lock_file() == LOCK
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: _pins(CUDA_LOCK)["torch"]
+                        if name == "torch" else real(name))
+    assert resources.lock_file() == CUDA_LOCK
+    monkeypatch.setattr(metadata, "version", lambda name: "9.9" if name == "torch"
+                        else real(name))
+    assert resources.lock_file() == LOCK
