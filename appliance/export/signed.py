@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import __version__
+from appliance.errors import UsageError
 from appliance.fsutil import atomic_write_text, fsync_dir
 from appliance.home import Home
 from appliance.signing.provenance import DOCS_URI, library_versions
@@ -104,7 +105,11 @@ def sign_and_place_file(home: Home, staging: Path, dest: Path, companions: tuple
     placed: list[Path] = []
     try:
         for target in file_outputs(dest, companions):
-            os.link(staging / target.name, target)  # FileExistsError: never overwrite
+            try:
+                os.link(staging / target.name, target)  # never overwrites
+            except FileExistsError:
+                raise UsageError("the output already exists (it appeared during the "
+                                 "export)", where=str(target)) from None
             placed.append(target)
         fsync_dir(dest.parent)
     except BaseException:

@@ -137,8 +137,8 @@ def export_gguf(home: Home, artifact: str | Path, out: str | Path, qtype: str = 
     """Verify a private copy of `artifact`, merge it into its base model, and write the
     merged model as one GGUF file (F16 or Q8_0) with an Ollama Modelfile, signed like an
     artifact (build type gguf-export/v1): into the new directory `out` (`model.gguf`,
-    `Modelfile`), or, when `out` ends in `.gguf`, as that file with `OUT.Modelfile` and
-    its signature files beside it (`appliance.signing.sign_file`). The merge and the
+    `Modelfile`), or, when `out` ends in `.gguf`, as that file with `NAME.gguf.Modelfile`
+    and its signature files beside it (`appliance.signing.sign_file`). The merge and the
     conversion run in the sandbox. Gated like `export merge` (merged weights leave the
     appliance). Audited either way."""
     from appliance.export import gguf_writer

@@ -414,3 +414,25 @@ def test_a_directory_signature_does_not_pass_for_a_file(initialised_home, signed
                 folder / "adapter_model.safetensors.provenance.sigstore.json")
     result = verify_artifact(target, _trusted(initialised_home))
     assert not result.ok and result.reason == "the signature is not over a single file"
+
+
+def test_a_single_file_export_never_overwrites_and_leaves_nothing_half_placed(
+        initialised_home, passphrase, tmp_path):
+    """If NAME.gguf appears while an export runs, placing the signed file refuses with one
+    usage error, the file already there is untouched and none of the export's other files
+    (Modelfile, signature files) stay behind."""
+    from appliance.errors import UsageError
+    from appliance.export.signed import sign_and_place_file
+
+    staging, out = tmp_path / "staging", tmp_path / "out"
+    staging.mkdir()
+    out.mkdir()
+    (staging / "smol.gguf").write_bytes(b"GGUF new")
+    (staging / "smol.gguf.Modelfile").write_text("FROM ./smol.gguf\n")
+    (out / "smol.gguf").write_bytes(b"someone else's")
+    with pytest.raises(UsageError, match="already exists") as caught:
+        sign_and_place_file(initialised_home, staging, out / "smol.gguf", (".Modelfile",),
+                            PROVENANCE_INFO, passphrase, "https://appliance.local/x")
+    assert caught.value.exit_code == 2
+    assert sorted(p.name for p in out.iterdir()) == ["smol.gguf"]
+    assert (out / "smol.gguf").read_bytes() == b"someone else's"
