@@ -206,7 +206,7 @@ def export_gguf_adapter(home: Home, artifact: str | Path, out: str | Path,
             info = signed.export_provenance(
                 kind="gguf-adapter", artifact=art, verified=result,
                 policy_digest=policy_digest(policy),
-                output={"gguf_type": wrote["type"], "tensors": wrote["tensors"],
+                output={"gguf_type": wrote["gguf_type"], "tensors": wrote["tensors"],
                         "rank": wrote["rank"], "alpha": wrote["alpha"], "format": "gguf-lora"})
             gguf, sig = _place_gguf(
                 home, staging, dest, "adapter.gguf", lambda name, mf: gguf_writer.adapter_modelfile(
@@ -215,7 +215,8 @@ def export_gguf_adapter(home: Home, artifact: str | Path, out: str | Path,
     audit.record(home, "export.gguf", artifact=art.name, adapter_root_digest=result["root_digest"],
                  root_digest=sig["root_digest"], gguf_type="lora")
     return {"artifact": str(art), "out": str(dest), "gguf": str(gguf),
-            "type": wrote["type"], "tensors": wrote["tensors"], "root_digest": sig["root_digest"],
+            "type": wrote["gguf_type"], "tensors": wrote["tensors"],
+            "root_digest": sig["root_digest"],
             "adapter_root_digest": result["root_digest"], "signer": sig["signer"],
             "signed": True}
 
