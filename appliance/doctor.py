@@ -78,9 +78,11 @@ def check_dependencies() -> Check:
             wrong.append(f"{name} {have} (lock: {want})")
     if wrong:
         shown = ", ".join(wrong[:5]) + (f" and {len(wrong) - 5} more" if len(wrong) > 5 else "")
-        return Check("dependencies", True, False, f"not as locked: {shown} "
-                     "(run scripts/install.sh)")
-    return Check("dependencies", True, True, f"{len(pins)} packages match the lock")
+        again = "scripts/install.sh --cuda" if "cuda" in lock.name else "scripts/install.sh"
+        return Check("dependencies", True, False, f"not as locked in {lock.name}: {shown} "
+                     f"(run {again})")
+    return Check("dependencies", True, True, f"{len(pins)} packages match the lock "
+                 f"({lock.name})")
 
 
 def check_namespace() -> Check:

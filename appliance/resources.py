@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 from appliance.errors import InstallError
@@ -23,10 +24,26 @@ def shipped_policy(name: str = "default") -> Path:
     return path
 
 
+LOCKS = ("requirements.lock", "requirements-cuda.lock")
+"""The CPU lock and the GPU lock (scripts/install.sh and scripts/install.sh --cuda)."""
+
+
 def lock_file() -> Path | None:
-    """The hash-pinned lock the installation was made from, if present."""
-    path = REPO_ROOT / "vendor_wheels" / "requirements.lock"
-    return path if path.is_file() else None
+    """The hash-pinned lock the installation was made from, if present: the one whose torch
+    pin is the installed torch (2.x+cpu for the CPU lock, the CUDA build for the GPU lock),
+    else the CPU lock. Reads package metadata only (torch is not imported)."""
+    from importlib import metadata
+
+    paths = [p for name in LOCKS if (p := REPO_ROOT / "vendor_wheels" / name).is_file()]
+    try:
+        torch = metadata.version("torch")
+    except metadata.PackageNotFoundError:
+        torch = None
+    for path in paths:
+        if torch is not None and re.search(rf"^torch=={re.escape(torch)}\s", path.read_text(),
+                                           re.MULTILINE):
+            return path
+    return paths[0] if paths else None
 
 
 def lock_digest() -> str | None:

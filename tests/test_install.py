@@ -191,8 +191,10 @@ def test_cuda_lock_is_hashed_takes_cuda_torch_and_follows_the_cpu_lock():
 @pytest.mark.netns
 def test_cuda_lock_installs_offline_and_imports_without_a_gpu(tmp_path):
     """scripts/install.sh --cuda from vendor_wheels/cuda/ (scripts/vendor.sh --cuda, several
-    GB) inside an empty network namespace; the CUDA build imports on a machine without a GPU
-    and doctor names the build."""
+    GB) into a fresh venv inside an empty network namespace; the CUDA build of torch imports
+    on a machine without a GPU; doctor checks the installation against the GPU lock, names
+    the build and says whether a GPU is usable. Skips when the wheels are not vendored
+    (README, "Installing on a GPU machine")."""
     if len(list(CUDA_WHEELS.glob("*.whl"))) < len(_requirements(CUDA_LOCK.read_text())):
         pytest.skip("vendor_wheels/cuda/ is not filled (run scripts/vendor.sh --cuda)")
     venv = tmp_path / "venv"
@@ -200,12 +202,41 @@ def test_cuda_lock_installs_offline_and_imports_without_a_gpu(tmp_path):
     done = subprocess.run(["unshare", "--net", str(REPO / "scripts" / "install.sh"), "--cuda"],
                           env=env, capture_output=True, text=True, timeout=1800, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "offline install" in done.stdout
     probe = subprocess.run(["unshare", "--net", str(venv / "bin" / "python"), "-c",
-                            "import torch, bitsandbytes; print(torch.version.cuda)"],
+                            "import torch, bitsandbytes; print(torch.__version__, "
+                            "torch.version.cuda, torch.cuda.is_available())"],
                            capture_output=True, text=True, timeout=300, check=False)
-    assert probe.returncode == 0 and probe.stdout.strip() not in ("", "None"), probe.stderr
+    assert probe.returncode == 0, probe.stderr
+    version, cuda, usable = probe.stdout.split()[-3:]
+    assert version == _pins(CUDA_LOCK)["torch"] + "+cu" + cuda.replace(".", "")
     doctor = subprocess.run(["unshare", "--net", str(venv / "bin" / "appliance"), "doctor",
                              "--json", "--home", str(tmp_path / "home")], capture_output=True,
                             text=True, timeout=300, check=False)
     checks = {c["name"]: c for c in json.loads(doctor.stdout.strip().splitlines()[-1])["checks"]}
-    assert "CUDA" in checks["accelerator"]["detail"]
+    assert checks["dependencies"]["ok"], checks["dependencies"]
+    assert "requirements-cuda.lock" in checks["dependencies"]["detail"]
+    accelerator = checks["accelerator"]["detail"]
+    assert f"CUDA {cuda} build" in accelerator
+    if usable == "False":
+        assert "no usable GPU for this CUDA build" in accelerator
+    else:
+        assert "usable" in accelerator and "no usable GPU" not in accelerator
+
+
+def test_the_installation_is_checked_against_the_lock_it_came_from(monkeypatch):
+    """doctor and provenance use the lock whose torch pin is the installed torch: this CPU
+    environment's is the CPU lock; with torch's CUDA build installed, the GPU lock (the real
+    CUDA environment: test_cuda_lock_installs_offline_and_imports_without_a_gpu)."""
+    from importlib import metadata
+
+    from appliance import resources
+
+    assert resources.lock_file() == LOCK
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: _pins(CUDA_LOCK)["torch"]
+                        if name == "torch" else real(name))
+    assert resources.lock_file() == CUDA_LOCK
+    monkeypatch.setattr(metadata, "version", lambda name: "9.9" if name == "torch"
+                        else real(name))
+    assert resources.lock_file() == LOCK

@@ -1,5 +1,6 @@
-"""Intake formats through `datasets`: Parquet, CSV, save_to_disk directories and ShareGPT
-files import with the same report as their JSONL equivalent; every format names the row of
+"""Intake formats through `datasets`: JSON arrays, Parquet, CSV, save_to_disk directories and
+ShareGPT files import with the same report as their JSONL equivalent, and JSONL read through
+`datasets` gives the report of the file read directly; every format names the line or row of
 a bad record; nothing is cached on disk (HF_DATASETS_CACHE and the home are scanned for a
 canary after a real import, and the scan is shown to fail with the in-memory path off)."""
 
@@ -51,10 +52,12 @@ def _write_all(tmp_path: Path, rows: list[dict[str, Any]]) -> dict[str, Path]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    out = {"jsonl": tmp_path / "d.jsonl", "parquet": tmp_path / "d.parquet",
+    out = {"jsonl": tmp_path / "d.jsonl", "json": tmp_path / "d.json",
+           "parquet": tmp_path / "d.parquet",
            "csv": tmp_path / "d.csv", "datasets": tmp_path / "saved",
            "sharegpt": tmp_path / "share.jsonl"}
     out["jsonl"].write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out["json"].write_text(json.dumps(rows, indent=1))
     pq.write_table(pa.Table.from_pylist(rows), out["parquet"])
     import csv
 
@@ -76,15 +79,55 @@ def _report(path: Path, analyzer: Any) -> dict[str, Any]:
 
 def test_every_format_imports_with_the_jsonl_report(tmp_path: Path, analyzer: Any,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    """Parquet, CSV, a datasets directory and ShareGPT give the JSONL file's report: counts,
+    """A JSON array, Parquet, CSV, a datasets directory and ShareGPT give the JSONL file's
+    report: counts,
     PII found, residual, and the digest of the scrubbed records (the per-dataset pseudonym
     key, random in use, is fixed here so that digests of the same records compare)."""
     monkeypatch.setattr("appliance.scrub.operators.new_key", lambda: b"k" * 32)
     paths = _write_all(tmp_path, _records())
     expected = _report(paths["jsonl"], analyzer)
     assert expected["records_out"] == 24 and expected["pii"]
-    for kind in ("parquet", "csv", "datasets", "sharegpt"):
+    for kind in ("json", "parquet", "csv", "datasets", "sharegpt"):
         assert _report(paths[kind], analyzer) == expected, kind
+
+
+ODD_LINES = [
+    {"instruction": "Say hi", "input": 5, "output": "Hi"},  # the type of input varies
+    {"instruction": "Say yo", "input": "", "output": "Yo", "id": 7, "meta": None},
+    {"instruction": "Say ok", "output": "OK", "id": "a7", "tags": ["x", 1, None]},
+    b"{not json", [1, 2], {}, "text", {"instruction": "", "output": "x"},
+    {"instruction": "Big", "output": "int", "id": 2**70},  # beyond any Arrow integer
+    {"instruction": "Nested", "output": "n", "extra": {"a": {"b": [1.5, 2]}, "c": None}},
+]
+
+
+def _odd_file(tmp_path: Path) -> Path:
+    path = tmp_path / "odd.jsonl"
+    path.write_bytes(b"\n\n".join(x if isinstance(x, bytes) else json.dumps(x).encode()
+                                  for x in ODD_LINES) + b"\n")
+    return path
+
+
+def test_json_lines_through_datasets_keep_the_direct_report(tmp_path: Path) -> None:
+    """JSONL read through an in-memory `datasets.Dataset` (columns of varying type, nulls,
+    absent keys, non-objects, bad JSON, blank lines) gives the records, rejections with
+    their line numbers and ignored keys of the file's lines read directly; the one record
+    Arrow cannot hold (an integer beyond 64 bits) is rejected naming its line."""
+    from appliance.intake.reader import read_items
+
+    path = _odd_file(tmp_path)
+    kind, items = formats.read_any(path, 10_000)
+    _, direct = read_items(path, 10_000)
+    assert kind == "jsonl" and [i.line for i in items] == [i.line for i in direct]
+    got, want = validate(items, where="x"), validate(direct, where="x")
+    assert [(r.line, r.data) for r in got.records] == \
+        [(r.line, r.data) for r in want.records if r.line != 17]
+    assert got.ignored_keys == want.ignored_keys == {"id", "meta", "tags", "extra"}
+    unheld = (17, "unsupported value: datasets cannot hold this record (OverflowError: "
+              "Python int too large to convert to C long)")
+    assert got.rejected == sorted([*want.rejected, unheld])
+    assert [line for line, _ in got.rejected] == [1, 7, 9, 11, 13, 15, 17]
+    assert [i.value for i in items if i.line == 19] == [ODD_LINES[9]]
 
 
 def test_alpaca_csv_cells_stay_strings(tmp_path: Path) -> None:
@@ -177,23 +220,25 @@ def _canary_files(roots: list[Path]) -> list[Path]:
             if p.is_file() and not p.is_symlink() and CANARY.encode() in p.read_bytes()]
 
 
-def test_imports_leave_no_plaintext_in_the_datasets_cache_or_the_home(
-        tmp_path: Path, pass_file_home: tuple[Path, Path]) -> None:
-    """After real `dataset import`s of a Parquet file and a datasets directory, neither
-    HF_DATASETS_CACHE, HF_HOME nor the home holds the canary; through datasets' caching
-    loader (the test-only switch) the same scan finds it."""
+def _canary_sources(src: Path) -> None:
+    """The same canary records as Parquet, a datasets directory, JSONL and a JSON array."""
     import datasets
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    home, pass_file = pass_file_home
     rows = [{"instruction": f"Which box is on shelf {i}?",
              "output": f"Shelf {i} holds box {CANARY}{i}."}
             for i in range(12)]
-    src = tmp_path / "src"
     src.mkdir()
     pq.write_table(pa.Table.from_pylist(rows), src / "c.parquet")
     datasets.Dataset.from_list(rows).save_to_disk(str(src / "saved"))
+    (src / "c.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (src / "c.json").write_text(json.dumps(rows))
+
+
+def _importer(tmp_path: Path, home: Path, pass_file: Path) -> tuple[Any, list[Path], Path]:
+    """run(prefix, source, name) for a real `dataset import` in a child with its own
+    datasets cache; the directories to scan; the cache."""
     cache, hf_home = tmp_path / "hf-datasets", tmp_path / "hf-home"
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_DATASETS_CACHE": str(cache),
            "HF_HOME": str(hf_home), "XDG_CACHE_HOME": str(tmp_path / "xdg")}
@@ -201,15 +246,38 @@ def test_imports_leave_no_plaintext_in_the_datasets_cache_or_the_home(
     def run(prefix: list[str], source: Path, name: str) -> None:
         done = subprocess.run([*prefix, "dataset", "import", str(source), "--name", name,
                                "--home", str(home), "--passphrase-file", str(pass_file)],
-                              env=env, capture_output=True, text=True, timeout=600,
+                              env=env, capture_output=True, text=True, timeout=900,
                               check=False)
         assert done.returncode == 0, done.stderr
 
-    scanned = [cache, hf_home, tmp_path / "xdg", home]
-    run([sys.executable, "-m", "appliance"], src / "c.parquet", "p")
-    run([sys.executable, "-m", "appliance"], src / "saved", "s")
+    return run, [cache, hf_home, tmp_path / "xdg", home], cache
+
+
+def test_imports_leave_no_plaintext_in_the_datasets_cache_or_the_home(
+        tmp_path: Path, pass_file_home: tuple[Path, Path]) -> None:
+    """After real `dataset import`s of a Parquet file, a datasets directory and a JSONL
+    file, neither HF_DATASETS_CACHE, HF_HOME nor the home holds the canary; through
+    datasets' caching loader (the test-only switch) the same scan finds it."""
+    _canary_sources(tmp_path / "src")
+    run, scanned, cache = _importer(tmp_path, *pass_file_home)
+    for source, name in (("c.parquet", "p"), ("saved", "s"), ("c.jsonl", "j")):
+        run([sys.executable, "-m", "appliance"], tmp_path / "src" / source, name)
     assert _canary_files(scanned) == []
-    run([sys.executable, "-c", CACHE_OFF], src / "c.parquet", "unsafe")
+    run([sys.executable, "-c", CACHE_OFF], tmp_path / "src" / "c.parquet", "unsafe")
+    found = _canary_files(scanned)
+    assert found and all(p.is_relative_to(cache) for p in found)
+
+
+@pytest.mark.slow  # two more real imports (each loads spaCy and scrubs): over a minute
+def test_json_imports_leave_no_plaintext_in_the_datasets_cache(
+        tmp_path: Path, pass_file_home: tuple[Path, Path]) -> None:
+    """A JSON array imports leaving no canary in the cache or the home; JSONL through
+    datasets' caching JSON loader (the test-only switch) leaves it in the cache."""
+    _canary_sources(tmp_path / "src")
+    run, scanned, cache = _importer(tmp_path, *pass_file_home)
+    run([sys.executable, "-m", "appliance"], tmp_path / "src" / "c.json", "a")
+    assert _canary_files(scanned) == []
+    run([sys.executable, "-c", CACHE_OFF], tmp_path / "src" / "c.jsonl", "unsafe")
     found = _canary_files(scanned)
     assert found and all(p.is_relative_to(cache) for p in found)
 

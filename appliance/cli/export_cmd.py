@@ -1,4 +1,5 @@
-"""`appliance export merge ARTIFACT --out DIR`."""
+"""`appliance export merge ARTIFACT --out DIR` and `appliance export gguf ARTIFACT --out
+DIR|NAME.gguf [--type f16|q8_0] [--adapter-only]`."""
 
 from __future__ import annotations
 
@@ -50,11 +51,14 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     gguf.add_argument("artifact", help="artifact directory (HOME/artifacts/RUN)")
     gguf.add_argument("--out", required=True,
                       help="output directory (must not exist): model.gguf, Modelfile, "
-                           "signatures")
+                           "signatures; or a NAME.gguf file path: the file, with "
+                           "NAME.gguf.Modelfile, NAME.gguf.sig, "
+                           "NAME.gguf.provenance.sigstore.json and NAME.gguf.signer.pub.pem "
+                           "beside it")
     gguf.add_argument("--type", choices=("f16", "q8_0"), default="f16",
                       help="tensor type of the matrices (default f16)")
     gguf.add_argument("--adapter-only", action="store_true",
                       help="write the LoRA adapter alone as a llama.cpp GGUF adapter "
-                           "(adapter.gguf, F32; no merged weights)")
+                           "(adapter.gguf or NAME.gguf, F32; no merged weights)")
     gguf.add_argument("--json", action="store_true", help="print the result as JSON")
     gguf.set_defaults(handler=_gguf)

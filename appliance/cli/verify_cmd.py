@@ -1,4 +1,5 @@
-"""`appliance verify DIR [--json]`: check a signed artifact."""
+"""`appliance verify DIR|FILE [--json]`: check a signed artifact (or a signed single file,
+such as a `NAME.gguf` export with its signature files beside it)."""
 
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ def _verify(args: argparse.Namespace) -> int:
 def register(sub: Any, common: argparse.ArgumentParser) -> None:
     """Add `verify`."""
     verify = add_command(sub, common, "verify", "check that a directory is a complete, "
-                         "unmodified artifact signed by a key the policy trusts")
-    verify.add_argument("dir", help="artifact directory")
+                         "unmodified artifact signed by a key the policy trusts (or a file "
+                         "exported as NAME.gguf, with its signature files beside it)")
+    verify.add_argument("dir", help="artifact directory, or a signed NAME.gguf file")
     verify.add_argument("--policy", metavar="FILE", default=None,
                         help="trust what this policy trusts (default: the home's policy)")
     verify.add_argument("--trusted-key", metavar="FINGERPRINT|FILE", default=None,

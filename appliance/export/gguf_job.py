@@ -25,5 +25,7 @@ def run(job: dict[str, Any], emit: Emit) -> int:
         config = json.loads(Path(job["base_config"]).read_text("utf-8"))
         wrote = gguf_writer.write_lora_gguf(Path(job["source"]), config, Path(job["out"]),
                                             job["name"])
-    emit("done", **{k: v for k, v in wrote.items() if k != "names"})
+    # the writer's "type" (the tensor type) as gguf_type: an event's own "type" is its kind
+    emit("done", gguf_type=wrote["type"],
+         **{k: v for k, v in wrote.items() if k not in ("names", "type")})
     return 0

@@ -1,7 +1,9 @@
 """Signing an export: the output is built in a staging directory with the output's name,
 given provenance naming the adapter artifact it came from (by its model-signing root
 digest), signed by `appliance.signing.sign_artifact`, then renamed into place in one step,
-so an export directory never exists unsigned.
+so an export directory never exists unsigned. A single-file export (`--out NAME.gguf`) is
+signed by `appliance.signing.sign_file` in the staging directory and its files are linked
+into place beside each other, the GGUF itself last, so it never exists unsigned either.
 
 Build types: `docs/buildtypes/merged-model/v1.md`, `docs/buildtypes/gguf-export/v1.md`.
 """
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import __version__
+from appliance.errors import UsageError
 from appliance.fsutil import atomic_write_text, fsync_dir
 from appliance.home import Home
 from appliance.signing.provenance import DOCS_URI, library_versions
@@ -69,4 +72,49 @@ def sign_and_place(home: Home, staging: Path, dest: Path, prov: dict[str, Any],
     result = sign_artifact(home, staging, passphrase, prov, build_type=build_type)
     staging.rename(dest)
     fsync_dir(dest.parent)
+    return {"root_digest": result.root_digest, "signer": result.signer, "files": result.files}
+
+
+def companion(dest: Path, suffix: str) -> Path:
+    """A file that travels with the single-file export `dest` (NAME.gguf.Modelfile)."""
+    return dest.with_name(dest.name + suffix)
+
+
+def file_outputs(dest: Path, companions: tuple[str, ...]) -> list[Path]:
+    """Every path a single-file export `dest` writes: its companions, its signature files,
+    the file itself last."""
+    from appliance.signing import sidecars
+
+    return [*(companion(dest, c) for c in companions), *sidecars(dest).values(), dest]
+
+
+def sign_and_place_file(home: Home, staging: Path, dest: Path, companions: tuple[str, ...],
+                        prov: dict[str, Any], passphrase: bytes,
+                        build_type: str) -> dict[str, Any]:
+    """`staging` holds dest's name and its companions (dest's name + each suffix): sign it
+    there, then link every file into dest's directory (refusing any that exists), the
+    signed file last; on failure the ones placed are removed. Returns the signing result
+    as plain data."""
+    import os
+
+    from appliance.signing import sign_file
+
+    staged_file = staging / dest.name
+    result = sign_file(home, staged_file, passphrase, prov, build_type=build_type,
+                       companions=tuple(companion(staged_file, c) for c in companions))
+    placed: list[Path] = []
+    try:
+        for target in file_outputs(dest, companions):
+            try:
+                os.link(staging / target.name, target)  # never overwrites
+            except FileExistsError:
+                raise UsageError("the output already exists (it appeared during the "
+                                 "export)", where=str(target)) from None
+            placed.append(target)
+        fsync_dir(dest.parent)
+    except BaseException:
+        for target in placed:
+            with contextlib.suppress(OSError):
+                target.unlink()
+        raise
     return {"root_digest": result.root_digest, "signer": result.signer, "files": result.files}

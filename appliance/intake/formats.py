@@ -1,13 +1,17 @@
-"""Dataset formats beyond JSONL/JSON: Parquet, CSV and `datasets.save_to_disk` directories,
-read through the Hugging Face `datasets` library into memory only.
+"""Every dataset format read through the Hugging Face `datasets` library, into memory only:
+JSONL, JSON arrays, Parquet, CSV and `datasets.save_to_disk` directories.
 
 `datasets` normally materialises every file it loads as Arrow files in its cache
 (`HF_DATASETS_CACHE`): plaintext records on disk. So nothing here goes through a dataset
-builder: Parquet and CSV are parsed in memory (pyarrow, pandas) and wrapped in an in-memory
-`datasets.Dataset`; a saved directory is opened with `load_from_disk(keep_in_memory=True)`;
-caching is disabled before anything is read. Each row becomes a `RawItem` numbered from 1,
-so every problem names its row. `datasets` is imported only when such a file is read (the
-CLI's start-up and the JSONL path never import it; it imports no torch).
+builder: JSON lines are checked and parsed by the bounded reader (`appliance.intake.reader`:
+strict UTF-8, nesting and size capped, each problem kept with its line number) and held as
+an in-memory `datasets.Dataset` (`from_dict`, mixed-type fields as datasets' `Json` type, as
+its JSON loader does); Parquet and CSV are parsed in memory (pyarrow, pandas) and wrapped in
+an in-memory `datasets.Dataset`; a saved directory is opened with
+`load_from_disk(keep_in_memory=True)`; caching is disabled before anything is read. Each row
+becomes a `RawItem` numbered from 1 (its line for JSONL), so every problem names its line or
+row. `datasets` is imported only when a file is read (the CLI's start-up never imports it;
+it imports no torch).
 """
 
 from __future__ import annotations
@@ -47,7 +51,8 @@ def read_any(path: Path, max_record_bytes: int) -> tuple[str, list[RawItem]]:
     """(kind, items) for a dataset in any supported format."""
     kind = kind_of(path)
     if kind == "json":
-        return read_items(path, max_record_bytes)
+        kind, items = read_items(path, max_record_bytes)
+        return kind, _json_rows(path, items)
     rows = _load(path, kind)
     return kind, [_item(i, row, kind, max_record_bytes) for i, row in enumerate(rows, 1)]
 
@@ -90,6 +95,75 @@ def _load(path: Path, kind: str) -> list[dict[str, Any]]:
     except Exception as exc:  # pyarrow, pandas and datasets raise many types for bad files
         raise DatasetFormatError(f"cannot read as {kind}: {type(exc).__name__}: "
                                  f"{_first_line(exc)}", where=str(path)) from None
+
+
+def _json_rows(path: Path, items: list[RawItem]) -> list[RawItem]:
+    """The items whose line parsed as a JSON object, passed through an in-memory
+    `datasets.Dataset`; the others (their problem, or a non-object that validation names)
+    kept as they are, so every line keeps its number."""
+    datasets = _datasets()
+    objects = [item for item in items if item.problem is None and isinstance(item.value, dict)]
+    if not IN_MEMORY:  # the cached loader the switch exists to demonstrate
+        rows: list[Any] = datasets.Dataset.from_json(str(path)).to_list()
+    else:
+        rows = _rows(datasets, [item.value for item in objects])
+        if len(rows) != len(objects):  # never expected: refuse rather than misnumber lines
+            raise DatasetFormatError(f"datasets returned {len(rows)} rows for "
+                                     f"{len(objects)} records", where=str(path))
+    by_line = {item.line: row for item, row in zip(objects, rows, strict=False)}
+    out = []
+    for item in items:
+        row = by_line.get(item.line, item.value)
+        if isinstance(row, _Unheld):
+            out.append(RawItem(item.line, None, "unsupported value: datasets cannot hold "
+                               f"this record ({row.reason})", item.size))
+        elif item.line in by_line:
+            out.append(RawItem(item.line, _unfill(row, item.value), None, item.size))
+        else:
+            out.append(item)
+    return out
+
+
+class _Unheld:
+    """A record that `datasets` cannot hold (an integer beyond 64 bits...), with why."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+
+def _rows(datasets: Any, values: list[dict[str, Any]]) -> list[Any]:
+    """The values as rows of one in-memory Dataset (columns: every key of every value;
+    a field whose type varies across rows becomes datasets' Json type, as its JSON loader
+    does). Values it cannot hold are found by halving and become `_Unheld`."""
+    if not values:
+        return []
+    columns: dict[str, None] = {}
+    for value in values:
+        columns.update(dict.fromkeys(value))
+    if not columns:  # only empty objects: a table with no column has no rows
+        return [{} for _ in values]
+    import pyarrow as pa
+
+    try:
+        table = datasets.Dataset.from_dict({k: [v.get(k) for v in values] for k in columns},
+                                           on_mixed_types="use_json")
+        rows: list[Any] = table.to_list()
+    except (pa.ArrowException, ValueError, TypeError, ArithmeticError) as exc:
+        if len(values) == 1:
+            return [_Unheld(f"{type(exc).__name__}: {_first_line(exc)}")]
+        half = len(values) // 2
+        return _rows(datasets, values[:half]) + _rows(datasets, values[half:])
+    return rows
+
+
+def _unfill(row: Any, source: Any) -> Any:
+    """The row with the keys Arrow added (a column's null in rows that lacked the key) taken
+    out again: exactly the source's keys, at every level, with the values datasets read."""
+    if isinstance(row, dict) and isinstance(source, dict):
+        return {k: _unfill(v, source[k]) for k, v in row.items() if k in source}
+    if isinstance(row, list) and isinstance(source, list):
+        return [_unfill(v, s) for v, s in zip(row, source, strict=False)]
+    return row
 
 
 def _first_line(exc: Exception) -> str:

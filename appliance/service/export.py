@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypedDict
@@ -109,8 +109,9 @@ def _verified_inputs(home: Home, policy: Policy, art: Path, dest: Path, action: 
 
     if gate:
         require_merge_allowed(home, policy, art)
-    if dest.exists():
-        raise UsageError("the output already exists", where=str(dest))
+    for path in (signed.file_outputs(dest, (MODELFILE,)) if _single(dest) else [dest]):
+        if path.exists() or path.is_symlink():
+            raise UsageError("the output already exists", where=str(path))
     with verified_copy(home, art) as (copy, result):
         if not result["ok"]:
             audit.record(home, action, outcome="refused", artifact=art.name, reason="verify")
@@ -129,13 +130,44 @@ def _verified_inputs(home: Home, policy: Policy, art: Path, dest: Path, action: 
         yield copy, result, prov, base
 
 
+MODELFILE = ".Modelfile"
+"""The suffix of the Ollama Modelfile beside a single-file GGUF export (NAME.gguf.Modelfile)."""
+
+
+def _single(dest: Path) -> bool:
+    """`--out NAME.gguf` asks for a single signed file (else `--out DIR`, a directory)."""
+    return dest.suffix.lower() == ".gguf"
+
+
+def _place_gguf(home: Home, staging: Path, dest: Path, gguf_name: str,
+                modelfile: Callable[[str, str], str], info: dict[str, Any],
+                passphrase: bytes) -> tuple[Path, dict[str, Any]]:
+    """Sign and place a GGUF export built in the directory `staging` (the GGUF as
+    `gguf_name`): as the directory `dest` with a `Modelfile`, or, for `--out NAME.gguf`, as
+    that file with NAME.gguf.Modelfile and its signature files beside it. (the GGUF's final
+    path, the signing result). `modelfile(gguf name, Modelfile name)` is its text."""
+    if not _single(dest):
+        (staging / "Modelfile").write_text(modelfile(gguf_name, "Modelfile"))
+        return dest / gguf_name, signed.sign_and_place(home, staging, dest, info, passphrase,
+                                                       signed.GGUF_BUILD_TYPE)
+    files = staging.parent / ".signed"
+    files.mkdir()
+    (staging / gguf_name).rename(files / dest.name)
+    signed.companion(files / dest.name, MODELFILE).write_text(
+        modelfile(dest.name, dest.name + MODELFILE))
+    return dest, signed.sign_and_place_file(home, files, dest, (MODELFILE,), info, passphrase,
+                                            signed.GGUF_BUILD_TYPE)
+
+
 def export_gguf(home: Home, artifact: str | Path, out: str | Path, qtype: str = "f16", *,
                 passphrase: Passphrase) -> GgufResult:
     """Verify a private copy of `artifact`, merge it into its base model, and write the
-    merged model as one GGUF file (`model.gguf`, F16 or Q8_0) with an Ollama `Modelfile`
-    into the new directory `out`, signed like an artifact (build type gguf-export/v1). The
-    merge and the conversion run in the sandbox. Gated like `export merge` (merged weights
-    leave the appliance). Audited either way."""
+    merged model as one GGUF file (F16 or Q8_0) with an Ollama Modelfile, signed like an
+    artifact (build type gguf-export/v1): into the new directory `out` (`model.gguf`,
+    `Modelfile`), or, when `out` ends in `.gguf`, as that file with `NAME.gguf.Modelfile`
+    and its signature files beside it (`appliance.signing.sign_file`). The merge and the
+    conversion run in the sandbox. Gated like `export merge` (merged weights leave the
+    appliance). Audited either way."""
     from appliance.export import gguf_writer
     trust.require_home(home)
     if qtype not in gguf_writer.TYPES:
@@ -154,18 +186,18 @@ def export_gguf(home: Home, artifact: str | Path, out: str | Path, qtype: str = 
                                  "name": f"{base.name}-{art.name}"},
                                 read_only=(merged,), writable=(staging,), where=art)
             shutil.rmtree(merged)
-            (staging / "Modelfile").write_text(gguf_writer.modelfile(
-                "model.gguf", f"ollama create NAME -f Modelfile (signed export of {art.name})"))
             info = signed.export_provenance(
                 kind="gguf", artifact=art, verified=result, policy_digest=policy_digest(policy),
                 output={"merged_root_digest": merged_digest, "gguf_type": qtype,
                         "tensors": wrote["tensors"], "format": "gguf"})
-            sig = signed.sign_and_place(home, staging, dest, info, secret,
-                                        signed.GGUF_BUILD_TYPE)
+            gguf, sig = _place_gguf(
+                home, staging, dest, "model.gguf", lambda name, mf: gguf_writer.modelfile(
+                    name, f"ollama create NAME -f {mf} (signed export of {art.name})"),
+                info, secret)
     audit.record(home, "export.gguf", artifact=art.name, base_model=base.root_digest,
                  adapter_root_digest=result["root_digest"], root_digest=sig["root_digest"],
                  gguf_type=qtype)
-    return {"artifact": str(art), "out": str(dest), "gguf": str(dest / "model.gguf"),
+    return {"artifact": str(art), "out": str(dest), "gguf": str(gguf),
             "type": qtype, "tensors": wrote["tensors"], "root_digest": sig["root_digest"],
             "adapter_root_digest": result["root_digest"], "signer": sig["signer"],
             "signed": True}
@@ -174,10 +206,11 @@ def export_gguf(home: Home, artifact: str | Path, out: str | Path, qtype: str = 
 def export_gguf_adapter(home: Home, artifact: str | Path, out: str | Path,
                         passphrase: Passphrase) -> GgufResult:
     """Verify a private copy of `artifact` and write its LoRA adapter as a llama.cpp GGUF
-    adapter (`adapter.gguf`, F32) with an Ollama `Modelfile` (`ADAPTER ./adapter.gguf` on a
-    base GGUF) into the new directory `out`, signed like an artifact; the conversion runs in
-    the sandbox. No merged weights leave, so `export.merged_weights` does not apply; audited
-    as `export.gguf`."""
+    adapter (F32) with an Ollama Modelfile (`ADAPTER ./...gguf` on a base GGUF), signed like
+    an artifact: into the new directory `out` (`adapter.gguf`, `Modelfile`) or, when `out`
+    ends in `.gguf`, as that file with its Modelfile and signatures beside it; the
+    conversion runs in the sandbox. No merged weights leave, so `export.merged_weights`
+    does not apply; audited as `export.gguf`."""
     from appliance.export import gguf_writer
     trust.require_home(home)
     policy = load_policy(home.policy_file)
@@ -193,19 +226,20 @@ def export_gguf_adapter(home: Home, artifact: str | Path, out: str | Path,
                                  "name": f"{base.name}-{art.name}-lora"},
                                 read_only=(copy, base.weights_dir), writable=(staging,),
                                 where=art)
-            (staging / "Modelfile").write_text(gguf_writer.adapter_modelfile(
-                "adapter.gguf", f"ollama create NAME -f Modelfile (signed adapter of {art.name})"))
             info = signed.export_provenance(
                 kind="gguf-adapter", artifact=art, verified=result,
                 policy_digest=policy_digest(policy),
-                output={"gguf_type": wrote["type"], "tensors": wrote["tensors"],
+                output={"gguf_type": wrote["gguf_type"], "tensors": wrote["tensors"],
                         "rank": wrote["rank"], "alpha": wrote["alpha"], "format": "gguf-lora"})
-            sig = signed.sign_and_place(home, staging, dest, info, secret,
-                                        signed.GGUF_BUILD_TYPE)
+            gguf, sig = _place_gguf(
+                home, staging, dest, "adapter.gguf", lambda name, mf: gguf_writer.adapter_modelfile(
+                    name, f"ollama create NAME -f {mf} (signed adapter of {art.name})"),
+                info, secret)
     audit.record(home, "export.gguf", artifact=art.name, adapter_root_digest=result["root_digest"],
                  root_digest=sig["root_digest"], gguf_type="lora")
-    return {"artifact": str(art), "out": str(dest), "gguf": str(dest / "adapter.gguf"),
-            "type": wrote["type"], "tensors": wrote["tensors"], "root_digest": sig["root_digest"],
+    return {"artifact": str(art), "out": str(dest), "gguf": str(gguf),
+            "type": wrote["gguf_type"], "tensors": wrote["tensors"],
+            "root_digest": sig["root_digest"],
             "adapter_root_digest": result["root_digest"], "signer": sig["signer"],
             "signed": True}
 

@@ -10,6 +10,12 @@ An artifact directory, once signed, holds:
   included). Its subject digest is the artifact's *root digest*, equal to what the upstream
   `model_signing` verifier computes.
 
+A single signed file (`appliance export gguf ... --out NAME.gguf`) carries the same three
+beside it instead: `NAME.gguf.sig` (the model-signing v1.0 bundle over the file alone, the
+form upstream `model_signing sign key NAME.gguf` writes: one resource named "."),
+`NAME.gguf.provenance.sigstore.json` (subjects: the file and its companions such as
+`NAME.gguf.Modelfile`, each by sha256) and `NAME.gguf.signer.pub.pem`.
+
 Verification reads bytes and JSON only; no model parser opens a file, and nothing but
 `model.sig` is left out of the check.
 """
@@ -32,9 +38,20 @@ SIGNER_KEY = "signer.pub.pem"
 MODEL_SIGNING_PREDICATE = "https://model_signing/signature/v1.0"
 SERIALIZATION = {"method": "files", "hash_type": "sha256", "allow_symlinks": False,
                  "ignore_paths": [SIGNATURE]}
+FILE_SERIALIZATION = {**SERIALIZATION, "ignore_paths": []}
 MAX_SIGNATURE_BYTES = 64 * 1024 * 1024
+SIDECARS = {"signature": ".sig", "provenance": ".provenance.sigstore.json",
+            "signer": ".signer.pub.pem"}
+"""The signature files beside a signed single file, by suffix to its name."""
 
-__all__ = ["SignResult", "VerifyResult", "sign_artifact", "verify_artifact"]
+__all__ = [
+    "SignResult",
+    "VerifyResult",
+    "sidecars",
+    "sign_artifact",
+    "sign_file",
+    "verify_artifact",
+]
 
 
 @dataclass(frozen=True)
@@ -66,7 +83,13 @@ class VerifyResult:
         return asdict(self)
 
 
-def model_statement(name: str, manifest: list[tuple[str, str]]) -> dict[str, Any]:
+def sidecars(path: Path) -> dict[str, Path]:
+    """The signature files of the single signed file `path` (SIDECARS' keys)."""
+    return {k: path.with_name(path.name + suffix) for k, suffix in SIDECARS.items()}
+
+
+def model_statement(name: str, manifest: list[tuple[str, str]],
+                    serialization: dict[str, Any] | None = None) -> dict[str, Any]:
     """The in-toto statement model-signing v1.0 signs for a manifest."""
     return {
         "_type": "https://in-toto.io/Statement/v1",
@@ -74,7 +97,7 @@ def model_statement(name: str, manifest: list[tuple[str, str]]) -> dict[str, Any
                      "digest": {"sha256": root_digest(manifest).removeprefix("sha256:")}}],
         "predicateType": MODEL_SIGNING_PREDICATE,
         "predicate": {
-            "serialization": SERIALIZATION,
+            "serialization": serialization or SERIALIZATION,
             "resources": [{"name": p, "algorithm": "sha256", "digest": d} for p, d in manifest],
         },
     }
@@ -118,19 +141,13 @@ def _sign(home: Home, artifact: Path, passphrase: bytes, info: dict[str, Any],
           written: list[Path], build_type: str | None) -> SignResult:
     from appliance import audit, keys
     from appliance.audit.processors import scrub_text
-    from appliance.policy import load_policy
     from appliance.signing import dsse
     from appliance.signing import provenance as prov
 
     build_type = build_type or prov.BUILD_TYPE
     tree_manifest(artifact)  # refuses symlinks and special files before anything is written
     subject = scrub_text(artifact.name)  # a directory name could carry PII; keep it out
-    policy = load_policy(home.policy_file)
-    key = keys.load_signing_key(home, passphrase, policy)
-    signer = keys.fingerprint(key.public_key())
-    if not audit.unlocked(home):
-        audit.unlock(home, passphrase, policy)
-    checkpoint = audit.checkpoint(home).as_dict()
+    key, signer, checkpoint = _signing_key(home, passphrase)
     written.append(artifact / SIGNER_KEY)
     atomic_write_bytes(artifact / SIGNER_KEY, keys.public_pem(key.public_key()), 0o644)
     files = tree_manifest(artifact, exclude=(SIGNATURE, PROVENANCE))
@@ -147,6 +164,78 @@ def _sign(home: Home, artifact: Path, passphrase: bytes, info: dict[str, Any],
                         checkpoint)
     audit.record(home, "artifact.signed", artifact=artifact.name, root_digest=result.root_digest,
                  content_digest=content, signer=signer, files=len(manifest))
+    return result
+
+
+def _signing_key(home: Home, passphrase: bytes) -> tuple[Any, str, dict[str, Any]]:
+    """(the home's signing key, its fingerprint, a fresh signed audit checkpoint)."""
+    from appliance import audit, keys
+    from appliance.policy import load_policy
+
+    policy = load_policy(home.policy_file)
+    key = keys.load_signing_key(home, passphrase, policy)
+    if not audit.unlocked(home):
+        audit.unlock(home, passphrase, policy)
+    return key, keys.fingerprint(key.public_key()), audit.checkpoint(home).as_dict()
+
+
+def _regular(path: Path, what: str) -> None:
+    if path.is_symlink() or not path.is_file():
+        raise SigningError(f"{what} is missing or not a regular file: {path.name}")
+
+
+def sign_file(home: Home, path: str | Path, passphrase: bytes, provenance: dict[str, Any],
+              *, companions: tuple[Path, ...] = (), build_type: str) -> SignResult:
+    """Sign the single file `path` and a provenance statement about it and its `companions`
+    (files beside it named `path`'s name + a suffix, such as NAME.gguf.Modelfile): writes
+    the three SIDECARS beside it atomically (removed again if signing fails) and records
+    `artifact.signed`. Upstream `model_signing verify key PATH --signature PATH.sig`
+    verifies the file."""
+    from appliance import audit, keys
+    from appliance.audit.processors import scrub_text
+    from appliance.digests import file_sha256
+    from appliance.signing import dsse
+    from appliance.signing import provenance as prov
+
+    path = Path(path)
+    targets = sidecars(path)
+    for item in (path, *companions):
+        _regular(item, "a file to sign")
+        if item.parent != path.parent or not item.name.startswith(path.name):
+            raise SigningError(f"a companion must lie beside the file and start with its "
+                               f"name: {item.name}", where=str(path))
+    for target in targets.values():
+        if target.exists() or target.is_symlink():
+            raise SigningError(f"already holds {target.name}", where=str(path.parent),
+                               hint="a file is signed once")
+    written: list[Path] = []
+    try:
+        subject = scrub_text(path.name)
+        key, signer, checkpoint = _signing_key(home, passphrase)
+        files = sorted((item.name, file_sha256(item)) for item in (path, *companions))
+        content = root_digest(files)
+        statement = prov.build(subject, content, provenance, checkpoint=checkpoint,
+                               signer=signer, files=files, build_type=build_type)
+        for name, data in (("signer", keys.public_pem(key.public_key())),
+                           ("provenance", dsse.sign_statement(statement, key))):
+            written.append(targets[name])
+            atomic_write_bytes(targets[name], data, 0o644)
+        manifest = [(".", dict(files)[path.name])]
+        written.append(targets["signature"])
+        atomic_write_bytes(targets["signature"], dsse.sign_statement(
+            model_statement(subject, manifest, FILE_SERIALIZATION), key), 0o644)
+    except BaseException as exc:
+        for item in written:
+            with contextlib.suppress(OSError):
+                item.unlink()
+        if isinstance(exc, ApplianceError):
+            audit.record(home, "artifact.signed", outcome="failed", artifact=path.name,
+                         error=exc.line())
+        raise
+    result = SignResult(str(path), root_digest(manifest), content, signer, len(files),
+                        checkpoint)
+    audit.record(home, "artifact.signed", artifact=path.name, root_digest=result.root_digest,
+                 content_digest=content, signer=signer, files=len(files))
     return result
 
 
@@ -200,7 +289,10 @@ def verify_artifact(artifact_dir: str | Path, trusted: set[str]) -> VerifyResult
     artifact = Path(artifact_dir)
     result = VerifyResult(False, "")
     try:
-        _verify(artifact, trusted, result)
+        if artifact.is_file() and not artifact.is_symlink():
+            _verify_file(artifact, trusted, result)
+        else:
+            _verify(artifact, trusted, result)
     except (SigningError, IntegrityError) as exc:
         result.ok, result.reason = False, exc.message
         return result
@@ -210,23 +302,11 @@ def verify_artifact(artifact_dir: str | Path, trusted: set[str]) -> VerifyResult
 
 
 def _verify(artifact: Path, trusted: set[str], result: VerifyResult) -> None:
-    from appliance import keys
     from appliance.signing import dsse
 
     _check_dir(artifact)
     bundle = _read_small(artifact / SIGNATURE, "the signature")
-    pem_path = artifact / SIGNER_KEY
-    _read_small(pem_path, "the signer's public key")
-    public_key = keys.load_public_pem(pem_path)
-    result.signer = keys.fingerprint(public_key)
-    if result.signer not in trusted:
-        raise SigningError(f"signed by a key the policy does not trust: {result.signer}",
-                           hint="add its fingerprint to signing.trusted_keys if you trust it")
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    if not isinstance(public_key, ec.EllipticCurvePublicKey) or \
-            public_key.curve.name != "secp256r1":
-        raise SigningError("the signer's key is not ECDSA P-256")
+    public_key = _trusted_key(artifact / SIGNER_KEY, trusted, result)
     root, manifest = _signed_manifest(dsse.open_bundle(bundle, public_key))
     result.root_digest = root
     _compare(artifact, manifest)
@@ -236,6 +316,61 @@ def _verify(artifact: Path, trusted: set[str], result: VerifyResult) -> None:
     files = [(p, d) for p, d in manifest if p != PROVENANCE]
     result.content_digest = root_digest(files)
     _check_provenance(statement, files, result)
+
+
+def _trusted_key(pem_path: Path, trusted: set[str], result: VerifyResult) -> Any:
+    """The signer's P-256 public key from `pem_path`, when its fingerprint is trusted."""
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from appliance import keys
+
+    _read_small(pem_path, "the signer's public key")
+    public_key = keys.load_public_pem(pem_path)
+    result.signer = keys.fingerprint(public_key)
+    if result.signer not in trusted:
+        raise SigningError(f"signed by a key the policy does not trust: {result.signer}",
+                           hint="add its fingerprint to signing.trusted_keys if you trust it")
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) or \
+            public_key.curve.name != "secp256r1":
+        raise SigningError("the signer's key is not ECDSA P-256")
+    return public_key
+
+
+def _verify_file(path: Path, trusted: set[str], result: VerifyResult) -> None:
+    """A single signed file: its model-signing bundle names it alone ("."), its digest
+    matches, and the provenance's subjects are it and its companions, all unchanged."""
+    from appliance.digests import file_sha256
+    from appliance.signing import dsse
+
+    found = sidecars(path)
+    bundle = _read_small(found["signature"], "the signature")
+    public_key = _trusted_key(found["signer"], trusted, result)
+    root, manifest = _signed_manifest(dsse.open_bundle(bundle, public_key))
+    if [name for name, _ in manifest] != ["."]:
+        raise SigningError("the signature is not over a single file")
+    result.root_digest = root
+    if file_sha256(path) != manifest[0][1]:
+        raise SigningError(f"file changed since signing: {path.name}")
+    statement = dsse.open_bundle(_read_small(found["provenance"], "the provenance"),
+                                 public_key)
+    try:
+        names = sorted(str(s["name"]) for s in statement["subject"])
+    except (KeyError, TypeError):
+        raise SigningError("the provenance does not describe this file") from None
+    files = []
+    for name in names:
+        item = path.with_name(name)
+        if "/" in name or not name.startswith(path.name) or name in \
+                {p.name for p in found.values()}:
+            raise SigningError("the provenance does not describe this file")
+        if item.is_symlink() or not item.is_file():
+            raise SigningError(f"file missing (removed or renamed) since signing: {name}")
+        files.append((name, file_sha256(item)))
+    result.files = len(files)
+    result.content_digest = root_digest(files)
+    _check_provenance(statement, files, result)
+    if path.name not in names:
+        raise SigningError("the provenance does not describe this file")
 
 
 def _subjects_match(subject: list[Any], files: list[tuple[str, str]]) -> bool:

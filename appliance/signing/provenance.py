@@ -21,7 +21,7 @@ from typing import Any
 from appliance import __version__
 from appliance.errors import SigningError
 from appliance.patterns import find
-from appliance.resources import PACKAGE_DIR, lock_digest
+from appliance.resources import PACKAGE_DIR, lock_digest, lock_file
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -112,9 +112,9 @@ def build(subject: str, content_digest: str, info: dict[str, Any], *,
     internal["signer"] = signer
     internal["library_versions"] = library_versions()
     deps = [d for k in DEPENDENCIES if (d := _descriptor(k, info.get(k)))]
-    lock = lock_digest()
-    if lock:
-        deps.append({"name": "requirements.lock", "uri": "appliance:lock",
+    lock, lock_path = lock_digest(), lock_file()
+    if lock and lock_path:
+        deps.append({"name": lock_path.name, "uri": "appliance:lock",
                      "digest": {"sha256": lock.removeprefix("sha256:")}})
     deps.append({"name": "appliance", "uri": f"appliance:source@{__version__}",
                  "digest": {"sha256": source_digest().removeprefix("sha256:")}})

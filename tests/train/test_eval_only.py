@@ -15,6 +15,7 @@ import pytest
 from appliance import trust
 from appliance.errors import EXIT_BAD_INPUT, PolicyViolation
 from appliance.home import Home
+from appliance.passphrase import read_passphrase
 from appliance.policy import load_policy
 from appliance.service.evalsets import sacred_set
 from appliance.service.train import vault_records
@@ -55,7 +56,8 @@ def test_import_holds_every_record_out_and_marks_it(tmp_path: Path) -> None:
     data = tmp_path / "data.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in CHAT))
     (tmp_path / "pass").write_text(PASSPHRASE)
-    report = import_dataset(home, data, "sacred", passphrase_file=str(tmp_path / "pass"),
+    report = import_dataset(home, data, "sacred",
+                            passphrase=read_passphrase(str(tmp_path / "pass")),
                             workers=1, eval_only=True)
     assert report["eval_only"] is True and report["train"] == 0
     assert report["eval"] == len(CHAT)

@@ -198,3 +198,49 @@ def test_adapter_only_gguf_applies_like_the_merge(exported: dict[str, Any],
     scale = float(np.abs(delta).max())
     assert scale > 0
     assert float(np.abs(layouts[1] - layouts[0] - delta).max()) <= 0.01 * scale
+
+
+def test_single_file_gguf_export_is_signed_beside_it(exported: dict[str, Any],
+                                                     tmp_path: Path) -> None:
+    """`--out NAME.gguf` (here with --adapter-only) writes that file with NAME.gguf.Modelfile
+    and its signature files beside it: gguf's reader opens it, the Modelfile names it,
+    `appliance verify NAME.gguf` and upstream model_signing (exported key) accept it, a
+    flipped byte is refused; a second export to the same name is refused, nothing
+    overwritten."""
+    import gguf
+
+    from appliance.errors import UsageError
+    from appliance.service.artifacts import verify
+    from appliance.service.export import export_gguf_adapter
+    from tests.train.conftest import PASSPHRASE
+
+    home: Home = exported["home"]
+    pass_file = tmp_path / "pass"
+    pass_file.write_text(PASSPHRASE)
+    target = tmp_path / "out" / "smol-lora.gguf"
+    out = export_gguf_adapter(home, exported["artifact"], target, str(pass_file))
+    assert out["gguf"] == str(target) and out["signed"]
+    assert sorted(p.name for p in target.parent.iterdir()) == [
+        "smol-lora.gguf", "smol-lora.gguf.Modelfile", "smol-lora.gguf.provenance.sigstore.json",
+        "smol-lora.gguf.sig", "smol-lora.gguf.signer.pub.pem"]
+    assert gguf.GGUFReader(str(target)).fields["general.type"].contents() == "adapter"
+    assert "ADAPTER ./smol-lora.gguf" in (target.parent / "smol-lora.gguf.Modelfile").read_text()
+    checked = verify(home, target)
+    assert checked["ok"], checked["reason"]
+    assert checked["provenance"]["adapter"]["digest"] == \
+        verify(home, exported["artifact"])["root_digest"]
+    keys.export_public(home, tmp_path / "keys")
+    cli = Path(sys.executable).with_name("model_signing")
+    upstream = subprocess.run([str(cli), "verify", "key", str(target), "--signature",
+                               f"{target}.sig", "--public_key",
+                               str(tmp_path / "keys" / keys.SIGNING_PUBLIC)],
+                              capture_output=True, text=True, timeout=300, check=False)
+    assert upstream.returncode == 0, upstream.stdout + upstream.stderr
+    before = target.read_bytes()
+    with pytest.raises(UsageError, match="already exists"):
+        export_gguf_adapter(home, exported["artifact"], target, str(pass_file))
+    assert target.read_bytes() == before
+    with open(target, "r+b") as handle:
+        handle.seek(len(before) // 2)
+        handle.write(bytes([before[len(before) // 2] ^ 0x01]))
+    assert not verify(home, target)["ok"]

@@ -311,3 +311,128 @@ def test_provenance_about_other_content_fails_even_when_signed_by_the_home_key(
         model_statement(signed.name, tree_manifest(signed)), key))
     result = verify_artifact(signed, _trusted(initialised_home))
     assert not result.ok and "provenance" in result.reason
+
+
+@pytest.fixture
+def signed_file(initialised_home: Home, passphrase: bytes, tmp_path: Path) -> Path:
+    """A single signed file (the form of `export gguf --out NAME.gguf`) with a companion."""
+    from appliance.signing import sign_file
+
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    path = folder / "smol.gguf"
+    path.write_bytes(b"GGUF" + os.urandom(8192))
+    (folder / "smol.gguf.Modelfile").write_text("FROM ./smol.gguf\n")
+    sign_file(initialised_home, path, passphrase, PROVENANCE_INFO,
+              companions=(folder / "smol.gguf.Modelfile",),
+              build_type="https://appliance.local/docs/buildtypes/gguf-export/v1.md")
+    return path
+
+
+def test_a_single_signed_file_verifies_here_and_upstream(initialised_home, signed_file,
+                                                          tmp_path):
+    """The file and its companion verify with `appliance verify`; upstream model_signing's
+    CLI verifies the file alone with the exported key (as it verifies a file it signed
+    itself: one resource "."), and refuses it after a byte flip."""
+    from appliance.digests import file_sha256
+
+    folder = signed_file.parent
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "smol.gguf", "smol.gguf.Modelfile", "smol.gguf.provenance.sigstore.json",
+        "smol.gguf.sig", "smol.gguf.signer.pub.pem"]
+    result = service.verify(initialised_home, signed_file)
+    assert result["ok"] and result["files"] == 2, result["reason"]
+    assert result["provenance"]["build_type"].endswith("gguf-export/v1.md")
+    payload = json.loads(base64.b64decode(json.loads(
+        (folder / "smol.gguf.provenance.sigstore.json").read_bytes())["dsseEnvelope"]["payload"]))
+    assert {s["name"]: s["digest"]["sha256"] for s in payload["subject"]} == {
+        "smol.gguf": file_sha256(signed_file),
+        "smol.gguf.Modelfile": file_sha256(folder / "smol.gguf.Modelfile")}
+    keys.export_public(initialised_home, tmp_path / "keys")
+    cli = [str(Path(sys.executable).with_name("model_signing")), "verify", "key",
+           str(signed_file), "--signature", str(folder / "smol.gguf.sig"), "--public_key",
+           str(tmp_path / "keys" / keys.SIGNING_PUBLIC)]
+    upstream = subprocess.run(cli, capture_output=True, text=True, timeout=120, check=False)
+    assert upstream.returncode == 0, upstream.stdout + upstream.stderr
+    with open(signed_file, "r+b") as handle:
+        handle.seek(100)
+        byte = handle.read(1)
+        handle.seek(100)
+        handle.write(bytes([byte[0] ^ 0x01]))
+    assert subprocess.run(cli, capture_output=True, timeout=120, check=False).returncode != 0
+    refused = service.verify(initialised_home, signed_file)
+    assert not refused["ok"] and refused["reason"] == "file changed since signing: smol.gguf"
+
+
+def test_every_mutation_of_a_single_signed_file_is_refused(initialised_home, signed_file,
+                                                           tmp_path):
+    """A flipped byte in the file, its companion, its signature or its provenance; a removed
+    companion, signature, provenance or key; a key replaced by another: each is refused
+    with a reason."""
+    trusted = _trusted(initialised_home)
+    other = _other_key()
+    base = signed_file.name
+
+    def flip(name: str) -> Callable[[Path], None]:
+        def run(folder: Path) -> None:
+            data = bytearray((folder / name).read_bytes())
+            data[len(data) // 2] ^= 0x01
+            (folder / name).write_bytes(bytes(data))
+        return run
+
+    mutations: dict[str, Callable[[Path], None]] = {
+        "file byte": flip(base), "Modelfile byte": flip(f"{base}.Modelfile"),
+        "signature byte": flip(f"{base}.sig"), "provenance byte": flip(
+            f"{base}.provenance.sigstore.json"),
+        "Modelfile removed": lambda f: (f / f"{base}.Modelfile").unlink(),
+        "signature removed": lambda f: (f / f"{base}.sig").unlink(),
+        "provenance removed": lambda f: (f / f"{base}.provenance.sigstore.json").unlink(),
+        "key removed": lambda f: (f / f"{base}.signer.pub.pem").unlink(),
+        "key replaced": lambda f: (f / f"{base}.signer.pub.pem").write_bytes(
+            keys.public_pem(other.public_key())),
+    }
+    for name, mutate in mutations.items():
+        copy = tmp_path / "m"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(signed_file.parent, copy)
+        assert verify_artifact(copy / base, trusted).ok, "the copy verifies before mutation"
+        mutate(copy)
+        result = verify_artifact(copy / base, trusted)
+        assert not result.ok and result.reason, f"{name} was not detected"
+
+
+def test_a_directory_signature_does_not_pass_for_a_file(initialised_home, signed, tmp_path):
+    """An artifact's model.sig (many resources) placed beside a file as its signature, with
+    the artifact's key and provenance, is refused: a file's signature names it alone."""
+    folder = tmp_path / "f"
+    folder.mkdir()
+    target = folder / "adapter_model.safetensors"
+    shutil.copy(signed / "adapter_model.safetensors", target)
+    shutil.copy(signed / SIGNATURE, folder / "adapter_model.safetensors.sig")
+    shutil.copy(signed / SIGNER_KEY, folder / "adapter_model.safetensors.signer.pub.pem")
+    shutil.copy(signed / PROVENANCE,
+                folder / "adapter_model.safetensors.provenance.sigstore.json")
+    result = verify_artifact(target, _trusted(initialised_home))
+    assert not result.ok and result.reason == "the signature is not over a single file"
+
+
+def test_a_single_file_export_never_overwrites_and_leaves_nothing_half_placed(
+        initialised_home, passphrase, tmp_path):
+    """If NAME.gguf appears while an export runs, placing the signed file refuses with one
+    usage error, the file already there is untouched and none of the export's other files
+    (Modelfile, signature files) stay behind."""
+    from appliance.errors import UsageError
+    from appliance.export.signed import sign_and_place_file
+
+    staging, out = tmp_path / "staging", tmp_path / "out"
+    staging.mkdir()
+    out.mkdir()
+    (staging / "smol.gguf").write_bytes(b"GGUF new")
+    (staging / "smol.gguf.Modelfile").write_text("FROM ./smol.gguf\n")
+    (out / "smol.gguf").write_bytes(b"someone else's")
+    with pytest.raises(UsageError, match="already exists") as caught:
+        sign_and_place_file(initialised_home, staging, out / "smol.gguf", (".Modelfile",),
+                            PROVENANCE_INFO, passphrase, "https://appliance.local/x")
+    assert caught.value.exit_code == 2
+    assert sorted(p.name for p in out.iterdir()) == ["smol.gguf"]
+    assert (out / "smol.gguf").read_bytes() == b"someone else's"

@@ -102,11 +102,12 @@ def test_real_adapter_answers_beside_the_base_model(
         child_env: None) -> None:
     """A real trained, signed adapter: the page shows the base model's and the adapter's
     answers to a typed prompt side by side; page switches are answered while it generates."""
+    from appliance.passphrase import read_passphrase
     from appliance.service.train import train
     from tests.train.conftest import memory_records, write_recipe
 
     result = train(train_home, write_recipe(tmp_path / "r.toml", steps=2, ckpt=10),
-                   passphrase_file=str(pass_file), records=memory_records())
+                   passphrase=read_passphrase(str(pass_file)), records=memory_records())
     assert result.signed
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr("appliance.tui.screens.overview.doctor", lambda home: [])
