@@ -184,6 +184,9 @@ def _toml_value(value: Any) -> str:
         return json.dumps(value)  # a TOML basic string: JSON's escapes are TOML's
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table (eval.format_schema), keys quoted
+        return "{" + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}"
+                               for k, v in value.items()) + "}"
     raise RecipeError(f"cannot write a {type(value).__name__} value to a recipe")
 
 

@@ -250,3 +250,14 @@ def test_the_service_imports_no_torch_pydantic_or_textual() -> None:
                           cwd=REPO, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_recipe_toml_writes_a_json_schema_as_an_inline_table() -> None:
+    """A recipe's eval.format_schema (a nested table with keys such as `$schema`) is written
+    so that it reads back unchanged: the console's effective recipe keeps it."""
+    from appliance.service.training_jobs import recipe_toml
+
+    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema", "type": "object",
+              "required": ["answer"], "properties": {"answer": {"type": "string"}}}
+    data = {"name": "r", "eval": {"every": 2, "format_schema": schema}}
+    assert tomllib.loads(recipe_toml(data)) == data
