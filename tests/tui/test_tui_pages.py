@@ -136,7 +136,8 @@ def test_dataset_import_shows_live_progress_then_the_report_without_pii(
         assert page.importing == "tickets"
         await pilot.press("3")
         assert app.screen is page
-        for _ in range(600):  # the import is a child process: watch it while it runs
+        for _ in range(3600):  # the import is a child process (whose scrubbing is a sandboxed
+            # child of its own, a few seconds more to start): watch it while it runs
             if page.importing is None:
                 break
             bar = page.query_one("#stage-scrub", ProgressBar)
