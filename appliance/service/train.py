@@ -34,11 +34,18 @@ from appliance.fsutil import atomic_write_text
 from appliance.home import Home
 from appliance.models import store
 from appliance.policy import Policy, load_policy, policy_digest
+from appliance.service import cluster
 from appliance.train import artifact, checkpoint, gates, general, isolation, modelcard
 from appliance.train import metrics as run_metrics
 from appliance.train.cancel import Relay
 from appliance.train.data import validate_records
-from appliance.train.recipe import Recipe, check_against_policy, load_recipe, parse_recipe
+from appliance.train.recipe import (
+    Recipe,
+    check_against_policy,
+    load_recipe,
+    parse_recipe,
+    world_size,
+)
 from appliance.train.trainer import total_steps
 
 Event = dict[str, Any]
@@ -113,7 +120,8 @@ def _passphrase(passphrase_file: str | None) -> bytes:
 def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | None = None,
           passphrase_file: str | None = None, records: RecordsProvider = vault_records,
           on_event: Callable[[Event], None] | None = None, echo_child_output: bool = False,
-          processes: int | None = None) -> TrainResult:
+          processes: int | None = None, cluster_keys: dict[str, Any] | None = None
+          ) -> TrainResult:
     """Run (or resume) one training run to a finished artifact.
 
     SIGINT/SIGTERM (when called from the main thread) cancel the run at any moment: before
@@ -121,14 +129,15 @@ def train(home: Home, recipe_path: str | Path | None = None, *, resume: str | No
     that, it stops at the next step boundary with a checkpoint. Each ends in TrainingError
     (exit 1) naming the resume command, with a `train.cancelled` audit event. A second
     signal kills the trainer; its last checkpoint stays usable. `processes` overrides the
-    recipe's number of training processes (new runs only).
+    recipe's number of training processes (new runs only); `cluster_keys` its `[cluster]`
+    keys (nnodes, node_rank, rendezvous, interface: several machines, docs/scale-out.md).
     """
     relay = Relay()
     installed = relay.install()
     try:
         return _train(home, recipe_path, resume=resume, passphrase_file=passphrase_file,
                       records=records, on_event=on_event, echo_child_output=echo_child_output,
-                      processes=processes, relay=relay)
+                      processes=processes, relay=relay, cluster_keys=cluster_keys or {})
     finally:
         if installed:
             relay.restore()
@@ -158,7 +167,8 @@ def _cancelled(home: Home, run_id: str, steps: int, *, step: int, checkpoint: bo
 def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
            recipe_path: str | Path | None, *, resume: str | None, passphrase_file: str | None,
            records: RecordsProvider, on_event: Callable[[Event], None] | None,
-           echo_child_output: bool, processes: int | None, relay: Relay) -> TrainResult:
+           echo_child_output: bool, processes: int | None, relay: Relay,
+           cluster_keys: dict[str, Any]) -> TrainResult:
     trust.require_home(home)
     policy = load_policy(home.policy_file)
     if resume:
@@ -187,6 +197,10 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
         if processes is not None:
             recipe = parse_recipe({**recipe.model_dump(), "processes": processes},
                                   "--processes")
+        if cluster_keys:  # --nnodes, --node-rank, --rendezvous, --cluster-interface
+            data = recipe.model_dump()
+            recipe = parse_recipe({**data, "cluster": {**data["cluster"], **cluster_keys}},
+                                  "--nnodes/--node-rank/--rendezvous/--cluster-interface")
         run_id = new_run_id()
         run_dir = home.runs_dir / run_id
         state = {}
@@ -276,6 +290,8 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
                 isolation.audit_tripwire(home, run_id, event)
             elif kind == "worker":
                 collected["workers"].append({k: v for k, v in event.items() if k != "type"})
+            elif kind == "nodes":
+                collected["nodes"] = event["nodes"]
             elif kind in ("step", "eval", "general", "checkpoint", "resumed", "stopped",
                           "guard", "early_stop", "best"):
                 run_metrics.append(metrics, event)
@@ -298,11 +314,20 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
             if on_event is not None:
                 on_event(event)
 
-        spec = isolation.child_spec(read_only=(model.weights_dir,), writable=(run_dir,),
-                                    passphrase_file=passphrase_file)
-        result = isolation.run_isolated(job, handle, iso, spec=spec, relay=relay,
-                                        launch=recipe.processes > 1,
-                                        echo_output=echo_child_output)
+        # ---- several machines (appliance.service.cluster) --------------------------------
+        job["fingerprint"] = cluster.fingerprint(recipe, model.root_digest, digest, pdigest)
+        job["node"] = cluster.node(home, recipe)
+        collected["cluster_policy"] = cluster.policy_section(policy)
+        with cluster.network(policy, recipe) as (network, job["cluster"]):
+            spec = isolation.child_spec(read_only=(model.weights_dir,), writable=(run_dir,),
+                                        passphrase_file=passphrase_file, network=network)
+            result = isolation.run_isolated(job, handle, iso, spec=spec, relay=relay,
+                                            launch=world_size(recipe) > 1,
+                                            echo_output=echo_child_output)
+            cluster.audit_drops(home, run_id, network)
+        if recipe.cluster.node_rank > 0 and result.returncode == 0 and not collected["errors"]:
+            return _node_done(home, run_id, run_dir, state)
+        # ---- end of several machines ----------------------------------------------------
         if "guard" in collected:
             raise _guard_stop(home, run_id, collected["guard"])
         if "stopped" in collected:
@@ -333,6 +358,16 @@ def _train(home: Home,  # noqa: PLR0912, PLR0915 - the run's steps, in order
                 home, policy, canaries, adapter_dir=adapter_out, run_dir=run_dir,
                 model_dir=model.weights_dir, recipe=state["recipe"], run_id=run_id)
         return _finish(home, model, run_id, run_dir, state, collected, iso.detail, passphrase)
+
+
+def _node_done(home: Home, run_id: str, run_dir: Path, state: dict[str, Any]) -> TrainResult:
+    """A node other than 0 is done once its workers are: node 0 alone signs the artifact."""
+    state.update(status="done", finished=_dt.datetime.now(_dt.UTC).isoformat(),
+                 signed_by="node 0")
+    atomic_write_text(run_dir / "run.json", json.dumps(state, indent=2))
+    audit.record(home, "train.finish", run_id=run_id, signed=False,
+                 node_rank=state["recipe"]["cluster"]["node_rank"])
+    return TrainResult(run_id, run_dir, "", {}, {}, False)
 
 
 def _guard_stop(home: Home, run_id: str, trip: Event) -> TrainingError:
@@ -408,6 +443,8 @@ def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
         report["distributed"] = {"processes": len(collected["workers"]),
                                  "workers": sorted(collected["workers"],
                                                    key=lambda w: int(w.get("rank", 0)))}
+    if collected.get("nodes"):
+        report.setdefault("distributed", {})["nodes"] = collected["nodes"]
     if "privacy" in collected:
         report["privacy"] = collected["privacy"]
     report["evaluation"] = collected["evaluation"]
@@ -428,6 +465,9 @@ def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
     if "privacy" in collected:
         prov["privacy"] = collected["privacy"]
     prov["evaluation"] = collected["evaluation"]
+    if collected.get("nodes"):  # every node of a cluster run, and the cluster policy
+        prov["cluster"] = {"nodes": collected["nodes"],
+                           "policy": collected.get("cluster_policy")}
     modelcard.write_card(staging, prov)
     target = home.artifacts_dir / run_id
     artifact.finalize_artifact(home, staging, target, prov, passphrase)

@@ -31,7 +31,7 @@ from appliance.train.data import (
     to_messages,
 )
 from appliance.train.distributed import World
-from appliance.train.recipe import Recipe
+from appliance.train.recipe import Recipe, world_size
 from appliance.train.watch import EarlyStop, Guard
 
 EXIT_GUARD = 4
@@ -79,7 +79,7 @@ def epoch_order(seed: int, epoch: int, n: int) -> list[int]:
 
 def global_batch(recipe: Recipe) -> int:
     """Records per optimizer step, over all processes."""
-    return recipe.train.batch_size * recipe.train.grad_accum * recipe.processes
+    return recipe.train.batch_size * recipe.train.grad_accum * world_size(recipe)
 
 
 def steps_per_epoch(recipe: Recipe, n_train: int) -> int:
@@ -104,7 +104,7 @@ def setup_torch(recipe: Recipe, world: World | None = None) -> Any:
     import torch
 
     world = world or World()
-    torch.set_num_threads(recipe.threads or max(1, (os.cpu_count() or 1) // world.size))
+    torch.set_num_threads(recipe.threads or max(1, (os.cpu_count() or 1) // recipe.processes))
     torch.manual_seed(recipe.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     return distributed.device_for(world)
@@ -323,6 +323,10 @@ def run(job: dict[str, Any], emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - li
     if stop.requested and stop.end_before_first_step():
         return EXIT_STOPPED
     distributed.init(world, device)  # after the long load, which a stop cuts short
+    nodes = distributed.agree(world, device, job.get("fingerprint") or {},
+                              job.get("node") or {})
+    if world.distributed:
+        report("nodes", nodes=nodes)
     net = distributed.wrap(model, world, device)
     if not job.get("resume"):
         report("eval", phase="before", **evaluate(model, held_out, pad_id, micro_size,
