@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from appliance import audit
+from appliance.errors import UsageError
 from appliance.policy import Policy
 from appliance.sandbox import cluster
 from appliance.sandbox.network import LOOPBACK_ONLY, NetworkStep
@@ -53,6 +54,10 @@ def network(policy: Policy, recipe: Recipe) -> Iterator[tuple[NetworkStep,
     if settings.nnodes == 1:
         yield LOOPBACK_ONLY, None
         return
+    if settings.missing():
+        raise UsageError(f"a run over {settings.nnodes} machines needs "
+                         f"{' and '.join(settings.missing())} (or the recipe's [cluster] keys)",
+                         where="appliance train")
     allowed = policy.network.cluster
     peers = allowed.nodes[:settings.nnodes]
     address = peers[settings.node_rank]
@@ -64,8 +69,13 @@ def network(policy: Policy, recipe: Recipe) -> Iterator[tuple[NetworkStep,
 
 
 def policy_section(policy: Policy) -> dict[str, Any]:
-    """The cluster policy in force, for the provenance."""
-    return policy.network.cluster.model_dump()
+    """The cluster policy in force, for the provenance: its digest, node count and ports
+    (provenance holds digests, counts and settings, never addresses)."""
+    section = policy.network.cluster.model_dump()
+    canonical = json.dumps(section, sort_keys=True).encode("utf-8")
+    return {"sha256": "sha256:" + hashlib.sha256(canonical).hexdigest(),
+            "nodes": len(section["nodes"]), "ports": section["ports"],
+            "max_nodes": policy.training.limits.max_nodes}
 
 
 def audit_drops(home: Home, run_id: str, step: NetworkStep) -> list[dict[str, object]]:

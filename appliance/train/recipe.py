@@ -169,11 +169,19 @@ class ClusterSettings(_Strict):
             return self
         if self.node_rank >= self.nnodes:
             raise ValueError(f"node_rank {self.node_rank} is not below nnodes {self.nnodes}")
-        if not ENDPOINT.match(self.rendezvous):
+        if self.rendezvous and not ENDPOINT.match(self.rendezvous):
             raise ValueError("rendezvous must be IPV4:PORT on the cluster network")
-        if not INTERFACE.match(self.interface):
+        if self.interface and not INTERFACE.match(self.interface):
             raise ValueError("interface must name a network interface")
         return self
+
+    def missing(self) -> list[str]:
+        """The keys a node of a several-machine run still needs (flags may give them)."""
+        if self.nnodes == 1:
+            return []
+        return [flag for key, flag in (("rendezvous", "--rendezvous"),
+                                       ("interface", "--cluster-interface"))
+                if not getattr(self, key)]
 
     @property
     def node_specific(self) -> frozenset[str]:
@@ -293,7 +301,7 @@ def check_against_policy(recipe: Recipe, policy: Policy) -> None:
         problems.append(f"cluster.nnodes = {recipe.cluster.nnodes} needs that many node "
                         f"addresses in the policy's network.cluster.nodes ({len(nodes)} "
                         "listed)")
-    elif recipe.cluster.nnodes > 1:
+    elif recipe.cluster.nnodes > 1 and recipe.cluster.rendezvous:
         host, port = recipe.cluster.rendezvous.rsplit(":", 1)
         low, high = policy.network.cluster.ports
         if host != nodes[0] or not low <= int(port) <= high:

@@ -18,7 +18,9 @@ import pytest
 
 from appliance import keys
 from appliance.home import Home
+from appliance.policy import load_policy
 from appliance.resources import REPO_ROOT, shipped_policy
+from appliance.service.cluster import policy_section as cluster_section
 from appliance.service.train import train
 from tests.sandbox.clusternet import NODE_IFACE, NODE_SANDBOXES, nodes
 from tests.train.conftest import make_home, memory_records, place_model, write_recipe
@@ -83,7 +85,8 @@ def test_two_nodes_train_the_adapter_of_one_node_with_two_processes(
     assert report["adapter_sha256"] == one.adapter_sha256
     assert [n["node_rank"] for n in report["distributed"]["nodes"]] == [0, 1]
     provenance = (artifact / "provenance.json").read_text()
-    assert NODE_SANDBOXES[1] in provenance  # the cluster policy in force
+    policy_in_force = cluster_section(load_policy(homes[0].policy_file))
+    assert policy_in_force["sha256"] in provenance and policy_in_force["nodes"] == 2
     for home in homes:  # every node's host key
         assert keys.fingerprints(home).signing in provenance
     assert not [p for p in homes[1].artifacts_dir.glob("*") if not p.name.startswith(".")]

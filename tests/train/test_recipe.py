@@ -116,7 +116,7 @@ def test_cluster_keys_are_checked_and_the_rendezvous_must_be_node_0() -> None:
     policy = parse_policy_text(text)
     recipe = parse_recipe({**BASE, "cluster": {"nnodes": 2, "rendezvous": "10.231.8.12:29500",
                                                "interface": "eth1"}})
-    with pytest.raises(PolicyViolation, match="not node 0's address 10.231.8.11"):
+    with pytest.raises(PolicyViolation, match=r"not node 0's address 10\.231\.8\.11"):
         check_against_policy(recipe, policy)
     fine = parse_recipe({**BASE, "cluster": {"nnodes": 2, "rendezvous": "10.231.8.11:29500",
                                              "interface": "eth1"}})
