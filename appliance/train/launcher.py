@@ -40,6 +40,7 @@ from appliance.train.recipe import Recipe
 
 Emit = Callable[..., None]
 CHILD_MODULE = "appliance.train.child"
+RENDEZVOUS_ID = "appliance-training"
 SHUTDOWN_S = 600  # a stopping worker finishes its step and writes the checkpoint first
 FROM_EVERY_RANK = frozenset({"tripwire", "error", "worker"})
 
@@ -137,7 +138,7 @@ class Signals:
                                   sigval=signal.Signals(signum))
 
 
-def _config(job: dict[str, Any], topology: distributed.Topology) -> Any:
+def _config(topology: distributed.Topology) -> Any:
     from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
     from torch.distributed.launcher.api import LaunchConfig
 
@@ -146,7 +147,9 @@ def _config(job: dict[str, Any], topology: distributed.Topology) -> Any:
     logs = DefaultLogsSpecs(redirects=Std.NONE, tee=Std.NONE)
     return LaunchConfig(
         min_nodes=topology.nnodes, max_nodes=topology.nnodes,
-        nproc_per_node=topology.nproc, run_id=str(job["run_id"]), role="trainer",
+        # the rendezvous id must be the same on every node, and each node's parent names
+        # its run on its own: the store is node 0's, fresh for this run, so one fixed id
+        nproc_per_node=topology.nproc, run_id=RENDEZVOUS_ID, role="trainer",
         rdzv_backend="static", rdzv_endpoint=topology.rendezvous,
         rdzv_configs={"rank": topology.node_rank,
                       "timeout": int(distributed.TIMEOUT.total_seconds())},
@@ -154,7 +157,7 @@ def _config(job: dict[str, Any], topology: distributed.Topology) -> Any:
         logs_specs=logs, shutdown_timeout=SHUTDOWN_S)
 
 
-def _launch(job: dict[str, Any], topology: distributed.Topology,
+def _launch(topology: distributed.Topology,
             signals: Signals) -> dict[int, int]:
     """torchrun's agent over this node's workers: {} when every worker ended with 0, else
     the exit status of each failed global rank; {-1: EXIT_STOPPED} for a signal."""
@@ -162,7 +165,7 @@ def _launch(job: dict[str, Any], topology: distributed.Topology,
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.launcher.api import elastic_launch
 
-    launch = elastic_launch(_config(job, topology), sys.executable)
+    launch = elastic_launch(_config(topology), sys.executable)
     signals.armed = True
     try:
         launch("-m", CHILD_MODULE, "worker")
@@ -191,7 +194,7 @@ def run(job: dict[str, Any], emit: Emit, signals: Signals) -> int:
     progress = Progress(topology)
     threading.Thread(target=_serve, args=(server, job, channel[jobchannel.TOKEN_ENV], emit,
                                           progress), name="job-channel", daemon=True).start()
-    codes = {-1: EXIT_STOPPED} if signals.received else _launch(job, topology, signals)
+    codes = {-1: EXIT_STOPPED} if signals.received else _launch(topology, signals)
     with contextlib.suppress(OSError):
         server.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
     server.close()
