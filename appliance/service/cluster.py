@@ -91,3 +91,12 @@ def audit_drops(home: Home, run_id: str, step: NetworkStep) -> list[dict[str, ob
         audit.record(home, "network.cluster_drop", outcome="denied", run_id=run_id,
                      **{k: v for k, v in entry.items()})
     return found
+
+
+def recipe_for_provenance(recipe: dict[str, Any]) -> dict[str, Any]:
+    """The recipe as provenance records it: the rendezvous as node 0 and its port (the
+    provenance holds settings, never addresses)."""
+    settings = dict(recipe.get("cluster") or {})
+    if settings.get("rendezvous"):
+        settings["rendezvous"] = "node0:" + str(settings["rendezvous"]).rsplit(":", 1)[-1]
+    return {**recipe, "cluster": settings} if settings else recipe

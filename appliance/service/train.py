@@ -457,7 +457,7 @@ def _finish(home: Home, model: store.ModelRecord, run_id: str, run_dir: Path,
                  "train_records": state["dataset"]["train_records"],
                  "eval_records": state["dataset"]["eval_records"]},
         tokenizer_digest="sha256:" + model.files.get("tokenizer.json", ""),
-        recipe=state["recipe"], isolation=isolation_detail,
+        recipe=cluster.recipe_for_provenance(state["recipe"]), isolation=isolation_detail,
         evals={phase: {k: v for k, v in values.items() if k in ("loss", "perplexity",
                                                                  "records", "tokens")}
                for phase, values in evals.items()},
