@@ -210,6 +210,24 @@ def check_home(home: Home) -> Check:
     return Check("home", False, False, f"{home.root} is not initialised (run appliance init)")
 
 
+def check_cluster(policy: Policy) -> Check:
+    """nftables and iproute2 for a cluster run's filtered interface; required only when the
+    policy allows more than one machine."""
+    import shutil
+
+    required = policy.training.limits.max_nodes > 1
+    missing = [pkg for tool, pkg in (("nft", "nftables"), ("ip", "iproute2"))
+               if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin:/sbin")
+               is None]
+    if missing:
+        return Check("cluster-network", required, False,
+                     f"missing {', '.join(missing)} (apt-get install {' '.join(missing)}): "
+                     "training over several machines will refuse")
+    return Check("cluster-network", required, True,
+                 f"nft and ip present; policy allows {policy.training.limits.max_nodes} "
+                 f"machine(s), {len(policy.network.cluster.nodes)} node address(es) listed")
+
+
 def active_policy(home: Home) -> tuple[Policy, str]:
     """The home's active policy when initialised, else the shipped default."""
     from appliance.policy import load_policy
@@ -229,6 +247,7 @@ def run_checks(home: Home) -> list[Check]:
     steps: list[Callable[[], Check]] = [
         check_namespace, check_sandbox, check_routes, check_accelerator, lambda: check_disk(home),
         lambda: check_tmpfs(policy), lambda: check_pii_model(policy), lambda: check_home(home),
+        lambda: check_cluster(policy),
     ]
     return checks + [step() for step in steps]
 

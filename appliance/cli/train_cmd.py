@@ -1,4 +1,5 @@
-"""`appliance train RECIPE [--json-events] [--processes N] | --resume RUN`."""
+"""`appliance train RECIPE [--json-events] [--processes N] [--nnodes N --node-rank R
+--rendezvous HOST:PORT --cluster-interface IFACE] | --resume RUN`."""
 
 from __future__ import annotations
 
@@ -61,13 +62,31 @@ def _train(args: argparse.Namespace) -> int:
                    passphrase=passphrase(args),
                    on_event=print_json if args.json_events else _progress,
                    echo_child_output=bool(getattr(args, "debug", False)),
-                   processes=args.processes)
+                   processes=args.processes, cluster_keys=_cluster_keys(args))
+    if not result.signed and not result.adapter_sha256:  # a cluster node other than 0
+        sys.stderr.write(f"run {result.run_id}: this node's part is done; node 0 signs\n")
+        print(result.artifact_dir)
+        return EXIT_OK
     if not args.json_events:
         sys.stderr.write(f"run {result.run_id}: eval loss {result.eval_before.get('loss'):.4f}"
                          f" -> {result.eval_after.get('loss'):.4f}; adapter "
                          f"{result.adapter_sha256}\n")
     print(result.artifact_dir)
     return EXIT_OK
+
+
+def _cluster_keys(args: argparse.Namespace) -> dict[str, Any]:
+    """The recipe's [cluster] keys given on the command line."""
+    given = {"nnodes": args.nnodes, "node_rank": args.node_rank,
+             "rendezvous": args.rendezvous, "interface": args.cluster_interface}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _rank(text: str) -> int:
+    try:
+        return _positive(str(int(text) + 1)) - 1
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 0, not {text!r}") from None
 
 
 def _positive(text: str) -> int:
@@ -89,6 +108,15 @@ def register(sub: Any, common: argparse.ArgumentParser) -> None:
     cmd.add_argument("--processes", type=_positive, metavar="N",
                      help="data-parallel training processes (overrides the recipe's "
                           "`processes`; new runs only)")
+    cmd.add_argument("--nnodes", type=_positive, metavar="N",
+                     help="machines in the run (recipe [cluster] nnodes; policy "
+                          "training.limits.max_nodes)")
+    cmd.add_argument("--node-rank", type=_rank, metavar="R",
+                     help="this machine's place, 0 to N-1 (node 0 signs)")
+    cmd.add_argument("--rendezvous", metavar="HOST:PORT",
+                     help="node 0's rendezvous address on the cluster network")
+    cmd.add_argument("--cluster-interface", metavar="IFACE",
+                     help="this machine's interface onto the cluster network")
     cmd.add_argument("--json-events", action="store_true",
                      help="print one JSON event per line (step, loss, lr, tokens/s, ETA, "
                           "eval)")

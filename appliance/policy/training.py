@@ -28,6 +28,9 @@ class TrainingLimits(Section):
     max_processes: int = Field(default=8, ge=1, le=256)
     """Most data-parallel training processes per run (each loads the base model: memory
     and, on GPUs, one device per process)."""
+    max_nodes: int = Field(default=1, ge=1, le=64)
+    """Most machines one run may span (`--nnodes`); 1 keeps every run on one machine.
+    More needs `[network.cluster]` too."""
 
 
 class TrainingPolicy(Section):

@@ -35,6 +35,7 @@ from appliance.home import Home
 from appliance.models import store
 from appliance.passphrase import Passphrase, resolve
 from appliance.policy import Policy, load_policy, policy_digest
+from appliance.service import cluster
 from appliance.train import artifact, checkpoint, gates, general, isolation, modelcard
 from appliance.train import metrics as run_metrics
 from appliance.train.cancel import Relay
@@ -50,7 +51,13 @@ from appliance.train.events import (
     TrainJob,
     WorkerFinished,
 )
-from appliance.train.recipe import Recipe, check_against_policy, load_recipe, parse_recipe
+from appliance.train.recipe import (
+    Recipe,
+    check_against_policy,
+    load_recipe,
+    parse_recipe,
+    world_size,
+)
 from appliance.train.trainer import total_steps
 
 if TYPE_CHECKING:
@@ -122,7 +129,8 @@ def _run_lock(run_dir: Path) -> Iterator[None]:
 def train(home: Home, recipe_path: str | Path | None = None, *, passphrase: Passphrase,
           resume: str | None = None, records: RecordsProvider = vault_records,
           on_event: Callable[[Event], None] | None = None, echo_child_output: bool = False,
-          processes: int | None = None, check_privacy: bool = False) -> TrainResult:
+          processes: int | None = None, check_privacy: bool = False,
+          cluster_keys: dict[str, Any] | None = None) -> TrainResult:
     """Run (or resume) one training run to a finished artifact.
 
     SIGINT/SIGTERM (when called from the main thread) cancel the run at any moment: before
@@ -130,7 +138,9 @@ def train(home: Home, recipe_path: str | Path | None = None, *, passphrase: Pass
     that, it stops at the next step boundary with a checkpoint. Each ends in TrainingError
     (exit 1) naming the resume command, with a `train.cancelled` audit event. A second
     signal kills the trainer; its last checkpoint stays usable. `processes` overrides the
-    recipe's number of training processes (new runs only). `passphrase` unlocks the vault
+    recipe's number of training processes (new runs only); `cluster_keys` its `[cluster]`
+    keys (nnodes, node_rank, rendezvous, interface: several machines, docs/scale-out.md).
+    `passphrase` unlocks the vault
     and signs the artifact. `check_privacy` runs the canary exposure check before signing
     even where the policy's privacy.check_before_signing is off (the demo does: the dataset
     must have been imported with canaries).
@@ -140,7 +150,8 @@ def train(home: Home, recipe_path: str | Path | None = None, *, passphrase: Pass
     try:
         return _train(home, recipe_path, resume=resume, passphrase=passphrase,
                       records=records, on_event=on_event, echo_child_output=echo_child_output,
-                      processes=processes, relay=relay, check_privacy=check_privacy)
+                      processes=processes, relay=relay, check_privacy=check_privacy,
+                      cluster_keys=cluster_keys or {})
     finally:
         if installed:
             relay.restore()
@@ -235,6 +246,8 @@ class RunCollector:
     best: BestEvent | None = None
     stopped: StoppedEvent | None = None
     resources: dict[str, Any] = field(default_factory=dict)
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    """Every node of a cluster run (host key fingerprint, hardware, rank), from rank 0."""
 
     METRIC_EVENTS = frozenset((Kind.STEP, Kind.EVAL, Kind.GENERAL, Kind.CHECKPOINT,
                                Kind.RESUMED, Kind.STOPPED, Kind.GUARD, Kind.EARLY_STOP,
@@ -248,6 +261,8 @@ class RunCollector:
         elif kind == Kind.WORKER_FINISHED:
             self.workers.append(cast(WorkerFinished, {k: v for k, v in event.items()
                                                       if k != "type"}))
+        elif kind == Kind.NODES:
+            self.nodes = event["nodes"]
         elif kind in self.METRIC_EVENTS:
             run_metrics.append(self.run.metrics, event)
             self._keep(str(kind), event)
@@ -285,14 +300,15 @@ class RunCollector:
 def _train(home: Home, recipe_path: str | Path | None, *, resume: str | None,
            passphrase: Passphrase, records: RecordsProvider,
            on_event: Callable[[Event], None] | None, echo_child_output: bool,
-           processes: int | None, relay: Relay, check_privacy: bool = False) -> TrainResult:
+           processes: int | None, relay: Relay, check_privacy: bool = False,
+           cluster_keys: dict[str, Any] | None = None) -> TrainResult:
     """The run's steps, in order: resume or new, policy checks, unlock, records, canaries,
     step and resume checks, keys; then under the run lock: start, launch, outcome checks,
     the evaluation gate, the privacy check, the artifact."""
     trust.require_home(home)
     policy = load_policy(home.policy_file)
     plan = _resume_run(home, resume, processes) if resume else \
-        _new_run(home, recipe_path, processes)
+        _new_run(home, recipe_path, processes, cluster_keys or {})
     model, iso = _check_policy(home, policy, plan.recipe)
     run = RunState(home, policy, plan.run_id, plan.run_dir, plan.recipe, plan.state,
                    plan.resumed, model, iso)
@@ -313,6 +329,8 @@ def _train(home: Home, recipe_path: str | Path | None, *, resume: str | None,
         _record_start(run, on_event)
         collector = RunCollector(run, on_event)
         result = _launch(run, collector, relay=relay, echo_child_output=echo_child_output)
+        if run.recipe.cluster.node_rank > 0 and result.returncode == 0 and not collector.errors:
+            return _node_done(run)
         evals = _check_outcome(run, collector, result, relay)
         evaluation = _gate(run, collector, evals)
         privacy = _check_privacy(run)
@@ -341,13 +359,18 @@ def _resume_run(home: Home, run_id: str, processes: int | None) -> RunPlan:
     return RunPlan(run_id, run_dir, recipe, state, resumed=True)
 
 
-def _new_run(home: Home, recipe_path: str | Path | None, processes: int | None) -> RunPlan:
+def _new_run(home: Home, recipe_path: str | Path | None, processes: int | None,
+             cluster_keys: dict[str, Any]) -> RunPlan:
     """A new run of the recipe at `recipe_path` (nothing is written yet)."""
     if recipe_path is None:
         raise UsageError("give a RECIPE file or --resume RUN")
     recipe = load_recipe(recipe_path)
     if processes is not None:
         recipe = parse_recipe({**recipe.model_dump(), "processes": processes}, "--processes")
+    if cluster_keys:  # --nnodes, --node-rank, --rendezvous, --cluster-interface
+        data = recipe.model_dump()
+        recipe = parse_recipe({**data, "cluster": {**data["cluster"], **cluster_keys}},
+                              "--nnodes/--node-rank/--rendezvous/--cluster-interface")
     run_id = new_run_id()
     return RunPlan(run_id, home.runs_dir / run_id, recipe, {}, resumed=False)
 
@@ -477,10 +500,28 @@ def _launch(run: RunState, collector: RunCollector, *, relay: Relay,
            "inject_nan_at_step": int(os.environ.get(INJECT_NAN_ENV) or 0)}
     if run.sacred:
         job["sacred"] = run.sacred["records"]
-    spec = isolation.child_spec(read_only=(model.weights_dir,), writable=(run.run_dir,))
-    return isolation.run_isolated(dict(job), collector, run.iso, spec=spec, relay=relay,
-                                  launch=recipe.processes > 1,
-                                  echo_output=echo_child_output)
+    # several machines (appliance.service.cluster): what every node must agree on, this node
+    job["fingerprint"] = cluster.fingerprint(recipe, model.root_digest, run.dataset_digest,
+                                             run.policy_digest)
+    job["node"] = cluster.node(run.home, recipe)
+    with cluster.network(policy, recipe) as (network, job["cluster"]):
+        spec = isolation.child_spec(read_only=(model.weights_dir,), writable=(run.run_dir,),
+                                    network=network)
+        result = isolation.run_isolated(dict(job), collector, run.iso, spec=spec, relay=relay,
+                                        launch=world_size(recipe) > 1,
+                                        echo_output=echo_child_output)
+        cluster.audit_drops(run.home, run.run_id, network)
+    return result
+
+
+def _node_done(run: RunState) -> TrainResult:
+    """A node other than 0 is done once its workers are: node 0 alone signs the artifact."""
+    run.state.update(status="done", finished=_dt.datetime.now(_dt.UTC).isoformat(),
+                     signed_by="node 0")
+    run.save()
+    audit.record(run.home, "train.finish", run_id=run.run_id, signed=False,
+                 node_rank=run.recipe.cluster.node_rank)
+    return TrainResult(run.run_id, run.run_dir, "", {}, {}, False)
 
 
 def _check_outcome(run: RunState, collector: RunCollector, result: isolation.ChildResult,
@@ -594,6 +635,8 @@ def _finish(run: RunState, collector: RunCollector, evals: dict[str, Event],
         report["distributed"] = {"processes": len(collector.workers),
                                  "workers": sorted(collector.workers,
                                                    key=lambda w: int(w.get("rank", 0)))}
+    if collector.nodes:
+        report.setdefault("distributed", {})["nodes"] = collector.nodes
     atomic_write_text(staging / "report.json", json.dumps(report, indent=2, sort_keys=True))
     finished = _dt.datetime.now(_dt.UTC).isoformat()
     prov = artifact.provenance(
@@ -605,12 +648,15 @@ def _finish(run: RunState, collector: RunCollector, evals: dict[str, Event],
                  **{k: v for k, v in state["dataset"].items()
                     if k in ("eval_dataset", "eval_dataset_records")}},
         tokenizer_digest="sha256:" + model.files.get("tokenizer.json", ""),
-        recipe=state["recipe"], isolation=run.iso.detail,
+        recipe=cluster.recipe_for_provenance(state["recipe"]), isolation=run.iso.detail,
         evals={phase: {k: v for k, v in values.items() if k in ("loss", "perplexity",
                                                                  "records", "tokens")}
                for phase, values in evals.items()},
         adapter_digest=adapter_digest, started=state["started"], finished=finished)
     prov.update(checks)
+    if collector.nodes:  # every node of a cluster run, and the cluster policy
+        prov["cluster"] = {"nodes": collector.nodes,
+                           "policy": cluster.policy_section(run.policy)}
     modelcard.write_card(staging, prov)
     target = home.artifacts_dir / run_id
     artifact.finalize_artifact(home, staging, target, prov, passphrase)

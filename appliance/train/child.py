@@ -1,7 +1,9 @@
-"""Entry point of the isolated trainer process: `python -m appliance.train.child [launch]`.
+"""Entry point of the isolated trainer process: `python -m appliance.train.child [launch |
+worker]`.
 
 Started by appliance.train.isolation inside the sandbox (appliance.sandbox), or, for
-multi-process runs, by appliance.train.launcher inside that same sandbox, once per rank.
+multi-process runs, by torchrun's agent (appliance.train.launcher) inside that same
+sandbox, once per rank (`worker`).
 Every ML-stack job runs here (training, `kind` jobs of JOBS). First thing,
 before reading anything: the audit-hook tripwire (reports go to the parent over the event
 pipe, and the parent writes them to the audit log), the parent-death signal, and the
@@ -10,7 +12,9 @@ the parent that this process may be signalled. Then the job (recipe, paths, reco
 run's checkpoint key) is read from stdin — records never touch the disk — and runs.
 
 `launch` makes this process the launcher of `recipe.processes` trainer workers instead of a
-trainer itself.
+trainer itself. A `worker` has no pipe of ours (torchrun closes inherited descriptors): it
+first connects to its launcher's job channel (appliance.train.jobchannel), which then
+carries its job in and its events out.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING, Any, cast
 
-from appliance.train.cancel import Relay, StopFlag
+from appliance.train.cancel import StopFlag
 from appliance.train.events import EVENT_FD_ENV, PARENT_PID_ENV, EventWriter, Kind
 
 if TYPE_CHECKING:
@@ -54,22 +58,32 @@ def _die_with_parent() -> None:
 
 def main() -> int:
     """Run one job from stdin; exit 0 done, 3 stopped, 1 failed."""
-    events = EventWriter(int(os.environ[EVENT_FD_ENV]))
+    mode = sys.argv[1] if len(sys.argv) > 1 else ""
+    channel = None
+    if mode == "worker":  # before the tripwire: our own connect, nothing else ran yet
+        from appliance.train import jobchannel
+
+        channel = jobchannel.connect()
+    events = EventWriter(channel.fileno() if channel else int(os.environ[EVENT_FD_ENV]))
     install(lambda found: events.emit(Kind.TRIPWIRE, **found))
     _die_with_parent()
-    launcher = sys.argv[1:] == ["launch"]
-    relay, stop = Relay(), StopFlag(events.emit)
+    launcher = mode == "launch"
+    stop = StopFlag(events.emit)
     if launcher:
-        relay.install()
+        from appliance.train import launcher as launch
+
+        signals = launch.Signals()
+        signals.install()
     else:
         stop.install()
     from appliance.offline import OFFLINE_ENV
 
     events.emit(Kind.STARTED, pid=os.getpid(), interfaces=_interfaces(),
                 offline={k: os.environ.get(k) for k in OFFLINE_ENV})
-    # the job is the first line of stdin; a job may read more lines after it (generate's
-    # interactive session)
-    job: dict[str, Any] = json.loads(sys.stdin.buffer.readline())
+    if channel is not None:  # a torchrun worker: the job from its launcher's channel
+        job: dict[str, Any] = jobchannel.receive_job(channel)
+    else:  # the job is the first line of stdin; a job may read more lines after it
+        job = json.loads(sys.stdin.buffer.readline())  # (generate's interactive session)
     kind = job.get("kind") or ("probe" if job.get("probe") else
                                 "privacy" if job.get("privacy") else
                                 "generate" if job.get("generate") else None)
@@ -77,9 +91,7 @@ def main() -> int:
         if kind is not None:
             return int(_job_module(kind).run(job, events.emit))
         if launcher:
-            from appliance.train import launcher as launch
-
-            return launch.run(cast("TrainJob", job), events.emit, relay)
+            return launch.run(cast("TrainJob", job), events.emit, signals)
         from appliance.train import trainer
 
         return trainer.run(cast("TrainJob", job), events.emit, stop)
@@ -112,4 +124,9 @@ def _interfaces() -> list[str]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    if sys.argv[1:] == ["worker"]:  # no destructors (appliance.train.distributed._LIVE)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
+    sys.exit(status)

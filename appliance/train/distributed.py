@@ -1,8 +1,9 @@
 """Data-parallel training across processes (DDP): the pieces the trainer needs.
 
-Workers are started by appliance.train.launcher inside the isolated child's network
-namespace with torchrun's environment contract (RANK, WORLD_SIZE, LOCAL_RANK,
-MASTER_ADDR=127.0.0.1, MASTER_PORT), and rendezvous over that namespace's own loopback.
+Workers are started by torchrun's agent (appliance.train.launcher) inside the isolated
+child's network namespace, with torchrun's environment contract (RANK, WORLD_SIZE,
+LOCAL_RANK, MASTER_ADDR, MASTER_PORT), and rendezvous over that namespace's own loopback,
+or, across machines, over the one cluster interface of the sandbox (`Topology`).
 Backend: gloo on CPU, NCCL on CUDA (one GPU per local rank). Every rank holds every record
 (in memory) and the same per-epoch order; step `s` takes the same global slice on every
 rank and each rank trains on its interleaved share of it (like DistributedSampler, padded
@@ -19,12 +20,21 @@ import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from appliance.train.recipe import Recipe
 
 T = TypeVar("T")
 MASTER_ADDR = "127.0.0.1"
 MASTER_PORT = 29500  # the namespace is private to this run: no other listener can exist
+LOOPBACK = "lo"
 TIMEOUT = _dt.timedelta(minutes=30)
+# The DDP wrapper lives until the worker's os._exit (appliance.train.child): its reducer
+# holds the last reference to the gloo process group, and that group's destructor, run
+# with the GIL held, deadlocks against a gloo thread that needs the GIL to release a
+# finished work's tensors (seen under load). An ending worker skips destructors instead.
+_LIVE: list[Any] = []
 
 
 @dataclass(frozen=True)
@@ -52,13 +62,45 @@ class World:
         return self.size > 1
 
 
-def worker_env(rank: int, size: int) -> dict[str, str]:
-    """torchrun's environment contract for one worker on this machine."""
-    return {"RANK": str(rank), "WORLD_SIZE": str(size), "LOCAL_RANK": str(rank),
-            "LOCAL_WORLD_SIZE": str(size), "GROUP_RANK": "0",
-            "MASTER_ADDR": MASTER_ADDR, "MASTER_PORT": str(MASTER_PORT),
-            # the rendezvous and the collectives stay on the namespace's loopback
-            "GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo"}
+@dataclass(frozen=True)
+class Topology:
+    """Where this node's workers sit: nodes, this node's rank, processes per node, the
+    rendezvous endpoint, and the interface the collectives use."""
+
+    nnodes: int = 1
+    node_rank: int = 0
+    nproc: int = 1
+    rendezvous: str = f"{MASTER_ADDR}:{MASTER_PORT}"
+    interface: str = LOOPBACK
+    local_addr: str = MASTER_ADDR
+
+    @classmethod
+    def of(cls, recipe: Recipe, cluster: dict[str, Any] | None) -> Topology:
+        """One machine's loopback, or the cluster the parent resolved (`job["cluster"]`)."""
+        if not cluster:
+            return cls(nproc=recipe.processes)
+        return cls(nnodes=int(cluster["nnodes"]), node_rank=int(cluster["node_rank"]),
+                   nproc=recipe.processes, rendezvous=str(cluster["rendezvous"]),
+                   interface=str(cluster["interface"]), local_addr=str(cluster["address"]))
+
+    @property
+    def world_size(self) -> int:
+        """Processes on every node together."""
+        return self.nnodes * self.nproc
+
+    @property
+    def first_rank(self) -> int:
+        """The global rank of this node's local rank 0 (torchrun's static rendezvous)."""
+        return self.node_rank * self.nproc
+
+    @property
+    def ranks(self) -> range:
+        """The global ranks of this node's workers."""
+        return range(self.first_rank, self.first_rank + self.nproc)
+
+    def backend_env(self) -> dict[str, str]:
+        """The collectives stay on the run's interface (never a host-name look-up)."""
+        return {"GLOO_SOCKET_IFNAME": self.interface, "NCCL_SOCKET_IFNAME": self.interface}
 
 
 def device_for(world: World) -> Any:
@@ -112,7 +154,9 @@ def wrap(model: Any, world: World, device: Any) -> Any:
     from torch.nn.parallel import DistributedDataParallel
 
     ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=ids)
+    wrapped = DistributedDataParallel(model, device_ids=ids)
+    _LIVE.append(wrapped)
+    return wrapped
 
 
 def padded(chosen: Sequence[T], world: World) -> list[T]:
@@ -159,3 +203,47 @@ def params_digest(params: dict[str, Any]) -> str:
         digest.update(name.encode("utf-8"))
         digest.update(params[name].detach().float().cpu().contiguous().numpy().tobytes())
     return "sha256:" + digest.hexdigest()
+
+
+NODE_BYTES = 1024
+
+
+def _gather_bytes(data: bytes, world: World, device: Any, size: int) -> list[bytes]:
+    """`data` (at most `size` bytes) of every rank, in rank order."""
+    import torch
+    import torch.distributed as dist
+
+    if len(data) > size:
+        raise ValueError("too much to gather")
+    padded_data = data.ljust(size, b"\0")
+    mine = torch.frombuffer(bytearray(padded_data), dtype=torch.uint8).to(device)
+    every = [torch.empty_like(mine) for _ in range(world.size)]
+    dist.all_gather(every, mine)
+    return [bytes(t.cpu().numpy().tobytes()).rstrip(b"\0") for t in every]
+
+
+def agree(world: World, device: Any, fingerprint: dict[str, str],
+          node: dict[str, Any]) -> list[dict[str, Any]]:
+    """Before the first step: every rank holds the same fingerprint (dataset, base model,
+    recipe and policy digests), or every rank raises the same TrainingError naming the
+    first that differs and where; returns every rank's `node` description."""
+    if not world.distributed:
+        return [{**node, "rank": world.rank}]
+    import json
+
+    from appliance.errors import TrainingError
+
+    names = sorted(fingerprint)
+    mine = b"".join(hashlib.sha256(fingerprint[k].encode()).digest() for k in names)
+    prints = _gather_bytes(mine, world, device, 32 * len(names))
+    nodes = [json.loads(raw) for raw in _gather_bytes(
+        json.dumps({**node, "rank": world.rank}, sort_keys=True).encode(), world, device,
+        NODE_BYTES)]
+    for rank, theirs in enumerate(prints):
+        for i, name in enumerate(names):
+            if theirs[32 * i:32 * (i + 1)] != prints[0][32 * i:32 * (i + 1)]:
+                raise TrainingError(
+                    f"node {nodes[rank].get('node_rank')} (rank {rank}) has a different "
+                    f"{name} digest than node 0", where="cluster run",
+                    hint="every node needs the same dataset, base model, recipe and policy")
+    return nodes

@@ -69,6 +69,8 @@ class Kind(StrEnum):
     """The launcher: every training process of a multi-process run has started."""
     WORKER_FINISHED = "worker_finished"
     """One training process of a multi-process run: its rank's summary at the end."""
+    NODES = "nodes"
+    """Rank 0 of a cluster run: every node (host key fingerprint, hardware, rank)."""
 
 
 class EvalEvent(TypedDict, total=False):
@@ -170,3 +172,10 @@ class TrainJob(TypedDict):
     sacred: NotRequired[list[dict[str, Any]]]
     """The recipe's eval-only dataset (`eval.dataset`), when it names one: the numbers
     before and after training are measured on it."""
+    fingerprint: NotRequired[dict[str, str]]
+    """What every node of a run must agree on (dataset, base model, recipe and policy
+    digests), checked by every rank before the first step."""
+    node: NotRequired[dict[str, Any]]
+    """This node for the provenance: rank, host key fingerprint, hardware."""
+    cluster: NotRequired[dict[str, Any] | None]
+    """Several machines: the node's cluster settings (None on one machine)."""

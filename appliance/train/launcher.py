@@ -1,145 +1,215 @@
-"""The launcher of a multi-process (DDP) run, inside the isolated child's network namespace.
+"""The launcher of a multi-process (DDP) run: PyTorch's torchrun agent, inside the sandbox.
 
 Started as `python -m appliance.train.child launch` by appliance.train.isolation when the
-recipe asks for `processes > 1`. It plays the part of torchrun's agent, without leaving the
-namespace: it brings the namespace's own loopback up (a loopback private to this run, not
-the host's: nothing outside the namespace becomes reachable), starts one worker per rank
-(`python -m appliance.train.child` with torchrun's environment contract; each installs the
-tripwire and the stop handling first, like a single-process trainer), hands each the job
-over its stdin (records stay in memory), and relays their events to the parent over its own
-event pipe: everything rank 0 reports, plus tripwire reports, errors and end-of-run
-summaries from every rank (tagged `rank`). SIGTERM from the parent reaches every worker
-once it has reported `started`. As in torchrun, when one worker fails the others are given
-GRACE_S seconds and then killed.
+recipe asks for `processes > 1` or for several nodes. It calls torchrun as a library
+(`torch.distributed.launcher.api.elastic_launch`, what `torch.distributed.run` calls):
+PyTorch's elastic agent starts the workers (`python -m appliance.train.child worker`, one
+per local rank, with torchrun's environment contract), runs the static TCP rendezvous
+(`--rdzv-backend static`: node ranks are given, so global ranks, and with them the data
+shards, are the same on every run), watches the workers, stops them all when one fails and
+passes SIGTERM on to them. The launcher adds what torchrun cannot know about: the job goes
+to each worker over appliance.train.jobchannel (an abstract AF_UNIX socket with a one-time
+token; records never touch a disk), and the workers' events come back the same way to be
+relayed to the parent: everything the first local rank reports, plus tripwire reports,
+errors and end-of-run summaries from every rank (tagged `rank`).
+
+Single machine: the rendezvous is on the namespace's own loopback (127.0.0.1:29500; the
+namespace is private to the run, so nothing else can listen there). Several machines
+(`job["cluster"]`): on the cluster interface the sandbox's network step set up, to the
+rendezvous address node 0 listens on.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
-import subprocess
+import signal
+import socket
 import sys
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from types import FrameType
+from typing import Any, BinaryIO
 
 from appliance import netns
-from appliance.train import distributed
-from appliance.train.cancel import EXIT_STOPPED, Relay
+from appliance.train import distributed, jobchannel
+from appliance.train.cancel import EXIT_STOPPED, SIGNALS
 from appliance.train.events import EVENT_FD_ENV, PARENT_PID_ENV, Kind, TrainJob, read_events
 from appliance.train.recipe import Recipe
 
 Emit = Callable[..., None]
 CHILD_MODULE = "appliance.train.child"
-GRACE_S = 30.0
-POLL_S = 0.2
+RENDEZVOUS_ID = "appliance-training"
+SHUTDOWN_S = 600  # a stopping worker finishes its step and writes the checkpoint first
 FROM_EVERY_RANK = frozenset({Kind.TRIPWIRE, Kind.ERROR, Kind.WORKER_FINISHED})
 
 
 @dataclass
 class Progress:
-    """What the launcher learnt from rank 0 (for a `stopped` event of its own)."""
+    """What the launcher learnt from its workers (for `workers` and a `stopped` of its own)."""
 
-    size: int
+    topology: distributed.Topology
     ready: list[int] = field(default_factory=list)
     step: int = 0
     checkpoint: bool = False
     stopped: bool = False
+    served: set[tuple[int, int]] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    channels: list[threading.Thread] = field(default_factory=list)
+    failed: set[int] = field(default_factory=set)  # ranks that reported their own error
 
 
-def _start(rank: int, size: int, payload: bytes, relay: Relay) -> tuple[subprocess.Popen[bytes],
-                                                                        int]:
-    """One worker process and the read end of its event pipe."""
-    read_fd, write_fd = os.pipe()
-    env = {**os.environ, **distributed.worker_env(rank, size), EVENT_FD_ENV: str(write_fd),
-           PARENT_PID_ENV: str(os.getpid())}
-    try:
-        proc = subprocess.Popen([sys.executable, "-m", CHILD_MODULE], stdin=subprocess.PIPE,
-                                pass_fds=(write_fd,), env=env, close_fds=True)
-    finally:
-        os.close(write_fd)
-    relay.attach(proc.pid)
-
-    def feed() -> None:
-        assert proc.stdin is not None  # noqa: S101 - set by Popen above
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.write(payload)
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.close()
-
-    threading.Thread(target=feed, name=f"feed-{rank}", daemon=True).start()
-    return proc, read_fd
-
-
-def _relay_events(rank: int, proc: subprocess.Popen[bytes], read_fd: int, emit: Emit,
-                  relay: Relay, progress: Progress) -> None:
+def _relay_events(rank: int, stream: BinaryIO, emit: Emit, progress: Progress) -> None:
     """Pass one worker's events on to the parent."""
-    with os.fdopen(read_fd, "rb") as stream:
-        for event in read_events(stream):
-            kind = str(event.pop("type", ""))
-            if kind == Kind.STARTED:
-                relay.ready(proc.pid)
-                progress.ready.append(proc.pid)
-                if len(progress.ready) == progress.size:
-                    emit(Kind.WORKERS_STARTED, world_size=progress.size, pids=progress.ready,
-                         master=f"{distributed.MASTER_ADDR}:{distributed.MASTER_PORT}",
-                         loopback="up")
-                continue
-            if rank == 0:
-                if kind in (Kind.CHECKPOINT, Kind.RESUMED):
-                    progress.step = int(event.get("step", progress.step))
-                    progress.checkpoint = kind == Kind.CHECKPOINT
-                progress.stopped = progress.stopped or kind == Kind.STOPPED
-            if rank == 0 or kind in FROM_EVERY_RANK:
-                emit(kind, **{**event, "rank": rank})
+    topology = progress.topology
+    first = rank == topology.first_rank
+    for event in read_events(stream):
+        kind = str(event.pop("type", ""))
+        if kind == Kind.STARTED:
+            with progress.lock:
+                progress.ready.append(int(event.get("pid") or 0))
+                everyone = len(progress.ready) == topology.nproc
+            if everyone:
+                emit(Kind.WORKERS_STARTED, world_size=topology.world_size, nnodes=topology.nnodes,
+                     node_rank=topology.node_rank, pids=progress.ready,
+                     master=topology.rendezvous, launcher="torch.distributed.run",
+                     loopback="up")
+            continue
+        if first:
+            if kind in (Kind.CHECKPOINT, Kind.RESUMED):
+                progress.step = int(event.get("step", progress.step))
+                progress.checkpoint = kind == Kind.CHECKPOINT
+            progress.stopped = progress.stopped or kind == Kind.STOPPED
+        if kind == Kind.ERROR:
+            progress.failed.add(rank)
+        if first or kind in FROM_EVERY_RANK:
+            emit(kind, **{**event, "rank": rank})
 
 
-def _supervise(procs: list[subprocess.Popen[bytes]], relay: Relay) -> list[int]:
-    """Wait for every worker; once one has failed, the rest get GRACE_S seconds."""
-    deadline: float | None = None
-    codes: list[int | None] = [None] * len(procs)
-    while any(code is None for code in codes):
-        for i, proc in enumerate(procs):
-            if codes[i] is None and (code := proc.poll()) is not None:
-                codes[i] = code
-                relay.detach(proc.pid)
-        if deadline is None and any(code not in (None, 0) for code in codes):
-            deadline = time.monotonic() + GRACE_S
-        if deadline is not None and time.monotonic() > deadline:
-            relay.kill_all()
-        time.sleep(POLL_S)
-    return [int(code) for code in codes if code is not None]
+def _serve_one(conn: socket.socket, job: dict[str, Any], token: str, emit: Emit,
+               progress: Progress) -> None:
+    """One worker's connection: its greeting, its job, then its events."""
+    with conn, conn.makefile("rb") as stream:
+        try:
+            with progress.lock:
+                rank = jobchannel.hello(stream, token, progress.served,
+                                        progress.topology.ranks)
+        except jobchannel.Refused as exc:
+            emit(Kind.TRIPWIRE, action="job.refused", via="launcher", target=str(exc))
+            return
+        jobchannel.send_job(conn, job)
+        _relay_events(rank, stream, emit, progress)
 
 
-def run(job: TrainJob, emit: Emit, relay: Relay) -> int:
-    """Run the job on `recipe.processes` workers; 0 done, 3 stopped, 1 failed."""
+def _serve(server: socket.socket, job: dict[str, Any], token: str, emit: Emit,
+           progress: Progress) -> None:
+    """Accept workers for as long as the launcher lives (a restarted worker comes back)."""
+    while True:
+        try:
+            conn, _ = server.accept()
+        except OSError:
+            return
+        thread = threading.Thread(target=_serve_one, args=(conn, job, token, emit, progress),
+                                  name="worker-channel", daemon=True)
+        progress.channels.append(thread)
+        thread.start()
+
+
+class Signals:
+    """Until torchrun installs its own handlers (when it starts the workers), a SIGTERM or
+    SIGINT is recorded and, once the launch has begun, raised as torchrun's own
+    SignalException, so that a stop landing in between still reaches every worker."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self.armed = False
+
+    def install(self) -> None:
+        for signum in SIGNALS:
+            signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:  # noqa: ARG002
+        self.received = True
+        if self.armed:
+            from torch.distributed.elastic.multiprocessing.api import SignalException
+
+            raise SignalException(f"launcher got signal {signum}",
+                                  sigval=signal.Signals(signum))
+
+
+def _config(topology: distributed.Topology) -> Any:
+    from torch.distributed.elastic.multiprocessing import DefaultLogsSpecs, Std
+    from torch.distributed.launcher.api import LaunchConfig
+
+    # the workers' output goes where the launcher's goes (the parent's --debug tail); the
+    # agent's own log directory is a fresh one in the sandbox's private /tmp
+    logs = DefaultLogsSpecs(redirects=Std.NONE, tee=Std.NONE)
+    return LaunchConfig(
+        min_nodes=topology.nnodes, max_nodes=topology.nnodes,
+        # the rendezvous id must be the same on every node, and each node's parent names
+        # its run on its own: the store is node 0's, fresh for this run, so one fixed id
+        nproc_per_node=topology.nproc, run_id=RENDEZVOUS_ID, role="trainer",
+        rdzv_backend="static", rdzv_endpoint=topology.rendezvous,
+        rdzv_configs={"rank": topology.node_rank,
+                      "timeout": int(distributed.TIMEOUT.total_seconds())},
+        max_restarts=0, monitor_interval=0.2, local_addr=topology.local_addr,
+        logs_specs=logs, shutdown_timeout=SHUTDOWN_S)
+
+
+def _launch(topology: distributed.Topology,
+            signals: Signals) -> dict[int, int]:
+    """torchrun's agent over this node's workers: {} when every worker ended with 0, else
+    the exit status of each failed global rank; {-1: EXIT_STOPPED} for a signal."""
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import elastic_launch
+
+    launch = elastic_launch(_config(topology), sys.executable)
+    signals.armed = True
+    try:
+        launch("-m", CHILD_MODULE, "worker")
+    except ChildFailedError as exc:
+        return {int(rank): int(failure.exitcode) for rank, failure in exc.failures.items()}
+    except SignalException:
+        return {-1: EXIT_STOPPED}
+    finally:
+        signals.armed = False
+    return {}
+
+
+def run(job: TrainJob, emit: Emit, signals: Signals) -> int:
+    """Run the job on this node's workers (`signals` installed before `started` was
+    reported); 0 done, 3 stopped, 1 failed."""
     from appliance.train.trainer import total_steps
 
     recipe = Recipe.model_validate(job["recipe"])
-    size = recipe.processes
-    netns.loopback_up()
-    payload = json.dumps(job).encode("utf-8")
-    progress = Progress(size)
-    started = [_start(rank, size, payload, relay) for rank in range(size)]
-    threads = [threading.Thread(target=_relay_events, name=f"events-{rank}",
-                                args=(rank, proc, fd, emit, relay, progress), daemon=True)
-               for rank, (proc, fd) in enumerate(started)]
-    for thread in threads:
-        thread.start()
-    codes = _supervise([proc for proc, _ in started], relay)
-    for thread in threads:
+    topology = distributed.Topology.of(recipe, job.get("cluster"))
+    if topology.nnodes == 1:
+        netns.loopback_up()
+    server, channel = jobchannel.new_endpoint()
+    os.environ.pop(EVENT_FD_ENV, None)  # the workers report over their job channel
+    os.environ.update({**channel, **topology.backend_env(),
+                       PARENT_PID_ENV: str(os.getpid())})
+    progress = Progress(topology)
+    threading.Thread(target=_serve, args=(server, job, channel[jobchannel.TOKEN_ENV], emit,
+                                          progress), name="job-channel", daemon=True).start()
+    codes = {-1: EXIT_STOPPED} if signals.received else _launch(topology, signals)
+    with contextlib.suppress(OSError):
+        server.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread
+    server.close()
+    for thread in list(progress.channels):  # the workers are gone: their last lines
         thread.join(timeout=10)
-    if all(code == 0 for code in codes):
+    if not codes:
         return 0
-    if relay.requested or EXIT_STOPPED in codes:
+    if signals.received or EXIT_STOPPED in codes.values():
         if not progress.stopped:
             emit(Kind.STOPPED, step=progress.step, checkpoint=progress.checkpoint,
                  total_steps=total_steps(recipe, len(job["train"])))
         return EXIT_STOPPED
-    for rank, code in enumerate(codes):
-        if code != 0:
-            emit(Kind.ERROR, kind="WorkerExit", rank=rank,
-                 message=f"training worker of rank {rank} exited with status {code}")
+    for rank, code in sorted(codes.items()):
+        if rank in progress.failed:  # its own error line says more
+            continue
+        emit(Kind.ERROR, kind="WorkerExit", rank=rank,
+             message=f"training worker of rank {rank} exited with status {code}")
     return 1

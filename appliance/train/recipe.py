@@ -167,6 +167,49 @@ class GuardSettings(_Strict):
     0: off)."""
 
 
+ENDPOINT = re.compile(r"^(?P<host>\d{1,3}(?:\.\d{1,3}){3}):(?P<port>\d{1,5})$")
+INTERFACE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+
+
+class ClusterSettings(_Strict):
+    """Several machines (torchrun's static rendezvous); `node_rank` and `interface` are this
+    machine's own, everything else must be the same on every node."""
+
+    nnodes: int = Field(default=1, ge=1)
+    """Machines in the run (each runs `processes` workers)."""
+    node_rank: int = Field(default=0, ge=0)
+    """This machine's place (0 hosts the rendezvous and alone signs the artifact)."""
+    rendezvous: str = ""
+    """HOST:PORT of node 0's rendezvous on the cluster network (an IPv4 address)."""
+    interface: str = ""
+    """This machine's network interface onto the cluster network."""
+
+    @model_validator(mode="after")
+    def _complete(self) -> ClusterSettings:
+        if self.nnodes == 1:
+            return self
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank {self.node_rank} is not below nnodes {self.nnodes}")
+        if self.rendezvous and not ENDPOINT.match(self.rendezvous):
+            raise ValueError("rendezvous must be IPV4:PORT on the cluster network")
+        if self.interface and not INTERFACE.match(self.interface):
+            raise ValueError("interface must name a network interface")
+        return self
+
+    def missing(self) -> list[str]:
+        """The keys a node of a several-machine run still needs (flags may give them)."""
+        if self.nnodes == 1:
+            return []
+        return [flag for key, flag in (("rendezvous", "--rendezvous"),
+                                       ("interface", "--cluster-interface"))
+                if not getattr(self, key)]
+
+    @property
+    def node_specific(self) -> frozenset[str]:
+        """The keys that differ from node to node."""
+        return frozenset({"node_rank", "interface"})
+
+
 class Recipe(_Strict):
     """One training run: what to train, on what, and how."""
 
@@ -187,6 +230,8 @@ class Recipe(_Strict):
     """Data-parallel training processes (DDP: gloo on CPU, NCCL with one GPU each), all
     inside the run's network namespace. The global batch is batch_size x grad_accum x
     processes."""
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
+    """Several machines, `processes` each (docs/scale-out.md); one by default."""
     lora: LoraSettings = Field(default_factory=LoraSettings)
     """LoRA adapter shape."""
     quantization: QuantSettings = Field(default_factory=QuantSettings)
@@ -199,6 +244,19 @@ class Recipe(_Strict):
     """Held-out evaluation."""
     guards: GuardSettings = Field(default_factory=GuardSettings)
     """Stops on NaN/inf loss, loss spikes and exploding gradients."""
+
+
+def world_size(recipe: Recipe) -> int:
+    """Training processes on all machines together."""
+    return recipe.processes * recipe.cluster.nnodes
+
+
+def shared_part(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as every node must hold it (without this node's own keys)."""
+    data = recipe.model_dump()
+    data["cluster"] = {k: v for k, v in data["cluster"].items()
+                       if k not in recipe.cluster.node_specific}
+    return data
 
 
 def parse_recipe(data: dict[str, Any], where: str = "recipe") -> Recipe:
@@ -257,6 +315,20 @@ def check_against_policy(recipe: Recipe, policy: Policy) -> None:
          limits.max_seq_len)
     over("processes", recipe.processes, "training.limits.max_processes",
          limits.max_processes)
+    over("cluster.nnodes", recipe.cluster.nnodes, "training.limits.max_nodes",
+         limits.max_nodes)
+    nodes = policy.network.cluster.nodes
+    if recipe.cluster.nnodes > 1 and len(nodes) < recipe.cluster.nnodes:
+        problems.append(f"cluster.nnodes = {recipe.cluster.nnodes} needs that many node "
+                        f"addresses in the policy's network.cluster.nodes ({len(nodes)} "
+                        "listed)")
+    elif recipe.cluster.nnodes > 1 and recipe.cluster.rendezvous:
+        host, port = recipe.cluster.rendezvous.rsplit(":", 1)
+        low, high = policy.network.cluster.ports
+        if host != nodes[0] or not low <= int(port) <= high:
+            problems.append(f"cluster.rendezvous = {recipe.cluster.rendezvous!r} is not node "
+                            f"0's address {nodes[0]} on a port in network.cluster.ports "
+                            f"= [{low}, {high}]")
     over("optim.learning_rate", recipe.optim.learning_rate,
          "training.limits.max_learning_rate", limits.max_learning_rate)
     if problems:

@@ -32,7 +32,7 @@ from appliance.train.data import (
 )
 from appliance.train.distributed import World
 from appliance.train.events import Kind, TrainJob
-from appliance.train.recipe import Recipe
+from appliance.train.recipe import Recipe, world_size
 from appliance.train.watch import EarlyStop, Guard
 
 EXIT_GUARD = 4
@@ -80,7 +80,7 @@ def epoch_order(seed: int, epoch: int, n: int) -> list[int]:
 
 def global_batch(recipe: Recipe) -> int:
     """Records per optimizer step, over all processes."""
-    return recipe.train.batch_size * recipe.train.grad_accum * recipe.processes
+    return recipe.train.batch_size * recipe.train.grad_accum * world_size(recipe)
 
 
 def steps_per_epoch(recipe: Recipe, n_train: int) -> int:
@@ -105,7 +105,7 @@ def setup_torch(recipe: Recipe, world: World | None = None) -> Any:
     import torch
 
     world = world or World()
-    torch.set_num_threads(recipe.threads or max(1, (os.cpu_count() or 1) // world.size))
+    torch.set_num_threads(recipe.threads or max(1, (os.cpu_count() or 1) // recipe.processes))
     torch.manual_seed(recipe.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
     return distributed.device_for(world)
@@ -331,6 +331,10 @@ def run(job: TrainJob, emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - linear, 
     if stop.requested and stop.end_before_first_step():
         return EXIT_STOPPED
     distributed.init(world, device)  # after the long load, which a stop cuts short
+    nodes = distributed.agree(world, device, job.get("fingerprint", {}),
+                              job.get("node", {}))
+    if world.distributed:
+        report(Kind.NODES, nodes=nodes)
     net = distributed.wrap(model, world, device)
     if not job.get("resume"):
         report(Kind.EVAL, phase="before", **evaluate(model, final, pad_id, micro_size,

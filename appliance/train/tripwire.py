@@ -26,6 +26,10 @@ NETWORK_EVENTS = frozenset({"socket.connect", "socket.sendto", "socket.sendmsg",
                             "socket.getaddrinfo", "socket.gethostbyname",
                             "socket.gethostbyname_ex", "socket.gethostbyaddr",
                             "socket.bind"})
+# a look-up of the sandbox's own host name (its UTS namespace's) answers from /etc/hosts or
+# fails; torchrun's agent makes it for every record it keeps (`socket.getfqdn()`)
+OWN_NAME_EVENTS = frozenset({"socket.gethostbyaddr", "socket.gethostbyname",
+                             "socket.gethostbyname_ex"})
 SPAWN_EVENTS = frozenset({"subprocess.Popen", "os.system", "os.exec", "os.posix_spawn",
                           "os.spawn", "os.startfile", "pty.spawn"})
 CTYPES_NETWORK_SYMBOLS = frozenset({"connect", "socket", "sendto", "sendmsg", "getaddrinfo",
@@ -116,6 +120,8 @@ def classify_socket(event: str, args: tuple[Any, ...]) -> dict[str, Any] | None:
         return None
     if event not in NETWORK_EVENTS:
         return None
+    if event in OWN_NAME_EVENTS and args and args[0] == socket.gethostname():
+        return None  # torchrun's agent names its own host in its records: no network
     sock = args[0] if args else None
     family = getattr(sock, "family", None)
     if family is not None and int(family) == UNIX:

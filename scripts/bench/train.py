@@ -12,6 +12,14 @@ Last stdout line: {"name": "train", "ours": s/step, "baseline": s/step, "unit": 
 "ratio": baseline/ours, ...}. ratio > 1 means the appliance is faster.
 
 Usage: scripts/bench.sh train [--steps N] [--seq-len L] [--batch B] [--home DIR]
+       scripts/bench.sh train --nodes 2 [--steps N] [--seq-len L] [--batch B]
+
+`--nodes 2`: ours is a 2-node x 1-process run over two network namespaces made for the
+benchmark (tests/sandbox/clusternet.py: veth pairs on a bridge, each node with its own home
+and the filtered macvlan cluster interface of appliance.sandbox.cluster); the baseline is
+the appliance on one process in the same run. Each node trains `--batch` records per step,
+so the ratio (one process / two nodes) shows what the all-reduce over the cluster network
+costs per step (1.0: nothing). Needs root and nft.
 """
 
 from __future__ import annotations
@@ -158,11 +166,17 @@ def main() -> int:  # noqa: PLR0915 - a linear benchmark script
     parser.add_argument("--home", help="reuse a bench home (model already imported)")
     parser.add_argument("--rounds", type=int, default=2, choices=(1, 2),
                         help="baseline runs: 1 (before ours) or 2 (before and after)")
+    parser.add_argument("--nodes", type=int, default=1, choices=(1, 2),
+                        help="2: two nodes in network namespaces against one process")
     parser.add_argument("--baseline-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.baseline_child:
         print(json.dumps(baseline(json.loads(sys.stdin.read()))))
         return 0
+    if args.nodes == 2:
+        from benchnodes import two_nodes
+
+        return two_nodes(args, records, recipe_text)
 
     from benchhome import PASSPHRASE, make_home
 

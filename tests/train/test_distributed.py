@@ -115,3 +115,35 @@ def test_loopback_brought_up_inside_the_namespace_still_reaches_nothing(
     for event in probes:
         assert "ECONNREFUSED" in event["outcome"] or "refused" in event["outcome"], event
     assert accepted == []
+
+
+def test_job_channel_serves_each_rank_once_and_only_with_the_token() -> None:
+    """A greeting with the wrong token, a rank of another node, or a replay of a served
+    (rank, restart) is refused; the right one gets its rank."""
+    import io
+
+    from appliance.train import jobchannel
+
+    def greet(token: str, rank: int, restart: int = 0) -> io.BytesIO:
+        return io.BytesIO(json.dumps({"token": token, "rank": rank,
+                                      "restart": restart}).encode() + b"\n")
+
+    served: set[tuple[int, int]] = set()
+    ranks = range(2, 4)  # node 1 of a 2 x 2 run
+    assert jobchannel.hello(greet("t", 2), "t", served, ranks) == 2
+    for stream in (greet("x", 3), greet("t", 0), greet("t", 2), io.BytesIO(b"{}\n")):
+        with pytest.raises(jobchannel.Refused):
+            jobchannel.hello(stream, "t", served, ranks)
+    assert jobchannel.hello(greet("t", 2, restart=1), "t", served, ranks) == 2
+
+
+def test_a_look_up_of_the_sandbox_own_host_name_is_not_a_network_attempt() -> None:
+    """torchrun's agent resolves its own host name for its records; any other name is
+    still reported."""
+    import socket
+
+    from appliance.train.tripwire import classify
+
+    assert classify("socket.gethostbyaddr", (socket.gethostname(),)) is None
+    found = classify("socket.gethostbyaddr", ("exfil.example.org",))
+    assert found is not None and found["action"] == "network.attempt"

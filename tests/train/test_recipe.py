@@ -54,6 +54,8 @@ def test_bad_toml_is_a_recipe_error(tmp_path: Path) -> None:
     ({"method": "lora"}, "method = 'lora' is not in the policy's training.methods"),
     ({"processes": 3}, "processes = 3 is over the policy limit training.limits."
                        "max_processes = 2"),
+    ({"cluster": {"nnodes": 2, "rendezvous": "10.231.8.11:29500", "interface": "eth1"}},
+     "cluster.nnodes = 2 is over the policy limit training.limits.max_nodes = 1"),
 ])
 def test_policy_limits_name_key_and_limit(override: dict[str, object], needle: str) -> None:
     """Each excess names the recipe key, its value, and the policy key and limit."""
@@ -97,3 +99,25 @@ def test_cli_recipe_errors_exit_codes(tmp_path: Path, run_cli) -> None:  # type:
     done = run_cli("train", str(recipe), "--home", str(home.root), "--processes", "3")
     assert done.returncode == 1 and "processes = 3 is over the policy limit" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_cluster_keys_are_checked_and_the_rendezvous_must_be_node_0() -> None:
+    """A node rank past the node count or a rendezvous that is not IPV4:PORT is a recipe
+    error; a rendezvous other than the policy's node 0 is a policy violation."""
+    for bad in ({"nnodes": 2, "node_rank": 2, "rendezvous": "10.0.0.1:29500",
+                 "interface": "eth1"},
+                {"nnodes": 2, "rendezvous": "node0:29500", "interface": "eth1"}):
+        with pytest.raises(RecipeError, match="cluster"):
+            parse_recipe({**BASE, "cluster": bad})
+    text = shipped_policy("demo").read_text().replace("max_nodes = 1", "max_nodes = 2")
+    text += '\n[network.cluster]\nnodes = ["10.231.8.11", "10.231.8.12"]\n'
+    from appliance.policy import parse_policy_text
+
+    policy = parse_policy_text(text)
+    recipe = parse_recipe({**BASE, "cluster": {"nnodes": 2, "rendezvous": "10.231.8.12:29500",
+                                               "interface": "eth1"}})
+    with pytest.raises(PolicyViolation, match=r"not node 0's address 10\.231\.8\.11"):
+        check_against_policy(recipe, policy)
+    fine = parse_recipe({**BASE, "cluster": {"nnodes": 2, "rendezvous": "10.231.8.11:29500",
+                                             "interface": "eth1"}})
+    check_against_policy(fine, policy)
