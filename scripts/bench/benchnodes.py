@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from appliance.passphrase import read_passphrase
+
 HERE = Path(__file__).resolve().parent
 NS = ("b231-n0", "b231-n1")
 SWITCH = "b231-sw"
@@ -73,7 +75,8 @@ def node_main(spec: dict[str, Any]) -> int:
     def provider(*_: Any) -> list[dict[str, Any]]:
         return recs if _[-1] == "train" else evals
 
-    result = train(Home(Path(spec["home"])), spec["recipe"], passphrase_file=spec["pass"],
+    result = train(Home(Path(spec["home"])), spec["recipe"],
+                   passphrase=read_passphrase(spec["pass"]),
                    records=provider, on_event=lambda e: steps.append(e)
                    if e["type"] == "step" else None,
                    cluster_keys={"node_rank": spec["rank"], "interface": IFACE})
@@ -115,7 +118,7 @@ def two_nodes(args: argparse.Namespace, records: Callable[..., list[dict[str, An
     recs = records(args.steps * args.batch * 2, words=args.seq_len)
     evals = records(2, words=32, seed=1)
     base_steps: list[float] = []
-    train(homes[0], one, passphrase_file=str(pass_file),
+    train(homes[0], one, passphrase=read_passphrase(str(pass_file)),
           records=lambda *a: recs[:args.steps * args.batch] if a[-1] == "train" else evals,
           on_event=lambda e: base_steps.append(e["step_time_s"]) if e["type"] == "step"
           else None)

@@ -217,6 +217,7 @@ TRY_PROMPT = "What is item 5 made of? Answer in one sentence."
 def train_try_adapter(home: Path) -> str:
     """A 2-step adapter of the bench data, trained and signed (the Try page's artifact)."""
     from appliance.home import Home
+    from appliance.passphrase import read_passphrase
     from appliance.service.train import train
 
     recipe = home / "recipes" / "bench-try.toml"
@@ -224,7 +225,7 @@ def train_try_adapter(home: Path) -> str:
     secret = home.parent / "bench-passphrase"
     secret.write_bytes(TRAIN_PASSPHRASE)
     secret.chmod(0o600)
-    return train(Home(home), recipe, passphrase_file=str(secret)).run_id
+    return train(Home(home), recipe, passphrase=read_passphrase(str(secret))).run_id
 
 
 async def try_latencies(home: Path, run_id: str) -> dict[str, list[float]]:

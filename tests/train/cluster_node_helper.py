@@ -14,6 +14,7 @@ from pathlib import Path
 
 from appliance.errors import ApplianceError
 from appliance.home import Home
+from appliance.passphrase import read_passphrase
 from appliance.service.train import train
 from tests.train.conftest import ALPACA, CHAT, memory_records
 
@@ -28,7 +29,7 @@ def main() -> int:
         changed[-1] = {**changed[-1], "output": "The sum is unknown."}
         records = memory_records(changed)
     try:
-        result = train(home, recipe, passphrase_file=pass_file, records=records,
+        result = train(home, recipe, passphrase=read_passphrase(pass_file), records=records,
                        on_event=lambda e: print(json.dumps(e, sort_keys=True), flush=True),
                        cluster_keys={"node_rank": rank, "interface": iface})
     except ApplianceError as exc:

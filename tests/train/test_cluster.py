@@ -18,6 +18,7 @@ import pytest
 
 from appliance import keys
 from appliance.home import Home
+from appliance.passphrase import read_passphrase
 from appliance.policy import load_policy
 from appliance.resources import REPO_ROOT, shipped_policy
 from appliance.service.cluster import policy_section as cluster_section
@@ -71,7 +72,7 @@ def test_two_nodes_train_the_adapter_of_one_node_with_two_processes(
     homes = [place_model(make_home(tmp_path / f"node{i}", policy), converted_model)
              for i in range(2)]
     one = train(homes[0], _recipe(tmp_path / "one.toml", processes=2, nnodes=1),
-                passphrase_file=str(pass_file), records=memory_records())
+                passphrase=read_passphrase(str(pass_file)), records=memory_records())
     recipe = _recipe(tmp_path / "two.toml", processes=1, nnodes=2)
     with nodes() as (ns0, ns1):
         runs = _both([_node(ns0, homes[0], recipe, pass_file, 0),
