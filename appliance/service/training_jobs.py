@@ -29,6 +29,7 @@ from appliance.service.jobs import ChildJob
 
 if TYPE_CHECKING:
     from appliance.train.recipe import Recipe
+    from appliance.vault.store import DatasetSummary
 
 RECIPES_DIR = "recipes"
 """`HOME/recipes/*.toml`: the operator's recipes, listed after the shipped demo recipe."""
@@ -75,7 +76,7 @@ class ResumableRun:
 class TrainingChoices:
     """Everything the Train page offers."""
 
-    datasets: list[dict[str, Any]]
+    datasets: list[DatasetSummary]
     """The vault's public summaries (`dataset list`)."""
     models: list[dict[str, Any]]
     """Imported base models with `allowed` (`model list`)."""
