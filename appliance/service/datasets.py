@@ -17,7 +17,6 @@ from appliance.home import Home
 from appliance.passphrase import Passphrase, resolve
 from appliance.policy import Policy, load_policy
 from appliance.vault import store
-from appliance.vault.store import DatasetMetadata, DatasetSummary
 
 
 def active_policy(home: Home) -> Policy:
@@ -61,6 +60,12 @@ def import_options(home: Home) -> ImportOptions:
     privacy = active_policy(home).privacy
     return {"policy_plants_canaries": privacy.plant_canaries,
             "check_before_signing": privacy.check_before_signing}
+
+
+DatasetSummary = store.DatasetSummary
+"""One dataset's public summary (`appliance dataset list --json`, one per item)."""
+DatasetMetadata = store.DatasetMetadata
+"""One dataset's verified summary and metadata (`appliance dataset show --json`)."""
 
 
 class DatasetVerified(DatasetSummary):

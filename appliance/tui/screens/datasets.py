@@ -27,8 +27,7 @@ from appliance.tui.widgets.records import human_size, short_digest
 from appliance.tui.widgets.scrub_report import samples, scrub_report
 
 if TYPE_CHECKING:
-    from appliance.service.datasets import ImportOptions
-    from appliance.vault.store import DatasetMetadata, DatasetSummary
+    from appliance.service.datasets import DatasetMetadata, DatasetSummary, ImportOptions
 
 STAGES = (("read", "read and validate"), ("scrub", "scrub (texts)"),
           ("residual", "residual check"), ("write", "encrypt and write"))
