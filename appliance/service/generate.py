@@ -17,7 +17,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance import audit, trust
 from appliance.errors import DatasetFormatError, IntegrityError, TrainingError, UsageError
@@ -26,6 +26,9 @@ from appliance.models import store
 from appliance.policy import Policy, load_policy
 from appliance.train import isolation
 from appliance.train.data import ROLES
+
+if TYPE_CHECKING:
+    from appliance.service.artifacts import Verified
 
 Conversation = list[dict[str, str]]
 MAX_PROMPTS = 1000
@@ -92,7 +95,7 @@ def parse_prompts(text: str, name: str) -> list[Conversation]:
     return out
 
 
-def _artifact_model(home: Home, policy: Policy, artifact: Path, verdict: dict[str, Any],
+def _artifact_model(home: Home, policy: Policy, artifact: Path, verdict: Verified,
                     copy: Path) -> tuple[dict[str, Any], store.ModelRecord]:
     """The report of the verified copy of `artifact` and its base model (allowed,
     unchanged)."""
@@ -157,7 +160,7 @@ class _Model:
             result = self._child(prompts, handle, more_input, copy, job)
         self.finish(result.returncode)
 
-    def check(self, copy: Path, verdict: dict[str, Any]) -> dict[str, Any]:
+    def check(self, copy: Path, verdict: Verified) -> dict[str, Any]:
         """The job of the verified copy (raises when it does not verify or the base
         model is not the one it was trained on)."""
         report, model = _artifact_model(self.home, self.policy, self.artifact, verdict, copy)
