@@ -28,8 +28,9 @@ from appliance.home import Home
 from appliance.service.jobs import ChildJob
 
 if TYPE_CHECKING:
+    from appliance.service.datasets import DatasetSummary
+    from appliance.service.models import ModelListed
     from appliance.train.recipe import Recipe
-    from appliance.vault.store import DatasetSummary
 
 RECIPES_DIR = "recipes"
 """`HOME/recipes/*.toml`: the operator's recipes, listed after the shipped demo recipe."""
@@ -78,7 +79,7 @@ class TrainingChoices:
 
     datasets: list[DatasetSummary]
     """The vault's public summaries (`dataset list`)."""
-    models: list[dict[str, Any]]
+    models: list[ModelListed]
     """Imported base models with `allowed` (`model list`)."""
     recipes: list[RecipeChoice]
     resumable: list[ResumableRun]
