@@ -12,13 +12,30 @@ record text are dropped, never stored.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 from appliance.train import events
 
 Kind = events.Kind
 """The training events' types (the console compares against them through here)."""
+
+
+
+class HistoryPoint(TypedDict, total=False):
+    """The numbers of one `step` or `eval` line of a run's metrics.jsonl
+    (`training_jobs.run_history`), what the Train page's curves continue from on resume."""
+
+    type: str
+    phase: str
+    step: int
+    total_steps: int
+    loss: float
+    perplexity: float
+    lr: float
+    tokens_per_s: float
+
 
 STOPPING = "stopping at the next step boundary (a checkpoint is saved)"
 
@@ -78,7 +95,7 @@ class TrainProgress:
         elif kind == Kind.DONE:
             self.phase, self.detail = "finishing", "signing the artifact"
 
-    def preload(self, history: list[dict[str, Any]]) -> None:
+    def preload(self, history: list[HistoryPoint]) -> None:
         """Curves recorded before a resume (`training_jobs.run_history`): losses and the
         eval before training; the phase stays as it is."""
         for event in history:
@@ -137,7 +154,7 @@ class TrainProgress:
         return self.phase in ("starting", "training")
 
 
-def _eval_values(event: dict[str, Any]) -> dict[str, float]:
+def _eval_values(event: Mapping[str, Any]) -> dict[str, float]:
     return {key: float(event[key]) for key in ("loss", "perplexity") if key in event}
 
 
