@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 from appliance import trust
 from appliance.errors import DatasetFormatError, ScrubError, UsageError, VaultError
@@ -28,6 +28,51 @@ Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): stages "read", "scrub", "residual", "write"."""
 
 
+class NerReport(TypedDict):
+    """Whether names and places are detected (the policy's NER model installed or not)."""
+
+    model: str | None
+    detects_names_and_places: bool
+    warning: NotRequired[str]
+
+
+class ImportReport(TypedDict):
+    """The scrub report of one import (`appliance dataset import --json`; also kept,
+    encrypted, in the dataset's metadata)."""
+
+    name: str
+    shape: str | None
+    records_in: int
+    records_out: int
+    train: int
+    eval: int
+    eval_only: bool
+    rejected: int
+    rejected_reasons: dict[str, int]
+    rejected_lines: list[int]
+    quarantined: int
+    quarantined_reasons: dict[str, int]
+    duplicates: int
+    duplicates_exact: int
+    duplicates_normalized: int
+    pii: dict[str, int]
+    residual: dict[str, int]
+    residual_allowed: dict[str, int]
+    residual_limits: dict[str, dict[str, Any]]
+    scrubber_limits: dict[str, Any]
+    residual_share_allowed: float
+    digest: str
+    ner: NerReport
+    undetectable_entities: list[str]
+    ignored_keys: list[str]
+    pseudonym_key: str
+    split_seed: int
+    eval_fraction: float
+    policy_digest: str
+    canaries: NotRequired[dict[str, Any]]
+    """The planted canaries' counts, when canaries were planted."""
+
+
 @dataclass
 class PreparedDataset:
     """Scrubbed train and eval records, the report (docs/interface.md's fields and more), and the
@@ -35,7 +80,7 @@ class PreparedDataset:
 
     train: list[dict[str, Any]]
     eval: list[dict[str, Any]]
-    report: dict[str, Any]
+    report: ImportReport
     pseudonym_key: bytes | None = field(default=None, repr=False)
     canaries: Any = field(default=None, repr=False)
     """The planted canary set (appliance.privacy.canaries.CanarySet), secrets included."""
@@ -50,7 +95,7 @@ def build_analyzer(policy: Policy, extra_recognizers: tuple[Any, ...] = ()) -> A
     return Analyzer(policy.pii, where.path, extra_recognizers)
 
 
-def _ner_report(has_ner: bool, policy: Policy) -> dict[str, Any]:
+def _ner_report(has_ner: bool, policy: Policy) -> NerReport:
     model = policy.pii.ner_model
     if has_ner:
         return {"model": model.name, "detects_names_and_places": True}
@@ -234,7 +279,7 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
     eval_: list[dict[str, Any]] = []
     for pos, i in enumerate(kept):
         (eval_ if pos in held_out else train).append(records[i].with_texts(scrubbed.texts[i]))
-    report: dict[str, Any] = {
+    report: ImportReport = {
         "name": name,
         "shape": checked.shape,
         "records_in": records_in,
@@ -267,7 +312,8 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
     }
     canary_set, counts = planting.finish(
         {i for pos, i in enumerate(kept) if pos not in held_out}, scrubbed.texts)
-    report.update({"canaries": counts} if counts else {})
+    if counts:
+        report["canaries"] = counts
     return PreparedDataset(train, eval_, report, kept_key, canary_set)
 
 
@@ -299,7 +345,7 @@ def _refuse_existing(store: Any, home: Home, name: str) -> None:
 def import_dataset(home: Home, path: str | Path, name: str, *,
                    passphrase: Passphrase, progress: Progress | None = None,
                    workers: int | None = None, canaries: bool | None = None,
-                   columns: str | None = None, eval_only: bool = False) -> dict[str, Any]:
+                   columns: str | None = None, eval_only: bool = False) -> ImportReport:
     """Prepare the dataset and write it encrypted into the vault; returns the report.
     `eval_only`: every record is held out and the vault marks the dataset so that training
     can never read it (a recipe's `eval.dataset`, the sacred evaluation set).
