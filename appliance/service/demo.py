@@ -15,13 +15,16 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.errors import TrainingError
 from appliance.fsutil import atomic_write_text
 from appliance.home import HOME_ENV, Home, default_home_dir
 from appliance.passphrase import Passphrase, resolve
 from appliance.resources import PACKAGE_DIR, shipped_policy
+
+if TYPE_CHECKING:
+    from appliance.service.generate import Answer
 
 DEMO_DIR = PACKAGE_DIR / "data" / "demo"
 DATASET = DEMO_DIR / "dataset.jsonl"
@@ -176,7 +179,7 @@ def _privacy(artifact: Path, stage: Stage) -> dict[str, Any] | None:
     return fields
 
 
-def _samples(home: Home, artifact: Path, stage: Stage) -> list[dict[str, Any]]:
+def _samples(home: Home, artifact: Path, stage: Stage) -> list[Answer]:
     """The shipped sample prompts answered by the base model and by the adapter."""
     from appliance.service.generate import generate, read_prompts
 
