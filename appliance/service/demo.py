@@ -15,7 +15,7 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from appliance.errors import TrainingError
 from appliance.fsutil import atomic_write_text
@@ -110,9 +110,33 @@ def _dataset(home: Home, passphrase: Passphrase, stage: Stage) -> None:
               f"{c['controls']} controls kept aside, for the privacy check")
 
 
+class DemoGates(TypedDict):
+    """The signed report's evaluation gates: whether all passed, each limit's value."""
+
+    passed: bool
+    checks: dict[str, Any]
+
+
+class DemoResult(TypedDict):
+    """`appliance demo`'s last line (docs/interface.md's fields first, then details)."""
+
+    artifact: str
+    eval_loss_before: float
+    eval_loss_after: float
+    verified: bool
+    root_digest: str
+    signer: str
+    fingerprints: dict[str, str]
+    home: str
+    evaluation: DemoGates
+    privacy: dict[str, Any] | None
+    """The privacy check's audit numbers (`privacy.audit_fields`), None when not measured."""
+    samples: list[Answer]
+
+
 def run_demo(home: Home, *, passphrase: Passphrase,
              on_stage: Stage | None = None,
-             on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+             on_event: Callable[[dict[str, Any]], None] | None = None) -> DemoResult:
     """Run every stage; returns the promised result fields plus details."""
     from appliance.service.artifacts import verify
     from appliance.service.train import train
@@ -140,13 +164,13 @@ def run_demo(home: Home, *, passphrase: Passphrase,
     samples = _samples(home, result.artifact_dir, stage) if verdict["ok"] else []
     return {"artifact": str(result.artifact_dir), "eval_loss_before": before,
             "eval_loss_after": after, "verified": bool(verdict["ok"]),
-            "root_digest": verdict.get("root_digest"), "signer": verdict.get("signer"),
+            "root_digest": verdict["root_digest"], "signer": verdict["signer"],
             "fingerprints": {"signing": fps.signing, "checkpoint": fps.checkpoint},
             "home": str(home.root), "evaluation": gates, "privacy": privacy,
             "samples": samples}
 
 
-def _gates(artifact: Path, stage: Stage) -> dict[str, Any]:
+def _gates(artifact: Path, stage: Stage) -> DemoGates:
     """The signed report's evaluation gates, one stage line each."""
     import json
 
