@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NotRequired, TypedDict
+from typing import Any, NotRequired, TypedDict, cast
 
 from appliance import trust
 from appliance.errors import DatasetFormatError, ScrubError, UsageError, VaultError
@@ -71,6 +71,34 @@ class ImportReport(TypedDict):
     policy_digest: str
     canaries: NotRequired[dict[str, Any]]
     """The planted canaries' counts, when canaries were planted."""
+
+
+class DetectionScore(TypedDict):
+    """One engine's scores on a labeled file (docs/interface.md's `scrub eval` fields, plus
+    the pooled direct identifiers)."""
+
+    records: int
+    records_per_s: float
+    quarantined: int
+    entities: dict[str, dict[str, float]]
+    """Per entity type: `n` gold spans, the `masked`, `partial` and `leaked` shares."""
+    over_redaction: float
+    direct_identifiers: dict[str, float]
+
+
+class BaselineScore(DetectionScore):
+    """The baseline engine's scores on the same records in the same run."""
+
+    name: str
+
+
+class Evaluation(DetectionScore):
+    """`appliance scrub eval --json`."""
+
+    ner: NerReport
+    baseline: NotRequired[BaselineScore]
+    below_baseline: NotRequired[dict[str, dict[str, float]]]
+    """The types where the appliance does worse than the baseline (with `--baseline`)."""
 
 
 @dataclass
@@ -401,7 +429,7 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
 
 def evaluate_file(path: str | Path, policy: Policy, *, workers: int | None = None,
                   analyzer: Any = None, baseline: str | None = None,
-                  home: Home | None = None) -> dict[str, Any]:
+                  home: Home | None = None) -> Evaluation:
     """Score detection on a labeled presidio-research file (docs/interface.md's fields, plus pooled
     figures over the direct identifiers and the NER note). With `baseline="presidio"`, raw
     Presidio is scored on the same records in the same run under `baseline`, and the types
@@ -428,15 +456,16 @@ def evaluate_file(path: str | Path, policy: Policy, *, workers: int | None = Non
                                         for r in records]},
                            policy, where=str(path), home=home)
         result, raw, engine = event["result"], event["baseline"], event["engine"]
-    result["direct_identifiers"] = summary(result, DIRECT_IDENTIFIERS)
-    result["ner"] = _ner_report(bool(engine["has_ner"]), policy)
+    # the scorer's plain JSON (from this process or the sandboxed child), completed here
+    out = cast(Evaluation, {**result, "direct_identifiers": summary(result, DIRECT_IDENTIFIERS),
+                            "ner": _ner_report(bool(engine["has_ner"]), policy)})
     if raw is not None:
-        raw["name"] = baseline
-        raw["direct_identifiers"] = summary(raw, DIRECT_IDENTIFIERS)
-        result["baseline"] = raw
-        result["below_baseline"] = below(result, raw, [*DIRECT_IDENTIFIERS,
-                                                       *policy.pii.entities])
-    return result
+        out["baseline"] = cast(BaselineScore, {**raw, "name": baseline,
+                                               "direct_identifiers": summary(
+                                                   raw, DIRECT_IDENTIFIERS)})
+        out["below_baseline"] = below(result, raw, [*DIRECT_IDENTIFIERS,
+                                                    *policy.pii.entities])
+    return out
 
 
 def _evaluate_here(analyzer: Any, records: Any, policy: Policy, workers: int | None,
