@@ -62,6 +62,7 @@ from appliance.train.trainer import total_steps
 
 if TYPE_CHECKING:
     from appliance.privacy.canaries import CanarySet
+    from appliance.service.evalsets import SacredSet
     from appliance.service.privacy import PrivacyResult
 
 Event = dict[str, Any]
@@ -211,7 +212,7 @@ class RunState:
     total_steps: int = 0
     canaries: CanarySet | None = None
     checkpoint_key: bytes | None = None
-    sacred: dict[str, Any] | None = None
+    sacred: SacredSet | None = None
     """The recipe's eval-only dataset (`eval.dataset`): name, digest and records."""
 
     @property
@@ -436,7 +437,7 @@ def _check_resumable(run: RunState) -> None:
                               where=str(run.run_dir),
                               hint="start a new run under this policy")
     recorded = (run.state["dataset"].get("eval_dataset") or {}).get("digest")
-    if recorded != (run.sacred or {}).get("digest"):
+    if recorded != (run.sacred["digest"] if run.sacred else None):
         raise IntegrityError("the eval dataset changed since the run started",
                              where=str(run.run_dir), hint="start a new run")
 
