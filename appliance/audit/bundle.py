@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from appliance import keys
 from appliance.audit import logfile, notes
@@ -44,7 +44,21 @@ def _copy_artifacts(home: Home, out: Path) -> int:
     return count
 
 
-def export(home: Home, out: Path) -> dict[str, Any]:
+class BundleSummary(TypedDict):
+    """The bundle's `bundle.json`, also `appliance audit export --json`."""
+
+    format: str
+    exported: str
+    origin: str
+    checkpoint_key: str
+    checkpoint_verifier_key: str
+    signing_key: str
+    entries: int
+    checkpoints: int
+    artifacts: int
+
+
+def export(home: Home, out: Path) -> BundleSummary:
     """Write the bundle into `out` (new or empty); returns its summary."""
     _prepare(out)
     keys.export_public(home, out / "keys")
@@ -56,7 +70,7 @@ def export(home: Home, out: Path) -> dict[str, Any]:
         for name, note in stored:
             atomic_write_bytes(out / "checkpoints" / name, note, 0o644)
     origin = notes.origin_for(fps.checkpoint)
-    summary = {
+    summary: BundleSummary = {
         "format": FORMAT,
         "exported": _dt.datetime.now(_dt.UTC).isoformat(),
         "origin": origin,

@@ -14,7 +14,7 @@ import binascii
 import hashlib
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from appliance.errors import AuditError
 
@@ -22,6 +22,15 @@ SIG_PREFIX = "\u2014 "
 ED25519_TYPE = b"\x01"
 MAX_NOTE_BYTES = 8192
 _ORIGIN_RE = re.compile(r"[\x21-\x7e]{1,255}")
+
+
+class CheckpointSummary(TypedDict):
+    """A checkpoint as reports show it (`appliance audit checkpoint --json`): the log's
+    origin, its size in entries, the Merkle root in hex."""
+
+    origin: str
+    size: int
+    root: str
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,7 @@ class Checkpoint:
         root = base64.b64encode(self.root).decode("ascii")
         return f"{self.origin}\n{self.size}\n{root}\n".encode()
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> CheckpointSummary:
         """Plain data for reports."""
         return {"origin": self.origin, "size": self.size, "root": self.root.hex()}
 

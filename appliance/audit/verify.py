@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from appliance.audit import logfile, merkle, notes
-from appliance.audit.notes import Checkpoint
+from appliance.audit.notes import Checkpoint, CheckpointSummary
 from appliance.errors import AuditError
 from appliance.fsutil import loads_json
 
@@ -28,8 +28,8 @@ class LogReport:
     uncovered: int
     checkpoints: int
     first_bad_line: int | None = None
-    latest: dict[str, Any] | None = None
-    anchor: dict[str, Any] | None = None
+    latest: CheckpointSummary | None = None
+    anchor: CheckpointSummary | None = None
     origin: str = ""
     checkpoint_key: str = ""
     problems: list[str] = field(default_factory=list)

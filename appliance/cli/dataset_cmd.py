@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.cli._common import (
     add_command,
@@ -21,6 +21,9 @@ from appliance.cli._common import (
 from appliance.cli.import_cmd import add_import_action
 from appliance.errors import EXIT_OK
 
+if TYPE_CHECKING:
+    from appliance.vault.store import DatasetMetadata, DatasetSummary
+
 
 def _list(args: argparse.Namespace) -> int:
     from appliance.service.datasets import list_datasets
@@ -30,7 +33,7 @@ def _list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_datasets(rows: list[dict[str, Any]]) -> None:
+def _print_datasets(rows: list[DatasetSummary]) -> None:
     if not rows:
         print("no datasets (appliance dataset import FILE --name NAME adds one)")
         return
@@ -52,7 +55,7 @@ def _show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_shown(shown: dict[str, Any]) -> None:
+def _print_shown(shown: DatasetMetadata) -> None:
     for key in ("name", "dataset_id", "created", "train", "eval", "digest", "size_bytes",
                 "cipher", "format_version", "verified"):
         print(f"{key + ':':<16}{shown[key]}")

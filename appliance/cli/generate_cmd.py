@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.cli._common import add_command, home_of, print_json
 from appliance.errors import EXIT_OK
 
+if TYPE_CHECKING:
+    from appliance.service.generate import Answer
 
-def _show(row: dict[str, Any]) -> None:
+
+def _show(row: Answer) -> None:
     sys.stdout.write(f"> {row['prompt']}\n")
     if "base" in row:
         sys.stdout.write(f"base:    {row['base']}\n")

@@ -14,10 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.cli._common import add_command, home_of, output, passphrase, print_json
 from appliance.errors import EXIT_OK
+
+if TYPE_CHECKING:
+    from appliance.service.scrub import ImportReport
 
 EVENT_INTERVAL_S = 0.1
 """Least time between two progress events of one stage (its first and last always go)."""
@@ -63,7 +66,7 @@ def _import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_report(report: dict[str, Any]) -> None:
+def _print_report(report: ImportReport) -> None:
     split = "eval only: training can never read it" if report.get("eval_only") else \
         f"{report['train']} train, {report['eval']} eval"
     print(f"{report['name']}: {report['records_out']} of {report['records_in']} records "

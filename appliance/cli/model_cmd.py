@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.cli._common import add_command, add_group, home_of, optional_passphrase, output, warn
 from appliance.errors import EXIT_OK
+
+if TYPE_CHECKING:
+    from appliance.service.models import ModelListed
 
 
 def _import(args: argparse.Namespace) -> int:
@@ -39,7 +42,7 @@ def _list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_models(models: list[dict[str, Any]]) -> None:
+def _print_models(models: list[ModelListed]) -> None:
     if not models:
         print("no base models imported (appliance model import --default adds SmolLM2-135M)")
     for item in models:

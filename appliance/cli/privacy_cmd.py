@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.cli._common import add_command, failed, home_of, output, passphrase
 from appliance.errors import EXIT_FAILED, EXIT_OK
+
+if TYPE_CHECKING:
+    from appliance.service.privacy import ArtifactPrivacy
 
 
 def _progress(event: dict[str, Any]) -> None:
@@ -22,7 +25,7 @@ def _progress(event: dict[str, Any]) -> None:
         sys.stderr.write(f"  {event['id']}: {event['exposure_bits']:.2f} bits\n")
 
 
-def _print(result: dict[str, Any]) -> None:
+def _print(result: ArtifactPrivacy) -> None:
     groups, test, ext = result["groups"], result["test"], result["extraction"]
 
     def fmt(group: dict[str, Any]) -> str:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.cli._common import add_command, add_group, home_of, output
 from appliance.errors import EXIT_OK
+
+if TYPE_CHECKING:
+    from appliance.service.scrub import Evaluation
 
 
 def _policy(args: argparse.Namespace) -> Any:
@@ -32,7 +35,7 @@ def _eval(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _print_evaluation(result: dict[str, Any]) -> None:
+def _print_evaluation(result: Evaluation) -> None:
     print(f"{result['records']} records, {result['records_per_s']:.1f} records/s, "
           f"{result['quarantined']} quarantined")
     print(f"{'entity':<20} {'n':>6} {'masked':>8} {'partial':>8} {'leaked':>8}")
@@ -48,7 +51,7 @@ def _print_evaluation(result: dict[str, Any]) -> None:
         print(f"WARNING: {result['ner']['warning']}")
 
 
-def _print_baseline(result: dict[str, Any]) -> None:
+def _print_baseline(result: Evaluation) -> None:
     raw = result["baseline"]
     print(f"baseline {raw['name']} (same records, same run): {raw['records_per_s']:.1f} "
           "records/s")

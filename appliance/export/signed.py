@@ -15,7 +15,7 @@ import datetime as _dt
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,7 @@ MERGED_BUILD_TYPE = DOCS_URI + "docs/buildtypes/merged-model/v1.md"
 GGUF_BUILD_TYPE = DOCS_URI + "docs/buildtypes/gguf-export/v1.md"
 
 
-def export_provenance(*, kind: str, artifact: Path, verified: dict[str, Any],
+def export_provenance(*, kind: str, artifact: Path, verified: Mapping[str, Any],
                       policy_digest: str, output: dict[str, Any]) -> dict[str, Any]:
     """What produced an export: the adapter artifact (root digest, its own signed
     provenance's base model, dataset and policy), the active policy, the output's settings."""

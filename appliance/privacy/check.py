@@ -12,7 +12,7 @@ import math
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 from appliance.privacy.canaries import Canary
 from appliance.privacy.exposure import Scorer, exposure_of, mann_whitney_greater
@@ -114,8 +114,26 @@ def chance_mean_bits(candidates: int) -> float:
     return sum(math.log2(m1 / r) for r in range(1, m1 + 1)) / m1
 
 
+class ExposureSummary(TypedDict):
+    """The exposure test's result (docs/privacy.md); its sections are plain JSON objects."""
+
+    method: str
+    candidates: int
+    resolution_bits: float
+    chance_mean_bits: float
+    groups: dict[str, Any]
+    test: dict[str, Any]
+    test_top_repeats: dict[str, Any]
+    extraction: dict[str, Any]
+    threshold: dict[str, Any]
+    verdict: str
+    """"pass" or "fail"."""
+    reasons: list[str]
+    canaries: list[dict[str, Any]]
+
+
 def summarize(results: Sequence[CanaryResult], *, candidates: int, alpha: float,
-              max_exposure_bits: float | None) -> dict[str, Any]:
+              max_exposure_bits: float | None) -> ExposureSummary:
     """The test's result: per-group statistics, two pre-specified one-sided Mann-Whitney
     tests (all planted vs controls; the most-repeated planted group vs controls), each at
     alpha/2 (Bonferroni), extraction hits, the threshold and the verdict. Planted means

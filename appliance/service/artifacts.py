@@ -8,13 +8,45 @@ import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from appliance import trust
 from appliance.errors import IntegrityError
 from appliance.home import Home
 
+if TYPE_CHECKING:
+    from appliance.service.policy import MergePermission
+
 COPY_CHUNK = 1 << 20
+
+
+class Verified(TypedDict):
+    """One artifact's verification (`appliance verify DIR --json`)."""
+
+    ok: bool
+    reason: str
+    root_digest: str
+    signer: str
+    content_digest: str
+    files: int
+    provenance: dict[str, Any]
+    trust: str
+    """The trust root that anchored the check, or `trust.UNANCHORED`."""
+    anchored: bool
+    unchecked: list[str]
+    """What this check could not cover (the manifest's MAC without the passphrase)."""
+
+
+class Described(Verified):
+    """`verify` plus what the console's Artifacts page shows beside it."""
+
+    active_policy_digest: str
+    export: MergePermission
+    total_steps: int | None
+
+
+ArtifactRow = TypedDict("ArtifactRow", {"run": str, "modified (UTC)": str, "signed": str})
+"""One artifact directory in the console's list (`signed` is "yes" or "no")."""
 
 
 def trusted_keys(home: Home, policy_path: str | Path | None = None) -> set[str]:
@@ -34,7 +66,7 @@ def trusted_keys(home: Home, policy_path: str | Path | None = None) -> set[str]:
 
 
 def verify(home: Home, artifact: str | Path, policy_path: str | Path | None = None, *,
-           trusted_key: str | None = None) -> dict[str, Any]:
+           trusted_key: str | None = None) -> Verified:
     """Verify `artifact`; records `artifact.verified` when the home exists. With
     `trusted_key` (the verifier's pin) only that signing key is trusted; without it the
     report says the trust is unanchored."""
@@ -55,13 +87,14 @@ def verify(home: Home, artifact: str | Path, policy_path: str | Path | None = No
                      artifact=Path(artifact).name, root_digest=result.root_digest or None,
                      signer=result.signer or None, reason=result.reason,
                      pinned=pinned is not None)
-    out = result.as_dict()
-    out.update(trust=root.describe() if root else trust.UNANCHORED, anchored=root is not None,
-               unchecked=[trust.NO_MAC] if home.is_initialised() else [])
-    return out
+    return {"ok": result.ok, "reason": result.reason, "root_digest": result.root_digest,
+            "signer": result.signer, "content_digest": result.content_digest,
+            "files": result.files, "provenance": result.provenance,
+            "trust": root.describe() if root else trust.UNANCHORED, "anchored": root is not None,
+            "unchecked": [trust.NO_MAC] if home.is_initialised() else []}
 
 
-def list_artifacts(home: Home) -> list[dict[str, Any]]:
+def list_artifacts(home: Home) -> list[ArtifactRow]:
     """Artifact directories, newest first: run id, modification time (UTC), signed or not
     (a signature file is present; `verify`/`describe` check it)."""
     from appliance.service.overview import latest_runs
@@ -70,17 +103,16 @@ def list_artifacts(home: Home) -> list[dict[str, Any]]:
              else "no"} for r in latest_runs(home, limit=10_000)]
 
 
-def describe(home: Home, artifact: str | Path) -> dict[str, Any]:
+def describe(home: Home, artifact: str | Path) -> Described:
     """`verify` plus what the console shows beside it: the active policy's digest (to
     compare with the one the artifact was trained under) and whether the policy lets
     merged weights be exported."""
     from appliance.service.policy import active_policy, merge_permission
 
     result = verify(home, artifact)
-    result["active_policy_digest"] = active_policy(home).digest
-    result["export"] = merge_permission(home)
-    result["total_steps"] = _total_steps(Path(artifact)) if result["ok"] else None
-    return result
+    return {**result, "active_policy_digest": active_policy(home).digest,
+            "export": merge_permission(home),
+            "total_steps": _total_steps(Path(artifact)) if result["ok"] else None}
 
 
 def _total_steps(artifact: Path) -> int | None:
@@ -126,7 +158,7 @@ def _copy_tree(src: Path, dest: Path) -> None:
 
 
 @contextlib.contextmanager
-def verified_copy(home: Home, artifact: str | Path) -> Iterator[tuple[Path, dict[str, Any]]]:
+def verified_copy(home: Home, artifact: str | Path) -> Iterator[tuple[Path, Verified]]:
     """Copy `artifact` into a private directory of the home, verify the copy, and yield
     (copy, verify result): callers read only the copy, so a swap of the original after
     verification changes nothing. The copy is removed afterwards."""

@@ -3,12 +3,48 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, NotRequired, TypedDict
 
 from appliance import trust
 from appliance.errors import AuditError, HomeError
 from appliance.fsutil import atomic_write_bytes, read_regular
 from appliance.home import Home
+
+if TYPE_CHECKING:
+    from appliance.audit.bundle import BundleSummary
+    from appliance.audit.notes import CheckpointSummary
+    from appliance.audit.verify import LogReport
+
+
+class LogVerified(TypedDict):
+    """A verified audit log (`appliance audit verify --json`, of the home or a bundle)."""
+
+    ok: bool
+    reason: str
+    entries: int
+    covered: int
+    uncovered: int
+    checkpoints: int
+    first_bad_line: int | None
+    latest: CheckpointSummary | None
+    anchor: CheckpointSummary | None
+    origin: str
+    checkpoint_key: str
+    problems: list[str]
+    trust: str
+    """The trust root that anchored the check, or `trust.UNANCHORED`."""
+    anchored: bool
+    unchecked: NotRequired[list[str]]
+    """What a home's check could not cover (absent for a bundle)."""
+
+
+def _verified(report: LogReport, trust_line: str, anchored: bool) -> LogVerified:
+    return {"ok": report.ok, "reason": report.reason, "entries": report.entries,
+            "covered": report.covered, "uncovered": report.uncovered,
+            "checkpoints": report.checkpoints, "first_bad_line": report.first_bad_line,
+            "latest": report.latest, "anchor": report.anchor, "origin": report.origin,
+            "checkpoint_key": report.checkpoint_key, "problems": report.problems,
+            "trust": trust_line, "anchored": anchored}
 
 
 def _read_anchor(anchor: str | Path | None) -> bytes | None:
@@ -32,7 +68,7 @@ def _unlock(home: Home, passphrase: bytes) -> None:
         audit.unlock(home, passphrase, policy)
 
 
-def _check_manifest(home: Home, report: Any) -> None:
+def _check_manifest(home: Home, report: LogReport) -> None:
     """The signed manifest's checkpoint size: deleted or rolled-back notes fail."""
     from appliance import keys, manifest
 
@@ -47,7 +83,7 @@ def _check_manifest(home: Home, report: Any) -> None:
         report.covered, report.uncovered = 0, report.entries
 
 
-def _anchor_key(report: Any, trusted_key: str | None) -> str:
+def _anchor_key(report: LogReport, trusted_key: str | None) -> str:
     """Compare the checkpoint key with the verifier's pin; the trust line for the report."""
     from appliance import trust
 
@@ -64,7 +100,7 @@ def _anchor_key(report: Any, trusted_key: str | None) -> str:
 
 
 def verify_home(home: Home, anchor: str | Path | None = None,
-                trusted_key: str | None = None) -> dict[str, Any]:
+                trusted_key: str | None = None) -> LogVerified:
     """Verify the home's log (and, with `trusted_key`, against the verifier's pinned
     checkpoint key); records `audit.verified` afterwards."""
     from appliance import audit, keys, trust
@@ -88,14 +124,12 @@ def verify_home(home: Home, anchor: str | Path | None = None,
                  entries=report.entries, covered=report.covered,
                  first_bad_line=report.first_bad_line, anchored=anchor is not None,
                  pinned=trusted_key is not None)
-    out = report.as_dict()
-    out.update(trust=trust_line, anchored=trusted_key is not None,
-               unchecked=[trust.NO_MAC])
-    return out
+    return {**_verified(report, trust_line, trusted_key is not None),
+            "unchecked": [trust.NO_MAC]}
 
 
 def verify_bundle(bundle: str | Path, anchor: str | Path | None = None,
-                  trusted_key: str | None = None) -> dict[str, Any]:
+                  trusted_key: str | None = None) -> LogVerified:
     """Verify an exported bundle, no home needed. `trusted_key` pins the checkpoint key's
     fingerprint (learned out of band); without it the bundle's own key is used and reported."""
     from appliance import keys, trust
@@ -112,13 +146,11 @@ def verify_bundle(bundle: str | Path, anchor: str | Path | None = None,
     report = verify_log(lines, torn, stored, key=key, origin=origin_for(fp),
                         anchor_note=_read_anchor(anchor))
     report.checkpoint_key = fp
-    out = report.as_dict()
-    out.update(trust=root.describe() if root else trust.UNANCHORED, anchored=root is not None)
-    return out
+    return _verified(report, root.describe() if root else trust.UNANCHORED, root is not None)
 
 
 def checkpoint_now(home: Home, passphrase: bytes, out: str | Path | None = None
-                   ) -> dict[str, Any]:
+                   ) -> CheckpointSummary:
     """Sign a checkpoint over the whole log; with `out`, also export it as an anchor."""
     from appliance import audit
     from appliance.audit import logfile
@@ -133,7 +165,7 @@ def checkpoint_now(home: Home, passphrase: bytes, out: str | Path | None = None
     return cp.as_dict()
 
 
-def export_bundle(home: Home, out: str | Path, passphrase: bytes | None) -> dict[str, Any]:
+def export_bundle(home: Home, out: str | Path, passphrase: bytes | None) -> BundleSummary:
     """Write the auditor's bundle; with the passphrase, the log is fully covered first."""
     from appliance import audit
     from appliance.audit import bundle

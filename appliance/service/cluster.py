@@ -14,7 +14,7 @@ import contextlib
 import hashlib
 import json
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from appliance import audit
 from appliance.errors import UsageError
@@ -25,6 +25,7 @@ from appliance.train.recipe import Recipe, shared_part
 
 if TYPE_CHECKING:
     from appliance.home import Home
+    from appliance.train.events import NodeFacts
 
 
 def fingerprint(recipe: Recipe, base_model: str, dataset_digest: str,
@@ -36,7 +37,7 @@ def fingerprint(recipe: Recipe, base_model: str, dataset_digest: str,
             "policy": policy_digest}
 
 
-def node(home: Home, recipe: Recipe) -> dict[str, Any]:
+def node(home: Home, recipe: Recipe) -> NodeFacts:
     """This node in the provenance: its rank, host key (signing key) fingerprint and
     hardware."""
     from appliance import keys
@@ -68,7 +69,16 @@ def network(policy: Policy, recipe: Recipe) -> Iterator[tuple[NetworkStep,
                      "address": address}
 
 
-def policy_section(policy: Policy) -> dict[str, Any]:
+class ClusterPolicy(TypedDict):
+    """The cluster policy in force as the provenance records it (no address)."""
+
+    sha256: str
+    nodes: int
+    ports: list[int]
+    max_nodes: int
+
+
+def policy_section(policy: Policy) -> ClusterPolicy:
     """The cluster policy in force, for the provenance: its digest, node count and ports
     (provenance holds digests, counts and settings, never addresses)."""
     section = policy.network.cluster.model_dump()

@@ -38,7 +38,7 @@ def unlock(home: Home, policy: Policy, action: str, name: str | None = None, *,
                               hint=exc.hint) from None
 
 
-def list_datasets(home: Home) -> list[dict[str, Any]]:
+def list_datasets(home: Home) -> list[DatasetSummary]:
     """The public summary of every dataset (no passphrase needed)."""
     active_policy(home)
     infos = store.list_datasets(home)
@@ -62,7 +62,26 @@ def import_options(home: Home) -> ImportOptions:
             "check_before_signing": privacy.check_before_signing}
 
 
-def show_dataset(home: Home, name: str, *, passphrase: Passphrase) -> dict[str, Any]:
+DatasetSummary = store.DatasetSummary
+"""One dataset's public summary (`appliance dataset list --json`, one per item)."""
+DatasetMetadata = store.DatasetMetadata
+"""One dataset's verified summary and metadata (`appliance dataset show --json`)."""
+
+
+class DatasetVerified(DatasetSummary):
+    """A dataset that decrypted and verified whole (`appliance dataset verify --json`)."""
+
+    ok: bool
+
+
+class DatasetExported(DatasetSummary):
+    """A dataset exported for a recipient (`appliance dataset export --json`)."""
+
+    out: str
+    wrapped_for: str
+
+
+def show_dataset(home: Home, name: str, *, passphrase: Passphrase) -> DatasetMetadata:
     """Verified metadata and the encrypted scrub report of one dataset (no records)."""
     store.check_name(name)
     policy = active_policy(home)
@@ -71,7 +90,7 @@ def show_dataset(home: Home, name: str, *, passphrase: Passphrase) -> dict[str, 
     return store.read_metadata(home, key, name)
 
 
-def verify_dataset(home: Home, name: str, *, passphrase: Passphrase) -> dict[str, Any]:
+def verify_dataset(home: Home, name: str, *, passphrase: Passphrase) -> DatasetVerified:
     """Decrypt and check a whole dataset in memory; returns its verified public summary."""
     store.check_name(name)
     policy = active_policy(home)
@@ -97,7 +116,7 @@ def sample_dataset(home: Home, name: str, *, n: int = 5, split: str = "train",
     return picker.sample(records, min(n, len(records)))
 
 
-def remove_dataset(home: Home, name: str) -> dict[str, Any]:
+def remove_dataset(home: Home, name: str) -> DatasetSummary:
     """Destroy a dataset (its wrapped key is overwritten before the file is unlinked)."""
     store.check_name(name)
     active_policy(home)
@@ -105,7 +124,8 @@ def remove_dataset(home: Home, name: str) -> dict[str, Any]:
 
 
 def export_dataset(home: Home, name: str, out: str | Path, *,
-                   recipient_passphrase: Passphrase, passphrase: Passphrase) -> dict[str, Any]:
+                   recipient_passphrase: Passphrase, passphrase: Passphrase
+                   ) -> DatasetExported:
     """Export a dataset as a vault file whose key is wrapped for a recipient passphrase,
     only when the policy's `export.datasets` is "encrypted"."""
     store.check_name(name)

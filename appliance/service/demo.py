@@ -15,13 +15,16 @@ import os
 import secrets
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from appliance.errors import TrainingError
 from appliance.fsutil import atomic_write_text
 from appliance.home import HOME_ENV, Home, default_home_dir
 from appliance.passphrase import Passphrase, resolve
 from appliance.resources import PACKAGE_DIR, shipped_policy
+
+if TYPE_CHECKING:
+    from appliance.service.generate import Answer
 
 DEMO_DIR = PACKAGE_DIR / "data" / "demo"
 DATASET = DEMO_DIR / "dataset.jsonl"
@@ -107,9 +110,33 @@ def _dataset(home: Home, passphrase: Passphrase, stage: Stage) -> None:
               f"{c['controls']} controls kept aside, for the privacy check")
 
 
+class DemoGates(TypedDict):
+    """The signed report's evaluation gates: whether all passed, each limit's value."""
+
+    passed: bool
+    checks: dict[str, Any]
+
+
+class DemoResult(TypedDict):
+    """`appliance demo`'s last line (docs/interface.md's fields first, then details)."""
+
+    artifact: str
+    eval_loss_before: float
+    eval_loss_after: float
+    verified: bool
+    root_digest: str
+    signer: str
+    fingerprints: dict[str, str]
+    home: str
+    evaluation: DemoGates
+    privacy: dict[str, Any] | None
+    """The privacy check's audit numbers (`privacy.audit_fields`), None when not measured."""
+    samples: list[Answer]
+
+
 def run_demo(home: Home, *, passphrase: Passphrase,
              on_stage: Stage | None = None,
-             on_event: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+             on_event: Callable[[dict[str, Any]], None] | None = None) -> DemoResult:
     """Run every stage; returns the promised result fields plus details."""
     from appliance.service.artifacts import verify
     from appliance.service.train import train
@@ -137,13 +164,13 @@ def run_demo(home: Home, *, passphrase: Passphrase,
     samples = _samples(home, result.artifact_dir, stage) if verdict["ok"] else []
     return {"artifact": str(result.artifact_dir), "eval_loss_before": before,
             "eval_loss_after": after, "verified": bool(verdict["ok"]),
-            "root_digest": verdict.get("root_digest"), "signer": verdict.get("signer"),
+            "root_digest": verdict["root_digest"], "signer": verdict["signer"],
             "fingerprints": {"signing": fps.signing, "checkpoint": fps.checkpoint},
             "home": str(home.root), "evaluation": gates, "privacy": privacy,
             "samples": samples}
 
 
-def _gates(artifact: Path, stage: Stage) -> dict[str, Any]:
+def _gates(artifact: Path, stage: Stage) -> DemoGates:
     """The signed report's evaluation gates, one stage line each."""
     import json
 
@@ -176,7 +203,7 @@ def _privacy(artifact: Path, stage: Stage) -> dict[str, Any] | None:
     return fields
 
 
-def _samples(home: Home, artifact: Path, stage: Stage) -> list[dict[str, Any]]:
+def _samples(home: Home, artifact: Path, stage: Stage) -> list[Answer]:
     """The shipped sample prompts answered by the base model and by the adapter."""
     from appliance.service.generate import generate, read_prompts
 

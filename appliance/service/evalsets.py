@@ -4,7 +4,7 @@ this reads one for evaluation, after checking it is eval-only."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypedDict
 
 from appliance.errors import PolicyViolation
 from appliance.home import Home
@@ -14,7 +14,16 @@ EVALUATE = "evaluate"
 """The vault read purpose of the sacred set (audited as such)."""
 
 
-def sacred_set(home: Home, master_key: bytes, recipe: Recipe) -> dict[str, Any] | None:
+class SacredSet(TypedDict):
+    """The recipe's eval-only dataset, decrypted in memory for evaluation."""
+
+    name: str
+    digest: str
+    records: list[dict[str, Any]]
+    """Its held-out records (never written, never trained on)."""
+
+
+def sacred_set(home: Home, master_key: bytes, recipe: Recipe) -> SacredSet | None:
     """`{"name", "digest", "records"}` of the recipe's eval.dataset (None when it names
     none); PolicyViolation when that dataset is not eval-only or is the training dataset."""
     from appliance.vault import store

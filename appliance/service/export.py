@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from appliance import audit, trust
 from appliance.errors import IntegrityError, PolicyViolation, TrainingError, UsageError
@@ -20,6 +20,9 @@ from appliance.models import safety, store
 from appliance.passphrase import Passphrase, resolve
 from appliance.policy import Policy, load_policy, policy_digest
 from appliance.service.policy import REFUSED_HINT
+
+if TYPE_CHECKING:
+    from appliance.service.artifacts import Verified
 
 
 class MergeResult(TypedDict):
@@ -99,8 +102,7 @@ def merge(home: Home, artifact: str | Path, out: str | Path,
 @contextmanager
 def _verified_inputs(home: Home, policy: Policy, art: Path, dest: Path, action: str, *,
                      gate: bool = True
-                     ) -> Iterator[tuple[Path, dict[str, Any], dict[str, Any],
-                                         store.ModelRecord]]:
+                     ) -> Iterator[tuple[Path, Verified, dict[str, Any], store.ModelRecord]]:
     """Policy gate (merged weights leave: `gate`), fresh output, a verified private copy of
     the artifact, its base model imported, allowed and intact: yields (the copy, the
     verification result, the copy's provenance, the base model record). Callers read only

@@ -17,7 +17,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict
 
 from appliance import audit, trust
 from appliance.errors import DatasetFormatError, IntegrityError, TrainingError, UsageError
@@ -27,7 +27,22 @@ from appliance.policy import Policy, load_policy
 from appliance.train import isolation
 from appliance.train.data import ROLES
 
+if TYPE_CHECKING:
+    from appliance.service.artifacts import Verified
+
 Conversation = list[dict[str, str]]
+
+
+class Answer(TypedDict):
+    """One answered prompt (`appliance generate --json`, one line each; `appliance chat`),
+    answers PII-masked."""
+
+    prompt: str
+    """The conversation's last user message."""
+    adapter: str
+    base: NotRequired[str]
+    """The base model's answer, with `--compare-base`."""
+
 MAX_PROMPTS = 1000
 MAX_PROMPTS_BYTES = 8 * 1024 * 1024
 
@@ -92,7 +107,7 @@ def parse_prompts(text: str, name: str) -> list[Conversation]:
     return out
 
 
-def _artifact_model(home: Home, policy: Policy, artifact: Path, verdict: dict[str, Any],
+def _artifact_model(home: Home, policy: Policy, artifact: Path, verdict: Verified,
                     copy: Path) -> tuple[dict[str, Any], store.ModelRecord]:
     """The report of the verified copy of `artifact` and its base model (allowed,
     unchanged)."""
@@ -157,7 +172,7 @@ class _Model:
             result = self._child(prompts, handle, more_input, copy, job)
         self.finish(result.returncode)
 
-    def check(self, copy: Path, verdict: dict[str, Any]) -> dict[str, Any]:
+    def check(self, copy: Path, verdict: Verified) -> dict[str, Any]:
         """The job of the verified copy (raises when it does not verify or the base
         model is not the one it was trained on)."""
         report, model = _artifact_model(self.home, self.policy, self.artifact, verdict, copy)
@@ -187,8 +202,8 @@ class _Model:
                                 hint="run again with --debug")
 
 
-def _row(conversation: Conversation, event: dict[str, Any]) -> dict[str, Any]:
-    row = {"prompt": conversation[-1]["content"], "adapter": str(event["adapter"])}
+def _row(conversation: Conversation, event: dict[str, Any]) -> Answer:
+    row: Answer = {"prompt": conversation[-1]["content"], "adapter": str(event["adapter"])}
     if "base" in event:
         row["base"] = str(event["base"])
     return row
@@ -196,11 +211,11 @@ def _row(conversation: Conversation, event: dict[str, Any]) -> dict[str, Any]:
 
 def generate(home: Home, artifact: str | Path, prompts: list[Conversation], *,
              compare_base: bool = False, max_new_tokens: int = 64,
-             on_answer: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
+             on_answer: Callable[[Answer], None] | None = None) -> list[Answer]:
     """One row per prompt: `prompt` (its last user message), `adapter` and, with
     `compare_base`, `base`; answers PII-masked. `on_answer` sees each row as it comes."""
     model = _Model(home, artifact, compare_base=compare_base, max_new_tokens=max_new_tokens)
-    rows: list[dict[str, Any]] = []
+    rows: list[Answer] = []
 
     def collect(event: dict[str, Any]) -> None:
         row = _row(prompts[int(event["index"])], event)
@@ -256,7 +271,7 @@ class ChatSession:
         finally:
             self._answers.put(_END)
 
-    def ask(self, conversation: Conversation) -> dict[str, Any]:
+    def ask(self, conversation: Conversation) -> Answer:
         """The row (prompt, adapter[, base]) answering the conversation's last user message;
         TrainingError when the model process has failed."""
         if self._thread is None or not self._thread.is_alive():

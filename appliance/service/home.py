@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import TypedDict
 
 from appliance import __version__, trust
 from appliance.errors import HomeError, PolicyError
@@ -15,6 +15,17 @@ from appliance.fsutil import atomic_write_bytes, atomic_write_text
 from appliance.home import Home
 
 MARKER_VERSION = 1
+
+
+class InitSummary(TypedDict):
+    """`appliance init --json`: the new home, its policy and its two key fingerprints."""
+
+    home: str
+    policy_digest: str
+    policy_name: str
+    signing_key: str
+    checkpoint_key: str
+    audit_origin: str
 
 
 @dataclass(frozen=True)
@@ -28,9 +39,11 @@ class InitResult:
     checkpoint_key: str
     audit_origin: str
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> InitSummary:
         """Plain data for --json."""
-        return asdict(self)
+        return {"home": self.home, "policy_digest": self.policy_digest,
+                "policy_name": self.policy_name, "signing_key": self.signing_key,
+                "checkpoint_key": self.checkpoint_key, "audit_origin": self.audit_origin}
 
 
 def _refuse_existing(home: Home) -> None:

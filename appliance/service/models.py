@@ -3,13 +3,44 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from appliance import audit, trust
 from appliance.errors import ApplianceError
 from appliance.home import Home
 from appliance.models import importer, store
 from appliance.policy import Policy, load_policy
+
+
+class ModelImported(TypedDict):
+    """An imported base model (`appliance model import --json`)."""
+
+    name: str
+    kind: str
+    root_digest: str
+    source_digest: str
+    files: dict[str, str]
+    path: str
+    imported_at: str
+    allowed: bool
+    cached: bool
+    skipped: list[str]
+    recorded: bool
+
+
+class ModelListed(TypedDict):
+    """One imported base model (`appliance model list --json`, one per item)."""
+
+    name: str
+    kind: str
+    root_digest: str
+    source_digest: str
+    path: str
+    imported_at: str
+    file_count: int
+    size_bytes: int
+    allowed: bool
+    allowed_reason: str
 
 
 def active_policy(home: Home) -> Policy:
@@ -19,7 +50,7 @@ def active_policy(home: Home) -> Policy:
 
 
 def import_model(home: Home, source: str | None, name: str | None, *,
-                 default: bool = False, passphrase: bytes | None = None) -> dict[str, Any]:
+                 default: bool = False, passphrase: bytes | None = None) -> ModelImported:
     """Import a base model (or the embedded default) and audit it; returns plain data. With
     the passphrase the home manifest records its digests (`recorded`), so a later change of
     the converted weights and their record is refused by every command holding it."""
@@ -48,9 +79,10 @@ def import_model(home: Home, source: str | None, name: str | None, *,
                  files=len(record.files), cached=cached, allowed=allowed)
     if passphrase is not None:
         _record_in_manifest(home, record)
-    out = record.to_json()
-    out.update(allowed=allowed, cached=cached, skipped=skipped, recorded=passphrase is not None)
-    return out
+    return {"name": record.name, "kind": record.kind, "root_digest": record.root_digest,
+            "source_digest": record.source_digest, "files": record.files,
+            "path": str(record.path), "imported_at": record.imported_at, "allowed": allowed,
+            "cached": cached, "skipped": skipped, "recorded": passphrase is not None}
 
 
 def _record_in_manifest(home: Home, record: store.ModelRecord) -> None:
@@ -83,19 +115,16 @@ def _size(record: store.ModelRecord) -> int:
     return total
 
 
-def list_models(home: Home) -> list[dict[str, Any]]:
+def list_models(home: Home) -> list[ModelListed]:
     """Every imported model with its digests, size, and whether the policy allows it (and
     why)."""
     policy = active_policy(home)
-    out = []
-    for record in store.list_records(home):
-        item = record.to_json()
-        item["file_count"] = len(item.pop("files"))
-        item["size_bytes"] = _size(record)
-        item["allowed"] = store.is_allowed(policy, record)
-        item["allowed_reason"] = allowance(policy, record)
-        out.append(item)
-    return out
+    return [{"name": record.name, "kind": record.kind, "root_digest": record.root_digest,
+             "source_digest": record.source_digest, "path": str(record.path),
+             "imported_at": record.imported_at, "file_count": len(record.files),
+             "size_bytes": _size(record), "allowed": store.is_allowed(policy, record),
+             "allowed_reason": allowance(policy, record)}
+            for record in store.list_records(home)]
 
 
 def record_model(home: Home, name: str, passphrase: bytes) -> dict[str, str]:

@@ -29,6 +29,7 @@ from appliance.home import Home
 from appliance.passphrase import Passphrase, resolve
 from appliance.policy import Policy, load_policy
 from appliance.privacy.canaries import CanarySet
+from appliance.privacy.check import ExposureSummary
 
 Event = dict[str, Any]
 LIMITS = (
@@ -44,6 +45,21 @@ LIMITS = (
 show"), for reports and the console."""
 SEALED_KEY = "canaries_sealed"
 """Where the sealed canary set sits in a dataset's encrypted metadata."""
+
+
+class PrivacyResult(ExposureSummary):
+    """A privacy check (`privacy.json` of a run, the report's and provenance's `privacy`): the
+    exposure test plus the canary set it measured, timings and the isolation it ran in."""
+
+    canary_set: dict[str, Any]
+    timing_s: dict[str, float]
+    isolation: str
+
+
+class ArtifactPrivacy(PrivacyResult):
+    """`appliance privacy-check ARTIFACT --json`: the check plus the measured artifact."""
+
+    artifact: dict[str, Any]
 
 
 def load_canaries(home: Home, master_key: bytes, dataset: str) -> CanarySet | None:
@@ -74,7 +90,7 @@ def canaries_for_training(home: Home, policy: Policy, master_key: bytes,
 
 def measure_adapter(home: Home, policy: Policy, *, model_dir: Path, adapter_dir: Path,
                     recipe: dict[str, Any], canaries: CanarySet, label: str,
-                    on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
+                    on_event: Callable[[Event], None] | None = None) -> PrivacyResult:
     """Run the exposure test on `adapter_dir` over `model_dir` in the isolated child and
     summarize it under the policy's alpha and threshold."""
     from appliance.privacy.check import CanaryResult, summarize
@@ -117,11 +133,10 @@ def measure_adapter(home: Home, policy: Policy, *, model_dir: Path, adapter_dir:
     summary = summarize(results, candidates=policy.privacy.candidates,
                         alpha=policy.privacy.alpha,
                         max_exposure_bits=policy.privacy.max_exposure_bits)
-    summary["canary_set"] = canaries.summary()
-    summary["timing_s"] = {"load": measured["load_s"], "measure": measured["measure_s"],
-                           "total": time.monotonic() - started}
-    summary["isolation"] = iso.detail
-    return summary
+    return {**summary, "canary_set": canaries.summary(),
+            "timing_s": {"load": measured["load_s"], "measure": measured["measure_s"],
+                         "total": time.monotonic() - started},
+            "isolation": iso.detail}
 
 
 def _short(value: Any) -> Any:
@@ -130,7 +145,7 @@ def _short(value: Any) -> Any:
     return float(f"{value:.4g}") if isinstance(value, float) else value
 
 
-def audit_fields(summary: dict[str, Any]) -> dict[str, Any]:
+def audit_fields(summary: PrivacyResult) -> dict[str, Any]:
     """The numbers of a result that go into the audit event."""
     fields = {"verdict": summary["verdict"], "p_value": summary["test"]["p_value"],
               "p_value_top_repeats": summary["test_top_repeats"]["p_value"],
@@ -145,7 +160,7 @@ def audit_fields(summary: dict[str, Any]) -> dict[str, Any]:
 
 def before_signing(home: Home, policy: Policy, canaries: CanarySet, *, adapter_dir: Path,
                    run_dir: Path, model_dir: Path, recipe: dict[str, Any], run_id: str,
-                   on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
+                   on_event: Callable[[Event], None] | None = None) -> PrivacyResult:
     """The check training runs on the fresh adapter, before the artifact is assembled and
     signed. Writes the result to `run_dir/privacy.json` and returns it for the report and
     the provenance; when it fails and the policy enforces it, raises PolicyViolation, so
@@ -200,7 +215,7 @@ def _check_dataset(home: Home, master_key: bytes, prov: dict[str, Any],
 
 
 def check_artifact(home: Home, artifact: str | Path, *, passphrase: Passphrase,
-                   on_event: Callable[[Event], None] | None = None) -> dict[str, Any]:
+                   on_event: Callable[[Event], None] | None = None) -> ArtifactPrivacy:
     """`appliance privacy-check ARTIFACT`: verify the artifact's signature (before any
     parser opens a file), find its base model and dataset from the signed provenance, and
     measure the dataset's canaries on its adapter."""
@@ -222,18 +237,20 @@ def check_artifact(home: Home, artifact: str | Path, *, passphrase: Passphrase,
             audit.record(home, "privacy.check", outcome="refused", artifact=path.name,
                          stage="artifact", error=type(exc).__name__)
             raise
-    summary["artifact"] = {"path": str(path), "root_digest": verified["root_digest"],
-                           "run_id": prov.get("run_id"), "dataset": prov["dataset"]["name"],
-                           "recorded_verdict": (prov.get("privacy") or {}).get("verdict")}
-    audit.record(home, "privacy.check", outcome="failed" if summary["verdict"] == "fail"
+    result: ArtifactPrivacy = {
+        **summary,
+        "artifact": {"path": str(path), "root_digest": verified["root_digest"],
+                     "run_id": prov.get("run_id"), "dataset": prov["dataset"]["name"],
+                     "recorded_verdict": (prov.get("privacy") or {}).get("verdict")}}
+    audit.record(home, "privacy.check", outcome="failed" if result["verdict"] == "fail"
                  else "ok", artifact=path.name, root_digest=verified["root_digest"],
-                 stage="artifact", **audit_fields(summary))
-    return summary
+                 stage="artifact", **audit_fields(result))
+    return result
 
 
 def _measure_artifact(home: Home, policy: Policy, path: Path, passphrase: Passphrase,
                       on_event: Callable[[Event], None] | None,
-                      ) -> tuple[dict[str, Any], dict[str, Any]]:
+                      ) -> tuple[PrivacyResult, dict[str, Any]]:
     """Find the base model and the canaries of a verified artifact and measure them."""
     try:
         prov = json.loads((path / "provenance.json").read_text("utf-8"))

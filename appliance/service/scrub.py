@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 from appliance import trust
 from appliance.errors import DatasetFormatError, ScrubError, UsageError, VaultError
@@ -28,6 +28,79 @@ Progress = Callable[[str, int, int], None]
 """progress(stage, done, total): stages "read", "scrub", "residual", "write"."""
 
 
+class NerReport(TypedDict):
+    """Whether names and places are detected (the policy's NER model installed or not)."""
+
+    model: str | None
+    detects_names_and_places: bool
+    warning: NotRequired[str]
+
+
+class ImportReport(TypedDict):
+    """The scrub report of one import (`appliance dataset import --json`; also kept,
+    encrypted, in the dataset's metadata)."""
+
+    name: str
+    shape: str | None
+    records_in: int
+    records_out: int
+    train: int
+    eval: int
+    eval_only: bool
+    rejected: int
+    rejected_reasons: dict[str, int]
+    rejected_lines: list[int]
+    quarantined: int
+    quarantined_reasons: dict[str, int]
+    duplicates: int
+    duplicates_exact: int
+    duplicates_normalized: int
+    pii: dict[str, int]
+    residual: dict[str, int]
+    residual_allowed: dict[str, int]
+    residual_limits: dict[str, dict[str, Any]]
+    scrubber_limits: dict[str, Any]
+    residual_share_allowed: float
+    digest: str
+    ner: NerReport
+    undetectable_entities: list[str]
+    ignored_keys: list[str]
+    pseudonym_key: str
+    split_seed: int
+    eval_fraction: float
+    policy_digest: str
+    canaries: NotRequired[dict[str, Any]]
+    """The planted canaries' counts, when canaries were planted."""
+
+
+class DetectionScore(TypedDict):
+    """One engine's scores on a labeled file (docs/interface.md's `scrub eval` fields, plus
+    the pooled direct identifiers)."""
+
+    records: int
+    records_per_s: float
+    quarantined: int
+    entities: dict[str, dict[str, float]]
+    """Per entity type: `n` gold spans, the `masked`, `partial` and `leaked` shares."""
+    over_redaction: float
+    direct_identifiers: dict[str, float]
+
+
+class BaselineScore(DetectionScore):
+    """The baseline engine's scores on the same records in the same run."""
+
+    name: str
+
+
+class Evaluation(DetectionScore):
+    """`appliance scrub eval --json`."""
+
+    ner: NerReport
+    baseline: NotRequired[BaselineScore]
+    below_baseline: NotRequired[dict[str, dict[str, float]]]
+    """The types where the appliance does worse than the baseline (with `--baseline`)."""
+
+
 @dataclass
 class PreparedDataset:
     """Scrubbed train and eval records, the report (docs/interface.md's fields and more), and the
@@ -35,7 +108,7 @@ class PreparedDataset:
 
     train: list[dict[str, Any]]
     eval: list[dict[str, Any]]
-    report: dict[str, Any]
+    report: ImportReport
     pseudonym_key: bytes | None = field(default=None, repr=False)
     canaries: Any = field(default=None, repr=False)
     """The planted canary set (appliance.privacy.canaries.CanarySet), secrets included."""
@@ -50,7 +123,7 @@ def build_analyzer(policy: Policy, extra_recognizers: tuple[Any, ...] = ()) -> A
     return Analyzer(policy.pii, where.path, extra_recognizers)
 
 
-def _ner_report(has_ner: bool, policy: Policy) -> dict[str, Any]:
+def _ner_report(has_ner: bool, policy: Policy) -> NerReport:
     model = policy.pii.ner_model
     if has_ner:
         return {"model": model.name, "detects_names_and_places": True}
@@ -234,7 +307,7 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
     eval_: list[dict[str, Any]] = []
     for pos, i in enumerate(kept):
         (eval_ if pos in held_out else train).append(records[i].with_texts(scrubbed.texts[i]))
-    report: dict[str, Any] = {
+    report: ImportReport = {
         "name": name,
         "shape": checked.shape,
         "records_in": records_in,
@@ -267,7 +340,8 @@ def prepare_dataset(path: str | Path, policy: Policy, *, name: str,
     }
     canary_set, counts = planting.finish(
         {i for pos, i in enumerate(kept) if pos not in held_out}, scrubbed.texts)
-    report.update({"canaries": counts} if counts else {})
+    if counts:
+        report["canaries"] = counts
     return PreparedDataset(train, eval_, report, kept_key, canary_set)
 
 
@@ -299,7 +373,7 @@ def _refuse_existing(store: Any, home: Home, name: str) -> None:
 def import_dataset(home: Home, path: str | Path, name: str, *,
                    passphrase: Passphrase, progress: Progress | None = None,
                    workers: int | None = None, canaries: bool | None = None,
-                   columns: str | None = None, eval_only: bool = False) -> dict[str, Any]:
+                   columns: str | None = None, eval_only: bool = False) -> ImportReport:
     """Prepare the dataset and write it encrypted into the vault; returns the report.
     `eval_only`: every record is held out and the vault marks the dataset so that training
     can never read it (a recipe's `eval.dataset`, the sacred evaluation set).
@@ -355,7 +429,7 @@ def import_dataset(home: Home, path: str | Path, name: str, *,
 
 def evaluate_file(path: str | Path, policy: Policy, *, workers: int | None = None,
                   analyzer: Any = None, baseline: str | None = None,
-                  home: Home | None = None) -> dict[str, Any]:
+                  home: Home | None = None) -> Evaluation:
     """Score detection on a labeled presidio-research file (docs/interface.md's fields, plus pooled
     figures over the direct identifiers and the NER note). With `baseline="presidio"`, raw
     Presidio is scored on the same records in the same run under `baseline`, and the types
@@ -382,15 +456,16 @@ def evaluate_file(path: str | Path, policy: Policy, *, workers: int | None = Non
                                         for r in records]},
                            policy, where=str(path), home=home)
         result, raw, engine = event["result"], event["baseline"], event["engine"]
-    result["direct_identifiers"] = summary(result, DIRECT_IDENTIFIERS)
-    result["ner"] = _ner_report(bool(engine["has_ner"]), policy)
+    # the scorer's plain JSON (from this process or the sandboxed child), completed here
+    out = cast(Evaluation, {**result, "direct_identifiers": summary(result, DIRECT_IDENTIFIERS),
+                            "ner": _ner_report(bool(engine["has_ner"]), policy)})
     if raw is not None:
-        raw["name"] = baseline
-        raw["direct_identifiers"] = summary(raw, DIRECT_IDENTIFIERS)
-        result["baseline"] = raw
-        result["below_baseline"] = below(result, raw, [*DIRECT_IDENTIFIERS,
-                                                       *policy.pii.entities])
-    return result
+        out["baseline"] = cast(BaselineScore, {**raw, "name": baseline,
+                                               "direct_identifiers": summary(
+                                                   raw, DIRECT_IDENTIFIERS)})
+        out["below_baseline"] = below(result, raw, [*DIRECT_IDENTIFIERS,
+                                                    *policy.pii.entities])
+    return out
 
 
 def _evaluate_here(analyzer: Any, records: Any, policy: Policy, workers: int | None,

@@ -62,6 +62,8 @@ from appliance.train.trainer import total_steps
 
 if TYPE_CHECKING:
     from appliance.privacy.canaries import CanarySet
+    from appliance.service.evalsets import SacredSet
+    from appliance.service.privacy import PrivacyResult
 
 Event = dict[str, Any]
 INJECT_NAN_ENV = "APPLIANCE_TEST_INJECT_NAN_STEP"
@@ -210,7 +212,7 @@ class RunState:
     total_steps: int = 0
     canaries: CanarySet | None = None
     checkpoint_key: bytes | None = None
-    sacred: dict[str, Any] | None = None
+    sacred: SacredSet | None = None
     """The recipe's eval-only dataset (`eval.dataset`): name, digest and records."""
 
     @property
@@ -435,7 +437,7 @@ def _check_resumable(run: RunState) -> None:
                               where=str(run.run_dir),
                               hint="start a new run under this policy")
     recorded = (run.state["dataset"].get("eval_dataset") or {}).get("digest")
-    if recorded != (run.sacred or {}).get("digest"):
+    if recorded != (run.sacred["digest"] if run.sacred else None):
         raise IntegrityError("the eval dataset changed since the run started",
                              where=str(run.run_dir), hint="start a new run")
 
@@ -560,7 +562,7 @@ def _check_outcome(run: RunState, collector: RunCollector, result: isolation.Chi
             for phase, values in (("before", collector.before("eval")), ("after", eval_after))}
 
 
-def _check_privacy(run: RunState) -> dict[str, Any] | None:
+def _check_privacy(run: RunState) -> PrivacyResult | None:
     """The canary exposure check on the fresh adapter, before anything is signed."""
     if run.canaries is None:
         return None
@@ -611,7 +613,7 @@ def _gate(run: RunState, collector: RunCollector, evals: dict[str, Event]) -> di
 
 
 def _finish(run: RunState, collector: RunCollector, evals: dict[str, Event],
-            evaluation: dict[str, Any], privacy: dict[str, Any] | None,
+            evaluation: dict[str, Any], privacy: PrivacyResult | None,
             passphrase: bytes) -> TrainResult:
     """Assemble, sign and move the artifact into place; audit; mark the run done."""
     home, model, run_id, state = run.home, run.model, run.run_id, run.state
@@ -624,7 +626,8 @@ def _finish(run: RunState, collector: RunCollector, evals: dict[str, Event],
     shutil.copy2(run.metrics, staging / "metrics.jsonl")
     artifact.make_portable(staging, model.weights_dir, model.name)
     adapter_digest = "sha256:" + file_sha256(staging / "adapter_model.safetensors")
-    checks = {"privacy": privacy} if privacy is not None else {}  # shared by both documents
+    # shared by both documents
+    checks: dict[str, Any] = {"privacy": privacy} if privacy is not None else {}
     checks["evaluation"] = evaluation
     report = {"run_id": run_id, "recipe": state["recipe"], "base_model": state["base_model"],
               "dataset": state["dataset"], "dataset_digest": state["dataset_digest"],

@@ -4,15 +4,38 @@ The events (appliance.train.trainer, appliance.service.train): `run` (run id, to
 resumed or not), `started` (the isolated child is up), `eval` (phase before/after: loss,
 perplexity, records), `resumed` (step), `step` (step, total_steps, loss, lr, tokens_per_s,
 eta_s), `checkpoint` (step), `signal` (a stop was asked for), `stopped` (step), `tripwire`
-(a blocked network attempt or a spawned process), `saved`, `generations`, `error`, `done`.
+(a blocked network attempt or a spawned process), `saved`, `generations`, `error`, `done`:
+the members of `appliance.train.events.Kind`, which the folding compares against.
 `TrainProgress` keeps numbers only: sample generations and anything else that could hold
 record text are dropped, never stored.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
+
+from appliance.train import events
+
+Kind = events.Kind
+"""The training events' types (the console compares against them through here)."""
+
+
+
+class HistoryPoint(TypedDict, total=False):
+    """The numbers of one `step` or `eval` line of a run's metrics.jsonl
+    (`training_jobs.run_history`), what the Train page's curves continue from on resume."""
+
+    type: str
+    phase: str
+    step: int
+    total_steps: int
+    loss: float
+    perplexity: float
+    lr: float
+    tokens_per_s: float
+
 
 STOPPING = "stopping at the next step boundary (a checkpoint is saved)"
 
@@ -45,41 +68,41 @@ class TrainProgress:
     def apply(self, event: dict[str, Any]) -> None:
         """Fold one event into the state (unknown types are ignored)."""
         kind = event.get("type")
-        if kind == "run":
+        if kind == Kind.RUN:
             self.run_id = str(event.get("run_id", ""))
             self.total_steps = int(event.get("total_steps", 0))
-        elif kind == "started":
+        elif kind == Kind.STARTED:
             self._to("starting", "loading the base model in the isolated trainer")
-        elif kind == "eval":
+        elif kind == Kind.EVAL:
             self._eval(event)
-        elif kind == "resumed":
+        elif kind == Kind.RESUMED:
             self.step = int(event.get("step", 0))
             self.total_steps = int(event.get("total_steps", self.total_steps))
             self._to("training", f"resumed at step {self.step}")
-        elif kind == "step":
+        elif kind == Kind.STEP:
             self._step(event)
-        elif kind == "checkpoint":
+        elif kind == Kind.CHECKPOINT:
             self.checkpoints.append(int(event.get("step", 0)))
-        elif kind == "signal":
+        elif kind == Kind.SIGNAL:
             self.request_stop()
-        elif kind == "stopped":
+        elif kind == Kind.STOPPED:
             self.step = int(event.get("step", self.step))
             self.phase, self.detail = "stopped", f"stopped at step {self.step}; checkpoint saved"
-        elif kind == "tripwire":
+        elif kind == Kind.TRIPWIRE:
             self.blocked += 1
-        elif kind == "saved":
+        elif kind == Kind.SAVED:
             self.phase, self.detail = "evaluating", "held-out eval after training"
-        elif kind == "done":
+        elif kind == Kind.DONE:
             self.phase, self.detail = "finishing", "signing the artifact"
 
-    def preload(self, history: list[dict[str, Any]]) -> None:
+    def preload(self, history: list[HistoryPoint]) -> None:
         """Curves recorded before a resume (`training_jobs.run_history`): losses and the
         eval before training; the phase stays as it is."""
         for event in history:
-            if event.get("type") == "step":
+            if event.get("type") == Kind.STEP:
                 self.loss_by_step[int(event["step"])] = float(event.get("loss", 0.0))
                 self.total_steps = int(event.get("total_steps", self.total_steps))
-            elif event.get("type") == "eval" and event.get("phase") == "before":
+            elif event.get("type") == Kind.EVAL and event.get("phase") == "before":
                 self.eval_before = _eval_values(event)
 
     def request_stop(self) -> None:
@@ -131,7 +154,7 @@ class TrainProgress:
         return self.phase in ("starting", "training")
 
 
-def _eval_values(event: dict[str, Any]) -> dict[str, float]:
+def _eval_values(event: Mapping[str, Any]) -> dict[str, float]:
     return {key: float(event[key]) for key in ("loss", "perplexity") if key in event}
 
 

@@ -20,14 +20,17 @@ import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from appliance import trust
 from appliance.errors import RecipeError, UsageError
 from appliance.home import Home
 from appliance.service.jobs import ChildJob
+from appliance.service.train_progress import HistoryPoint, Kind
 
 if TYPE_CHECKING:
+    from appliance.service.datasets import DatasetSummary
+    from appliance.service.models import ModelListed
     from appliance.train.recipe import Recipe
 
 RECIPES_DIR = "recipes"
@@ -75,9 +78,9 @@ class ResumableRun:
 class TrainingChoices:
     """Everything the Train page offers."""
 
-    datasets: list[dict[str, Any]]
+    datasets: list[DatasetSummary]
     """The vault's public summaries (`dataset list`)."""
-    models: list[dict[str, Any]]
+    models: list[ModelListed]
     """Imported base models with `allowed` (`model list`)."""
     recipes: list[RecipeChoice]
     resumable: list[ResumableRun]
@@ -274,14 +277,14 @@ HISTORY_FIELDS = ("type", "phase", "step", "total_steps", "loss", "perplexity", 
 """What `run_history` keeps of each metrics line: numbers only."""
 
 
-def run_history(home: Home, run_id: str) -> list[dict[str, Any]]:
+def run_history(home: Home, run_id: str) -> list[HistoryPoint]:
     """The step and eval events an interrupted run recorded up to its newest checkpoint
     (HOME/runs/RUN/metrics.jsonl), so a resumed run's curves continue where they were."""
     from appliance.train.checkpoint import latest_step
 
     run_dir = home.runs_dir / run_id
     upto = latest_step(run_dir) or 0
-    out = []
+    out: list[HistoryPoint] = []
     try:
         lines = (run_dir / "metrics.jsonl").read_text("utf-8").splitlines()
     except OSError:
@@ -291,11 +294,13 @@ def run_history(home: Home, run_id: str) -> list[dict[str, Any]]:
             event = json.loads(line)
         except ValueError:
             continue
-        if not isinstance(event, dict) or event.get("type") not in ("step", "eval"):
+        if not isinstance(event, dict) or event.get("type") not in (Kind.STEP, Kind.EVAL):
             continue
-        if event["type"] == "step" and int(event.get("step", 0)) > upto:
+        if event["type"] == Kind.STEP and int(event.get("step", 0)) > upto:
             continue
-        if event["type"] == "eval" and event.get("phase") != "before":
+        if event["type"] == Kind.EVAL and event.get("phase") != "before":
             continue
-        out.append({k: event[k] for k in HISTORY_FIELDS if k in event})
+        # the keys are HistoryPoint's, picked from a JSON line: a checked TypedDict cannot be
+        # built from a key loop
+        out.append(cast(HistoryPoint, {k: event[k] for k in HISTORY_FIELDS if k in event}))
     return out

@@ -25,12 +25,15 @@ from __future__ import annotations
 import contextlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance.digests import root_digest, tree_manifest
 from appliance.errors import ApplianceError, IntegrityError, SigningError
 from appliance.fsutil import atomic_write_bytes
 from appliance.home import Home
+
+if TYPE_CHECKING:
+    from appliance.audit.notes import CheckpointSummary
 
 SIGNATURE = "model.sig"
 PROVENANCE = "provenance.sigstore.json"
@@ -63,7 +66,7 @@ class SignResult:
     content_digest: str
     signer: str
     files: int
-    checkpoint: dict[str, Any]
+    checkpoint: CheckpointSummary
 
 
 @dataclass
@@ -167,7 +170,7 @@ def _sign(home: Home, artifact: Path, passphrase: bytes, info: dict[str, Any],
     return result
 
 
-def _signing_key(home: Home, passphrase: bytes) -> tuple[Any, str, dict[str, Any]]:
+def _signing_key(home: Home, passphrase: bytes) -> tuple[Any, str, CheckpointSummary]:
     """(the home's signing key, its fingerprint, a fresh signed audit checkpoint)."""
     from appliance import audit, keys
     from appliance.policy import load_policy

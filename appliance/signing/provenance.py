@@ -16,12 +16,15 @@ from __future__ import annotations
 import hashlib
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from appliance import __version__
 from appliance.errors import SigningError
 from appliance.patterns import find
 from appliance.resources import PACKAGE_DIR, lock_digest, lock_file
+
+if TYPE_CHECKING:
+    from appliance.audit.notes import CheckpointSummary
 
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 PREDICATE_TYPE = "https://slsa.dev/provenance/v1"
@@ -95,7 +98,7 @@ def subjects(files: list[tuple[str, str]]) -> list[dict[str, Any]]:
 
 
 def build(subject: str, content_digest: str, info: dict[str, Any], *,
-          checkpoint: dict[str, Any], signer: str,
+          checkpoint: CheckpointSummary, signer: str,
           files: list[tuple[str, str]] | None = None,
           build_type: str = BUILD_TYPE) -> dict[str, Any]:
     """The provenance statement for an artifact's content: one subject per file when

@@ -18,7 +18,7 @@ import contextlib
 import datetime as _dt
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -223,7 +223,7 @@ def _gather_bytes(data: bytes, world: World, device: Any, size: int) -> list[byt
 
 
 def agree(world: World, device: Any, fingerprint: dict[str, str],
-          node: dict[str, Any]) -> list[dict[str, Any]]:
+          node: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Before the first step: every rank holds the same fingerprint (dataset, base model,
     recipe and policy digests), or every rank raises the same TrainingError naming the
     first that differs and where; returns every rank's `node` description."""

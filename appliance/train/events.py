@@ -148,6 +148,15 @@ class WorkerFinished(TypedDict, total=False):
     device: str
 
 
+class NodeFacts(TypedDict):
+    """One node of a run as its provenance records it."""
+
+    node_rank: int
+    host_key: str
+    """The node's signing key fingerprint."""
+    hardware: dict[str, Any]
+
+
 class TrainJob(TypedDict):
     """What the parent hands the trainer over stdin (JSON): one run, records included.
     Paths are absolute: the sandbox shows the child these paths alone, at the same place."""
@@ -175,7 +184,7 @@ class TrainJob(TypedDict):
     fingerprint: NotRequired[dict[str, str]]
     """What every node of a run must agree on (dataset, base model, recipe and policy
     digests), checked by every rank before the first step."""
-    node: NotRequired[dict[str, Any]]
+    node: NotRequired[NodeFacts]
     """This node for the provenance: rank, host key fingerprint, hardware."""
     cluster: NotRequired[dict[str, Any] | None]
     """Several machines: the node's cluster settings (None on one machine)."""

@@ -15,9 +15,9 @@ import os
 import re
 import uuid
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypedDict
 
 from appliance import audit
 from appliance.errors import (
@@ -37,6 +37,40 @@ TMP_SUFFIX = ".tmp"
 LOCK_NAME = ".lock"
 READ_BLOCK = 1 << 20  # cache-sized: measured faster than 256 KiB, 4 MiB and 16 MiB
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+class DatasetSummary(TypedDict):
+    """The public summary of one dataset (`appliance dataset list --json`, one per item)."""
+
+    name: str
+    path: str
+    size_bytes: int
+    dataset_id: str
+    created: str
+    train_count: int
+    eval_count: int
+    digest: str
+    format_version: int
+    cipher: str
+    problem: str | None
+    count: int
+
+
+class DatasetMetadata(TypedDict):
+    """The verified summary and decrypted metadata of one dataset (`appliance dataset show
+    --json`)."""
+
+    name: str
+    dataset_id: str
+    created: str
+    train: int
+    eval: int
+    digest: str
+    size_bytes: int
+    cipher: str
+    format_version: int
+    verified: bool
+    metadata: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -61,9 +95,13 @@ class DatasetInfo:
         """Records in both splits."""
         return self.train_count + self.eval_count
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self) -> DatasetSummary:
         """Plain data for JSON output."""
-        return {**asdict(self), "count": self.count}
+        return {"name": self.name, "path": self.path, "size_bytes": self.size_bytes,
+                "dataset_id": self.dataset_id, "created": self.created,
+                "train_count": self.train_count, "eval_count": self.eval_count,
+                "digest": self.digest, "format_version": self.format_version,
+                "cipher": self.cipher, "problem": self.problem, "count": self.count}
 
 
 def check_name(name: str) -> str:
@@ -359,16 +397,17 @@ def load_dataset(home: Home, master_key: bytes, name: str, *,
     return loaded
 
 
-def read_metadata(home: Home, master_key: bytes, name: str) -> dict[str, Any]:
+def read_metadata(home: Home, master_key: bytes, name: str) -> DatasetMetadata:
     """The verified public summary and the encrypted metadata (e.g. the scrub report)."""
     with _audited(home, "dataset.metadata", name) as extra, \
             _open_verified(home, master_key, name) as opened:
         info = _info(dataset_path(home, name), opened.parsed)
-        result = {"name": info.name, "dataset_id": info.dataset_id, "created": info.created,
-                  "train": info.train_count, "eval": info.eval_count, "digest": info.digest,
-                  "size_bytes": info.size_bytes, "cipher": info.cipher,
-                  "format_version": info.format_version, "verified": True,
-                  "metadata": opened.sections.metadata}
+        result: DatasetMetadata = {
+            "name": info.name, "dataset_id": info.dataset_id, "created": info.created,
+            "train": info.train_count, "eval": info.eval_count, "digest": info.digest,
+            "size_bytes": info.size_bytes, "cipher": info.cipher,
+            "format_version": info.format_version, "verified": True,
+            "metadata": opened.sections.metadata}
         extra.update(digest=info.digest, count=info.count)
     return result
 

@@ -6,7 +6,7 @@ check. Verification runs in a worker; export and the privacy check in niced chil
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from rich.console import Group
 from rich.markup import escape
@@ -26,7 +26,7 @@ def list_artifacts(home: Home) -> list[dict[str, Any]]:
     """Artifact directories, newest first."""
     from appliance.service.artifacts import list_artifacts as listing
 
-    return listing(home)
+    return cast("list[dict[str, Any]]", listing(home))  # rows of the generic list page
 
 
 def inspect_artifact(home: Home, run: str) -> dict[str, Any]:

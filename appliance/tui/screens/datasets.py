@@ -9,7 +9,7 @@ from the vault service in a worker after the passphrase modal, and live only in 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 from rich.markup import escape
 from rich.text import Text
@@ -27,7 +27,7 @@ from appliance.tui.widgets.records import human_size, short_digest
 from appliance.tui.widgets.scrub_report import samples, scrub_report
 
 if TYPE_CHECKING:
-    from appliance.service.datasets import ImportOptions
+    from appliance.service.datasets import DatasetMetadata, DatasetSummary, ImportOptions
 
 STAGES = (("read", "read and validate"), ("scrub", "scrub (texts)"),
           ("residual", "residual check"), ("write", "encrypt and write"))
@@ -37,10 +37,10 @@ SAMPLE_COUNT = 25
 
 # The vault and the scrubber import pydantic and more: loaded in the worker, not at start.
 def list_datasets(home: Home) -> list[dict[str, Any]]:
-    """The vault's public listing."""
+    """The vault's public listing (rows of the generic list page)."""
     from appliance.service.datasets import list_datasets as listing
 
-    return listing(home)
+    return cast("list[dict[str, Any]]", listing(home))
 
 
 def import_options(home: Home) -> ImportOptions:
@@ -50,7 +50,7 @@ def import_options(home: Home) -> ImportOptions:
     return options(home)
 
 
-def show_dataset(home: Home, name: str, passphrase: bytes) -> dict[str, Any]:
+def show_dataset(home: Home, name: str, passphrase: bytes) -> DatasetMetadata:
     """Verified metadata and the decrypted scrub report."""
     from appliance.service.datasets import show_dataset as show
 
@@ -64,7 +64,7 @@ def sample_dataset(home: Home, name: str, passphrase: bytes) -> list[dict[str, A
     return sample(home, name, n=SAMPLE_COUNT, split="all", passphrase=passphrase)
 
 
-def remove_dataset(home: Home, name: str) -> dict[str, Any]:
+def remove_dataset(home: Home, name: str) -> DatasetSummary:
     """Destroy a dataset."""
     from appliance.service.datasets import remove_dataset as remove
 

@@ -4,7 +4,7 @@ allows each (and why); import the embedded default or a path in a niced child pr
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 from rich.table import Table
 from rich.text import Text
@@ -24,7 +24,7 @@ def list_models(home: Home) -> list[dict[str, Any]]:
     """The model store's listing (loaded in the worker: it imports the policy model)."""
     from appliance.service.models import list_models as listing
 
-    return listing(home)
+    return cast("list[dict[str, Any]]", listing(home))  # rows of the generic list page
 
 
 def model_detail(model: dict[str, Any]) -> Table:

@@ -28,7 +28,7 @@ from textual.widgets import DataTable, Label, Select, Static
 from appliance.errors import ApplianceError
 from appliance.home import Home
 from appliance.service.jobs import ChildJob
-from appliance.service.train_progress import TrainProgress, eta_text
+from appliance.service.train_progress import Kind, TrainProgress, eta_text
 from appliance.service.training_jobs import (
     EffectiveRecipe,
     TrainingChoices,
@@ -335,9 +335,9 @@ class TrainScreen(Page):
 
     def _train_event(self, event: dict[str, Any]) -> None:
         """Fold one event of the training child into the progress and redraw."""
-        if self.progress is None or event.get("type") == "generations":
+        if self.progress is None or event.get("type") == Kind.GENERATIONS:
             return  # generations carry sample text: the page shows none
-        if event.get("type") == "started" and not self.child_started:
+        if event.get("type") == Kind.STARTED and not self.child_started:
             self.child_started = True
             if self.cancel_requested and self.job is not None:
                 self.job.cancel()
