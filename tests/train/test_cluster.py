@@ -91,7 +91,12 @@ def test_two_nodes_train_the_adapter_of_one_node_with_two_processes(
     for home in homes:  # every node's host key
         assert keys.fingerprints(home).signing in provenance
     assert not [p for p in homes[1].artifacts_dir.glob("*") if not p.name.startswith(".")]
-    assert "node 0 signs" in err1
+    # node 1 finished its part unsigned: node 0 signs (the service's record of it)
+    states = [json.loads(p.read_text()) for p in homes[1].runs_dir.glob("*/run.json")]
+    assert [s.get("signed_by") for s in states if s["status"] == "done"] == ["node 0"], err1
+    finish = [json.loads(x) for x in homes[1].audit_log.read_text().splitlines()
+              if '"train.finish"' in x]
+    assert [(e.get("signed"), e.get("node_rank")) for e in finish] == [(False, 1)]
     for code, _, err in refused:
         assert code != 0
         assert "different dataset digest" in err, err[-1500:]

@@ -218,7 +218,8 @@ def test_single_file_gguf_export_is_signed_beside_it(exported: dict[str, Any],
     pass_file = tmp_path / "pass"
     pass_file.write_text(PASSPHRASE)
     target = tmp_path / "out" / "smol-lora.gguf"
-    out = export_gguf_adapter(home, exported["artifact"], target, str(pass_file))
+    out = export_gguf_adapter(home, exported["artifact"], target,
+                              passphrase=read_passphrase(pass_file))
     assert out["gguf"] == str(target) and out["signed"]
     assert sorted(p.name for p in target.parent.iterdir()) == [
         "smol-lora.gguf", "smol-lora.gguf.Modelfile", "smol-lora.gguf.provenance.sigstore.json",
@@ -238,7 +239,8 @@ def test_single_file_gguf_export_is_signed_beside_it(exported: dict[str, Any],
     assert upstream.returncode == 0, upstream.stdout + upstream.stderr
     before = target.read_bytes()
     with pytest.raises(UsageError, match="already exists"):
-        export_gguf_adapter(home, exported["artifact"], target, str(pass_file))
+        export_gguf_adapter(home, exported["artifact"], target,
+                            passphrase=read_passphrase(pass_file))
     assert target.read_bytes() == before
     with open(target, "r+b") as handle:
         handle.seek(len(before) // 2)
