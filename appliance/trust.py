@@ -77,6 +77,15 @@ def active_digest(home: Home) -> str:
     return policy_digest(load_policy(home.policy_file))
 
 
+def policy_as_recorded(home: Home, recorded: str) -> bool:
+    """Whether the active policy file is the one whose digest the manifest records (also
+    in the form earlier builds recorded: a home they made is not refused after an upgrade)."""
+    from appliance.policy import legacy_digest, load_policy, policy_digest
+
+    policy = load_policy(home.policy_file)
+    return recorded in (policy_digest(policy), legacy_digest(policy))
+
+
 def current_facts(home: Home, recorded: manifest.Body) -> manifest.Body:
     """The home as it is, in the manifest's shape; models limited to recorded names."""
     from appliance import keys
@@ -94,8 +103,10 @@ def current_facts(home: Home, recorded: manifest.Body) -> manifest.Body:
         models[name] = {"root_digest": record.root_digest,
                         "source_digest": record.source_digest}
     datasets = {d.name: d.digest for d in vault.list_datasets(home) if not d.problem}
-    return manifest.Body(fps.signing, fps.checkpoint, active_digest(home),
-                         logfile.latest_size(home), models, datasets)
+    policy = (recorded.policy_digest if policy_as_recorded(home, recorded.policy_digest)
+              else active_digest(home))
+    return manifest.Body(fps.signing, fps.checkpoint, policy, logfile.latest_size(home),
+                         models, datasets)
 
 
 def _key_changes(home: Home, body: manifest.Body | None) -> list[str]:
@@ -159,7 +170,7 @@ def guard(home: Home, *, allow_policy_change: bool = False) -> manifest.Body | N
         if changed:
             raise _refuse(home, changed, RESTORE_HINT)
     body = manifest.check_signature(home, sealed, keys.checkpoint_public_key(home))
-    if not allow_policy_change and active_digest(home) != body.policy_digest:
+    if not allow_policy_change and not policy_as_recorded(home, body.policy_digest):
         raise IntegrityError("the active policy was changed by hand (its digest is not the "
                              "one the home manifest records)", where=str(home.policy_file),
                              hint=POLICY_HINT)

@@ -3,6 +3,7 @@
 from appliance.policy.document import (
     Policy,
     canonical_bytes,
+    legacy_digest,
     load_policy,
     parse_policy_text,
     policy_digest,
@@ -14,6 +15,7 @@ from appliance.policy.document import (
 __all__ = [
     "Policy",
     "canonical_bytes",
+    "legacy_digest",
     "load_policy",
     "parse_policy_text",
     "policy_digest",

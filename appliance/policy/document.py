@@ -157,14 +157,26 @@ def load_policy(path: str | Path) -> Policy:
 
 
 def canonical_bytes(policy: Policy) -> bytes:
-    """The effective policy (defaults filled in) as RFC 8785 canonical JSON."""
-    return bytes(rfc8785.dumps(policy.model_dump(mode="json")))
+    """What the policy sets, as RFC 8785 canonical JSON: every value that differs from this
+    appliance's default (a default written out is left out, as if omitted). The defaults
+    themselves belong to the code, which provenance binds by version and digest, so a later
+    version that adds a key with a default leaves the digest of an existing file as it was."""
+    return bytes(rfc8785.dumps(policy.model_dump(mode="json", exclude_defaults=True)))
 
 
 def policy_digest(policy: Policy) -> str:
     """`sha256:<hex>` of the canonical policy: comments, key order and white space in the
-    file, and whether a default is written out or omitted, do not change it."""
+    file, whether a default is written out or omitted, and keys that later versions add with
+    a default, do not change it."""
     return "sha256:" + hashlib.sha256(canonical_bytes(policy)).hexdigest()
+
+
+def legacy_digest(policy: Policy) -> str:
+    """The digest earlier builds of the appliance recorded: over the policy with every
+    default filled in (so it changed whenever a version added a key). Only the trust layer
+    uses it, so that a home those builds made is not refused after an upgrade; `policy
+    apply` records the current form."""
+    return "sha256:" + hashlib.sha256(rfc8785.dumps(policy.model_dump(mode="json"))).hexdigest()
 
 
 def policy_schema() -> dict[str, Any]:

@@ -201,7 +201,7 @@ def plan_apply(home: Home, path: str | Path) -> tuple[Policy, list[PolicyChange]
 
     trust.require_home(home, allow_policy_change=True)
     new = load_policy(path)
-    edited = trust.active_digest(home) != manifest.read(home).body.policy_digest
+    edited = not trust.policy_as_recorded(home, manifest.read(home).body.policy_digest)
     return new, diff_policies(load_policy(home.policy_file), new), edited
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -127,3 +128,19 @@ def test_default_policy_lists_every_key():
                 if field in ("max_exposure_bits", "canary_seed"):
                     continue  # unset has a meaning; shown commented in the file
                 assert field in data[section], f"{section}.{field}"
+
+
+def test_a_key_a_later_version_adds_with_a_default_leaves_the_digest():
+    """Upgrades that add a policy key with a default do not change an existing file's
+    digest (so they do not make every home refuse its own policy as hand-edited)."""
+    from appliance.policy import Policy
+
+    class LaterPolicy(Policy):  # the same model with one more key, as a later version
+        added_later: int = 3
+
+    text = (REPO / "policy" / "default.toml").read_text()
+    data = tomllib.loads(text)
+    assert policy_digest(LaterPolicy.model_validate(data)) == policy_digest(
+        parse_policy_text(text))
+    assert policy_digest(LaterPolicy.model_validate({**data, "added_later": 4})) != \
+        policy_digest(parse_policy_text(text))

@@ -388,3 +388,25 @@ def _dataset(home: Home) -> None:
                   [chat], {})
     trust.close(home)
     trust.forget(home)
+
+
+def test_a_home_recording_the_earlier_digest_form_opens_and_still_refuses_an_edit(
+        tmp_path, capsys):
+    """A manifest that records the digest earlier builds computed (every default filled
+    in) is accepted after the upgrade, and a hand edit of the policy is still refused."""
+    from appliance.policy import legacy_digest, load_policy
+
+    home = _home(tmp_path)
+    policy = load_policy(home.policy_file)
+    assert legacy_digest(policy) != trust.active_digest(home)
+    trust.unlock(home, PASSPHRASE, policy)
+    trust.update(home, policy_digest=legacy_digest(policy))  # what an earlier build wrote
+    trust.close(home)
+    trust.forget(home)
+    assert _run(home, capsys, "dataset", "list")[0] == 0
+    code, _, _ = _run(home, capsys, "audit", "verify")
+    assert code == 0
+    home.policy_file.write_text(home.policy_file.read_text()
+                                + "\n[pii]\nentities = [\"URL\"]\n[pii.operators]\n")
+    code, _, err = _run(home, capsys, "dataset", "list")
+    assert code == 1 and "policy apply" in _one_line(err), err
