@@ -16,10 +16,10 @@ def _init(args: argparse.Namespace) -> int:
     secret = ask_passphrase(args, prompt="New passphrase: ", confirm=True,
                             check_strength=True)
     result = init_home(home, secret, args.policy)
-    output(args, result.as_dict(), lambda: print(
-        f"initialised {result.home}\npolicy          {result.policy_name} "
-        f"{result.policy_digest}\nsigning key     {result.signing_key}\ncheckpoint key  "
-        f"{result.checkpoint_key}\n{WRITE_DOWN}"))
+    output(args, result, lambda: print(
+        f"initialised {result['home']}\npolicy          {result['policy_name']} "
+        f"{result['policy_digest']}\nsigning key     {result['signing_key']}\n"
+        f"checkpoint key  {result['checkpoint_key']}\n{WRITE_DOWN}"))
     return EXIT_OK
 
 

@@ -78,7 +78,8 @@ def _init(home: Home, passphrase: Passphrase, stage: Stage) -> None:
     finally:
         if held is not None:
             atomic_write_text(keep, held.decode(), 0o600)
-    stage("init", f"home created under policy {result.policy_name} ({result.policy_digest})")
+    stage("init", f"home created under policy {result['policy_name']} "
+                   f"({result['policy_digest']})")
 
 
 def _model(home: Home, passphrase: Passphrase, stage: Stage) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
 
@@ -28,24 +27,6 @@ class InitSummary(TypedDict):
     audit_origin: str
 
 
-@dataclass(frozen=True)
-class InitResult:
-    """What init created."""
-
-    home: str
-    policy_digest: str
-    policy_name: str
-    signing_key: str
-    checkpoint_key: str
-    audit_origin: str
-
-    def as_dict(self) -> InitSummary:
-        """Plain data for --json."""
-        return {"home": self.home, "policy_digest": self.policy_digest,
-                "policy_name": self.policy_name, "signing_key": self.signing_key,
-                "checkpoint_key": self.checkpoint_key, "audit_origin": self.audit_origin}
-
-
 def _refuse_existing(home: Home) -> None:
     if home.root.is_symlink() or (home.root.exists() and not home.root.is_dir()):
         raise HomeError("the home path exists and is not a directory", where=str(home.root))
@@ -59,7 +40,7 @@ def _refuse_existing(home: Home) -> None:
                         hint="refusing to overwrite; choose another --home or remove it")
 
 
-def init_home(home: Home, passphrase: bytes, policy_path: str | Path | None = None) -> InitResult:
+def init_home(home: Home, passphrase: bytes, policy_path: str | Path | None = None) -> InitSummary:
     """Create a complete home; refuses any existing non-empty directory. The marker is
     written last, so a home without it is known to be incomplete."""
     from appliance import audit, keys, masterkey
@@ -95,8 +76,8 @@ def init_home(home: Home, passphrase: bytes, policy_path: str | Path | None = No
               "keys": {"signing": fps.signing, "checkpoint": fps.checkpoint},
               "audit_origin": origin}
     atomic_write_text(home.marker, json.dumps(marker, indent=2, sort_keys=True) + "\n", 0o600)
-    return InitResult(str(home.root), digest, policy.meta.name, fps.signing, fps.checkpoint,
-                      origin)
+    return {"home": str(home.root), "policy_digest": digest, "policy_name": policy.meta.name,
+            "signing_key": fps.signing, "checkpoint_key": fps.checkpoint, "audit_origin": origin}
 
 
 class KeysExport(TypedDict):
