@@ -69,12 +69,13 @@ def _init(home: Home, passphrase: Passphrase, stage: Stage) -> None:
         if home.root.is_dir() else []
     if stray:
         init_home(home, b"", None)  # refuses a non-empty, uninitialised home with its reason
+    secret = resolve(passphrase)  # before the file moves: it may be the demo's own file
     keep = home.root / PASSPHRASE_NAME
     held = keep.read_bytes() if keep.exists() else None
     if held is not None:
         keep.unlink()  # init wants an empty directory; the file goes back right after
     try:
-        result = init_home(home, resolve(passphrase), shipped_policy("demo"))
+        result = init_home(home, secret, shipped_policy("demo"))
     finally:
         if held is not None:
             atomic_write_text(keep, held.decode(), 0o600)

@@ -38,3 +38,29 @@ def test_demo_ends_in_a_verified_artifact_with_lower_eval_loss(run_cli, tmp_path
     assert report["privacy"]["verdict"] == "pass"
     assert json.loads((artifact / "provenance.json").read_text())["privacy"]["verdict"] == \
         "pass"
+
+
+def test_demo_init_reads_its_own_passphrase_file_before_setting_it_aside(tmp_path: Path):
+    """Without --passphrase-file the demo keeps a random passphrase in its workspace; init
+    wants an empty directory, so the file is set aside and put back: the passphrase (read
+    lazily, as the CLI passes it) is read before that, and the home opens with it."""
+    from appliance import trust
+    from appliance.home import Home
+    from appliance.passphrase import read_passphrase
+    from appliance.service.demo import _init, demo_passphrase_file
+
+    home = Home(tmp_path / "demo-home")
+    path = demo_passphrase_file(home, None)
+    try:
+        _init(home, lambda: read_passphrase(path), lambda stage, detail: None)
+    finally:
+        trust.close(home)
+        trust.forget(home)
+    assert home.is_initialised()
+    from appliance.policy import load_policy
+
+    try:  # the file is back, holding the passphrase init sealed the keys with
+        trust.unlock(home, read_passphrase(path), load_policy(home.policy_file))
+    finally:
+        trust.close(home)
+        trust.forget(home)
