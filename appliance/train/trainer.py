@@ -6,8 +6,10 @@ as 4-bit NF4 through bitsandbytes (double quantisation, compute dtype from the r
 adapters through peft, and the loss counts assistant tokens only. The learning rate is a
 pure function of the step, the data order a pure function of (seed, epoch) and the dropout
 RNG a pure function of (seed, step, rank), so a checkpoint needs only tensors (adapter,
-AdamW moments) and a few integers to resume bit-identically. Rank 0 alone writes
-checkpoints and the adapter and reports progress; every rank reports tripwire hits.
+AdamW moments) and a few integers to resume bit-identically. Rank 0 alone writes the
+adapter and reports evaluations; each node's first local rank writes that node's
+checkpoints and reports its steps; every rank reports tripwire hits. Once in the process
+group, ranks stop and end only together (an all-reduce decides every stop).
 """
 
 from __future__ import annotations

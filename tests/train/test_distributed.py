@@ -147,3 +147,42 @@ def test_a_look_up_of_the_sandbox_own_host_name_is_not_a_network_attempt() -> No
     assert classify("socket.gethostbyaddr", (socket.gethostname(),)) is None
     found = classify("socket.gethostbyaddr", ("exfil.example.org",))
     assert found is not None and found["action"] == "network.attempt"
+
+
+def test_a_stopped_rank_is_a_cancel_only_when_the_node_was_signalled_or_all_stopped() -> None:
+    """torchrun's agent SIGTERMs every worker when one fails, and they then exit 3 as if
+    cancelled: without a signal to this node, a stopped rank beside a failed one is the
+    failure of the failed one (named, with its signal), never a stop."""
+    from appliance.train.launcher import exit_status, failures
+
+    assert failures({0: 3, 1: 1}, signalled=False) == {1: 1}
+    assert failures({0: 3, 1: -9}, signalled=False) == {1: -9}
+    assert failures({1: 3}, signalled=False) == {}  # a cancel on another node
+    assert failures({0: 1, 1: 3}, signalled=True) == {}  # a peer left during our cancel
+    assert exit_status(-9) == "was killed by SIGKILL"
+    assert exit_status(1) == "exited with status 1"
+
+
+def test_a_resumed_cluster_run_keeps_its_cluster_settings(tmp_path: Path) -> None:
+    """--resume reads the [cluster] settings from run.json; flags given again must match,
+    else one line naming the flag (exit 2)."""
+    from appliance.errors import UsageError
+    from appliance.service.train import _resume_run
+    from appliance.train.recipe import load_recipe, parse_recipe
+
+    data = load_recipe(write_recipe(tmp_path / "r.toml")).model_dump()
+    cluster = {"nnodes": 2, "node_rank": 1, "rendezvous": "10.231.8.11:29500",
+               "interface": "eth1"}
+    recipe = parse_recipe({**data, "cluster": cluster})
+    home = Home(tmp_path / "home")
+    run_dir = home.runs_dir / "run1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"status": "running",
+                                                  "recipe": recipe.model_dump()}))
+    plan = _resume_run(home, "run1", None, {})
+    assert plan.recipe.cluster.node_rank == 1 and plan.recipe.cluster.interface == "eth1"
+    assert _resume_run(home, "run1", None, {"node_rank": 1, "nnodes": 2}).resumed
+    with pytest.raises(UsageError) as raised:
+        _resume_run(home, "run1", None, {"node_rank": 0})
+    assert raised.value.exit_code == 2
+    assert "--node-rank 0 differs from the 1 the run started with" in raised.value.line()
