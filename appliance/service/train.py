@@ -67,6 +67,8 @@ if TYPE_CHECKING:
 
 Event = dict[str, Any]
 INJECT_NAN_ENV = "APPLIANCE_TEST_INJECT_NAN_STEP"
+EXIT_AT_END_ENV = "APPLIANCE_TEST_WORKER_EXIT_AT_END"
+"""Test-only, `RANK:STATUS`: that training worker exits with STATUS once its work is done."""
 """Test-only (not a product option, not in the policy or the recipe): multiply the loss of
 this optimizer step by NaN in the trainer, to show that the guard stops the run at once."""
 
@@ -517,6 +519,8 @@ def _launch(run: RunState, collector: RunCollector, *, relay: Relay,
            "inject_nan_at_step": int(os.environ.get(INJECT_NAN_ENV) or 0)}
     if run.sacred:
         job["sacred"] = run.sacred["records"]
+    if os.environ.get(EXIT_AT_END_ENV):
+        job["exit_at_end"] = [int(v) for v in os.environ[EXIT_AT_END_ENV].split(":", 1)]
     # several machines (appliance.service.cluster): what every node must agree on, this node
     job["fingerprint"] = cluster.fingerprint(recipe, model.root_digest, run.dataset_digest,
                                              run.policy_digest)

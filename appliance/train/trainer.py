@@ -497,6 +497,9 @@ def run(job: TrainJob, emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - linear, 
     if stop_together():
         return stopped()
     distributed.shutdown(world)
+    crash = job.get("exit_at_end")  # test-only: APPLIANCE_TEST_WORKER_EXIT_AT_END
+    if crash and crash[0] == world.rank:
+        os._exit(crash[1])
     if not world.main:
         return 0
     emit(Kind.GENERATIONS, samples=samples)

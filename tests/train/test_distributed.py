@@ -102,6 +102,34 @@ def test_two_process_cancel_stops_every_rank_at_one_step_and_resumes_bit_identic
     assert len({w["params_sha256"] for w in workers}) == 1
 
 
+@pytest.mark.slow
+def test_a_worker_failing_at_the_end_fails_the_run_and_is_never_taken_for_a_cancel(
+        train_home: Home, pass_file: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank 1 exits with status 7 once its work is done (the test-only
+    APPLIANCE_TEST_WORKER_EXIT_AT_END), as a crash at exit would; torchrun's agent then
+    sends SIGTERM to rank 0. Every rank now waits for rank 0's generation before leaving,
+    so rank 0 is never interrupted mid-work, and the run fails naming rank 1 and its
+    status: no `stopped`, no checkpoint. (Before, rank 0 generated alone while rank 1
+    left: the same exit made it save a checkpoint and report `stopped`, and the run ended
+    `training stopped at step 2 of 2`, the failure seen once in the resumed run.)"""
+    from appliance.errors import TrainingError
+
+    monkeypatch.setenv("APPLIANCE_TEST_WORKER_EXIT_AT_END", "1:7")
+    events: list[dict[str, object]] = []
+    with pytest.raises(TrainingError) as raised:
+        train(train_home, _two_process_recipe(tmp_path / "r.toml"),
+              passphrase=read_passphrase(pass_file), records=memory_records(),
+              on_event=events.append)
+    assert "training worker of rank 1 exited with status 7" in raised.value.line(), \
+        raised.value.line()
+    assert not [e for e in events if e["type"] == "stopped"]
+    assert [e["type"] for e in events].count("done") == 1  # rank 0 had finished its work
+    log = _audit(train_home)
+    assert [e["action"] for e in log if e["action"].startswith("train.")][-1] == \
+        "train.failed"
+
+
 @pytest.mark.netns
 def test_loopback_brought_up_inside_the_namespace_still_reaches_nothing(
         tmp_path: Path, listener: tuple[int, list[object]]) -> None:
