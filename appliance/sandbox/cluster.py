@@ -150,9 +150,14 @@ def _claim(name: str, link: str) -> int:
     """A locked record of the namespace and link this run makes (before it makes them):
     written under a temporary name, locked, then renamed, so a sweep never sees it
     unlocked while its maker lives. Returns the descriptor that holds the lock."""
-    STATE_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
     staging = STATE_DIR / f".{name}.new"
-    fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        STATE_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise IsolationError(f"cannot prepare the cluster network: {STATE_DIR}: "
+                             f"{exc.strerror or exc}", where="cluster network",
+                             hint="it needs root on the host (CAP_NET_ADMIN)") from None
     fcntl.flock(fd, fcntl.LOCK_EX)
     os.write(fd, json.dumps({"netns": name, "link": link, "pid": os.getpid()}).encode())
     os.rename(staging, STATE_DIR / f"{name}.lock")
@@ -170,7 +175,7 @@ def sweep() -> list[str]:
     for record in sorted(STATE_DIR.glob("*.lock")):
         try:
             fd = os.open(record, os.O_RDWR | os.O_CLOEXEC)
-        except FileNotFoundError:  # its run ended meanwhile
+        except OSError:  # its run ended meanwhile (or not ours to read)
             continue
         try:
             try:
