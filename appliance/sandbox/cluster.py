@@ -21,6 +21,13 @@ in a user namespace of their own, with no capability at all, so they can change 
 the rules nor the interface. After the run the parent reads the counters (`drops()`) for
 the audit log and deletes the namespace (the macvlan goes with it).
 
+A named namespace outlives its processes (`ip netns add` pins it with a bind mount under
+/run/netns), so a parent killed with SIGKILL would leave it, its macvlan and its table
+behind. Each run therefore holds an flock on a record of what it made (STATE_DIR, root's
+tmpfs), taken before anything is made; the kernel releases the lock when the process dies,
+however it dies. Every run first sweeps (`sweep()`): a record whose lock can be taken
+belongs to a dead run, and what it names is deleted.
+
 `APPLIANCE_TEST_WEAKEN_CLUSTER_FILTER=1` is a test-only switch, read here alone and not a
 product option: the chains then accept everything, so the filter test can show it fails.
 """
@@ -28,6 +35,7 @@ product option: the chains then accept everything, so the filter test can show i
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import ipaddress
 import json
 import os
@@ -36,11 +44,14 @@ import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from appliance.errors import IsolationError, UsageError
 
 WEAKEN_ENV = "APPLIANCE_TEST_WEAKEN_CLUSTER_FILTER"
 TABLE = "appliance"
+STATE_DIR = Path("/run/appliance/cluster")
+"""One `NAMESPACE.lock` per live run (what it made, as JSON; flock held while it runs)."""
 
 
 @dataclass(frozen=True)
@@ -135,18 +146,72 @@ def ruleset(address: str, peers: Sequence[str], ports: tuple[int, int]) -> str:
 """
 
 
+def _claim(name: str, link: str) -> int:
+    """A locked record of the namespace and link this run makes (before it makes them):
+    written under a temporary name, locked, then renamed, so a sweep never sees it
+    unlocked while its maker lives. Returns the descriptor that holds the lock."""
+    staging = STATE_DIR / f".{name}.new"
+    try:
+        STATE_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(staging, os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise IsolationError(f"cannot prepare the cluster network: {STATE_DIR}: "
+                             f"{exc.strerror or exc}", where="cluster network",
+                             hint="it needs root on the host (CAP_NET_ADMIN)") from None
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    os.write(fd, json.dumps({"netns": name, "link": link, "pid": os.getpid()}).encode())
+    os.rename(staging, STATE_DIR / f"{name}.lock")
+    return fd
+
+
+def sweep() -> list[str]:
+    """Delete what runs that died without cleaning up made (their namespace, with the
+    macvlan and nftables table in it, or a macvlan not yet moved into it): every record
+    whose lock can be taken. Returns the namespaces deleted; live runs are left alone."""
+    if not STATE_DIR.is_dir():
+        return []
+    ip = _tool("ip")
+    gone = []
+    for record in sorted(STATE_DIR.glob("*.lock")):
+        try:
+            fd = os.open(record, os.O_RDWR | os.O_CLOEXEC)
+        except OSError:  # its run ended meanwhile (or not ours to read)
+            continue
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # a live run holds it
+                continue
+            try:
+                made = json.loads(record.read_text("utf-8") or "{}")
+            except ValueError:
+                made = {}
+            name = str(made.get("netns") or record.name.removesuffix(".lock"))
+            for argv in ([ip, "netns", "del", name],
+                         [ip, "link", "del", str(made.get("link") or "")]):
+                if argv[-1]:
+                    subprocess.run(argv, capture_output=True, check=False, timeout=30)
+            record.unlink(missing_ok=True)
+            gone.append(name)
+        finally:
+            os.close(fd)
+    return gone
+
+
 @contextlib.contextmanager
 def prepared(interface: str, address: str, peers: Sequence[str],
              ports: tuple[int, int]) -> Iterator[ClusterNetwork]:
     """The run's namespace, set up and filtered before anything starts in it; deleted on
-    exit."""
+    exit (and by the next run's sweep when this process is killed first)."""
     ip = _tool("ip")
     nft = _tool("nft")
     prefix = prefix_on(interface, address)
+    sweep()
     name = "appliance-" + secrets.token_hex(4)
     link = "apl" + secrets.token_hex(4)
-    _run([ip, "netns", "add", name])
+    claim = _claim(name, link)
     try:
+        _run([ip, "netns", "add", name])
         _run([ip, "link", "add", "link", interface, "name", link, "type", "macvlan",
               "mode", "bridge"])
         _run([ip, "link", "set", link, "netns", name])
@@ -162,6 +227,11 @@ def prepared(interface: str, address: str, peers: Sequence[str],
     finally:
         with contextlib.suppress(IsolationError, OSError, subprocess.SubprocessError):
             _run([ip, "netns", "del", name])
+        with contextlib.suppress(OSError, subprocess.SubprocessError):  # not yet moved
+            subprocess.run([ip, "link", "del", link], capture_output=True, check=False,
+                           timeout=30)
+        (STATE_DIR / f"{name}.lock").unlink(missing_ok=True)
+        os.close(claim)
 
 
 def drops(step: ClusterNetwork) -> list[dict[str, object]]:

@@ -38,7 +38,7 @@ from appliance.policy import Policy, load_policy, policy_digest
 from appliance.service import cluster
 from appliance.train import artifact, checkpoint, gates, general, isolation, modelcard
 from appliance.train import metrics as run_metrics
-from appliance.train.cancel import Relay
+from appliance.train.cancel import EXIT_STOPPED, Relay
 from appliance.train.data import validate_records
 from appliance.train.events import (
     BestEvent,
@@ -67,6 +67,8 @@ if TYPE_CHECKING:
 
 Event = dict[str, Any]
 INJECT_NAN_ENV = "APPLIANCE_TEST_INJECT_NAN_STEP"
+EXIT_AT_END_ENV = "APPLIANCE_TEST_WORKER_EXIT_AT_END"
+"""Test-only, `RANK:STATUS`: that training worker exits with STATUS once its work is done."""
 """Test-only (not a product option, not in the policy or the recipe): multiply the loss of
 this optimizer step by NaN in the trainer, to show that the guard stops the run at once."""
 
@@ -309,7 +311,7 @@ def _train(home: Home, recipe_path: str | Path | None, *, resume: str | None,
     the evaluation gate, the privacy check, the artifact."""
     trust.require_home(home)
     policy = load_policy(home.policy_file)
-    plan = _resume_run(home, resume, processes) if resume else \
+    plan = _resume_run(home, resume, processes, cluster_keys or {}) if resume else \
         _new_run(home, recipe_path, processes, cluster_keys or {})
     model, iso = _check_policy(home, policy, plan.recipe)
     run = RunState(home, policy, plan.run_id, plan.run_dir, plan.recipe, plan.state,
@@ -339,8 +341,11 @@ def _train(home: Home, recipe_path: str | Path | None, *, resume: str | None,
         return _finish(run, collector, evals, evaluation, privacy, secret)
 
 
-def _resume_run(home: Home, run_id: str, processes: int | None) -> RunPlan:
-    """The run `run_id` as run.json left it, if it can go on."""
+def _resume_run(home: Home, run_id: str, processes: int | None,
+                cluster_keys: dict[str, Any]) -> RunPlan:
+    """The run `run_id` as run.json left it, if it can go on. A cluster run keeps the
+    [cluster] settings it started with (run.json holds them); flags given again must say
+    the same."""
     run_dir = home.runs_dir / run_id
     try:
         state = json.loads((run_dir / "run.json").read_text("utf-8"))
@@ -358,7 +363,19 @@ def _resume_run(home: Home, run_id: str, processes: int | None) -> RunPlan:
         raise UsageError("--processes applies to new runs; a resumed run keeps the "
                          f"{recipe.processes} process(es) it started with",
                          where=f"run {run_id}")
+    recorded = recipe.cluster.model_dump()
+    for key, value in sorted(cluster_keys.items()):
+        if recorded.get(key) != value:
+            flag = CLUSTER_FLAGS.get(key, key)
+            raise UsageError(f"{flag} {value} differs from the {recorded.get(key)} the run "
+                             "started with; a resumed run keeps its cluster settings",
+                             where=f"run {run_id}",
+                             hint=f"leave {flag} out: appliance train --resume {run_id}")
     return RunPlan(run_id, run_dir, recipe, state, resumed=True)
+
+
+CLUSTER_FLAGS = {"nnodes": "--nnodes", "node_rank": "--node-rank",
+                 "rendezvous": "--rendezvous", "interface": "--cluster-interface"}
 
 
 def _new_run(home: Home, recipe_path: str | Path | None, processes: int | None,
@@ -502,6 +519,8 @@ def _launch(run: RunState, collector: RunCollector, *, relay: Relay,
            "inject_nan_at_step": int(os.environ.get(INJECT_NAN_ENV) or 0)}
     if run.sacred:
         job["sacred"] = run.sacred["records"]
+    if os.environ.get(EXIT_AT_END_ENV):
+        job["exit_at_end"] = [int(v) for v in os.environ[EXIT_AT_END_ENV].split(":", 1)]
     # several machines (appliance.service.cluster): what every node must agree on, this node
     job["fingerprint"] = cluster.fingerprint(recipe, model.root_digest, run.dataset_digest,
                                              run.policy_digest)
@@ -521,6 +540,7 @@ def _node_done(run: RunState) -> TrainResult:
     run.state.update(status="done", finished=_dt.datetime.now(_dt.UTC).isoformat(),
                      signed_by="node 0")
     run.save()
+    shutil.rmtree(run.run_dir / "checkpoints", ignore_errors=True)  # as node 0 does
     audit.record(run.home, "train.finish", run_id=run.run_id, signed=False,
                  node_rank=run.recipe.cluster.node_rank)
     return TrainResult(run.run_id, run.run_dir, "", {}, {}, False)
@@ -534,7 +554,9 @@ def _check_outcome(run: RunState, collector: RunCollector, result: isolation.Chi
     home, run_id = run.home, run.run_id
     if collector.guard is not None:
         raise _guard_stop(home, run_id, collector.guard)
-    if collector.stopped is not None:
+    # a `stopped` counts only when the trainer ended as stopped: torchrun's agent stops
+    # every worker when one fails, and rank 0 then reports `stopped` for that failure
+    if collector.stopped is not None and result.returncode == EXIT_STOPPED:
         stopped = collector.stopped
         raise _cancelled(home, run_id, run.total_steps, step=int(stopped.get("step") or 0),
                          checkpoint=bool(stopped.get("checkpoint", True)))

@@ -50,6 +50,19 @@ def save(run_dir: Path, run_id: str, step: int, tensors: dict[str, Any], state: 
     return target
 
 
+def content_digest(tensors: dict[str, Any], state: dict[str, Any]) -> str:
+    """sha256 over a checkpoint's tensors (name order) and state, as loaded (unsealed): the
+    same on every node of a cluster run that stopped at one step, whatever each node's key."""
+    import hashlib
+
+    from safetensors.torch import save as save_tensors
+
+    digest = hashlib.sha256(save_tensors({k: v.detach().contiguous().cpu()
+                                          for k, v in sorted(tensors.items())}))
+    digest.update(json.dumps(state, sort_keys=True).encode("utf-8"))
+    return "sha256:" + digest.hexdigest()
+
+
 def latest_step(run_dir: Path) -> int | None:
     """Step of the newest complete checkpoint, or None."""
     pointer = run_dir / "checkpoints" / "latest.json"

@@ -57,9 +57,23 @@ class World:
         return self.rank == 0
 
     @property
+    def node_main(self) -> bool:
+        """The rank that writes this node's checkpoints and reports its progress (its first
+        local rank: rank 0 on one machine)."""
+        return self.local_rank == 0
+
+    @property
     def distributed(self) -> bool:
         """More than one process."""
         return self.size > 1
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """The checkpoint a rank resumes from (step 0 and no digest: none)."""
+
+    step: int = 0
+    digest: str = ""
 
 
 @dataclass(frozen=True)
@@ -223,15 +237,20 @@ def _gather_bytes(data: bytes, world: World, device: Any, size: int) -> list[byt
 
 
 def agree(world: World, device: Any, fingerprint: dict[str, str],
-          node: Mapping[str, Any]) -> list[dict[str, Any]]:
+          node: Mapping[str, Any], resumed: Resumed | None = None) -> list[dict[str, Any]]:
     """Before the first step: every rank holds the same fingerprint (dataset, base model,
-    recipe and policy digests), or every rank raises the same TrainingError naming the
-    first that differs and where; returns every rank's `node` description."""
+    recipe and policy digests) and resumes from the same checkpoint (step and content
+    digest; each node reads its own), or every rank raises the same TrainingError naming
+    the first that differs and where; returns every rank's `node` description."""
     if not world.distributed:
         return [{**node, "rank": world.rank}]
     import json
 
     from appliance.errors import TrainingError
+
+    resumed = resumed or Resumed()
+    points = [json.loads(raw) for raw in _gather_bytes(
+        json.dumps([resumed.step, resumed.digest]).encode(), world, device, 128)]
 
     names = sorted(fingerprint)
     mine = b"".join(hashlib.sha256(fingerprint[k].encode()).digest() for k in names)
@@ -246,4 +265,25 @@ def agree(world: World, device: Any, fingerprint: dict[str, str],
                     f"node {nodes[rank].get('node_rank')} (rank {rank}) has a different "
                     f"{name} digest than node 0", where="cluster run",
                     hint="every node needs the same dataset, base model, recipe and policy")
+    for rank, (step, digest) in enumerate(points):
+        if [step, digest] != points[0]:
+            raise TrainingError(_checkpoint_difference(nodes[rank].get("node_rank"), rank,
+                                                       (step, digest), tuple(points[0])),
+                                where="cluster run",
+                                hint="resume every node with appliance train --resume RUN "
+                                     "from the checkpoints of one cancel, or start the run "
+                                     "again on every node")
     return nodes
+
+
+def _checkpoint_difference(node_rank: object, rank: int, theirs: tuple[int, str],
+                           first: tuple[int, str]) -> str:
+    """One line: how rank `rank`'s checkpoint differs from rank 0's."""
+    def where(point: tuple[int, str]) -> str:
+        return f"step {point[0]}" if point[1] else "no checkpoint (step 0)"
+
+    who = f"node {node_rank} (rank {rank})"
+    if theirs[0] != first[0] or not theirs[1] or not first[1]:
+        return f"{who} resumes from {where(theirs)}, node 0 from {where(first)}"
+    return (f"{who} has a different checkpoint at step {theirs[0]} than node 0 "
+            f"({theirs[1][:19]} against {first[1][:19]})")

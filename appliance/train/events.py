@@ -178,6 +178,9 @@ class TrainJob(TypedDict):
     min_delta: float
     inject_nan_at_step: int
     """Test-only (service.train.INJECT_NAN_ENV); 0 otherwise."""
+    exit_at_end: NotRequired[list[int]]
+    """Test-only (service.train.EXIT_AT_END_ENV): [rank, status] the worker of that rank
+    exits with when its work is done, as a crash at exit would."""
     sacred: NotRequired[list[dict[str, Any]]]
     """The recipe's eval-only dataset (`eval.dataset`), when it names one: the numbers
     before and after training are measured on it."""

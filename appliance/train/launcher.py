@@ -202,14 +202,39 @@ def run(job: TrainJob, emit: Emit, signals: Signals) -> int:
         thread.join(timeout=10)
     if not codes:
         return 0
-    if signals.received or EXIT_STOPPED in codes.values():
+    failed = failures(codes, signals.received)
+    if not failed:
         if not progress.stopped:
             emit(Kind.STOPPED, step=progress.step, checkpoint=progress.checkpoint,
                  total_steps=total_steps(recipe, len(job["train"])))
         return EXIT_STOPPED
-    for rank, code in sorted(codes.items()):
+    for rank, code in sorted(failed.items()):
         if rank in progress.failed:  # its own error line says more
             continue
         emit(Kind.ERROR, kind="WorkerExit", rank=rank,
-             message=f"training worker of rank {rank} exited with status {code}")
+             message=f"training worker of rank {rank} {exit_status(code)}")
     return 1
+
+
+def failures(codes: dict[int, int], signalled: bool) -> dict[int, int]:
+    """The ranks whose exit is a failure of the run (empty: the run was stopped).
+
+    torchrun's agent ends the whole group as soon as one worker exits non-zero: it sends
+    SIGTERM to every worker still running, which then stops as if cancelled (exit 3,
+    rank 0 even with a checkpoint). So a stopped rank says nothing by itself: the run
+    stopped only when this node was asked to (`signalled`; its workers may then fail in a
+    collective their stopped peers left), or when every worker that ended non-zero
+    stopped (a cancel on another node reaches these ranks through the per-step
+    all-reduce). Otherwise the other ranks are the failure, and are reported as one.
+    """
+    if signalled:
+        return {}
+    return {rank: code for rank, code in codes.items() if code != EXIT_STOPPED}
+
+
+def exit_status(code: int) -> str:
+    """`exited with status N`, or `was killed by SIGNAME` for a negative status."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"was killed by {signal.Signals(-code).name}"
+    return f"exited with status {code}"

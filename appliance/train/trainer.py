@@ -6,8 +6,10 @@ as 4-bit NF4 through bitsandbytes (double quantisation, compute dtype from the r
 adapters through peft, and the loss counts assistant tokens only. The learning rate is a
 pure function of the step, the data order a pure function of (seed, epoch) and the dropout
 RNG a pure function of (seed, step, rank), so a checkpoint needs only tensors (adapter,
-AdamW moments) and a few integers to resume bit-identically. Rank 0 alone writes
-checkpoints and the adapter and reports progress; every rank reports tripwire hits.
+AdamW moments) and a few integers to resume bit-identically. Rank 0 alone writes the
+adapter and reports evaluations; each node's first local rank writes that node's
+checkpoints and reports its steps; every rank reports tripwire hits. Once in the process
+group, ranks stop and end only together (an all-reduce decides every stop).
 """
 
 from __future__ import annotations
@@ -259,9 +261,10 @@ def trainable(model: Any) -> dict[str, Any]:
 
 
 def restore(run_dir: Path, run_id: str, key: bytes | None, params: dict[str, Any],
-            optimizer: Any) -> tuple[int, dict[str, Any], dict[str, Any]]:
+            optimizer: Any) -> tuple[int, dict[str, Any], dict[str, Any], str]:
     """Load the newest checkpoint into the adapter and the optimizer; returns its step, its
-    state and the best adapter seen so far (empty when there is none)."""
+    state, the best adapter seen so far (empty when there is none) and the digest of its
+    content (what every node of a cluster run compares before going on)."""
     import torch
 
     tensors, state = checkpoint.load(run_dir, run_id, key)
@@ -275,7 +278,7 @@ def restore(run_dir: Path, run_id: str, key: bytes | None, params: dict[str, Any
                                                                     "exp_avg_sq")}
     optimizer.load_state_dict({"state": opt_state, "param_groups": state["param_groups"]})
     best = {name: tensors[f"best.{name}"] for name in params if f"best.{name}" in tensors}
-    return int(state["step"]), state, best
+    return int(state["step"]), state, best, checkpoint.content_digest(tensors, state)
 
 
 def _quiet(kind: str, /, **fields: Any) -> None:
@@ -292,6 +295,9 @@ def run(job: TrainJob, emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - linear, 
     recipe = Recipe.model_validate(job["recipe"])
     world = World.from_env()
     report = emit if world.main else _quiet
+    # each node's first local rank keeps that node's checkpoints and reports its progress
+    # (on one machine that is rank 0); the LoRA state is the same on every rank
+    node_report = emit if world.node_main else _quiet
     run_dir, run_id = Path(job["run_dir"]), job["run_id"]
     key_hex = job.get("checkpoint_key")
     key = bytes.fromhex(key_hex) if key_hex else None
@@ -320,19 +326,25 @@ def run(job: TrainJob, emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - linear, 
     watch = EarlyStop(patience=int(job.get("patience", 2)),
                       min_delta=float(job.get("min_delta", 0.0)))
     best: dict[str, Any] = {}
-    step = 0
+    step, resumed_from = 0, distributed.Resumed()
     if job.get("resume"):
-        step, resumed_state, best = restore(run_dir, run_id, key, params, optimizer)
+        step, resumed_state, best, digest = restore(run_dir, run_id, key, params, optimizer)
         watch.load(resumed_state.get("watch"))
+        resumed_from = distributed.Resumed(step, digest)
     start, inject_nan = step, int(job.get("inject_nan_at_step") or 0)
     stop.position(step, total)
     if job.get("resume"):
-        report(Kind.RESUMED, step=step, total_steps=total)
+        node_report(Kind.RESUMED, step=step, total_steps=total)
     if stop.requested and stop.end_before_first_step():
         return EXIT_STOPPED
     distributed.init(world, device)  # after the long load, which a stop cuts short
+    if world.distributed:
+        # in the group now: a rank that ended alone would leave the others failing their
+        # next collective, so from here on every stop is decided together (below and at
+        # each step boundary)
+        stop.progressed()
     nodes = distributed.agree(world, device, job.get("fingerprint", {}),
-                              job.get("node", {}))
+                              job.get("node", {}), resumed_from)
     if world.distributed:
         report(Kind.NODES, nodes=nodes)
     net = distributed.wrap(model, world, device)
@@ -351,7 +363,7 @@ def run(job: TrainJob, emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - linear, 
             best.update({n: p.detach().clone() for n, p in params.items()})
 
     def save_checkpoint() -> None:
-        if world.main:
+        if world.node_main:  # every node into its own run directory, sealed with its key
             tensors = {f"param.{n}": p.detach() for n, p in params.items()}
             opt = optimizer.state_dict()
             for i, name in enumerate(params):
@@ -364,14 +376,21 @@ def run(job: TrainJob, emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - linear, 
                              "position": (step % spe) * per_step, "total_steps": total,
                              "processes": world.size, "param_groups": groups,
                              "watch": watch.state()}, key)
-        report(Kind.CHECKPOINT, step=step)
+        node_report(Kind.CHECKPOINT, step=step)
 
     def stopped() -> int:
         if step > start:
             save_checkpoint()
-        report(Kind.STOPPED, step=step, total_steps=total, checkpoint=step > start)
+        node_report(Kind.STOPPED, step=step, total_steps=total, checkpoint=step > start)
         distributed.shutdown(world)
         return EXIT_STOPPED
+
+    def stop_together() -> bool:
+        """Whether any rank was asked to stop (one collective: every rank decides alike)."""
+        return bool(distributed.all_sum([float(stop.requested)], world, device)[0])
+
+    if world.distributed and stop_together():  # asked during the first evaluation
+        return stopped()
 
     # ---- loop -------------------------------------------------------------------------
     model.train()
@@ -415,15 +434,16 @@ def run(job: TrainJob, emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - linear, 
         done_tokens += int(tokens)
         rate = done_tokens / max(1e-9, time.monotonic() - started)
         if step % recipe.train.log_every == 0 or step == total:
-            report(Kind.STEP, step=step, total_steps=total, epoch=epoch, loss=loss_sum, lr=lr,
-                   tokens=int(tokens), step_time_s=elapsed, tokens_per_s=rate,
-                   eta_s=(total - step) * (time.monotonic() - started) / max(1, step - start))
+            node_report(Kind.STEP, step=step, total_steps=total, epoch=epoch, loss=loss_sum,
+                        lr=lr, tokens=int(tokens), step_time_s=elapsed, tokens_per_s=rate,
+                        eta_s=(total - step) * (time.monotonic() - started)
+                        / max(1, step - start))
         # the loss is summed over the ranks and the norm is of all-reduced gradients, so
         # every rank trips (or not) at the same step; nothing of this step is saved
         trip = guard.check(loss_sum, grad_norm)
         if trip is not None:
-            report(Kind.GUARD, step=step, kind=trip.kind, message=trip.message,
-                   value=trip.value if math.isfinite(trip.value) else str(trip.value))
+            node_report(Kind.GUARD, step=step, kind=trip.kind, message=trip.message,
+                        value=trip.value if math.isfinite(trip.value) else str(trip.value))
             distributed.shutdown(world)
             return EXIT_GUARD
         if stopping:
@@ -438,7 +458,7 @@ def run(job: TrainJob, emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - linear, 
             save_checkpoint()
 
     # ---- save -------------------------------------------------------------------------
-    if distributed.all_sum([float(stop.requested)], world, device)[0]:
+    if stop_together():
         return stopped()
     if world.distributed:
         emit(Kind.WORKER_FINISHED, rank=world.rank, world_size=world.size, steps=step - start,
@@ -465,15 +485,23 @@ def run(job: TrainJob, emit: Emit,  # noqa: PLR0911, PLR0912, PLR0915 - linear, 
     if general:
         report(Kind.GENERAL, phase="after", **evaluate(model, general, pad_id, micro_size,
                                                     device, world))
-    distributed.shutdown(world)  # rank 0 generates alone
+    samples: list[dict[str, Any]] = []  # rank 0 generates; the others wait (below)
+    if world.main:
+        samples = generate(model, tokenizer, final_msgs[:recipe.eval.generations],
+                           recipe.eval.generation_tokens, device, lambda: stop.requested,
+                           samples=recipe.eval.consistency_samples,
+                           temperature=recipe.eval.temperature, seed=recipe.seed)
+    # Every rank leaves together, after rank 0's last work: torchrun's agent ends the whole
+    # group (SIGTERM to every worker still running) as soon as any worker exits non-zero,
+    # so no rank may still be working alone while the others end.
+    if stop_together():
+        return stopped()
+    distributed.shutdown(world)
+    crash = job.get("exit_at_end")  # test-only: APPLIANCE_TEST_WORKER_EXIT_AT_END
+    if crash and crash[0] == world.rank:
+        os._exit(crash[1])
     if not world.main:
         return 0
-    samples = generate(model, tokenizer, final_msgs[:recipe.eval.generations],
-                       recipe.eval.generation_tokens, device, lambda: stop.requested,
-                       samples=recipe.eval.consistency_samples,
-                       temperature=recipe.eval.temperature, seed=recipe.seed)
-    if stop.requested:
-        return stopped()
     emit(Kind.GENERATIONS, samples=samples)
     emit(Kind.DONE, step=step, total_steps=total, **peak_memory())
     return 0

@@ -2,8 +2,9 @@
 namespace), with in-memory records, printing every event as a JSON line; the last line is
 the artifact (node 0) or run directory.
 
-Usage: python -m tests.train.cluster_node_helper HOME RECIPE PASSFILE NODE_RANK IFACE [other]
-(`other`: a training split with one record changed, so the dataset digest differs).
+Usage: python -m tests.train.cluster_node_helper HOME RECIPE PASSFILE NODE_RANK IFACE
+[other | resume RUN] (`other`: a training split with one record changed, so the dataset
+digest differs; `resume RUN`: resume this node's run RUN, the cluster keys given again).
 """
 
 from __future__ import annotations
@@ -24,12 +25,14 @@ def main() -> int:
     home, recipe, pass_file = Home(Path(sys.argv[1])), sys.argv[2], sys.argv[3]
     rank, iface = int(sys.argv[4]), sys.argv[5]
     records = memory_records()
+    resume = sys.argv[7] if sys.argv[6:7] == ["resume"] else None
     if sys.argv[6:] == ["other"]:
         changed = [dict(r) for r in CHAT[:8] + ALPACA[:2]]
         changed[-1] = {**changed[-1], "output": "The sum is unknown."}
         records = memory_records(changed)
     try:
-        result = train(home, recipe, passphrase=read_passphrase(pass_file), records=records,
+        result = train(home, None if resume else recipe, resume=resume,
+                       passphrase=read_passphrase(pass_file), records=records,
                        on_event=lambda e: print(json.dumps(e, sort_keys=True), flush=True),
                        cluster_keys={"node_rank": rank, "interface": iface})
     except ApplianceError as exc:

@@ -102,6 +102,34 @@ def test_two_process_cancel_stops_every_rank_at_one_step_and_resumes_bit_identic
     assert len({w["params_sha256"] for w in workers}) == 1
 
 
+@pytest.mark.slow
+def test_a_worker_failing_at_the_end_fails_the_run_and_is_never_taken_for_a_cancel(
+        train_home: Home, pass_file: Path, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rank 1 exits with status 7 once its work is done (the test-only
+    APPLIANCE_TEST_WORKER_EXIT_AT_END), as a crash at exit would; torchrun's agent then
+    sends SIGTERM to rank 0. Every rank now waits for rank 0's generation before leaving,
+    so rank 0 is never interrupted mid-work, and the run fails naming rank 1 and its
+    status: no `stopped`, no checkpoint. (Before, rank 0 generated alone while rank 1
+    left: the same exit made it save a checkpoint and report `stopped`, and the run ended
+    `training stopped at step 2 of 2`, the failure seen once in the resumed run.)"""
+    from appliance.errors import TrainingError
+
+    monkeypatch.setenv("APPLIANCE_TEST_WORKER_EXIT_AT_END", "1:7")
+    events: list[dict[str, object]] = []
+    with pytest.raises(TrainingError) as raised:
+        train(train_home, _two_process_recipe(tmp_path / "r.toml"),
+              passphrase=read_passphrase(pass_file), records=memory_records(),
+              on_event=events.append)
+    assert "training worker of rank 1 exited with status 7" in raised.value.line(), \
+        raised.value.line()
+    assert not [e for e in events if e["type"] == "stopped"]
+    assert [e["type"] for e in events].count("done") == 1  # rank 0 had finished its work
+    log = _audit(train_home)
+    assert [e["action"] for e in log if e["action"].startswith("train.")][-1] == \
+        "train.failed"
+
+
 @pytest.mark.netns
 def test_loopback_brought_up_inside_the_namespace_still_reaches_nothing(
         tmp_path: Path, listener: tuple[int, list[object]]) -> None:
@@ -147,3 +175,42 @@ def test_a_look_up_of_the_sandbox_own_host_name_is_not_a_network_attempt() -> No
     assert classify("socket.gethostbyaddr", (socket.gethostname(),)) is None
     found = classify("socket.gethostbyaddr", ("exfil.example.org",))
     assert found is not None and found["action"] == "network.attempt"
+
+
+def test_a_stopped_rank_is_a_cancel_only_when_the_node_was_signalled_or_all_stopped() -> None:
+    """torchrun's agent SIGTERMs every worker when one fails, and they then exit 3 as if
+    cancelled: without a signal to this node, a stopped rank beside a failed one is the
+    failure of the failed one (named, with its signal), never a stop."""
+    from appliance.train.launcher import exit_status, failures
+
+    assert failures({0: 3, 1: 1}, signalled=False) == {1: 1}
+    assert failures({0: 3, 1: -9}, signalled=False) == {1: -9}
+    assert failures({1: 3}, signalled=False) == {}  # a cancel on another node
+    assert failures({0: 1, 1: 3}, signalled=True) == {}  # a peer left during our cancel
+    assert exit_status(-9) == "was killed by SIGKILL"
+    assert exit_status(1) == "exited with status 1"
+
+
+def test_a_resumed_cluster_run_keeps_its_cluster_settings(tmp_path: Path) -> None:
+    """--resume reads the [cluster] settings from run.json; flags given again must match,
+    else one line naming the flag (exit 2)."""
+    from appliance.errors import UsageError
+    from appliance.service.train import _resume_run
+    from appliance.train.recipe import load_recipe, parse_recipe
+
+    data = load_recipe(write_recipe(tmp_path / "r.toml")).model_dump()
+    cluster = {"nnodes": 2, "node_rank": 1, "rendezvous": "10.231.8.11:29500",
+               "interface": "eth1"}
+    recipe = parse_recipe({**data, "cluster": cluster})
+    home = Home(tmp_path / "home")
+    run_dir = home.runs_dir / "run1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "run.json").write_text(json.dumps({"status": "running",
+                                                  "recipe": recipe.model_dump()}))
+    plan = _resume_run(home, "run1", None, {})
+    assert plan.recipe.cluster.node_rank == 1 and plan.recipe.cluster.interface == "eth1"
+    assert _resume_run(home, "run1", None, {"node_rank": 1, "nnodes": 2}).resumed
+    with pytest.raises(UsageError) as raised:
+        _resume_run(home, "run1", None, {"node_rank": 0})
+    assert raised.value.exit_code == 2
+    assert "--node-rank 0 differs from the 1 the run started with" in raised.value.line()
