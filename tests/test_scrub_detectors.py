@@ -63,6 +63,18 @@ CASES = [
     # initials, and a given name that is also a word, before a detected surname
     ("propagate", "Dictated by Dr Paul Lambert, typed by S. Iqbal.", "S. Iqbal"),
     ("propagate", "Please ship the order to:\nAugust Samuelsson\nStorgatan 4\n", "August"),
+    # lower-case initials, a short syllable after a name, a name joined by "and" to a name
+    ("propagate", "escalated by k. mensah, waiting on finance", "k. mensah"),
+    ("propagate", "user chen na reports the export is empty", "chen na"),
+    ("propagate", "yusuf and faisal both asked about the refund", "faisal"),
+    # names by position: a modal-verb given name where no modal can stand, a given name
+    # addressed at the start of a line, the value of a person-role field
+    ("name_positions", "is will joining the standup or not", "will"),
+    ("name_positions", "Will, could you send the deck before lunch?", "Will"),
+    ("name_positions", "Next of kin: Le Van Hung (son)\nWard: 4B", "Le Van Hung"),
+    ("name_positions", "Surname: Hope\nFirst names: Daniel", "Hope"),
+    # the value of an address field
+    ("addresses", "Address: Kingsway Court, Hove\nPhone: none", "Kingsway Court, Hove"),
 ]
 
 
@@ -85,7 +97,9 @@ def test_ordinary_text_is_left_alone(analyzer: Analyzer) -> None:
              "Call foo_bar() in src/main.py with retries=3.",
              "The Committee approved the Budget on Tuesday.",
              "Residents said the road was closed.", "Discussed results with the team.",
-             "Kind regards, and thanks again."]
+             "Kind regards, and thanks again.", "I will send it tomorrow.",
+             "we may or may not go", "Will you review it?", "Address: see above",
+             "The Will of the deceased was read.", "Name: N/A"]
     for text, outcome in zip(texts, analyzer.analyze_batch(texts), strict=True):
         assert outcome.detections == [], text
 
