@@ -62,7 +62,8 @@ CASES = [
      "Norfolk NR21 0AX\nTel: 01328 878 123", "The Old Rectory\nChurch Lane\nLittle Snoring"),
     # initials, and a given name that is also a word, before a detected surname
     ("propagate", "Dictated by Dr Paul Lambert, typed by S. Iqbal.", "S. Iqbal"),
-    ("propagate", "Please ship the order to:\nAugust Samuelsson\nStorgatan 4\n", "August"),
+    ("uncommon_words", "Please ship the order to:\nAugust Samuelsson\nStorgatan 4\n", "August"),
+    ("propagate", "Please ship the order to:\nWill Samuelsson\nStorgatan 4\n", "Will"),
     # lower-case initials, a short syllable after a name, a name joined by "and" to a name
     ("propagate", "escalated by k. mensah, waiting on finance", "k. mensah"),
     ("propagate", "user chen na reports the export is empty", "chen na"),
@@ -73,6 +74,10 @@ CASES = [
     ("name_positions", "Will, could you send the deck before lunch?", "Will"),
     ("name_positions", "Next of kin: Le Van Hung (son)\nWard: 4B", "Le Van Hung"),
     ("name_positions", "Surname: Hope\nFirst names: Daniel", "Hope"),
+    # a short name in a headline written in capitals; a known given name opening a
+    # sentence with a capitalised surname after it, though both are English words
+    ("uncommon_words", "BOXING - JOSHUA BEATS RUIZ IN RIYADH", "RUIZ"),
+    ("uncommon_words", "Ivy Bell , the goalkeeper , was injured .", "Ivy Bell"),
     # the value of an address field
     ("addresses", "Address: Kingsway Court, Hove\nPhone: none", "Kingsway Court, Hove"),
 ]

@@ -32,7 +32,7 @@ from typing import Any
 import regex  # type: ignore[import-untyped,unused-ignore]
 
 from appliance.scrub.detection import Detection
-from appliance.scrub.recognizers import STREET_SUFFIXES, extend_name
+from appliance.scrub.recognizers import CAPWORD, NOT_NAMES, STREET_SUFFIXES, extend_name
 
 DISABLED: set[str] = set()
 """Test-only switch: names of detectors ("addresses", "digit_runs", "uncommon_words",
@@ -622,6 +622,23 @@ def _lower_line(text: str, pos: int) -> bool:
     return not any(c.isupper() for c in line)
 
 
+def _upper_line(text: str, pos: int) -> bool:
+    """The line around `pos` is written in capitals (a headline) and has several words."""
+    begin = text.rfind("\n", 0, pos) + 1
+    end = text.find("\n", pos)
+    line = text[begin:end if end >= 0 else len(text)]
+    return not any(c.islower() for c in line) and len(_ALPHA.findall(line)) >= 3
+
+
+def _next_capitalised(text: str, end: int) -> bool:
+    """A capitalised word that is not a stop word follows on the same line: a known name
+    opening a sentence with its surname after it ("Hope Solo , the former ...")."""
+    follow = CAPWORD.match(text, end)
+    return (follow is not None and "\n" not in text[end:follow.start(1)]
+            and follow.group(1).lower() not in _stop_words()
+            and follow.group(1) not in NOT_NAMES and follow.group(1) not in _NOT_SUBJECTS)
+
+
 def _sentence_initial(text: str, start: int) -> bool:
     before = text[max(0, start - 4):start].rstrip(" \t\"'(*>-")
     return not before or before[-1] in ".!?:\n;"
@@ -647,10 +664,12 @@ def uncommon_words(text: str, words: frozenset[str], timeout: float,
             continue
         if len(word) < 2 or not (lower or word[0].isupper()):
             continue
-        if word.isupper() and len(word) <= 4:
-            continue  # acronyms, state codes: not names
+        if word.isupper() and len(word) <= 4 and (len(word) < 3 or not _upper_line(
+                text, m.start())):
+            continue  # acronyms, state codes: not names (unless the line is all capitals)
         initial = _sentence_initial(text, m.start())
-        known = word.lower() in names and (lower or not initial)
+        known = word.lower() in names and (lower or not initial or (
+            word not in _NOT_SUBJECTS and _next_capitalised(text, m.start() + len(word))))
         if known or not is_english(word, words) or (
                 initial and not lower and _subject(text, m.end(), word, words)):
             end = m.start() + len(word)
