@@ -78,6 +78,12 @@ CASES = [
     # sentence with a capitalised surname after it, though both are English words
     ("uncommon_words", "BOXING - JOSHUA BEATS RUIZ IN RIYADH", "RUIZ"),
     ("uncommon_words", "Ivy Bell , the goalkeeper , was injured .", "Ivy Bell"),
+    # a known name in a list; a name before an escaped quote (JSON-escaped chat)
+    ("propagate", "They had 4: Jan, Kristi, Stephen and Nina.", "Jan"),
+    ("uncommon_words", "jasmine:\\\"i\\'m lisa\\'s daughter\\\"", "lisa"),
+    # an intersection; a street name in Greek capitals
+    ("addresses", "meet me at the corner of Main and Elm tonight", "the corner of Main and Elm"),
+    ("addresses", "Ship to 35 Σκαφίδια 5, Πάτρα", "35 Σκαφίδια 5"),
     # the value of an address field
     ("addresses", "Address: Kingsway Court, Hove\nPhone: none", "Kingsway Court, Hove"),
 ]

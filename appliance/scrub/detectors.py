@@ -153,7 +153,7 @@ _LOWER_TYPES = (
 
 
 def _anchors(cased: bool) -> Any:
-    word = r"[^\W\d_][\w'\u2019.-]*" if not cased else r"[A-Z\u00c0-\u024f][\w'\u2019.-]*"
+    word = r"[^\W\d_][\w'\u2019.-]*" if not cased else r"[\p{Lu}\u00c0-\u024f][\w'\u2019.-]*"
     not_stop = r"(?!(?i:the|a|an|and|or|for|of|to|in|on|at|my|with|from|by|is|are|was)\b)"
     name = rf"{not_stop}{word}"
     loose = rf"{not_stop}[^\W\d_][\w'\u2019.-]*"
@@ -184,15 +184,15 @@ def _anchors(cased: bool) -> Any:
         rf"|{UNIT_ANCHOR.pattern}"
         r"|\b(?i:p\.?\s?o\.?\s+box|psc|unit)\s+\d{1,6}"
         # a postcode line: "3609HA", "E9 9SG", "97497 Dupuis", "87-699 Swidnica"
-        r"|(?m:(?:^[ \t>]*|(?<=,[ \t]))(?:\d{2}-\d{3}|\d{4,5}),?[ \t]+[A-Z\u00c0-\u024f][\w'-]+)"
+        r"|(?m:(?:^[ \t>]*|(?<=,[ \t]))(?:\d{2}-\d{3}|\d{4,5}),?[ \t]+[\p{Lu}\u00c0-\u024f][\w'-]+)"
         # a town line ending in a postcode: "Albacete, 23923", "Noida 201301", "Tokyo 153-8902"
-        r"|(?m:(?:^[ \t>]*|(?<=\d,[ \t]))[A-Z\u00c0-\u024f][\w'.-]+"
-        r"(?:,?[ \t]+[A-Z\u00c0-\u024f][\w'.-]+){0,3},?"
+        r"|(?m:(?:^[ \t>]*|(?<=\d,[ \t]))[\p{Lu}\u00c0-\u024f][\w'.-]+"
+        r"(?:,?[ \t]+[\p{Lu}\u00c0-\u024f][\w'.-]+){0,3},?"
         r"[ \t]+(?:\d{3}-\d{4}|\d{4}-\d{3}|\d{2}-\d{3}|\d{4,6})[ \t]*$)"
         r"|\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b|(?m:^[ \t>]*\d{4}\s?[A-Z]{2}\b)"
         r"|\bUS[A-Z]{1,3}\s+[^\W\d_]+|\b[ADF]PO\s+A[AEP]\s+\d{5}\b"
         # Polish street abbreviations in lower case: "ul. Marszałkowska 84/92", "al. Jana 3"
-        r"|\b(?:ul|al|pl|os)\.[ \t]+[A-Z\u00c0-\u024f][\w'-]+(?:[ \t]+[\w'.-]+){0,3}?"
+        r"|\b(?:ul|al|pl|os)\.[ \t]+[\p{Lu}\u00c0-\u024f][\w'-]+(?:[ \t]+[\w'.-]+){0,3}?"
         r"[ \t]+\d{1,5}(?:/\d{1,5})?"
     )
 
@@ -438,6 +438,11 @@ _LAST_LINE = regex.compile(r"[^\W\d_][^\n]{0,40}\d{4,6}[ \t]*(?:\n|$)")
 """A country/town line with a postal code, after a blank line inside an address."""
 
 
+CORNER = regex.compile(
+    r"(?i:\bthe[ \t]+)?\b(?i:corner)[ \t]+of[ \t]+(?:[^\s,;]+[ \t]+){1,6}?(?:and|&)[ \t]+"
+    rf"(?:(?:[^\s,;]+[ \t]+){{0,4}}?(?i:{_SUFFIX_ALT})\b\.?|\p{{Lu}}[\w'-]+)")
+"""An intersection: "the corner of 149 William Street and Hill Road", "corner of Main and
+Elm"."""
 ADDRESS_FIELD = regex.compile(
     r"(?im)^[ \t]*(?:(?![^\n:]*(?:e-?mail|ip|mac|web|url))[^\W\d_][^\n:]{0,30}[ \t])?"
     r"address(?:[ \t]+line)?(?:[ \t]*\d)?[ \t]*:[ \t]*([^\W_][^\n]{2,100}?)[ \t]*$")
@@ -451,6 +456,7 @@ def addresses(text: str, timeout: float) -> list[Detection]:
     anchors = ANCHORS_ANY if lower_ok else ANCHORS_CASED
     spans = [(m.start(), m.end()) for m in anchors.finditer(text, timeout=timeout)]
     spans += [(m.start(1), m.end(1)) for m in CUES.finditer(text, timeout=timeout)]
+    spans += [(m.start(), m.end()) for m in CORNER.finditer(text, timeout=timeout)]
     spans += [(m.start(1), m.end(1)) for m in ADDRESS_FIELD.finditer(text, timeout=timeout)
               if regex.search(r"\d|,", m.group(1)) is not None]
     out = []
@@ -468,7 +474,7 @@ _STREET_LINE = regex.compile(
 
 
 _HOUSE_LINE = regex.compile(
-    r"[ \t>]*(?:The[ \t]+)?(?:[A-Z\u00c0-\u024f][\w'-]*[ \t]+){0,3}"
+    r"[ \t>]*(?:The[ \t]+)?(?:[\p{Lu}\u00c0-\u024f][\w'-]*[ \t]+){0,3}"
     r"(?:House|Cottage|Cottages|Rectory|Vicarage|Farm|Farmhouse|Lodge|Manor|Hall|Court|Mansions"
     r"|Apartments|Residency|Residences|Building|Tower|Towers|Villa|Villas|Mill|Barn|Grange"
     r"|Flats|Chambers|Heights|Estate|Block|Wing)[ \t]*\n[ \t>]*")
@@ -573,7 +579,9 @@ def is_english(word: str, words: frozenset[str]) -> bool:
 
 
 _AROUND = regex.compile(r"[\w/=:\\]*[\d_/=\\][\w]*$|[\w.]*@$")
-_AFTER = regex.compile(r"[\w]*[\d_]|[/=\\(]|\.[a-z]")
+_AFTER = regex.compile(r"[\w]*[\d_]|[/=(]|\\(?!['\"])|\.[a-z]")
+"""What follows a word of code or a path; an escaped quote (`\\'s` in JSON-escaped chat)
+is not code."""
 _CONTRACTION = regex.compile(r"(?i)['\u2019](?:s|d|ll|re|ve|m|t)$|n['\u2019]t$")
 _ALPHA = regex.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
 HONORIFIC = regex.compile(
@@ -809,12 +817,16 @@ _LOWER_INITIALS = regex.compile(r"(?<![\w.])(?:[a-z]\.[ \t]?){1,3}[ \t]*$")
 _SHORT_AFTER = regex.compile(r"[ \t]([a-z]{2})\b(?![.'\u2019-]\w)")
 _AND_BEFORE = regex.compile(
     r"(?<![\w'\u2019-])([^\W\d_][^\W\d_'\u2019-]{2,})[ \t]+(?:and|&)[ \t]+$")
+_COMMA_BEFORE = regex.compile(r"(?<![\w'\u2019-])([^\W\d_][^\W\d_'\u2019-]{2,}),[ \t]+$")
+_COMMA_AFTER = regex.compile(r",[ \t]+([^\W\d_][^\W\d_'\u2019-]{2,})(?=[ \t]*(?:,|and\b|&|$))",
+                             regex.M)
 _AND_AFTER = regex.compile(r"[ \t]+(?:and|&)[ \t]+([^\W\d_][^\W\d_'\u2019-]{2,})(?![\w'\u2019-])")
 
 
-def _around(text: str, d: Detection) -> list[Detection]:
+def _around(text: str, d: Detection, given: frozenset[str]) -> list[Detection]:
     """Around a detected name: lower-case initials before it and a two-letter syllable
-    after it in a lower-case line ("s. rahman", "li na"), a word joined to it by "and"."""
+    after it in a lower-case line ("s. rahman", "li na"), a word joined to it by "and", a
+    known name (of `given`) next to it in a list ("Jan, Kristi, Stephen")."""
     out = []
     lower_line = _lower_line(text, d.start)
     if lower_line:
@@ -830,6 +842,11 @@ def _around(text: str, d: Detection) -> list[Detection]:
     pair = _AND_AFTER.match(text, d.end)
     if pair is not None and _coordinated(pair.group(1), lower_line):
         out.append(Detection("PERSON", pair.start(1), pair.end(1), 0.4))
+    for pair in (_COMMA_BEFORE.search(text, max(0, d.start - 40), d.start),
+                 _COMMA_AFTER.match(text, d.end)):
+        if pair is not None and pair.group(1).lower() in given and _coordinated(
+                pair.group(1), lower_line):
+            out.append(Detection("PERSON", pair.start(1), pair.end(1), 0.4))  # "Jan, Kristi"
     return out
 
 
@@ -871,7 +888,7 @@ def propagate(text: str, found: Iterable[Detection], timeout: float,
         if before is not None and (before.group(1).lower() in given or (
                 before.group(1).lower() in MODAL_NAMES and given)):
             out.append(Detection("PERSON", before.start(), d.start, 0.4))  # "Will Rose"
-        out += _around(text, d)
+        out += _around(text, d, given)
         letters = POSTNOMINAL.match(text, d.end)
         if letters is not None:  # "Terry Cardoso PhD", "Amanda Sultygov MD"
             out.append(Detection("PERSON", d.end, letters.end(), 0.4))

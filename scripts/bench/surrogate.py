@@ -60,6 +60,7 @@ def _run(root: Path, model: Path, surrogate: bool, steps: int) -> dict[str, Any]
     from appliance.service.scrub import import_dataset
     from appliance.service.train import train
 
+    root.mkdir(parents=True)
     home = make_home(root / "home", _policy(surrogate))
     shutil.copytree(model, home.models_dir / model.name, copy_function=os.link)
     record_model(home, model.name, PASSPHRASE.strip().encode())
