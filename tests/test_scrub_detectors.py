@@ -84,6 +84,8 @@ CASES = [
     # an intersection; a street name in Greek capitals
     ("addresses", "meet me at the corner of Main and Elm tonight", "the corner of Main and Elm"),
     ("addresses", "Ship to 35 Σκαφίδια 5, Πάτρα", "35 Σκαφίδια 5"),
+    ("addresses", "The stall is at Calle Mayor x Calle Arenal, Madrid.",
+     "Calle Mayor x Calle Arenal"),
     # the value of an address field
     ("addresses", "Address: Kingsway Court, Hove\nPhone: none", "Kingsway Court, Hove"),
 ]
@@ -110,7 +112,8 @@ def test_ordinary_text_is_left_alone(analyzer: Analyzer) -> None:
              "Residents said the road was closed.", "Discussed results with the team.",
              "Kind regards, and thanks again.", "I will send it tomorrow.",
              "we may or may not go", "Will you review it?", "Address: see above",
-             "The Will of the deceased was read.", "Name: N/A"]
+             "The Will of the deceased was read.", "Name: N/A",
+             "I sat in the corner of the room and read."]
     for text, outcome in zip(texts, analyzer.analyze_batch(texts), strict=True):
         assert outcome.detections == [], text
 

@@ -443,6 +443,15 @@ CORNER = regex.compile(
     rf"(?:(?:[^\s,;]+[ \t]+){{0,4}}?(?i:{_SUFFIX_ALT})\b\.?|\p{{Lu}}[\w'-]+)")
 """An intersection: "the corner of 149 William Street and Hill Road", "corner of Main and
 Elm"."""
+_CAPS = r"\p{Lu}[\w'\u2019-]*"
+_CASED_PREFIX = "(?:" + "|".join(w.capitalize() for w in _PREFIX_ALT.split("|")) + ")"
+_CASED_SUFFIX = "(?:" + "|".join(w.capitalize() for w in sorted(set(SUFFIXES), key=len,
+                                                                 reverse=True)) + ")"
+_STREET = (rf"(?:{_CASED_PREFIX}\.?[ \t]+(?:{_CAPS}[ \t]+){{0,3}}{_CAPS}"
+           rf"|(?:{_CAPS}[ \t]+){{1,3}}{_CASED_SUFFIX}\b\.?)")
+INTERSECTION = regex.compile(rf"\b{_STREET}[ \t]+(?:x|X|&|/|and|at)[ \t]+{_STREET}")
+"""Two named streets joined ("Rue Carnot x Rue Félix Faure", "Main Street and Elm
+Avenue"): an address without a house number."""
 ADDRESS_FIELD = regex.compile(
     r"(?im)^[ \t]*(?:(?![^\n:]*(?:e-?mail|ip|mac|web|url))[^\W\d_][^\n:]{0,30}[ \t])?"
     r"address(?:[ \t]+line)?(?:[ \t]*\d)?[ \t]*:[ \t]*([^\W_][^\n]{2,100}?)[ \t]*$")
@@ -457,6 +466,7 @@ def addresses(text: str, timeout: float) -> list[Detection]:
     spans = [(m.start(), m.end()) for m in anchors.finditer(text, timeout=timeout)]
     spans += [(m.start(1), m.end(1)) for m in CUES.finditer(text, timeout=timeout)]
     spans += [(m.start(), m.end()) for m in CORNER.finditer(text, timeout=timeout)]
+    spans += [(m.start(), m.end()) for m in INTERSECTION.finditer(text, timeout=timeout)]
     spans += [(m.start(1), m.end(1)) for m in ADDRESS_FIELD.finditer(text, timeout=timeout)
               if regex.search(r"\d|,", m.group(1)) is not None]
     out = []
@@ -836,12 +846,11 @@ def _around(text: str, d: Detection, given: frozenset[str]) -> list[Detection]:
         short = _SHORT_AFTER.match(text, d.end)
         if short is not None and short.group(1) not in _stop_words():
             out.append(Detection("PERSON", d.end, short.end(), 0.4))  # "li na"
-    pair = _AND_BEFORE.search(text, max(0, d.start - 40), d.start)
-    if pair is not None and _coordinated(pair.group(1), lower_line):
-        out.append(Detection("PERSON", pair.start(1), pair.end(1), 0.4))  # "faisal and noor"
-    pair = _AND_AFTER.match(text, d.end)
-    if pair is not None and _coordinated(pair.group(1), lower_line):
-        out.append(Detection("PERSON", pair.start(1), pair.end(1), 0.4))
+    for pair in (_AND_BEFORE.search(text, max(0, d.start - 40), d.start),
+                 _AND_AFTER.match(text, d.end)):  # "faisal and noor", "Tom and Jerry"
+        if pair is not None and (lower_line or pair.group(1).lower() in given) and (
+                _coordinated(pair.group(1), lower_line)):
+            out.append(Detection("PERSON", pair.start(1), pair.end(1), 0.4))
     for pair in (_COMMA_BEFORE.search(text, max(0, d.start - 40), d.start),
                  _COMMA_AFTER.match(text, d.end)):
         if pair is not None and pair.group(1).lower() in given and _coordinated(
@@ -852,7 +861,8 @@ def _around(text: str, d: Detection, given: frozenset[str]) -> list[Detection]:
 
 def _coordinated(word: str, lower_line: bool) -> bool:
     """A word joined by "and" to a detected name is a name too ("Tom and Jerry", "faisal
-    and noor"): capitalised in cased text, any in a lower-case line; never a stop word."""
+    and noor"): a capitalised known name in cased text, any word in a lower-case line;
+    never a stop word."""
     return (word[0].isupper() or lower_line) and word.lower() not in _stop_words() and (
         word not in _NOT_SUBJECTS) and not (word.isupper() and len(word) <= 4)
 
