@@ -465,10 +465,13 @@ def addresses(text: str, timeout: float) -> list[Detection]:
     anchors = ANCHORS_ANY if lower_ok else ANCHORS_CASED
     spans = [(m.start(), m.end()) for m in anchors.finditer(text, timeout=timeout)]
     spans += [(m.start(1), m.end(1)) for m in CUES.finditer(text, timeout=timeout)]
-    spans += [(m.start(), m.end()) for m in CORNER.finditer(text, timeout=timeout)]
+    low = text.lower()
+    if "corner" in low:
+        spans += [(m.start(), m.end()) for m in CORNER.finditer(text, timeout=timeout)]
     spans += [(m.start(), m.end()) for m in INTERSECTION.finditer(text, timeout=timeout)]
-    spans += [(m.start(1), m.end(1)) for m in ADDRESS_FIELD.finditer(text, timeout=timeout)
-              if regex.search(r"\d|,", m.group(1)) is not None]
+    if "address" in low:
+        spans += [(m.start(1), m.end(1)) for m in ADDRESS_FIELD.finditer(text, timeout=timeout)
+                  if regex.search(r"\d|,", m.group(1)) is not None]
     out = []
     for first, end in spans:
         start = _previous_lines(text, _block_start(text, first, lower_ok))
@@ -781,14 +784,15 @@ def name_positions(text: str, names: frozenset[str], timeout: float) -> list[Det
     addressed at the start of a line ("Will, can you ...", "Ivy - I've cc'd ..."), and the
     given name "will" where the modal verb cannot stand ("is will coming", "help will
     reset", "thanks will", "will said")."""
-    out = [*_field_values(text, timeout)]
+    out = [*_field_values(text, timeout)] if ":" in text else []
     for m in _VOCATIVE.finditer(text, timeout=timeout):
         word = m.group(1)
         if (word.lower() in names or word.lower() in MODAL_NAMES) and (
                 word[0].isupper() or _lower_line(text, m.start(1))) and (
                 word not in _NOT_SUBJECTS):
             out.append(Detection("PERSON", m.start(1), m.end(1), 0.4))
-    for m in regex.finditer(r"(?i)\bwill\b", text, timeout=timeout):
+    wills = regex.finditer(r"(?i)\bwill\b", text, timeout=timeout) if "ill" in text.lower() else ()
+    for m in wills:
         if not (m.group()[0].isupper() or _lower_line(text, m.start())) or _DETERMINER.search(
                 text, max(0, m.start() - 10), m.start()) is not None:
             continue  # "i will" in cased text, "the Will of the deceased", "a living will"
