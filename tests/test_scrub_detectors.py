@@ -208,16 +208,17 @@ def test_surrogate_operator_is_realistic_consistent_and_keyed() -> None:
     assert Anonymizer(pii, b"j" * 32).apply(text, spans).split(" called ")[0] != first
 
 
-@pytest.mark.parametrize("name", ["news", "legal", "clinical", "chat", "letters"])
+@pytest.mark.parametrize("name", ["news", "legal", "clinical", "chat", "letters", "email",
+                                  "tickets", "forms", "wire", "probe"])
 def test_hand_written_prose_sets(analyzer: Analyzer, name: str) -> None:
     """The hand-written prose sets (real-world-style names of many origins, surnames alone,
     initials, lower case, addresses over several lines; tests/data/pii_prose/README.md):
-    >= 94% of direct identifiers fully masked per set, at most one span leaked per set,
+    >= 97% of direct identifiers fully masked per set, at most one span leaked per set,
     over-redaction <= 25%. These are development sets: the figures are in
     docs/benchmarks.md."""
     result = evaluate_file(REPO / "tests" / "data" / "pii_prose" / f"{name}.json", _policy(),
                            analyzer=analyzer, workers=1)
     direct = result["direct_identifiers"]
-    assert direct["masked"] >= 0.94, direct
+    assert direct["masked"] >= 0.97, direct
     assert direct["leaked"] * direct["n"] <= 1.0 + 1e-9, direct
     assert result["over_redaction"] <= 0.25
