@@ -319,3 +319,19 @@ def test_single_thread_setting_is_not_inherited(monkeypatch: pytest.MonkeyPatch)
     with single_blas_thread():
         assert os.environ["OMP_NUM_THREADS"] == "1" and os.environ["MKL_NUM_THREADS"] == "4"
     assert "OMP_NUM_THREADS" not in os.environ and os.environ["MKL_NUM_THREADS"] == "4"
+
+
+def test_dates_and_urls_are_found_once_a_policy_lists_them(analyzer: Analyzer) -> None:
+    """A policy that lists DATE_TIME (HIPAA Safe Harbor counts dates as identifiers) gets
+    dates found, by spaCy's DATE/TIME labels and Presidio's date patterns, and URL gets
+    links; the default policy, which lists neither, leaves both in the text."""
+    texts = ["She was admitted on 12 March 2019 and seen again on 2019-04-02.",
+             "The discharge summary is at https://records.example.org/p/48213 now."]
+    wanted = [*_policy().pii.entities, "DATE_TIME", "URL"]
+    listed = build_analyzer(_policy(entities=wanted))
+    found = [{(t[d.start:d.end], d.entity) for d in o.detections}
+             for t, o in zip(texts, analyze_all(listed, texts, workers=1), strict=True)]
+    assert {"12 March 2019", "2019-04-02"} <= {s for s, e in found[0] if e == "DATE_TIME"}
+    assert any(e == "URL" and "records.example.org" in s for s, e in found[1])
+    default = analyze_all(analyzer, texts, workers=1)
+    assert not [d for o in default for d in o.detections if d.entity in ("DATE_TIME", "URL")]

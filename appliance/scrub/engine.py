@@ -30,11 +30,15 @@ from appliance.scrub.detection import Detection
 from appliance.scrub.offline import force_offline, single_blas_thread
 
 NER_LABELS = {"PERSON": "PERSON", "PER": "PERSON", "GPE": "LOCATION", "LOC": "LOCATION",
-              "FAC": "LOCATION", "NORP": "NRP", "ORG": "ORGANIZATION"}
+              "FAC": "LOCATION", "NORP": "NRP", "ORG": "ORGANIZATION", "DATE": "DATE_TIME",
+              "TIME": "DATE_TIME"}
 NER_ENTITIES = frozenset(NER_LABELS.values())
+NAMED_ENTITIES = NER_ENTITIES - {"DATE_TIME"}
+"""The NER types that name something (what the not-a-name filter of a detection applies to)."""
 PRESIDIO_DEFAULTS = ("CryptoRecognizer", "MedicalLicenseRecognizer", "UsBankRecognizer",
                      "UsItinRecognizer", "UsPassportRecognizer", "NhsRecognizer",
-                     "UrlRecognizer", "MacAddressRecognizer", "UuidRecognizer")
+                     "UrlRecognizer", "MacAddressRecognizer", "UuidRecognizer",
+                     "DateRecognizer")
 """Presidio's predefined English recognizers the first pass keeps. Cards, e-mail, IBAN, IP,
 SSN and phone numbers come from the appliance's catalogue and recognizers instead (same
 recall on the dev set, a third of the time; Presidio's region-looping phone recognizer is
@@ -113,9 +117,8 @@ def _spacy_engine(model_path: Path | None) -> Any:
 
     config = NerModelConfiguration(model_to_presidio_entity_mapping=dict(NER_LABELS),
                                    labels_to_ignore=["CARDINAL", "ORDINAL", "QUANTITY", "MONEY",
-                                                     "PERCENT", "DATE", "TIME", "LANGUAGE",
-                                                     "LAW", "EVENT", "WORK_OF_ART",
-                                                     "PRODUCT"])
+                                                     "PERCENT", "LANGUAGE", "LAW", "EVENT",
+                                                     "WORK_OF_ART", "PRODUCT"])
     engine = _NerOnlyEngine(models=[{"lang_code": "en", "model_name": "blank"}],
                             ner_model_configuration=config)
     if model_path is None:
@@ -254,7 +257,7 @@ class Analyzer:
         detections = []
         for r in results:
             found = text[r.start:r.end].strip()
-            if r.entity_type in NER_ENTITIES and (
+            if r.entity_type in NAMED_ENTITIES and (
                     found in NOT_NAMES or found.capitalize() in NOT_NAMES
                     or not any(c.isalpha() for c in found)
                     or (r.entity_type == "PERSON" and any(c.isdigit() for c in found))):

@@ -35,7 +35,8 @@ CAN_MISS = (
     "a name that is an English word, alone and without a cue, in the middle of a sentence",
     "identifiers spelled out, split over records, or in images and attachments",
     "quasi-identifiers (dates, ages, employers, job titles, rare conditions): the default "
-    "policy does not scrub DATE_TIME, ORGANIZATION or URLs/domain names",
+    "policy does not scrub DATE_TIME, ORGANIZATION or URLs/domain names (add DATE_TIME "
+    "and URL to pii.entities for HIPAA Safe Harbor)",
     "the residual pass counts cards, e-mail, IBAN, IP, SSN, phones and secrets only: a name "
     "or address it misses is not counted",
 )
