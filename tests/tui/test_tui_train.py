@@ -229,7 +229,6 @@ def _audit(home: Home) -> list[dict[str, object]]:
     return [json.loads(line) for line in home.audit_log.read_text().splitlines() if line]
 
 
-@pytest.mark.slow  # 2.5 min of real trainer children; the CLI runs them in the default suite
 def test_a_real_run_from_the_page_plots_cancels_resumes_and_signs(ready_home: Home) -> None:
     """Start the tiny recipe with s and a passphrase typed into the modal: the real trainer
     runs in its child, the loss plot receives points, c stops it at a step boundary with a
