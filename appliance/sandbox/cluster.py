@@ -39,6 +39,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -51,6 +52,8 @@ from appliance.errors import IsolationError, UsageError
 WEAKEN_ENV = "APPLIANCE_TEST_WEAKEN_CLUSTER_FILTER"
 TABLE = "appliance"
 STATE_DIR = Path("/run/appliance/cluster")
+_OURS_NETNS = re.compile(r"appliance-[0-9a-f]{8}")
+_OURS_LINK = re.compile(r"apl[0-9a-f]{8}")
 """One `NAMESPACE.lock` per live run (what it made, as JSON; flock held while it runs)."""
 
 
@@ -187,8 +190,10 @@ def sweep() -> list[str]:
             except ValueError:
                 made = {}
             name = str(made.get("netns") or record.name.removesuffix(".lock"))
-            for argv in ([ip, "netns", "del", name],
-                         [ip, "link", "del", str(made.get("link") or "")]):
+            link = str(made.get("link") or "")
+            # only names this module makes: a stray record cannot delete eth0
+            for argv in ([ip, "netns", "del", name if _OURS_NETNS.fullmatch(name) else ""],
+                         [ip, "link", "del", link if _OURS_LINK.fullmatch(link) else ""]):
                 if argv[-1]:
                     subprocess.run(argv, capture_output=True, check=False, timeout=30)
             record.unlink(missing_ok=True)

@@ -62,3 +62,23 @@ def test_a_killed_run_leaves_its_namespace_until_the_next_run_sweeps_it() -> Non
             assert live.netns in _namespaces() and _table(live.netns)
         assert live.netns not in _namespaces()
         assert not (cluster.STATE_DIR / f"{live.netns}.lock").exists()
+
+
+def test_a_stray_record_naming_other_interfaces_deletes_nothing_of_theirs() -> None:
+    """A record in the state directory that names a namespace and a link this module did
+    not make (as a stray or planted file could: `eth0`) is cleared, and they stay."""
+    try:
+        subprocess.run(["ip", "netns", "add", "victim-ns"], check=True)
+        subprocess.run(["ip", "link", "add", "victim0", "type", "veth", "peer", "name",
+                        "victim1"], check=True)
+        cluster.STATE_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
+        record = cluster.STATE_DIR / "victim-ns.lock"
+        record.write_text(json.dumps({"netns": "victim-ns", "link": "victim0", "pid": 1}))
+        cluster.sweep()
+        assert not record.exists()
+        assert "victim-ns" in _namespaces()
+        assert subprocess.run(["ip", "link", "show", "victim0"], capture_output=True,
+                              check=False).returncode == 0
+    finally:
+        subprocess.run(["ip", "link", "del", "victim0"], capture_output=True, check=False)
+        subprocess.run(["ip", "netns", "del", "victim-ns"], capture_output=True, check=False)
