@@ -67,10 +67,10 @@ if TYPE_CHECKING:
 
 Event = dict[str, Any]
 INJECT_NAN_ENV = "APPLIANCE_TEST_INJECT_NAN_STEP"
-EXIT_AT_END_ENV = "APPLIANCE_TEST_WORKER_EXIT_AT_END"
-"""Test-only, `RANK:STATUS`: that training worker exits with STATUS once its work is done."""
 """Test-only (not a product option, not in the policy or the recipe): multiply the loss of
 this optimizer step by NaN in the trainer, to show that the guard stops the run at once."""
+EXIT_AT_END_ENV = "APPLIANCE_TEST_WORKER_EXIT_AT_END"
+"""Test-only, `RANK:STATUS`: that training worker exits with STATUS once its work is done."""
 
 
 class RecordsProvider(Protocol):

@@ -4,6 +4,7 @@ with a fixed benchmark passphrase; benchmarks do not import the test suite."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from appliance.home import Home
 from appliance.resources import shipped_policy
@@ -19,3 +20,13 @@ def make_home(root: Path, policy_text: str | None = None) -> Home:
     home = Home(root)
     init_home(home, PASSPHRASE.strip().encode(), source)
     return home
+
+
+def import_default_model(home: Home) -> Any:
+    """The embedded default base model converted into `home` (its ModelRecord)."""
+    from appliance.models import importer
+    from appliance.policy import load_policy
+
+    record, _, _ = importer.import_model(home, load_policy(home.policy_file),
+                                         importer.default_gguf(), importer.DEFAULT_NAME)
+    return record

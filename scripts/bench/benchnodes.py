@@ -88,10 +88,9 @@ def node_main(spec: dict[str, Any]) -> int:
 def two_nodes(args: argparse.Namespace, records: Callable[..., list[dict[str, Any]]],
               recipe_text: Callable[[argparse.Namespace], str]) -> int:
     """Both sides, then the comparison line."""
-    from benchhome import PASSPHRASE, make_home
+    from benchhome import PASSPHRASE, import_default_model, make_home
 
     from appliance.models import importer
-    from appliance.policy import load_policy
     from appliance.service.models import record_model
     from appliance.service.train import train
 
@@ -100,8 +99,7 @@ def two_nodes(args: argparse.Namespace, records: Callable[..., list[dict[str, An
         return 2
     work = Path(tempfile.mkdtemp(prefix="bench-nodes-"))
     homes = [make_home(work / f"node{i}", policy_text()) for i in range(2)]
-    importer.import_model(homes[0], load_policy(homes[0].policy_file),
-                          importer.default_gguf(), importer.DEFAULT_NAME)
+    import_default_model(homes[0])
     shutil.copytree(homes[0].models_dir / importer.DEFAULT_NAME,
                     homes[1].models_dir / importer.DEFAULT_NAME, copy_function=os.link)
     for home in homes:

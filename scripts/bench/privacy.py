@@ -24,6 +24,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from benchhome import import_default_model  # noqa: E402
+
 from appliance.passphrase import read_passphrase  # noqa: E402
 from appliance.resources import shipped_policy  # noqa: E402
 from appliance.service.models import record_model  # noqa: E402
@@ -57,16 +59,13 @@ def _brief(result: dict[str, Any], wall: float) -> dict[str, Any]:
 
 def main() -> int:
     """Run both controls; print the details, then the JSON line."""
-    from appliance.models import importer
-    from appliance.policy import load_policy
     from appliance.service.scrub import import_dataset
 
     epochs = int(sys.argv[1]) if len(sys.argv) > 1 else 6
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         base = make_home(root / "model-home")
-        record, _, _ = importer.import_model(base, load_policy(base.policy_file),
-                                             importer.default_gguf(), importer.DEFAULT_NAME)
+        record = import_default_model(base)
         home, pass_file = _home(root / "pos", record.path, plant=False)
         control.store_unscrubbed(home, PASSPHRASE.strip().encode(), "pos",
                                  control.base_records())

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts" / "bench"))
 
-from benchhome import PASSPHRASE, make_home  # noqa: E402
+from benchhome import PASSPHRASE, import_default_model, make_home  # noqa: E402
 
 from appliance.passphrase import read_passphrase  # noqa: E402
 from appliance.resources import shipped_policy  # noqa: E402
@@ -85,15 +85,12 @@ def _run(root: Path, model: Path, surrogate: bool, steps: int) -> dict[str, Any]
 
 def main() -> int:
     """Both runs; details, then the JSON line."""
-    from appliance.models import importer
-    from appliance.policy import load_policy
 
     steps = int(sys.argv[1]) if len(sys.argv) > 1 else 12
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         base = make_home(root / "model-home")
-        record, _, _ = importer.import_model(base, load_policy(base.policy_file),
-                                             importer.default_gguf(), importer.DEFAULT_NAME)
+        record = import_default_model(base)
         default = _run(root / "default", record.path, surrogate=False, steps=steps)
         fake = _run(root / "surrogate", record.path, surrogate=True, steps=steps)
     print(json.dumps({"default": default, "surrogate": fake, "steps": steps}, indent=2))

@@ -178,19 +178,17 @@ def main() -> int:  # noqa: PLR0915 - a linear benchmark script
 
         return two_nodes(args, records, recipe_text)
 
-    from benchhome import PASSPHRASE, make_home
+    from benchhome import PASSPHRASE, import_default_model, make_home
 
     from appliance.home import Home
     from appliance.models import importer
-    from appliance.policy import load_policy
     from appliance.service.models import record_model
     from appliance.service.train import train
 
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     home = Home(Path(args.home)) if args.home else make_home(work / "home")
     if not (home.models_dir / importer.DEFAULT_NAME).exists():
-        importer.import_model(home, load_policy(home.policy_file), importer.default_gguf(),
-                              importer.DEFAULT_NAME)
+        import_default_model(home)
         # training needs an authenticated record of the weights (what `model import` with
         # the passphrase writes)
         record_model(home, importer.DEFAULT_NAME, PASSPHRASE.strip().encode())
